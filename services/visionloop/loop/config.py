@@ -1,0 +1,46 @@
+"""Hub settings: where metadata and blobs live."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
+
+from visionloop.runtime.config import ServiceSettings
+
+
+class LoopSettings(ServiceSettings):
+    database_url: str = Field(
+        "",
+        alias="DATABASE_URL",
+        description="SQLAlchemy URL: sqlite:///path.db (embedded) or postgresql://... (cluster); "
+        "empty uses SQLite in the data folder.",
+        repr=False,
+    )
+    s3_endpoint: str = Field(
+        "", alias="S3_ENDPOINT", description="S3-compatible endpoint URL; empty keeps blobs in the data folder."
+    )
+    s3_bucket: str = Field("", alias="S3_BUCKET", description="Bucket for images, models and the Triton repository.")
+    s3_access_key_id: str = Field("", alias="S3_ACCESS_KEY_ID", description="S3 access key id.", repr=False)
+    s3_secret_access_key: str = Field("", alias="S3_SECRET_ACCESS_KEY", description="S3 secret key.", repr=False)
+    s3_region: str = Field("us-east-1", alias="S3_REGION", description="S3 region.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:// or postgresql:// (e.g. postgresql://user@db:5432/visionloop)")
+        return value
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://minio:9000")
+        return value
+
+    @model_validator(mode="after")
+    def _bucket_with_endpoint(self) -> Self:
+        if self.s3_endpoint and not self.s3_bucket:
+            raise ValueError("S3_BUCKET must be set when S3_ENDPOINT is set")
+        return self

@@ -1,0 +1,190 @@
+"""Configuration from the environment, validated once at start-up.
+
+Every setting has the environment name users set (``Field(alias=...)``); command-line flags
+override by field name. A bad or missing setting raises ``ConfigError`` whose message is one
+line naming the setting, which the CLI prints before exiting non-zero.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROLES = ("robot", "annotator", "node", "admin")
+_TOKEN_PAIR = re.compile(r"^(?P<role>[a-z]+)=(?P<token>\S+)$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; ``str()`` is one line naming it."""
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service understands.
+
+    Validator names are unique across the settings mix-ins: services inherit several of them.
+    """
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", alias="VISIONLOOP_HOST", description="Address the gRPC server binds to.")
+    port: int | None = Field(
+        None,
+        alias="VISIONLOOP_PORT",
+        ge=0,
+        le=65535,
+        description="gRPC port (0: pick a free one; unset: the service's).",
+    )
+    metrics_port: int | None = Field(
+        None,
+        alias="VISIONLOOP_METRICS_PORT",
+        ge=-1,
+        le=65535,
+        description="Prometheus /metrics port (0: pick a free one, -1: off; unset: the service's).",
+    )
+    data_dir: Path = Field(
+        Path.home() / ".visionloop", alias="VISIONLOOP_DATA_DIR", description="Folder for the service's local state."
+    )
+    log_format: LogFormat = Field(
+        LogFormat.AUTO, alias="VISIONLOOP_LOG_FORMAT", description="json, console, or auto (console on a TTY)."
+    )
+    log_level: str = Field("info", alias="VISIONLOOP_LOG_LEVEL", description="debug, info, warning or error.")
+    auth_tokens: str = Field(
+        "",
+        alias="VISIONLOOP_AUTH_TOKENS",
+        description="Comma-separated role=token pairs (roles: robot, annotator, node, admin); empty disables auth.",
+        repr=False,
+    )
+    tls_cert: Path | None = Field(None, alias="VISIONLOOP_TLS_CERT", description="Server certificate chain (PEM).")
+    tls_key: Path | None = Field(None, alias="VISIONLOOP_TLS_KEY", description="Server private key (PEM).")
+    tls_client_ca: Path | None = Field(
+        None, alias="VISIONLOOP_TLS_CLIENT_CA", description="CA for client certificates; setting it requires mTLS."
+    )
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024,
+        alias="VISIONLOOP_MAX_MESSAGE_BYTES",
+        ge=1024 * 1024,
+        le=256 * 1024 * 1024,
+        description="Largest gRPC message accepted or sent; blobs travel in chunks regardless.",
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0, alias="VISIONLOOP_SHUTDOWN_GRACE_SECONDS", ge=0, description="Time in-flight calls get after SIGTERM."
+    )
+    shutdown_drain_seconds: float = Field(
+        1.0,
+        alias="VISIONLOOP_SHUTDOWN_DRAIN_SECONDS",
+        ge=0,
+        description="Time health reports NOT_SERVING while still serving, so load balancers move away first.",
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("must be one of debug, info, warning, error, critical")
+        return value.lower()
+
+    @field_validator("auth_tokens")
+    @classmethod
+    def _token_pairs(cls, value: str) -> str:
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            match = _TOKEN_PAIR.match(pair)
+            if not match:
+                # Never echo the pair: it holds a secret.
+                raise ValueError("expected comma-separated role=token pairs")
+            if match["role"] not in ROLES:
+                raise ValueError(f"unknown role {match['role']!r}; roles are {', '.join(ROLES)}")
+        return value
+
+    @field_validator("tls_cert", "tls_key", "tls_client_ca")
+    @classmethod
+    def _server_files_exist(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {value} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("VISIONLOOP_TLS_CERT and VISIONLOOP_TLS_KEY must be set together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("VISIONLOOP_TLS_CLIENT_CA (mutual TLS) needs VISIONLOOP_TLS_CERT and VISIONLOOP_TLS_KEY")
+        return self
+
+    def tokens(self) -> dict[str, str]:
+        """Map token -> role."""
+        pairs = (p.strip() for p in self.auth_tokens.split(","))
+        return {token: role for role, _, token in (p.partition("=") for p in pairs if p)}
+
+
+class PeerSettings(BaseSettings):
+    """How a node reaches the hub (names kept from the learning-loop node library)."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    loop_host: str = Field("127.0.0.1:50051", alias="LOOP_HOST", description="Hub address host:port.")
+    loop_organization: str = Field("demo", alias="LOOP_ORGANIZATION", description="Organization the node works for.")
+    loop_project: str = Field("demo", alias="LOOP_PROJECT", description="Project the node works for.")
+    loop_ssl_cert_path: Path | None = Field(
+        None, alias="LOOP_SSL_CERT_PATH", description="CA certificate for TLS to the hub; unset means plaintext."
+    )
+    loop_client_cert: Path | None = Field(None, alias="LOOP_CLIENT_CERT", description="Client certificate for mTLS.")
+    loop_client_key: Path | None = Field(None, alias="LOOP_CLIENT_KEY", description="Client key for mTLS.")
+    loop_token: str = Field(
+        "", alias="LOOP_TOKEN", description="Bearer token the node presents to the hub.", repr=False
+    )
+
+    @field_validator("loop_host")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected host:port, e.g. loop.example.com:50051")
+        return value
+
+    @field_validator("loop_organization", "loop_project")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", value):
+            raise ValueError("use 1-64 characters of a-z, 0-9, '_' and '-'")
+        return value
+
+    @field_validator("loop_ssl_cert_path", "loop_client_cert", "loop_client_key")
+    @classmethod
+    def _peer_files_exist(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {value} does not exist")
+        return value
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _first_line(error: ValidationError, cls: type[BaseSettings]) -> str:
+    """Render the first validation error as 'configuration error: NAME: reason'."""
+    detail = error.errors(include_url=False, include_input=False)[0]
+    loc = detail.get("loc") or ()
+    name = str(loc[0]) if loc else ""
+    field = cls.model_fields.get(name)
+    if field is not None and field.alias:
+        name = field.alias
+    reason = str(detail.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"configuration error: {name}: {reason}" if name else f"configuration error: {reason}"
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Read ``cls`` from the environment; ``overrides`` (command-line flags) win. Raises ``ConfigError``."""
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        raise ConfigError(_first_line(error, cls).replace("\n", " ")) from None

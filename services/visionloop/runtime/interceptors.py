@@ -1,0 +1,234 @@
+"""The server interceptor chain, outermost first: request id -> auth -> metrics -> open streams -> exceptions.
+
+Each interceptor opens a *scope* around the call (see ``rpc.wrap_handler``). Requests refused
+by auth never reach metrics or the handler; exceptions are turned into statuses innermost, so
+metrics record the code the client actually sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import lru_cache
+
+import grpc
+import structlog
+from google.protobuf import descriptor_pool
+
+from visionloop.common.v1 import access_pb2
+from visionloop.runtime import errors
+from visionloop.runtime.metrics import AUTH_FAILURES, GRPC_HANDLED, GRPC_HANDLING_SECONDS, GRPC_STARTED
+from visionloop.runtime.rpc import RpcInfo, status_of, wrap_handler
+
+log = structlog.stdlib.get_logger("visionloop.rpc")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Probes and tooling must work without a token.
+PUBLIC_SERVICE_PREFIXES = ("grpc.health.v1.", "grpc.reflection.")
+_SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
+
+
+class ScopedInterceptor(grpc.aio.ServerInterceptor):
+    """Base: run ``scope(info, context)`` around every call."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
+            return handler
+        info = RpcInfo.from_call(handler_call_details, handler)
+        return wrap_handler(handler, lambda context: self.scope(info, context))
+
+    def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        raise NotImplementedError
+
+
+class RequestIdInterceptor(ScopedInterceptor):
+    """Reads ``x-request-id`` (or makes one), binds it into the log context, returns it in trailers, logs the call."""
+
+    @asynccontextmanager
+    async def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        given = info.metadata.get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        started = time.perf_counter()
+        error: BaseException | None = None
+        with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=info.full_method):
+            try:
+                yield
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                code = status_of(context, error)
+                fields = {"grpc_code": code.name, "duration_ms": round((time.perf_counter() - started) * 1000, 3)}
+                # Successful calls only at debug: a detector serves 30 frames per second per camera.
+                if code in _SERVER_FAULTS:
+                    log.error("rpc finished", **fields)
+                elif code is not grpc.StatusCode.OK:
+                    log.info("rpc finished", **fields)
+                elif not info.service.startswith(PUBLIC_SERVICE_PREFIXES):
+                    log.debug("rpc finished", **fields)
+
+
+@lru_cache(maxsize=1024)
+def allowed_roles(full_method: str) -> frozenset[str] | None:
+    """Roles that may call ``full_method`` per the contract's ``access`` option; None means public.
+
+    Methods without the option (or not in the descriptor pool) are admin-only.
+    """
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    if service.startswith(PUBLIC_SERVICE_PREFIXES):
+        return None
+    roles = {"admin"}
+    try:
+        descriptor = descriptor_pool.Default().FindMethodByName(f"{service}.{method}")
+    except KeyError:
+        return frozenset(roles)
+    options = descriptor.GetOptions()
+    if options.HasExtension(access_pb2.access):
+        for role in options.Extensions[access_pb2.access].roles:
+            roles.add(access_pb2.Role.Name(role).removeprefix("ROLE_").lower())
+    return frozenset(roles)
+
+
+class AuthInterceptor(ScopedInterceptor):
+    """Bearer-token auth with roles. ``tokens`` maps token -> role; tokens are never logged."""
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        self._tokens = tuple(tokens.items())
+
+    def _role_of(self, presented: str) -> str | None:
+        role_found = None
+        for token, role in self._tokens:  # compare against every token: constant time per token
+            if hmac.compare_digest(token.encode(), presented.encode()):
+                role_found = role
+        return role_found
+
+    @asynccontextmanager
+    async def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        allowed = allowed_roles(info.full_method)
+        if allowed is None:
+            yield
+            return
+        header = info.metadata.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            AUTH_FAILURES.labels(info.service, "missing").inc()
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing credentials: send metadata 'authorization: Bearer <token>'",
+            )
+        role = self._role_of(presented.strip())
+        if role is None:
+            AUTH_FAILURES.labels(info.service, "invalid").inc()
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid token")
+        if role not in allowed:
+            AUTH_FAILURES.labels(info.service, "forbidden").inc()
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"role '{role}' may not call {info.service}/{info.method} (allowed: {', '.join(sorted(allowed))})",
+            )
+        with structlog.contextvars.bound_contextvars(role=role):
+            yield
+
+
+class MetricsInterceptor(ScopedInterceptor):
+    """``grpc_server_started_total``, ``grpc_server_handled_total`` and ``grpc_server_handling_seconds``."""
+
+    @asynccontextmanager
+    async def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        labels = (info.kind, info.service, info.method)
+        GRPC_STARTED.labels(*labels).inc()
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            GRPC_HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+            GRPC_HANDLED.labels(*labels, status_of(context, error).name).inc()
+
+
+class OpenStreamInterceptor(ScopedInterceptor):
+    """Tracks open-ended streams so shutdown can end them instead of waiting out the grace period.
+
+    By convention a response stream named ``Watch*`` or ``*Stream`` (health watches, event
+    watches, ``DetectStream``) never ends on its own. After the drain period, ``close_all`` ends
+    each with UNAVAILABLE, which tells the client to reconnect (to another replica); unary calls
+    and finite streams keep their grace period.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._closing = False
+
+    @staticmethod
+    def open_ended(info: RpcInfo) -> bool:
+        return info.kind in {"server_stream", "bidi_stream"} and (
+            info.method.startswith("Watch") or info.method.endswith("Stream")
+        )
+
+    @asynccontextmanager
+    async def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is None or not self.open_ended(info):
+            yield
+            return
+        self._tasks.add(task)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            task.uncancel()
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
+        finally:
+            self._tasks.discard(task)
+
+    def close_all(self) -> int:
+        """End every open-ended stream; returns how many were open."""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        return len(self._tasks)
+
+
+class ExceptionInterceptor(ScopedInterceptor):
+    """Domain errors to their status; anything unexpected to INTERNAL with the stack in the log only."""
+
+    @asynccontextmanager
+    async def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        try:
+            yield
+        except grpc.aio.AbortError:
+            raise
+        except errors.ServiceError as exc:
+            await context.abort(exc.code, exc.message)
+        except NotImplementedError:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f"{info.service}/{info.method} is not implemented in this release"
+            )
+        except Exception:
+            log.exception("unhandled error in handler")
+            request_id = structlog.contextvars.get_contextvars().get("request_id", "")
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")
+
+
+def interceptor_chain(tokens: dict[str, str], streams: OpenStreamInterceptor) -> list[grpc.aio.ServerInterceptor]:
+    """The standard chain, outermost first. Auth is left out when no tokens are configured."""
+    chain: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor()]
+    if tokens:
+        chain.append(AuthInterceptor(tokens))
+    chain += [MetricsInterceptor(), streams, ExceptionInterceptor()]
+    return chain
