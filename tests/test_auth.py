@@ -81,3 +81,20 @@ def test_access_options_come_from_the_contract() -> None:
     assert allowed_roles("/visionloop.ops.v1.OpsService/Probe") == {"admin"}
     assert allowed_roles("/grpc.health.v1.Health/Check") is None
     assert allowed_roles("/no.such.Service/Method") == {"admin"}
+
+
+async def test_aio_channel_helper_sends_the_token(tmp_path: Path) -> None:
+    from visionloop.client import create_aio_channel
+    from visionloop.ops.v1 import ops_service_pb2, ops_service_pb2_grpc
+
+    with serve("converter", tmp_path, env={"VISIONLOOP_AUTH_TOKENS": f"node={NODE}"}) as proc:
+        target = f"127.0.0.1:{proc.ports()['converter']}"
+        async with create_aio_channel(ChannelConfig(target=target, token=NODE)) as channel:
+            info = await ops_service_pb2_grpc.OpsServiceStub(channel).GetBuildInfo(
+                ops_service_pb2.GetBuildInfoRequest()
+            )
+            assert info.service == "converter"
+        async with create_aio_channel(ChannelConfig(target=target)) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await ops_service_pb2_grpc.OpsServiceStub(channel).GetBuildInfo(ops_service_pb2.GetBuildInfoRequest())
+            assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED

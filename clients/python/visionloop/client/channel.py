@@ -69,32 +69,8 @@ class ChannelConfig:
 
 
 def _with_metadata(details: Any, extra: tuple[tuple[str, str], ...]) -> Any:
-    """Return call details with ``extra`` appended to its metadata."""
-    metadata = list(details.metadata or ()) + list(extra)
-    return details._replace(metadata=metadata)
-
-
-class _ClientCallDetails:
-    """Minimal grpc.ClientCallDetails implementation with ``_replace`` support."""
-
-    def __init__(self, **fields: Any) -> None:
-        self._fields = fields
-        for key, value in fields.items():
-            setattr(self, key, value)
-
-    def _replace(self, **changes: Any) -> _ClientCallDetails:
-        return _ClientCallDetails(**{**self._fields, **changes})
-
-
-def _details(original: Any) -> _ClientCallDetails:
-    return _ClientCallDetails(
-        method=original.method,
-        timeout=original.timeout,
-        metadata=original.metadata,
-        credentials=original.credentials,
-        wait_for_ready=getattr(original, "wait_for_ready", None),
-        compression=getattr(original, "compression", None),
-    )
+    """Return call details with ``extra`` appended; grpc passes namedtuples, sync and aio alike."""
+    return details._replace(metadata=[*(details.metadata or ()), *extra])
 
 
 class _TokenInterceptor(
@@ -109,7 +85,7 @@ class _TokenInterceptor(
         self._metadata = metadata
 
     def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-        return continuation(_with_metadata(_details(details), self._metadata), request)
+        return continuation(_with_metadata(details, self._metadata), request)
 
     intercept_unary_unary = _call
     intercept_unary_stream = _call
@@ -124,7 +100,7 @@ class _AioTokenInterceptor:
         self._metadata = metadata
 
     async def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-        return await continuation(_with_metadata(_details(details), self._metadata), request)
+        return await continuation(_with_metadata(details, self._metadata), request)
 
 
 class _AioUnaryUnary(_AioTokenInterceptor, grpc.aio.UnaryUnaryClientInterceptor):
