@@ -20,6 +20,7 @@ from visionloop.trainer.config import TrainerSettings
         ("detector", {"MIN_UNCERTAIN_THRESHOLD": "abc"}, "MIN_UNCERTAIN_THRESHOLD"),
         ("loop", {"DATABASE_URL": "mysql://db/visionloop"}, "DATABASE_URL"),
         ("trainer", {"VISIONLOOP_AUTH_TOKENS": "robot:plain-secret-token"}, "VISIONLOOP_AUTH_TOKENS"),
+        ("detector", {"DETECTOR_BACKEND": "triton"}, "TRITON_URL"),
     ],
 )
 def test_invalid_setting_exits_with_one_line(service: str, env: dict[str, str], named: str, tmp_path: Path) -> None:

@@ -103,3 +103,22 @@ async def test_unimplemented_rpc(channel: grpc.aio.Channel) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetAbout(pb.GetAboutRequest())
     assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_message_size_limit_is_enforced(tmp_path: Path) -> None:
+    settings = ServiceSettings(port=0, data_dir=tmp_path, max_message_bytes=1024 * 1024)
+    spec = ServiceSpec(name="detector", mounts=[Mount.generated(Faulty(), pb_grpc, pb, "DetectorService")])
+    server = GrpcServer(spec, settings)
+    port = await server.start()
+    try:
+        options = [("grpc.max_send_message_length", 8 * 1024 * 1024)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as chan:
+            stub = pb_grpc.DetectorServiceStub(chan)
+            small = pb.DetectRequest(image={"encoded": b"x" * 1000})
+            assert (await stub.Detect(small)).model == "plants"
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Detect(pb.DetectRequest(image={"encoded": b"x" * (2 * 1024 * 1024)}))
+            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert (await stub.Detect(small)).model == "plants"  # still serving
+    finally:
+        await server.stop(0)

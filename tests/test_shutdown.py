@@ -68,6 +68,10 @@ def test_up_starts_all_services_and_shuts_down_gracefully(tmp_path: Path) -> Non
         finally:
             for channel in channels.values():
                 channel.close()
+        banner = proc.proc.stderr.read() if proc.proc.stderr else ""
+        assert "VisionLoop is up" in banner
+        for name, port in ports.items():
+            assert f"grpc://127.0.0.1:{port}" in banner, (name, banner)
         events = [r["event"] for r in proc.lines]
         assert "shutting down" in events
         assert events.count("stopped") == len(SERVICES)
