@@ -1,12 +1,23 @@
-"""The loop hub: mounts the hub's gRPC services.
+"""The loop hub: projects, images, annotations, models, deployments, trainings, nodes and events.
 
-The contracts are complete; the storage-backed implementations arrive with issue [2], until
-then every hub RPC answers UNIMPLEMENTED through the standard runtime.
+Metadata lives in SQL (SQLite embedded, PostgreSQL in a cluster), blobs in an object store
+(a local folder embedded, S3 in a cluster). The schema is migrated at start-up.
 """
 
 from __future__ import annotations
 
+import asyncio
+
+from visionloop.loop.annotations import AnnotationServicer
 from visionloop.loop.config import LoopSettings
+from visionloop.loop.deployments import DeploymentServicer
+from visionloop.loop.events import EventServicer
+from visionloop.loop.hub import Hub
+from visionloop.loop.images import ImageServicer
+from visionloop.loop.models import ModelServicer
+from visionloop.loop.nodes import NodeServicer
+from visionloop.loop.projects import ProjectServicer
+from visionloop.loop.trainings import TrainingServicer
 from visionloop.loop.v1 import (
     annotation_service_pb2,
     annotation_service_pb2_grpc,
@@ -29,21 +40,28 @@ from visionloop.runtime.server import Mount, ServiceSpec
 
 SETTINGS = LoopSettings
 
-_SERVICES = (
-    ("ProjectService", project_service_pb2, project_service_pb2_grpc),
-    ("ImageService", image_service_pb2, image_service_pb2_grpc),
-    ("AnnotationService", annotation_service_pb2, annotation_service_pb2_grpc),
-    ("ModelService", model_service_pb2, model_service_pb2_grpc),
-    ("DeploymentService", deployment_service_pb2, deployment_service_pb2_grpc),
-    ("TrainingService", training_service_pb2, training_service_pb2_grpc),
-    ("NodeService", node_service_pb2, node_service_pb2_grpc),
-    ("EventService", event_service_pb2, event_service_pb2_grpc),
-)
-
 
 def create(settings: LoopSettings) -> ServiceSpec:
+    hub = Hub.from_settings(settings)
     mounts = [
-        Mount.generated(getattr(grpc_module, f"{name}Servicer")(), grpc_module, pb2, name)
-        for name, pb2, grpc_module in _SERVICES
+        Mount.generated(ProjectServicer(hub), project_service_pb2_grpc, project_service_pb2, "ProjectService"),
+        Mount.generated(ImageServicer(hub), image_service_pb2_grpc, image_service_pb2, "ImageService"),
+        Mount.generated(
+            AnnotationServicer(hub), annotation_service_pb2_grpc, annotation_service_pb2, "AnnotationService"
+        ),
+        Mount.generated(ModelServicer(hub), model_service_pb2_grpc, model_service_pb2, "ModelService"),
+        Mount.generated(
+            DeploymentServicer(hub), deployment_service_pb2_grpc, deployment_service_pb2, "DeploymentService"
+        ),
+        Mount.generated(TrainingServicer(hub), training_service_pb2_grpc, training_service_pb2, "TrainingService"),
+        Mount.generated(NodeServicer(hub), node_service_pb2_grpc, node_service_pb2, "NodeService"),
+        Mount.generated(EventServicer(hub), event_service_pb2_grpc, event_service_pb2, "EventService"),
     ]
-    return ServiceSpec(name="loop", mounts=mounts)
+
+    async def migrate() -> None:
+        await asyncio.to_thread(hub.db.migrate)
+
+    async def close() -> None:
+        hub.db.close()
+
+    return ServiceSpec(name="loop", mounts=mounts, on_start=[migrate], on_stop=[close], context=hub)

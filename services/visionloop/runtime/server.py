@@ -62,6 +62,7 @@ class ServiceSpec:
     mounts: list[Mount]
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
+    context: Any = None  # the service's shared state, reachable by in-process tests and tools
 
 
 def bind_address(host: str, port: int) -> str:

@@ -1,0 +1,135 @@
+"""The hub's shared state: database, object store, event bus, upload spool.
+
+Every hub servicer receives the one ``Hub``; nothing else is global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from visionloop.loop.config import LoopSettings
+from visionloop.loop.db import schema
+from visionloop.loop.db.engine import Database
+from visionloop.loop.storage import LocalObjectStore, ObjectStore, S3ObjectStore
+from visionloop.loop.v1 import project_service_pb2
+from visionloop.runtime.errors import InvalidArgument, NotFound
+
+_EVENT_LOCK = 7_004_243  # pg_advisory_xact_lock key: event rows commit in sequence order
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventBus:
+    """Appends events inside the caller's transaction and wakes watchers after it commits.
+
+    Watchers also poll, so events written by another hub replica arrive within ``poll_seconds``.
+    """
+
+    def __init__(self, poll_seconds: float = 1.0) -> None:
+        self.poll_seconds = poll_seconds
+        self._changed = asyncio.Event()
+
+    @staticmethod
+    def append(
+        session: Session,
+        type_: int,
+        project: schema.Project | None,
+        subject: str = "",
+        detail: str = "",
+    ) -> None:
+        if session.get_bind().dialect.name == "postgresql":
+            # Serialize event writers so a cursor never skips a row that commits later with a lower seq.
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_LOCK})
+        session.add(
+            schema.Event(
+                type=type_,
+                organization=project.organization if project else "",
+                project=project.name if project else "",
+                subject=subject,
+                detail=detail,
+                time=utcnow(),
+            )
+        )
+
+    def notify(self) -> None:
+        """Call on the event loop after a transaction that appended events committed."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait(self) -> None:
+        """Return when events may have arrived (notified, or the poll interval passed)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout=self.poll_seconds)
+
+
+@dataclass
+class Hub:
+    settings: LoopSettings
+    db: Database
+    store: ObjectStore
+    spool: Path
+    host: str
+    events: EventBus = field(default_factory=EventBus)
+    max_image_bytes: int = 50 * 1024 * 1024
+    max_image_pixels: int = 100_000_000
+
+    @classmethod
+    def from_settings(cls, settings: LoopSettings) -> Hub:
+        data = settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        url = settings.database_url or f"sqlite:///{data / 'loop.db'}"
+        store: ObjectStore
+        if settings.s3_endpoint:
+            s3 = S3ObjectStore(
+                settings.s3_endpoint,
+                settings.s3_bucket,
+                settings.s3_access_key_id,
+                settings.s3_secret_access_key,
+                settings.s3_region,
+            )
+            s3.ensure_bucket()
+            store = s3
+        else:
+            store = LocalObjectStore(data / "blobs")
+        spool = data / "spool"
+        shutil.rmtree(spool, ignore_errors=True)  # partial uploads of a previous run are garbage
+        spool.mkdir(parents=True)
+        host = f"{settings.host}:{settings.port}"
+        return cls(settings=settings, db=Database(url), store=store, spool=spool, host=host)
+
+    def spool_file(self) -> Path:
+        """A fresh temporary file for an incoming upload; the caller deletes it."""
+        with tempfile.NamedTemporaryFile(dir=self.spool, prefix="upload-", delete=False) as handle:
+            return Path(handle.name)
+
+
+def check_ref(ref: project_service_pb2.ProjectRef) -> None:
+    if not ref.organization or not ref.project:
+        raise InvalidArgument("ref.organization and ref.project are required, e.g. acme / weeds")
+
+
+def get_project(session: Session, ref: project_service_pb2.ProjectRef) -> schema.Project:
+    """The project named by ``ref`` or NOT_FOUND with a message saying how to create it."""
+    check_ref(ref)
+    project = session.scalars(
+        select(schema.Project).where(
+            schema.Project.organization == ref.organization, schema.Project.name == ref.project
+        )
+    ).one_or_none()
+    if project is None:
+        raise NotFound(
+            f"project {ref.organization}/{ref.project} does not exist; "
+            "create it with ProjectService.CreateProject (visionloop projects create)"
+        )
+    return project

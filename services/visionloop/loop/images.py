@@ -1,0 +1,437 @@
+"""Images: validated by decoding, deduplicated by content hash, queried with keyset pagination.
+
+A blob is content-addressed (``images/<sha256>``), written before its row and removed again if
+the row cannot be written, so a failed upload leaves neither a row nor an orphan blob.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import io
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import grpc
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from visionloop.common.v1 import annotation_pb2, detection_pb2, image_pb2, transfer_pb2
+from visionloop.loop.db import schema
+from visionloop.loop.hub import EventBus, Hub, get_project, utcnow
+from visionloop.loop.labels import add_annotation, get_detections, list_annotations, put_detections
+from visionloop.loop.protos import from_timestamp, to_timestamp
+from visionloop.loop.storage import CHUNK_BYTES
+from visionloop.loop.v1 import event_service_pb2, image_service_pb2_grpc, project_service_pb2
+from visionloop.loop.v1 import image_service_pb2 as pb
+from visionloop.runtime.errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, ServiceError
+
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+MAX_TAGS = 64
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    data: bytes
+    sha256: str
+    width: int
+    height: int
+    content_type: str
+
+
+def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
+    """Prove the bytes are a complete JPEG or PNG by decoding them (blocking)."""
+    if not data:
+        raise InvalidArgument("image is empty")
+    if len(data) > max_bytes:
+        raise ResourceExhausted(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            if image.format not in CONTENT_TYPES:
+                raise InvalidArgument(f"image format {image.format} is not accepted; send JPEG or PNG")
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ResourceExhausted(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+            image.load()  # the full decode: catches truncated and corrupt files
+    except UnidentifiedImageError:
+        raise InvalidArgument("image is neither JPEG nor PNG (its bytes are not a recognised image)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InvalidArgument(f"image does not decode: {error}") from None
+    return DecodedImage(data, hashlib.sha256(data).hexdigest(), width, height, CONTENT_TYPES[image.format])
+
+
+def image_key(sha256: str) -> str:
+    return f"images/{sha256[:2]}/{sha256}"
+
+
+def _tags(session: Session, image_pks: Sequence[int]) -> dict[int, list[str]]:
+    tags: dict[int, list[str]] = {pk: [] for pk in image_pks}
+    if image_pks:
+        rows = session.execute(
+            select(schema.ImageTag.image_pk, schema.ImageTag.tag)
+            .where(schema.ImageTag.image_pk.in_(image_pks))
+            .order_by(schema.ImageTag.tag)
+        )
+        for pk, tag in rows:
+            tags[pk].append(tag)
+    return tags
+
+
+def image_message(row: schema.Image, project: schema.Project, tags: list[str]) -> image_pb2.ImageMetadata:
+    return image_pb2.ImageMetadata(
+        id=row.sha256,
+        project=project.name,
+        tags=tags,
+        camera_id=row.camera_id,
+        source=row.source,
+        create_time=to_timestamp(row.create_time),
+        upload_time=to_timestamp(row.upload_time),
+        state=row.state,  # type: ignore[arg-type]
+        width=row.width,
+        height=row.height,
+        content_type=row.content_type,
+        size_bytes=row.size_bytes,
+        priority=row.priority,
+        annotation_count=row.annotation_count,
+        detection_count=row.detection_count,
+    )
+
+
+def _clean_tags(tags: Sequence[str]) -> list[str]:
+    cleaned = sorted({t.strip() for t in tags if t.strip()})
+    if len(cleaned) > MAX_TAGS:
+        raise InvalidArgument(f"at most {MAX_TAGS} tags per image, got {len(cleaned)}")
+    for tag in cleaned:
+        if len(tag) > 128:
+            raise InvalidArgument(f"tag {tag[:20]!r}... is longer than 128 characters")
+    return cleaned
+
+
+def get_image(session: Session, project: schema.Project, image_id: str) -> schema.Image:
+    row = session.scalars(
+        select(schema.Image).where(schema.Image.project_pk == project.pk, schema.Image.sha256 == image_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"image {image_id!r} does not exist in {project.organization}/{project.name}")
+    return row
+
+
+@dataclass(frozen=True)
+class Stored:
+    metadata: image_pb2.ImageMetadata
+    duplicate: bool
+
+
+def _record(
+    session: Session,
+    ref: project_service_pb2.ProjectRef,
+    image: DecodedImage,
+    metadata: image_pb2.ImageMetadata,
+    annotations: Sequence[annotation_pb2.Annotation],
+    detections: detection_pb2.Detections,
+) -> Stored:
+    project = get_project(session, ref)
+    tags = _clean_tags(metadata.tags)
+    row = session.scalars(
+        select(schema.Image).where(schema.Image.project_pk == project.pk, schema.Image.sha256 == image.sha256)
+    ).one_or_none()
+    duplicate = row is not None
+    if row is None:
+        state = metadata.state or image_pb2.IMAGE_STATE_INBOX
+        row = schema.Image(
+            project_pk=project.pk,
+            sha256=image.sha256,
+            camera_id=metadata.camera_id[:128],
+            source=metadata.source[:256],
+            create_time=from_timestamp(metadata.create_time),
+            upload_time=utcnow(),
+            state=state,
+            width=image.width,
+            height=image.height,
+            content_type=image.content_type,
+            size_bytes=len(image.data),
+            priority=metadata.priority,
+            annotation_count=0,
+            detection_count=0,
+        )
+        session.add(row)
+        session.flush()
+        EventBus.append(session, event_service_pb2.EVENT_TYPE_IMAGE_ADDED, project, image.sha256)
+    existing = set(_tags(session, [row.pk])[row.pk])
+    session.add_all(schema.ImageTag(image_pk=row.pk, tag=t) for t in tags if t not in existing)
+    for annotation in annotations:
+        add_annotation(session, project, row, annotation)
+    if any(detections.ListFields()):
+        put_detections(session, row, detections)
+    session.flush()
+    return Stored(image_message(row, project, sorted(existing | set(tags))), duplicate)
+
+
+async def store_image(
+    hub: Hub,
+    ref: project_service_pb2.ProjectRef,
+    data: bytes,
+    metadata: image_pb2.ImageMetadata,
+    annotations: Sequence[annotation_pb2.Annotation] = (),
+    detections: detection_pb2.Detections | None = None,
+) -> Stored:
+    """Validate, store the blob, record the row (or merge into the existing one)."""
+    image = await asyncio.to_thread(decode_image, data, hub.max_image_bytes, hub.max_image_pixels)
+    key = image_key(image.sha256)
+
+    def put_if_missing() -> bool:
+        if hub.store.exists(key):
+            return False
+        hub.store.put_bytes(key, image.data)
+        return True
+
+    created_blob = await asyncio.to_thread(put_if_missing)
+    labels = detections or detection_pb2.Detections()
+    try:
+        try:
+            stored = await hub.db.write(lambda s: _record(s, ref, image, metadata, annotations, labels))
+        except IntegrityError:  # the same bytes arrived concurrently: merge into the winner's row
+            stored = await hub.db.write(lambda s: _record(s, ref, image, metadata, annotations, labels))
+    except BaseException:
+        if created_blob:
+            referenced = await hub.db.read(
+                lambda s: s.scalar(select(exists().where(schema.Image.sha256 == image.sha256)))
+            )
+            if not referenced:
+                await asyncio.to_thread(hub.store.delete, key)
+        raise
+    if not stored.duplicate:
+        hub.events.notify()
+    return stored
+
+
+def _encode_token(order: int, value: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([order, value, pk]).encode()).decode()
+
+
+def _decode_token(token: str, order: int) -> tuple[str, int]:
+    try:
+        token_order, value, pk = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, binascii.Error, TypeError):
+        raise InvalidArgument("page_token is not a token this hub issued") from None
+    if token_order != order:
+        raise InvalidArgument("page_token belongs to a query with a different order")
+    return str(value), int(pk)
+
+
+def _page_size(value: int, default: int = DEFAULT_PAGE) -> int:
+    if value < 0 or value > MAX_PAGE:
+        raise InvalidArgument(f"page_size must be between 1 and {MAX_PAGE}, got {value}")
+    return value or default
+
+
+class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def UploadImage(
+        self, request: pb.UploadImageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UploadImageResponse:
+        upload = request.image
+        stored = await store_image(
+            self.hub, request.ref, upload.data, upload.metadata, upload.annotations, upload.detections
+        )
+        return pb.UploadImageResponse(metadata=stored.metadata, duplicate=stored.duplicate)
+
+    async def UploadImages(
+        self, request_iterator: AsyncIterator[pb.UploadImagesRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.UploadImagesResponse]:
+        ref: project_service_pb2.ProjectRef | None = None
+        header: pb.ImageHeader | None = None
+        buffer = bytearray()
+
+        async def finish() -> pb.UploadImagesResponse:
+            assert header is not None
+            blob = header.blob
+            try:
+                if len(buffer) != blob.size_bytes:
+                    raise InvalidArgument(
+                        f"image {header.sequence}: got {len(buffer)} bytes, header announced {blob.size_bytes}"
+                    )
+                digest = hashlib.sha256(buffer).hexdigest()
+                if blob.sha256 and digest != blob.sha256.lower():
+                    raise DataLoss(f"image {header.sequence}: sha256 is {digest}, header announced {blob.sha256}")
+                stored = await store_image(
+                    self.hub,
+                    ref,
+                    bytes(buffer),
+                    header.metadata,
+                    header.annotations,
+                    header.detections,  # type: ignore[arg-type]
+                )
+            except ServiceError as error:
+                return pb.UploadImagesResponse(
+                    sequence=header.sequence, error_code=error.code.value[0], error_message=error.message
+                )
+            return pb.UploadImagesResponse(
+                sequence=header.sequence, metadata=stored.metadata, duplicate=stored.duplicate
+            )
+
+        async for message in request_iterator:
+            if ref is None:
+                if not message.HasField("ref"):
+                    raise InvalidArgument("the first UploadImagesRequest must carry ref (organization, project)")
+                ref = message.ref
+            part = message.WhichOneof("part")
+            if part == "header":
+                if header is not None:
+                    yield await finish()
+                header, buffer = message.header, bytearray()
+                if header.blob.size_bytes > self.hub.max_image_bytes:
+                    raise ResourceExhausted(
+                        f"image {header.sequence} announces {header.blob.size_bytes} bytes; "
+                        f"the limit is {self.hub.max_image_bytes} bytes"
+                    )
+            elif part == "chunk":
+                if header is None:
+                    raise InvalidArgument("a chunk arrived before any ImageHeader")
+                if message.chunk.offset != len(buffer):
+                    raise InvalidArgument(
+                        f"image {header.sequence}: chunk offset {message.chunk.offset}, expected {len(buffer)}"
+                    )
+                buffer.extend(message.chunk.data)
+                if len(buffer) > header.blob.size_bytes:
+                    raise InvalidArgument(
+                        f"image {header.sequence}: more bytes than the {header.blob.size_bytes} announced"
+                    )
+        if header is not None:
+            yield await finish()
+
+    async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.GetImageResponse:
+        def read(session: Session) -> pb.GetImageResponse:
+            project = get_project(session, request.ref)
+            row = get_image(session, project, request.image_id)
+            response = pb.GetImageResponse(metadata=image_message(row, project, _tags(session, [row.pk])[row.pk]))
+            if request.include_labels:
+                response.annotations.extend(list_annotations(session, row))
+                response.detections.CopyFrom(get_detections(session, row))
+            return response
+
+        return await self.hub.db.read(read)
+
+    async def ListImages(
+        self, request: pb.ListImagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListImagesResponse:
+        size = _page_size(request.page_size)
+        order = request.order or pb.IMAGE_ORDER_NEWEST
+        after = _decode_token(request.page_token, order) if request.page_token else None
+        images, token = await self.hub.db.read(
+            lambda s: self._query(s, request.ref, request.filter, order, size, after)
+        )
+        return pb.ListImagesResponse(images=images, next_page_token=token)
+
+    def _query(
+        self,
+        session: Session,
+        ref: project_service_pb2.ProjectRef,
+        filter_: pb.ImageFilter,
+        order: int,
+        size: int,
+        after: tuple[str, int] | None,
+    ) -> tuple[list[image_pb2.ImageMetadata], str]:
+        project = get_project(session, ref)
+        image = schema.Image
+        query = select(image).where(image.project_pk == project.pk)
+        if filter_.states:
+            query = query.where(image.state.in_(list(filter_.states)))
+        for tag in set(filter_.tags):
+            query = query.where(exists().where(schema.ImageTag.image_pk == image.pk, schema.ImageTag.tag == tag))
+        if filter_.camera_id:
+            query = query.where(image.camera_id == filter_.camera_id)
+        if (start := from_timestamp(filter_.upload_time_from)) is not None:
+            query = query.where(image.upload_time >= start)
+        if (end := from_timestamp(filter_.upload_time_to)) is not None:
+            query = query.where(image.upload_time < end)
+        if filter_.HasField("has_annotations"):
+            count = image.annotation_count
+            query = query.where(count > 0 if filter_.has_annotations else count == 0)
+        if filter_.HasField("has_detections"):
+            count = image.detection_count
+            query = query.where(count > 0 if filter_.has_detections else count == 0)
+
+        column = image.priority if order == pb.IMAGE_ORDER_PRIORITY else image.upload_time
+        ascending = order == pb.IMAGE_ORDER_OLDEST
+        if after is not None:
+            raw, pk = after
+            value: object = float(raw) if order == pb.IMAGE_ORDER_PRIORITY else datetime.fromisoformat(raw)
+            if ascending:
+                query = query.where(or_(column > value, and_(column == value, image.pk > pk)))
+            else:
+                query = query.where(or_(column < value, and_(column == value, image.pk < pk)))
+        ordering = (column.asc(), image.pk.asc()) if ascending else (column.desc(), image.pk.desc())
+        rows = list(session.scalars(query.order_by(*ordering).limit(size + 1)))
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            last = rows[-1]
+            value_text = str(last.priority) if order == pb.IMAGE_ORDER_PRIORITY else last.upload_time.isoformat()
+            token = _encode_token(order, value_text, last.pk)
+        tags = _tags(session, [r.pk for r in rows])
+        return [image_message(r, project, tags[r.pk]) for r in rows], token
+
+    async def UpdateImage(
+        self, request: pb.UpdateImageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateImageResponse:
+        add, remove = _clean_tags(request.add_tags), set(_clean_tags(request.remove_tags))
+
+        def update(session: Session) -> image_pb2.ImageMetadata:
+            project = get_project(session, request.ref)
+            row = get_image(session, project, request.image_id)
+            current = set(_tags(session, [row.pk])[row.pk])
+            session.add_all(schema.ImageTag(image_pk=row.pk, tag=t) for t in add if t not in current)
+            for tag in remove & current:
+                session.delete(session.get(schema.ImageTag, (row.pk, tag)))
+            if request.state:
+                row.state = request.state
+            if request.HasField("priority"):
+                row.priority = request.priority
+            session.flush()
+            return image_message(row, project, sorted((current | set(add)) - remove))
+
+        return pb.UpdateImageResponse(metadata=await self.hub.db.write(update))
+
+    async def DownloadImages(
+        self, request: pb.DownloadImagesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.DownloadImagesResponse]:
+        if len(request.image_ids) > MAX_PAGE:
+            raise InvalidArgument(f"at most {MAX_PAGE} images per download, got {len(request.image_ids)}")
+
+        def rows(session: Session) -> list[schema.Image]:
+            project = get_project(session, request.ref)
+            return [get_image(session, project, image_id) for image_id in request.image_ids]
+
+        for row in await self.hub.db.read(rows):
+            yield pb.DownloadImagesResponse(
+                header=transfer_pb2.BlobHeader(
+                    name=row.sha256, content_type=row.content_type, size_bytes=row.size_bytes, sha256=row.sha256
+                )
+            )
+            data = await asyncio.to_thread(self.hub.store.read_bytes, image_key(row.sha256))
+            for offset in range(0, len(data), CHUNK_BYTES):
+                yield pb.DownloadImagesResponse(
+                    chunk=transfer_pb2.BlobChunk(offset=offset, data=data[offset : offset + CHUNK_BYTES])
+                )
+
+    async def ListAnnotationQueue(
+        self, request: pb.ListAnnotationQueueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAnnotationQueueResponse:
+        size = _page_size(request.page_size, 50)
+        order = pb.IMAGE_ORDER_PRIORITY
+        after = _decode_token(request.page_token, order) if request.page_token else None
+        queue_filter = pb.ImageFilter(states=[image_pb2.IMAGE_STATE_ANNOTATE])
+        images, token = await self.hub.db.read(lambda s: self._query(s, request.ref, queue_filter, order, size, after))
+        return pb.ListAnnotationQueueResponse(images=images, next_page_token=token)

@@ -1,0 +1,193 @@
+"""Blobs (images, model zips) behind one interface: a local folder (embedded) or S3 (cluster).
+
+Writes are atomic: a local file is written beside its target and renamed into place; an S3
+object only becomes visible once its (multipart) upload completed. Calls are blocking; the hub
+runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class BlobNotFound(KeyError):
+    """The key does not exist in the store."""
+
+
+class ObjectStore(Protocol):
+    def put_file(self, key: str, path: Path) -> None: ...
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def read_chunks(self, key: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]: ...
+    def read_bytes(self, key: str) -> bytes: ...
+    def size(self, key: str) -> int: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in {"", ".", ".."} for p in parts):
+        raise ValueError(f"invalid object key {key!r}")
+    return key
+
+
+class LocalObjectStore:
+    """Blobs as files under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def _atomic_write(self, key: str, write: Any) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, key: str, path: Path) -> None:
+        def copy(out: Any) -> None:
+            with path.open("rb") as src:
+                shutil.copyfileobj(src, out, CHUNK_BYTES)
+
+        self._atomic_write(key, copy)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._atomic_write(key, lambda out: out.write(data))
+
+    def read_chunks(self, key: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        try:
+            src = self._path(key).open("rb")
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+        with src:
+            src.seek(offset)
+            while chunk := src.read(chunk_bytes):
+                yield chunk
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class S3ObjectStore:
+    """Blobs as objects in an S3-compatible bucket (path-style addressing for MinIO and friends)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        bucket: str,
+        access_key_id: str,
+        secret_access_key: str,
+        region: str = "us-east-1",
+        prefix: str = "",
+    ) -> None:
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=access_key_id or None,
+            aws_secret_access_key=secret_access_key or None,
+            region_name=region,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+        )
+        self._transfer = TransferConfig(multipart_threshold=8 * CHUNK_BYTES, multipart_chunksize=8 * CHUNK_BYTES)
+
+    def _key(self, key: str) -> str:
+        _check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def ensure_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._client.create_bucket(Bucket=self.bucket)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self._client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def _get(self, key: str, offset: int = 0) -> Any:
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if offset:
+            kwargs["Range"] = f"bytes={offset}-"
+        try:
+            return self._client.get_object(**kwargs)["Body"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                raise BlobNotFound(key) from None
+            raise
+
+    def read_chunks(self, key: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        body = self._get(key, offset)
+        try:
+            yield from body.iter_chunks(chunk_bytes)
+        finally:
+            body.close()
+
+    def read_bytes(self, key: str) -> bytes:
+        body = self._get(key)
+        try:
+            return body.read()
+        finally:
+            body.close()
+
+    def size(self, key: str) -> int:
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self._client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except ClientError:
+            raise BlobNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+        except BlobNotFound:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))

@@ -1,0 +1,110 @@
+"""An in-process hub on each storage stack: SQLite + folder, and PostgreSQL + S3."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.hub.stacks import postgres_server, s3_server
+from visionloop.loop import app
+from visionloop.loop.config import LoopSettings
+from visionloop.loop.hub import Hub
+from visionloop.loop.v1 import (
+    annotation_service_pb2_grpc,
+    deployment_service_pb2_grpc,
+    event_service_pb2_grpc,
+    image_service_pb2_grpc,
+    model_service_pb2_grpc,
+    node_service_pb2_grpc,
+    project_service_pb2,
+    project_service_pb2_grpc,
+    training_service_pb2_grpc,
+)
+from visionloop.runtime.server import GrpcServer
+
+STACKS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_settings() -> Iterator[dict[str, str]]:
+    with s3_server() as settings:
+        yield settings
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture(params=STACKS)
+def hub_settings(request: pytest.FixtureRequest, tmp_path: Path) -> LoopSettings:
+    """Settings for a fresh, empty hub on the requested stack."""
+    overrides: dict[str, Any] = {"port": 0, "data_dir": tmp_path / "hub", "host": "127.0.0.1"}
+    if request.param == "postgres":
+        base = request.getfixturevalue("postgres_url")
+        # One database per test keeps tests independent on one server.
+        import psycopg
+
+        name = f"hub_{next(_counter)}_{abs(hash(request.node.nodeid)) % 10**8}"
+        admin_url = base.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        overrides["database_url"] = base.rsplit("/", 1)[0] + f"/{name}"
+        s3 = dict(request.getfixturevalue("s3_settings"))
+        s3["s3_bucket"] = name.replace("_", "-")
+        overrides.update(s3)
+    return LoopSettings(**overrides)
+
+
+@dataclass
+class HubClient:
+    """Stubs for every hub service on one channel, plus the in-process ``Hub`` for white-box checks."""
+
+    channel: grpc.aio.Channel
+    hub: Hub
+    port: int
+
+    def __post_init__(self) -> None:
+        self.projects = project_service_pb2_grpc.ProjectServiceStub(self.channel)
+        self.images = image_service_pb2_grpc.ImageServiceStub(self.channel)
+        self.annotations = annotation_service_pb2_grpc.AnnotationServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(self.channel)
+        self.trainings = training_service_pb2_grpc.TrainingServiceStub(self.channel)
+        self.nodes = node_service_pb2_grpc.NodeServiceStub(self.channel)
+        self.events = event_service_pb2_grpc.EventServiceStub(self.channel)
+
+
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+
+
+@pytest.fixture
+async def hub(hub_settings: LoopSettings) -> AsyncIterator[HubClient]:
+    """A running hub (real gRPC on loopback) and a client for it."""
+    spec = app.create(hub_settings)
+    server = GrpcServer(spec, hub_settings)
+    port = await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+        yield HubClient(channel, spec.context, port)
+    await server.stop(0)
+
+
+REF = project_service_pb2.ProjectRef(organization="acme", project="weeds")
+
+
+@pytest.fixture
+async def project(hub: HubClient) -> project_service_pb2.ProjectRef:
+    """The project acme/weeds, created."""
+    await hub.projects.CreateProject(
+        project_service_pb2.CreateProjectRequest(project=project_service_pb2.Project(ref=REF, display_name="Weeds"))
+    )
+    return REF

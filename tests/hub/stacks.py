@@ -1,0 +1,109 @@
+"""Real storage back ends for the hub tests: a PostgreSQL server and an S3 protocol server.
+
+PostgreSQL is Debian's package (``scripts/bootstrap`` installs it when missing), started on a
+free port in a temporary folder. S3 is moto's server mode: a real HTTP server speaking the S3
+protocol, pip-installable, so it runs here where no MinIO binary can be downloaded.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(found[-1]).parent if found else None
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Run a throw-away PostgreSQL; yield its URL."""
+    bindir = postgres_bin()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL is not installed; run scripts/bootstrap (apt-get install postgresql)")
+    # Not under pytest's tmp_path: its folders are private to root, and the server runs as postgres.
+    workdir = Path(tempfile.mkdtemp(prefix="visionloop-pg-"))
+    data = workdir / "pgdata"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        user = pwd.getpwnam("postgres")
+        for path in (workdir, data):
+            path.mkdir(exist_ok=True)
+            os.chown(path, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "visionloop", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(workdir / "postgres.log"),
+            "-o",
+            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(
+            [*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "visionloop", "hub"],
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql://visionloop@127.0.0.1:{port}/hub"
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    """Run moto's S3 server on a free port; yield the hub's S3 settings."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield {
+            "s3_endpoint": f"http://127.0.0.1:{port}",
+            "s3_bucket": "visionloop",
+            "s3_access_key_id": "testing",
+            "s3_secret_access_key": "testing",
+        }
+    finally:
+        server.stop()

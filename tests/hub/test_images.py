@@ -1,0 +1,259 @@
+"""Images through the hub: validation by decoding, dedupe, metadata, queries, download, batch upload."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from tests.hub.conftest import HubClient
+from tests.hub.pictures import picture
+from visionloop.common.v1 import annotation_pb2, category_pb2, detection_pb2, geometry_pb2, image_pb2, transfer_pb2
+from visionloop.loop.images import image_key
+from visionloop.loop.v1 import image_service_pb2 as pb
+from visionloop.loop.v1 import project_service_pb2
+
+
+async def upload(hub: HubClient, ref, data: bytes, **metadata) -> pb.UploadImageResponse:
+    return await hub.images.UploadImage(
+        pb.UploadImageRequest(ref=ref, image=pb.ImageUpload(data=data, metadata=image_pb2.ImageMetadata(**metadata)))
+    )
+
+
+async def test_same_bytes_twice_is_one_image_with_merged_tags(hub: HubClient, project) -> None:
+    data = picture(1)
+    first = await upload(hub, project, data, tags=["field-a", "robot-7"], camera_id="front")
+    second = await upload(hub, project, data, tags=["robot-7", "dusk"], camera_id="rear")
+    assert not first.duplicate
+    assert second.duplicate
+    assert first.metadata.id == second.metadata.id == hashlib.sha256(data).hexdigest()
+    listed = await hub.images.ListImages(pb.ListImagesRequest(ref=project))
+    assert len(listed.images) == 1
+    assert list(listed.images[0].tags) == ["dusk", "field-a", "robot-7"]
+    assert listed.images[0].camera_id == "front"  # metadata of the first upload is kept
+    assert (listed.images[0].width, listed.images[0].height) == (64, 48)
+    assert listed.images[0].content_type == "image/jpeg"
+    assert listed.images[0].state == image_pb2.IMAGE_STATE_INBOX
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "fragment"),
+    [
+        (b"definitely not an image", grpc.StatusCode.INVALID_ARGUMENT, "neither JPEG nor PNG"),
+        (b"", grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+        (picture(2)[:-400], grpc.StatusCode.INVALID_ARGUMENT, "does not decode"),
+        (picture(3, fmt="GIF"), grpc.StatusCode.INVALID_ARGUMENT, "GIF is not accepted"),
+    ],
+)
+async def test_bad_images_are_refused(hub: HubClient, project, data: bytes, code, fragment: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await upload(hub, project, data)
+    assert caught.value.code() is code
+    assert fragment in caught.value.details()
+    assert not (await hub.images.ListImages(pb.ListImagesRequest(ref=project))).images
+    assert (await upload(hub, project, picture(4))).metadata.id  # still serving
+
+
+async def test_size_limits(hub: HubClient, project) -> None:
+    hub.hub.max_image_bytes = 2000
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await upload(hub, project, picture(5, 256, 256))
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit is 2000 bytes" in caught.value.details()
+    hub.hub.max_image_bytes = 50 * 1024 * 1024
+    hub.hub.max_image_pixels = 1000
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await upload(hub, project, picture(6, 64, 48))
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "64x48 pixels" in caught.value.details()
+
+
+async def test_unknown_project(hub: HubClient) -> None:
+    ref = project_service_pb2.ProjectRef(organization="acme", project="nope")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await upload(hub, ref, picture(7))
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert "acme/nope does not exist" in caught.value.details()
+
+
+async def _category(hub: HubClient, project, name: str, type_: int) -> category_pb2.Category:
+    request = project_service_pb2.CreateCategoryRequest(
+        ref=project, category=category_pb2.Category(name=name, type=type_)
+    )
+    return (await hub.projects.CreateCategory(request)).category
+
+
+async def test_upload_with_annotations_and_detections(hub: HubClient, project) -> None:
+    weed = await _category(hub, project, "weed", category_pb2.CATEGORY_TYPE_BOX)
+    annotation = annotation_pb2.Annotation(
+        category_name="weed",
+        shape=geometry_pb2.Shape(box=geometry_pb2.Box(x=1, y=2, width=10, height=12)),
+        creator=annotation_pb2.Creator(person="anna"),
+    )
+    detections = detection_pb2.Detections(
+        boxes=[
+            detection_pb2.BoxDetection(
+                category_id=weed.id,
+                category_name="weed",
+                confidence=0.42,
+                model_version="1.0",
+                box=geometry_pb2.Box(x=3, y=4, width=5, height=6),
+            )
+        ]
+    )
+    response = await hub.images.UploadImage(
+        pb.UploadImageRequest(
+            ref=project,
+            image=pb.ImageUpload(data=picture(8), annotations=[annotation], detections=detections),
+        )
+    )
+    assert response.metadata.annotation_count == 1
+    assert response.metadata.detection_count == 1
+    got = await hub.images.GetImage(pb.GetImageRequest(ref=project, image_id=response.metadata.id, include_labels=True))
+    assert got.annotations[0].category_id == weed.id
+    assert got.annotations[0].shape.box.height == 12
+    assert got.annotations[0].creator.person == "anna"
+    assert got.detections.boxes[0].confidence == pytest.approx(0.42)
+
+    negative = annotation_pb2.Annotation(
+        category_name="weed",
+        shape=geometry_pb2.Shape(box=geometry_pb2.Box(x=1, y=2, width=-3, height=4)),
+        creator=annotation_pb2.Creator(person="anna"),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await hub.images.UploadImage(
+            pb.UploadImageRequest(ref=project, image=pb.ImageUpload(data=picture(9), annotations=[negative]))
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "negative size" in caught.value.details()
+    # Nothing of the refused upload stays: no row and no blob.
+    sha = hashlib.sha256(picture(9)).hexdigest()
+    assert not hub.hub.store.exists(image_key(sha))
+    listed = await hub.images.ListImages(pb.ListImagesRequest(ref=project))
+    assert sha not in {i.id for i in listed.images}
+
+    unknown = annotation_pb2.Annotation(
+        category_name="tree",
+        shape=geometry_pb2.Shape(box=geometry_pb2.Box(x=1, y=2, width=3, height=4)),
+        creator=annotation_pb2.Creator(person="anna"),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await hub.images.UploadImage(
+            pb.UploadImageRequest(ref=project, image=pb.ImageUpload(data=picture(10), annotations=[unknown]))
+        )
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert "'tree' does not exist" in caught.value.details()
+
+
+async def test_queries_filters_order_and_pagination(hub: HubClient, project) -> None:
+    ids = []
+    for i in range(7):
+        response = await upload(
+            hub,
+            project,
+            picture(100 + i),
+            tags=["even" if i % 2 == 0 else "odd", "all"],
+            camera_id="front" if i < 4 else "rear",
+            priority=float(i % 3),
+        )
+        ids.append(response.metadata.id)
+
+    async def collect(**kwargs) -> list[str]:
+        seen, token = [], ""
+        while True:
+            page = await hub.images.ListImages(
+                pb.ListImagesRequest(ref=project, page_size=3, page_token=token, **kwargs)
+            )
+            assert len(page.images) <= 3
+            seen += [image.id for image in page.images]
+            token = page.next_page_token
+            if not token:
+                return seen
+
+    assert await collect() == list(reversed(ids))
+    assert await collect(order=pb.IMAGE_ORDER_OLDEST) == ids
+    by_priority = await collect(order=pb.IMAGE_ORDER_PRIORITY)
+    assert by_priority == sorted(ids, key=lambda i: (-(ids.index(i) % 3), -ids.index(i)))
+    assert await collect(filter=pb.ImageFilter(tags=["even"])) == [ids[6], ids[4], ids[2], ids[0]]
+    assert await collect(filter=pb.ImageFilter(tags=["even", "all"], camera_id="rear")) == [ids[6], ids[4]]
+    assert await collect(filter=pb.ImageFilter(has_annotations=True)) == []
+    assert len(await collect(filter=pb.ImageFilter(has_annotations=False))) == 7
+
+    await hub.images.UpdateImage(
+        pb.UpdateImageRequest(ref=project, image_id=ids[1], state=image_pb2.IMAGE_STATE_ANNOTATE, priority=9.5)
+    )
+    await hub.images.UpdateImage(
+        pb.UpdateImageRequest(ref=project, image_id=ids[3], state=image_pb2.IMAGE_STATE_ANNOTATE)
+    )
+    queue = await hub.images.ListAnnotationQueue(pb.ListAnnotationQueueRequest(ref=project))
+    assert [i.id for i in queue.images] == [ids[1], ids[3]]
+    assert await collect(filter=pb.ImageFilter(states=[image_pb2.IMAGE_STATE_ANNOTATE])) == [ids[3], ids[1]]
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await hub.images.ListImages(pb.ListImagesRequest(ref=project, page_token="garbage!"))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await hub.images.ListImages(pb.ListImagesRequest(ref=project, page_size=5000))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_download_returns_the_exact_bytes(hub: HubClient, project) -> None:
+    datas = [picture(200, 1200, 900, fmt="PNG"), picture(201)]  # the PNG spans several chunks
+    ids = [(await upload(hub, project, d)).metadata.id for d in datas]
+    received: dict[str, bytearray] = {}
+    current = ""
+    async for message in hub.images.DownloadImages(pb.DownloadImagesRequest(ref=project, image_ids=ids)):
+        if message.HasField("header"):
+            current = message.header.name
+            received[current] = bytearray()
+        else:
+            assert message.chunk.offset == len(received[current])
+            received[current] += message.chunk.data
+    assert [bytes(received[i]) for i in ids] == datas
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in hub.images.DownloadImages(pb.DownloadImagesRequest(ref=project, image_ids=["0" * 64])):
+            pass
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_batch_upload_answers_per_image(hub: HubClient, project) -> None:
+    good, bad = picture(300), b"not an image at all"
+
+    async def stream() -> AsyncIterator[pb.UploadImagesRequest]:
+        yield pb.UploadImagesRequest(ref=project)
+        for sequence, data in enumerate([good, bad, good]):
+            blob = transfer_pb2.BlobHeader(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+            yield pb.UploadImagesRequest(
+                header=pb.ImageHeader(
+                    sequence=sequence, blob=blob, metadata=image_pb2.ImageMetadata(tags=[f"s{sequence}"])
+                )
+            )
+            for offset in range(0, len(data), 1000):
+                yield pb.UploadImagesRequest(
+                    chunk=transfer_pb2.BlobChunk(offset=offset, data=data[offset : offset + 1000])
+                )
+
+    results = [r async for r in hub.images.UploadImages(stream())]
+    assert [r.sequence for r in results] == [0, 1, 2]
+    assert results[0].error_code == 0
+    assert not results[0].duplicate
+    assert results[1].error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "neither JPEG nor PNG" in results[1].error_message
+    assert results[2].duplicate
+    assert list(results[2].metadata.tags) == ["s0", "s2"]
+
+
+async def test_batch_upload_with_a_corrupted_chunk(hub: HubClient, project) -> None:
+    data = picture(301)
+
+    async def stream() -> AsyncIterator[pb.UploadImagesRequest]:
+        blob = transfer_pb2.BlobHeader(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        yield pb.UploadImagesRequest(ref=project, header=pb.ImageHeader(sequence=1, blob=blob))
+        corrupted = bytes([data[0] ^ 0xFF]) + data[1:]
+        yield pb.UploadImagesRequest(chunk=transfer_pb2.BlobChunk(offset=0, data=corrupted))
+
+    results = [r async for r in hub.images.UploadImages(stream())]
+    assert results[0].error_code == grpc.StatusCode.DATA_LOSS.value[0]
+    assert not (await hub.images.ListImages(pb.ListImagesRequest(ref=project))).images
