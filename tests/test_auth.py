@@ -41,9 +41,9 @@ def test_roles_and_tokens(tmp_path: Path) -> None:
             # CreateProject carries no access option: admin only.
             assert call(channel, "CreateProject", create, ROBOT) is grpc.StatusCode.PERMISSION_DENIED
             assert call(channel, "CreateProject", create, NODE) is grpc.StatusCode.PERMISSION_DENIED
-            # Past auth the hub answers UNIMPLEMENTED until issue [2]: proof the call got through.
-            assert call(channel, "CreateProject", create, ADMIN) is grpc.StatusCode.UNIMPLEMENTED
-            assert call(channel, "GetProject", get, ROBOT) is grpc.StatusCode.UNIMPLEMENTED
+            # Past auth the hub does the work.
+            assert call(channel, "CreateProject", create, ADMIN) is grpc.StatusCode.OK
+            assert call(channel, "GetProject", get, ROBOT) is grpc.StatusCode.OK
 
             with pytest.raises(grpc.RpcError) as denied:
                 pb_grpc.ProjectServiceStub(channel).CreateProject(
@@ -54,7 +54,7 @@ def test_roles_and_tokens(tmp_path: Path) -> None:
         # The channel helper adds the token to every call.
         config = ChannelConfig(target=f"127.0.0.1:{proc.ports()['loop']}", token=ROBOT)
         with create_channel(config) as channel:
-            assert call(channel, "GetProject", get, None) is grpc.StatusCode.UNIMPLEMENTED
+            assert call(channel, "GetProject", get, None) is grpc.StatusCode.OK
 
         proc.terminate()
         proc.proc.wait(timeout=15)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from visionloop import hub_commands
 from visionloop.runtime import __version__
 from visionloop.runtime.config import ConfigError, ServiceSettings, load_settings
 from visionloop.runtime.logging import configure_logging
@@ -144,6 +145,10 @@ def settings_command(service: str) -> None:
     for env, default, description in rows:
         shown = f" (default: {default})" if default != "" else ""
         click.echo(f"{env:<{width}}  {description}{shown}")
+
+
+for _command in hub_commands.COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ from visionloop.loop.v1 import (
     training_service_pb2,
     training_service_pb2_grpc,
 )
-from visionloop.runtime.server import Mount, ServiceSpec
+from visionloop.runtime.server import GrpcServer, Mount, ServiceSpec
 
 SETTINGS = LoopSettings
 
@@ -58,10 +58,12 @@ def create(settings: LoopSettings) -> ServiceSpec:
         Mount.generated(EventServicer(hub), event_service_pb2_grpc, event_service_pb2, "EventService"),
     ]
 
-    async def migrate() -> None:
+    async def start(server: GrpcServer) -> None:
+        if not settings.public_address:  # model.json names the hub by the address it really listens on
+            hub.host = server.address
         await asyncio.to_thread(hub.db.migrate)
 
-    async def close() -> None:
+    async def close(server: GrpcServer) -> None:
         hub.db.close()
 
-    return ServiceSpec(name="loop", mounts=mounts, on_start=[migrate], on_stop=[close], context=hub)
+    return ServiceSpec(name="loop", mounts=mounts, on_start=[start], on_stop=[close], context=hub)

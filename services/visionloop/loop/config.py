@@ -10,6 +10,11 @@ from visionloop.runtime.config import ServiceSettings
 
 
 class LoopSettings(ServiceSettings):
+    public_address: str = Field(
+        "",
+        alias="VISIONLOOP_PUBLIC_ADDRESS",
+        description="Address nodes use to reach the hub, written into model.json as host (default: the bound address).",
+    )
     database_url: str = Field(
         "",
         alias="DATABASE_URL",

@@ -61,9 +61,10 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
             return list(session.scalars(query.order_by(schema.Event.seq).limit(BATCH)))
 
         while True:
+            seen = self.hub.events.generation
             rows = await self.hub.db.read(lambda s, after=cursor: batch(s, after))
             for row in rows:
                 yield pb.WatchEventsResponse(event=event_message(row))
                 cursor = row.seq
             if len(rows) < BATCH:
-                await self.hub.events.wait()
+                await self.hub.events.wait(seen)

@@ -33,11 +33,14 @@ def utcnow() -> datetime:
 class EventBus:
     """Appends events inside the caller's transaction and wakes watchers after it commits.
 
-    Watchers also poll, so events written by another hub replica arrive within ``poll_seconds``.
+    Watchers take ``generation`` before they read and pass it to ``wait``, so a notify that
+    lands between their read and their wait is never lost. They also poll, so events written
+    by another hub replica arrive within ``poll_seconds``.
     """
 
     def __init__(self, poll_seconds: float = 1.0) -> None:
         self.poll_seconds = poll_seconds
+        self.generation = 0
         self._changed = asyncio.Event()
 
     @staticmethod
@@ -64,11 +67,14 @@ class EventBus:
 
     def notify(self) -> None:
         """Call on the event loop after a transaction that appended events committed."""
+        self.generation += 1
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait(self) -> None:
-        """Return when events may have arrived (notified, or the poll interval passed)."""
+    async def wait(self, seen: int) -> None:
+        """Return once ``generation`` moved past ``seen`` or the poll interval passed."""
+        if self.generation != seen:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout=self.poll_seconds)
 
@@ -105,7 +111,7 @@ class Hub:
         spool = data / "spool"
         shutil.rmtree(spool, ignore_errors=True)  # partial uploads of a previous run are garbage
         spool.mkdir(parents=True)
-        host = f"{settings.host}:{settings.port}"
+        host = settings.public_address or f"{settings.host}:{settings.port}"
         return cls(settings=settings, db=Database(url), store=store, spool=spool, host=host)
 
     def spool_file(self) -> Path:

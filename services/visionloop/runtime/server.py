@@ -33,7 +33,7 @@ from visionloop.runtime.tls import server_credentials
 
 log = get_logger("visionloop.server")
 
-Hook = Callable[[], Awaitable[None]]
+Hook = Callable[["GrpcServer"], Awaitable[None]]  # receives the started server (e.g. its bound port)
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class GrpcServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
         for hook in self.spec.on_start:
-            await hook()
+            await hook(self)
         for name in ["", *names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -151,7 +151,7 @@ class GrpcServer:
             if ended:
                 log.info("ended open streams", service=self.spec.name, count=ended)
         for hook in reversed(self.spec.on_stop):
-            await hook()
+            await hook(self)
         log.info("stopped", service=self.spec.name)
 
     async def wait_for_termination(self) -> None:
