@@ -17,16 +17,15 @@ from visionloop.common.v1 import category_pb2
 from visionloop.common.v1 import training_pb2 as t
 from visionloop.loop.db import schema
 from visionloop.loop.hub import get_project, utcnow
-from visionloop.loop.trainings import TrainingServicer
 from visionloop.loop.v1 import event_service_pb2, project_service_pb2, training_service_pb2_grpc
 from visionloop.loop.v1 import training_service_pb2 as pb
 
-LEASE = 0.5  # seconds; allowed by the short_leases fixture
+LEASE = 30  # seconds; tests move the hub clock past it instead of sleeping
 
 
-@pytest.fixture
-def short_leases(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(TrainingServicer, "min_lease", timedelta(milliseconds=100))
+def expire_leases(hub: HubClient) -> None:
+    """Move the hub's clock past every lease taken with ``LEASE``."""
+    hub.hub.clock_offset += timedelta(seconds=LEASE + 1)
 
 
 def seconds(value: float) -> duration_pb2.Duration:
@@ -184,13 +183,13 @@ async def test_trainers_on_separate_channels_never_share_a_training(hub: HubClie
     assert lost == [Code.NOT_FOUND] * 3
 
 
-async def test_expired_lease_goes_to_another_trainer_with_status(hub: HubClient, project, short_leases) -> None:
+async def test_expired_lease_goes_to_another_trainer_with_status(hub: HubClient, project) -> None:
     queued = await create(hub, project)
     await claim(hub, "trainer-a", lease=LEASE)
     await update(
         hub, queued.id, "trainer-a", lease=LEASE, state=t.TRAINING_STATE_TRAINING_RUNNING, epoch=3, total_epochs=30
     )
-    await asyncio.sleep(LEASE + 0.2)
+    expire_leases(hub)
 
     taken = await claim(hub, "trainer-b")
     assert (taken.id, taken.trainer_node_id) == (queued.id, "trainer-b")
@@ -201,12 +200,12 @@ async def test_expired_lease_goes_to_another_trainer_with_status(hub: HubClient,
     assert (await update(hub, queued.id, "trainer-b", epoch=4)).status.epoch == 4
 
 
-async def test_holder_that_missed_its_renewal_loses_the_lease(hub: HubClient, project, short_leases) -> None:
+async def test_holder_that_missed_its_renewal_loses_the_lease(hub: HubClient, project) -> None:
     queued = await create(hub, project)
     await claim(hub, lease=LEASE)
     renewed = await update(hub, queued.id, lease=LEASE, epoch=1)
     assert renewed.status.HasField("update_time")  # filled in by the hub when the trainer leaves it out
-    await asyncio.sleep(LEASE + 0.2)
+    expire_leases(hub)
     assert "expired" in await fails(update(hub, queued.id, epoch=2), Code.FAILED_PRECONDITION)
 
 
@@ -267,12 +266,12 @@ async def test_queued_trainings_end_at_once(hub: HubClient, project) -> None:
     await fails(hub.trainings.StopTraining(pb.StopTrainingRequest(training_id=str(uuid.uuid4()))), Code.NOT_FOUND)
 
 
-async def test_abandoned_abort_is_ended_by_the_next_claim(hub: HubClient, project, short_leases) -> None:
+async def test_abandoned_abort_is_ended_by_the_next_claim(hub: HubClient, project) -> None:
     doomed = await create(hub, project)
     await claim(hub, "trainer-a", lease=LEASE)
     await hub.trainings.AbortTraining(pb.AbortTrainingRequest(training_id=doomed.id))
     waiting = await create(hub, project)
-    await asyncio.sleep(LEASE + 0.2)  # trainer-a died without reading the abort
+    expire_leases(hub)  # trainer-a died without reading the abort
     assert (await claim(hub, "trainer-b")).id == waiting.id
     ended = (await hub.trainings.GetTraining(pb.GetTrainingRequest(training_id=doomed.id))).training
     assert (ended.phase, ended.HasField("end_time")) == (t.TRAINING_PHASE_ABORTED, True)

@@ -10,7 +10,7 @@ import contextlib
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, text
@@ -89,6 +89,11 @@ class Hub:
     events: EventBus = field(default_factory=EventBus)
     max_image_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 100_000_000
+    # Leases and heartbeats read the clock through ``now()``; tests move it forward instead of sleeping.
+    clock_offset: timedelta = timedelta(0)
+
+    def now(self) -> datetime:
+        return utcnow() + self.clock_offset
 
     @classmethod
     def from_settings(cls, settings: LoopSettings) -> Hub:

@@ -729,7 +729,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         scoped = bool(request.ref.organization or request.ref.project)
 
         def claim(session: Session) -> pb.ClaimConversionResponse:
-            now = utcnow()
+            now = self.hub.now()
             expire = now + lease
             query = (
                 select(schema.Model, schema.Project)
@@ -796,7 +796,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 raise FailedPrecondition(f"conversion {row.id} is {state}, not running; claim it first")
             row.reason = request.reason.strip()
             row.lease_expire_time = None
-            row.update_time = utcnow()
+            row.update_time = self.hub.now()
             if request.permanent or row.attempts >= MAX_CONVERSION_ATTEMPTS:
                 row.state = converter_pb.CONVERSION_STATE_FAILED
                 return False

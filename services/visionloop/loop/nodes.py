@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from visionloop.common.v1 import node_pb2
 from visionloop.loop.db import schema
-from visionloop.loop.hub import Hub, utcnow
+from visionloop.loop.hub import Hub
 from visionloop.loop.v1 import node_service_pb2 as pb
 from visionloop.loop.v1 import node_service_pb2_grpc
 from visionloop.runtime.errors import Aborted, InvalidArgument, NotFound
@@ -83,7 +83,7 @@ class NodeServicer(node_service_pb2_grpc.NodeServiceServicer):
         def register(session: Session) -> node_pb2.NodeStatus:
             status = node_pb2.NodeStatus()
             status.CopyFrom(request.status)
-            now = utcnow()
+            now = self.hub.now()
             row = session.get(schema.Node, status.node_id)
             if row is None:
                 row = schema.Node(node_id=status.node_id, register_time=now)
@@ -113,7 +113,7 @@ class NodeServicer(node_service_pb2_grpc.NodeServiceServicer):
             # A heartbeat may leave out what registration fixed.
             status.name = status.name or row.name
             status.type = status.type or row.type  # type: ignore[assignment]
-            self._store(row, status, utcnow())
+            self._store(row, status, self.hub.now())
 
         await self.hub.db.write(beat)
         return pb.HeartbeatResponse(heartbeat_interval=self._interval())
@@ -126,7 +126,7 @@ class NodeServicer(node_service_pb2_grpc.NodeServiceServicer):
             row = session.get(schema.Node, request.node_id)
             if row is None:
                 raise NotFound(f"node {request.node_id!r} is not registered; list nodes with ListNodes")
-            return self._shown(row, utcnow())
+            return self._shown(row, self.hub.now())
 
         return pb.GetNodeResponse(status=await self.hub.db.read(get))
 
@@ -135,7 +135,7 @@ class NodeServicer(node_service_pb2_grpc.NodeServiceServicer):
             query = select(schema.Node).order_by(schema.Node.name, schema.Node.node_id)
             if request.type != node_pb2.NODE_TYPE_UNSPECIFIED:
                 query = query.where(schema.Node.type == request.type)
-            now = utcnow()
+            now = self.hub.now()
             shown = [self._shown(row, now) for row in session.scalars(query)]
             if request.include_offline:
                 return shown

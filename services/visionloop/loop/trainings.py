@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from visionloop.common.v1 import training_pb2
 from visionloop.loop.db import schema
 from visionloop.loop.deployments import lock_project
-from visionloop.loop.hub import Hub, check_ref, get_project, utcnow
+from visionloop.loop.hub import Hub, check_ref, get_project
 from visionloop.loop.protos import to_timestamp
 from visionloop.loop.v1 import event_service_pb2, training_service_pb2_grpc
 from visionloop.loop.v1 import training_service_pb2 as pb
@@ -195,7 +195,7 @@ class TrainingServicer(training_service_pb2_grpc.TrainingServiceServicer):
                 stop_requested=False,
                 abort_requested=False,
                 result_model_version="",
-                create_time=utcnow(),
+                create_time=self.hub.now(),
             )
             session.add(row)
             self.hub.events.append(session, event_service_pb2.EVENT_TYPE_TRAINING_REQUESTED, project, row.id)
@@ -248,7 +248,7 @@ class TrainingServicer(training_service_pb2_grpc.TrainingServiceServicer):
 
         def claim(session: Session) -> training_pb2.Training | None:
             project = get_project(session, request.ref) if by_project else None
-            now = utcnow()
+            now = self.hub.now()
             claimable = or_(
                 schema.Training.phase == QUEUED,
                 and_(schema.Training.phase == RUNNING, schema.Training.lease_expire_time < now),
@@ -292,7 +292,7 @@ class TrainingServicer(training_service_pb2_grpc.TrainingServiceServicer):
 
         def update(session: Session) -> training_pb2.Training:
             row = _locked_training(session, request.training_id)
-            now = utcnow()
+            now = self.hub.now()
             _check_lease(row, request.node_id, now)
             status = training_pb2.TrainingStatus()
             status.CopyFrom(request.status)
@@ -321,7 +321,7 @@ class TrainingServicer(training_service_pb2_grpc.TrainingServiceServicer):
             row = _locked_training(session, request.training_id)
             if row.phase == request.phase and row.trainer_node_id == request.node_id:
                 return _message(session, row)  # a retry whose first answer was lost
-            now = utcnow()
+            now = self.hub.now()
             _check_lease(row, request.node_id, now)
             if parsed is not None:
                 project = session.get(schema.Project, row.project_pk)
@@ -356,7 +356,7 @@ class TrainingServicer(training_service_pb2_grpc.TrainingServiceServicer):
                 row.stop_requested = True
             if row.phase == QUEUED:
                 phase = training_pb2.TRAINING_PHASE_ABORTED if abort else training_pb2.TRAINING_PHASE_STOPPED
-                _end(row, phase, utcnow())
+                _end(row, phase, self.hub.now())
             event = (
                 event_service_pb2.EVENT_TYPE_TRAINING_ABORT_REQUESTED
                 if abort
