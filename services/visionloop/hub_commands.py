@@ -1,4 +1,4 @@
-"""Hub commands of the ``visionloop`` CLI: projects, categories, upload, models, trainings.
+"""Hub commands of the ``visionloop`` CLI: projects, categories, upload, datasets, models, trainings.
 
 Connection settings come from the same environment as the nodes (``LOOP_HOST``,
 ``LOOP_ORGANIZATION``, ``LOOP_PROJECT``, ``LOOP_TOKEN``, ``LOOP_SSL_CERT_PATH``) and can be
@@ -135,6 +135,49 @@ def upload(client: LoopClient, folder: Path, tags: tuple[str, ...], camera_id: s
         sys.exit(1)
 
 
+@click.command("import")
+@click.argument("zip_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "format_", type=click.Choice(["coco", "yolo"]), required=True, help="Dataset format.")
+@click.option("--tag", "tags", multiple=True, help="Tag for every imported image (repeatable).")
+@with_hub
+def import_dataset(client: LoopClient, zip_path: Path, format_: str, tags: tuple[str, ...]) -> None:
+    """Import a COCO (annotations.json + images/) or YOLO (data.yaml, images/, labels/) zip."""
+    with tqdm(total=zip_path.stat().st_size, unit="B", unit_scale=True, desc="send", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        result = client.import_dataset(zip_path, format_, tags=tags, progress=progress)
+    for warning in result.warnings:
+        click.echo(warning, err=True)
+    click.echo(
+        f"{result.images_added} images added, {result.images_duplicate} already there, "
+        f"{result.images_skipped} skipped, {result.annotations_added} annotations, "
+        f"{result.categories_added} categories created"
+    )
+
+
+@click.command("export")
+@click.argument("destination", type=click.Path(path_type=Path))
+@click.option("--format", "format_", type=click.Choice(["coco", "yolo"]), required=True, help="Dataset format.")
+@with_hub
+def export_dataset(client: LoopClient, destination: Path, format_: str) -> None:
+    """Download the project's complete images and labels as a zip to DESTINATION (a file or a folder)."""
+    if destination.is_dir():
+        destination = destination / f"{client.ref.organization}-{client.ref.project}-{format_}.zip"
+    with tqdm(unit="B", unit_scale=True, desc="receive", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            client.export_dataset(format_, destination, progress=progress)
+        except OSError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(f"exported {destination}")
+
+
 @click.group()
 def models() -> None:
     """List, upload, pin and roll back model versions."""
@@ -215,4 +258,4 @@ def trainings_list(client: LoopClient) -> None:
         click.echo(f"#{training.number}\t{phase}\t{state}\t{training.result_model_version}\t{training.id}")
 
 
-COMMANDS = [projects, categories, upload, models, trainings]
+COMMANDS = [projects, categories, upload, import_dataset, export_dataset, models, trainings]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
 import grpc
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from visionloop.common.v1 import transfer_pb2
+from visionloop.loop import datasets
 from visionloop.loop.db import schema
-from visionloop.loop.hub import Hub, get_project, utcnow
-from visionloop.loop.images import get_image
+from visionloop.loop.hub import Hub, check_ref, get_project, utcnow
+from visionloop.loop.images import clean_tags, get_image
 from visionloop.loop.labels import (
     add_annotation,
     annotation_message,
@@ -18,9 +24,11 @@ from visionloop.loop.labels import (
     put_detections,
     resolve_category,
 )
+from visionloop.loop.storage import CHUNK_BYTES
+from visionloop.loop.transfer import check_sha256, receive_chunks
 from visionloop.loop.v1 import annotation_service_pb2 as pb
 from visionloop.loop.v1 import annotation_service_pb2_grpc
-from visionloop.runtime.errors import InvalidArgument, NotFound
+from visionloop.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
 
 
 def _annotation_row(
@@ -34,6 +42,17 @@ def _annotation_row(
     if found is None:
         raise NotFound(f"annotation {annotation_id!r} does not exist in {project.organization}/{project.name}")
     return found[0], found[1]
+
+
+def _check_import_header(header: pb.ImportDatasetHeader) -> None:
+    check_ref(header.ref)
+    datasets.format_name(header.format)
+    size = header.blob.size_bytes
+    if size <= 0:
+        raise InvalidArgument("header.blob.size_bytes must be the zip's size in bytes")
+    if size > datasets.MAX_DATASET_BYTES:
+        raise ResourceExhausted(f"the dataset zip has {size} bytes; at most {datasets.MAX_DATASET_BYTES} are accepted")
+    check_sha256(header.blob.sha256)
 
 
 class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
@@ -126,3 +145,117 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
             return pb.GetDetectionsResponse(detections=get_detections(session, image, request.model_version))
 
         return await self.hub.db.read(read)
+
+    async def ImportDataset(
+        self, request_iterator: AsyncIterator[pb.ImportDatasetRequest], context: grpc.aio.ServicerContext
+    ) -> pb.ImportDatasetResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument("the first ImportDataset message must be the header")
+        header = first.header
+        _check_import_header(header)
+        tags = clean_tags(header.tags)
+        await self.hub.db.read(lambda s: get_project(s, header.ref))  # fail fast, before any bytes move
+        spool = self.hub.spool_file()
+        try:
+            await receive_chunks(request_iterator, header.blob, spool, "dataset zip")
+            archive = await asyncio.to_thread(datasets.Archive.open, spool)
+            try:
+                return await self._import(header, tags, archive)
+            finally:
+                archive.close()
+        finally:
+            await asyncio.to_thread(spool.unlink, True)
+
+    async def _import(
+        self, header: pb.ImportDatasetHeader, tags: Sequence[str], archive: datasets.Archive
+    ) -> pb.ImportDatasetResponse:
+        hub = self.hub
+        dataset = await asyncio.to_thread(datasets.read_dataset, archive, header.format)
+        prepared = await asyncio.to_thread(
+            datasets.prepare, archive, dataset, hub.max_image_bytes, hub.max_image_pixels
+        )
+        targets, created = await self._ensure_categories(header, dataset.categories)
+        response = pb.ImportDatasetResponse(
+            images_duplicate=prepared.duplicates,
+            images_skipped=prepared.skipped,
+            categories_added=created,
+            warnings=prepared.warnings,
+        )
+        for batch in datasets.batches(prepared.images):
+            recorded = await self._store_batch(header, archive, batch, targets, tags, dataset.source)
+            response.images_added += recorded.added
+            response.images_duplicate += recorded.duplicates
+            response.annotations_added += recorded.annotations
+            if recorded.added:
+                hub.events.notify()
+        return response
+
+    async def _ensure_categories(
+        self, header: pb.ImportDatasetHeader, names: Sequence[str]
+    ) -> tuple[dict[str, datasets.Target], int]:
+        def ensure(session: Session) -> tuple[dict[str, datasets.Target], int]:
+            return datasets.ensure_categories(session, header.ref, names)
+
+        try:
+            return await self.hub.db.write(ensure)
+        except IntegrityError:  # someone created one of them a moment ago: use it
+            return await self.hub.db.write(ensure)
+
+    async def _store_batch(
+        self,
+        header: pb.ImportDatasetHeader,
+        archive: datasets.Archive,
+        batch: Sequence[datasets.Prepared],
+        targets: dict[str, datasets.Target],
+        tags: Sequence[str],
+        source: str,
+    ) -> datasets.Recorded:
+        """Blobs first, then rows (as ``store_image``): a failed batch leaves no orphan blob."""
+        stored = await self.hub.db.read(lambda s: datasets.stored_images(s, batch))
+        created = await asyncio.to_thread(datasets.put_blobs, archive, batch, self.hub.store, stored)
+
+        def record(session: Session) -> datasets.Recorded:
+            return datasets.record_batch(session, header.ref, batch, targets, tags, source)
+
+        try:
+            try:
+                return await self.hub.db.write(record)
+            except IntegrityError:  # some of the bytes arrived concurrently: merge into those rows
+                return await self.hub.db.write(record)
+        except Exception:
+            # Not on cancellation: the transaction may still commit and reference the blobs.
+            orphans = await self.hub.db.read(lambda s: datasets.unreferenced(s, created))
+            for key in orphans:
+                await asyncio.to_thread(self.hub.store.delete, key)
+            raise
+
+    async def ExportDataset(
+        self, request: pb.ExportDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ExportDatasetResponse]:
+        name = datasets.format_name(request.format)
+        check_ref(request.ref)
+        snapshot = await self.hub.db.read(lambda s: datasets.snapshot(s, request.ref))
+        spool = self.hub.spool_file()
+        try:
+            sha256, size = await asyncio.to_thread(
+                datasets.write_export, spool, snapshot, request.format, self.hub.store
+            )
+            yield pb.ExportDatasetResponse(
+                header=transfer_pb2.BlobHeader(
+                    name=f"{request.ref.organization}-{request.ref.project}-{name}.zip",
+                    content_type="application/zip",
+                    size_bytes=size,
+                    sha256=sha256,
+                )
+            )
+            handle = await asyncio.to_thread(spool.open, "rb")
+            try:
+                offset = 0
+                while data := await asyncio.to_thread(handle.read, CHUNK_BYTES):
+                    yield pb.ExportDatasetResponse(chunk=transfer_pb2.BlobChunk(offset=offset, data=data))
+                    offset += len(data)
+            finally:
+                handle.close()
+        finally:
+            await asyncio.to_thread(spool.unlink, True)

@@ -106,7 +106,7 @@ def image_message(row: schema.Image, project: schema.Project, tags: list[str]) -
     )
 
 
-def _clean_tags(tags: Sequence[str]) -> list[str]:
+def clean_tags(tags: Sequence[str]) -> list[str]:
     cleaned = sorted({t.strip() for t in tags if t.strip()})
     if len(cleaned) > MAX_TAGS:
         raise InvalidArgument(f"at most {MAX_TAGS} tags per image, got {len(cleaned)}")
@@ -140,7 +140,7 @@ def _record(
     detections: detection_pb2.Detections,
 ) -> Stored:
     project = get_project(session, ref)
-    tags = _clean_tags(metadata.tags)
+    tags = clean_tags(metadata.tags)
     row = session.scalars(
         select(schema.Image).where(schema.Image.project_pk == project.pk, schema.Image.sha256 == image.sha256)
     ).one_or_none()
@@ -386,7 +386,7 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
     async def UpdateImage(
         self, request: pb.UpdateImageRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateImageResponse:
-        add, remove = _clean_tags(request.add_tags), set(_clean_tags(request.remove_tags))
+        add, remove = clean_tags(request.add_tags), set(clean_tags(request.remove_tags))
 
         def update(session: Session) -> image_pb2.ImageMetadata:
             project = get_project(session, request.ref)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -36,6 +36,7 @@ from visionloop.loop.deployments import follows_latest
 from visionloop.loop.hub import EventBus, Hub, check_ref, get_project, utcnow
 from visionloop.loop.protos import to_timestamp
 from visionloop.loop.storage import BlobNotFound
+from visionloop.loop.transfer import check_sha256, receive_chunks, zip_entry_problem
 from visionloop.loop.v1 import event_service_pb2 as events_pb
 from visionloop.loop.v1 import model_service_pb2 as pb
 from visionloop.loop.v1 import model_service_pb2_grpc
@@ -56,12 +57,9 @@ GIB = 1024**3
 MIB = 1024**2
 MAX_MODEL_BYTES = 2 * GIB
 MAX_UNCOMPRESSED_BYTES = 4 * GIB
-MAX_COMPRESSION_RATIO = 200  # weights barely compress; far higher ratios mean a zip bomb
-RATIO_CHECK_MIN_BYTES = MIB  # tiny files (json, txt) legitimately compress well
 MAX_ENTRIES = 10_000
 MAX_MODEL_JSON_BYTES = MIB
 CHUNK_BYTES = MIB
-WRITE_BATCH_BYTES = 8 * MIB  # spool writes leave the event loop in batches of this size
 VERSION_ATTEMPTS = 5  # concurrent uploads racing for the next version retry this often
 
 MODEL_JSON = "model.json"
@@ -71,7 +69,6 @@ DEFAULT_LEASE = timedelta(minutes=10)
 MAX_LEASE = timedelta(hours=24)
 
 _FORMAT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HUB_FIELDS = ("host", "organization", "project", "version", "id", "format")
 _REGISTRY_FIELDS = ("formats", "sha256", "size_bytes", "sizeBytes", "create_time", "createTime")
 _CATEGORY_TYPES = {
@@ -166,24 +163,6 @@ def parse_model_json(raw: bytes) -> dict[str, Any]:
 # --- zip checks and rewrite (blocking; run in worker threads) ----------------------------------
 
 
-def _entry_problem(info: zipfile.ZipInfo) -> str | None:
-    """Why an entry is unsafe to extract, or None."""
-    name = info.filename.replace("\\", "/")
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        return "has an absolute path"
-    if ".." in name.split("/"):
-        return "escapes the archive with '..'"
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return "is a symbolic link"
-    if info.flag_bits & 0x1:
-        return "is encrypted"
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        return f"uses compression method {info.compress_type}; only stored and deflate are accepted"
-    if info.file_size > RATIO_CHECK_MIN_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
-        return f"expands {info.file_size // max(info.compress_size, 1)}x (a zip bomb?)"
-    return None
-
-
 def check_zip(path: Path) -> dict[str, Any]:
     """Validate an uploaded zip as untrusted input; returns its model.json object."""
     if not zipfile.is_zipfile(path):
@@ -195,7 +174,7 @@ def check_zip(path: Path) -> dict[str, Any]:
                 raise InvalidArgument(f"the zip has {len(entries)} entries; at most {MAX_ENTRIES} are accepted")
             names: set[str] = set()
             for info in entries:
-                if (problem := _entry_problem(info)) is not None:
+                if (problem := zip_entry_problem(info)) is not None:
                     raise InvalidArgument(f"zip entry {info.filename!r} {problem}")
                 if info.filename in names:
                     raise InvalidArgument(f"zip entry {info.filename!r} appears twice")
@@ -270,50 +249,7 @@ def _check_header(header: pb.UploadModelHeader) -> None:
         raise InvalidArgument("header.blob.size_bytes must be the zip's size in bytes")
     if size > MAX_MODEL_BYTES:
         raise ResourceExhausted(f"the model zip has {size} bytes; the hub accepts at most {MAX_MODEL_BYTES} (2 GiB)")
-    if not _SHA256.match(header.blob.sha256.lower()):
-        raise InvalidArgument("header.blob.sha256 must be the zip's hex sha256 (64 characters)")
-
-
-def _write_batch(out: BinaryIO, digest: Any, blocks: list[bytes]) -> None:
-    for block in blocks:
-        digest.update(block)  # hashlib releases the GIL for large blocks
-    out.writelines(blocks)
-
-
-async def _receive(requests: AsyncIterator[pb.UploadModelRequest], blob: transfer_pb2.BlobHeader, path: Path) -> None:
-    """Spool the chunks to ``path``; DATA_LOSS unless size and sha256 match the header."""
-    digest = hashlib.sha256()
-    received = 0
-    batch: list[bytes] = []
-    batch_bytes = 0
-    with path.open("wb") as out:
-        async for message in requests:
-            if message.WhichOneof("part") != "chunk":
-                raise InvalidArgument("only chunks may follow the header; the header was sent twice")
-            chunk = message.chunk
-            if chunk.offset != received:
-                raise InvalidArgument(
-                    f"chunk offset {chunk.offset} does not match the {received} bytes received so far; "
-                    "send chunks in order"
-                )
-            received += len(chunk.data)
-            if received > blob.size_bytes:
-                raise DataLoss(
-                    f"expected {blob.size_bytes} bytes (header.blob.size_bytes) but received at least {received}"
-                )
-            batch.append(chunk.data)
-            batch_bytes += len(chunk.data)
-            if batch_bytes >= WRITE_BATCH_BYTES:
-                await asyncio.to_thread(_write_batch, out, digest, batch)
-                batch, batch_bytes = [], 0
-        await asyncio.to_thread(_write_batch, out, digest, batch)
-    if received != blob.size_bytes:
-        raise DataLoss(f"expected {blob.size_bytes} bytes but received {received}; upload the model again")
-    if digest.hexdigest() != blob.sha256.lower():
-        raise DataLoss(
-            f"sha256 mismatch: expected {blob.sha256.lower()}, got {digest.hexdigest()}; "
-            "the zip was corrupted in transit, upload it again"
-        )
+    check_sha256(header.blob.sha256)
 
 
 @dataclass(frozen=True)
@@ -558,7 +494,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         await self.hub.db.read(lambda s: _plan(s, header))  # fail fast, before any bytes move
         spool = self.hub.spool_file()
         try:
-            await _receive(request_iterator, header.blob, spool)
+            await receive_chunks(request_iterator, header.blob, spool, "model zip")
             doc = await asyncio.to_thread(check_zip, spool)
             model = await self._publish(header, spool, doc)
         finally:

@@ -20,7 +20,7 @@ from visionloop.runtime.errors import AlreadyExists, FailedPrecondition, Invalid
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
-_DEFAULT_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c")
+DEFAULT_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c")
 
 
 def project_message(row: schema.Project) -> pb.Project:
@@ -128,7 +128,7 @@ class ProjectServicer(project_service_pb2_grpc.ProjectServiceServicer):
                 project_pk=project.pk,
                 name=category.name.strip(),
                 type=category.type,
-                color=category.color or _DEFAULT_COLORS[(count or 0) % len(_DEFAULT_COLORS)],
+                color=category.color or DEFAULT_COLORS[(count or 0) % len(DEFAULT_COLORS)],
                 hotkey=category.hotkey,
                 point_radius=category.point_radius,
                 create_time=utcnow(),

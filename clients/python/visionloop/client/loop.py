@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -13,6 +13,8 @@ import grpc
 from visionloop.client.channel import ChannelConfig, create_channel
 from visionloop.common.v1 import category_pb2, image_pb2, model_pb2, training_pb2, transfer_pb2
 from visionloop.loop.v1 import (
+    annotation_service_pb2,
+    annotation_service_pb2_grpc,
     deployment_service_pb2,
     deployment_service_pb2_grpc,
     image_service_pb2,
@@ -26,6 +28,11 @@ from visionloop.loop.v1 import (
 )
 
 CHUNK_BYTES = 1024 * 1024
+DATASET_FORMATS = {
+    "coco": annotation_service_pb2.DATASET_FORMAT_COCO,
+    "yolo": annotation_service_pb2.DATASET_FORMAT_YOLO,
+}
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 CATEGORY_TYPES = {
     "box": category_pb2.CATEGORY_TYPE_BOX,
     "point": category_pb2.CATEGORY_TYPE_POINT,
@@ -47,6 +54,33 @@ class ImageItem:
 def _chunks(data: bytes) -> Iterator[transfer_pb2.BlobChunk]:
     for offset in range(0, len(data), CHUNK_BYTES):
         yield transfer_pb2.BlobChunk(offset=offset, data=data[offset : offset + CHUNK_BYTES])
+
+
+def _file_digest(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as src:
+        while block := src.read(CHUNK_BYTES):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _file_chunks(path: Path, size: int, progress: Progress | None) -> Iterator[transfer_pb2.BlobChunk]:
+    """Chunks read as they are sent, so a dataset of any size never sits in memory."""
+    offset = 0
+    with path.open("rb") as src:
+        while data := src.read(CHUNK_BYTES):
+            yield transfer_pb2.BlobChunk(offset=offset, data=data)
+            offset += len(data)
+            if progress is not None:
+                progress(offset, size)
+
+
+def _dataset_format(name: str) -> int:
+    try:
+        return DATASET_FORMATS[name.lower()]
+    except KeyError:
+        raise ValueError(f"dataset format {name!r} is not one of {', '.join(DATASET_FORMATS)}") from None
 
 
 class LoopClient:
@@ -76,6 +110,7 @@ class LoopClient:
         self.timeout = timeout
         self.projects = project_service_pb2_grpc.ProjectServiceStub(self._channel)
         self.images = image_service_pb2_grpc.ImageServiceStub(self._channel)
+        self.annotations = annotation_service_pb2_grpc.AnnotationServiceStub(self._channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(self._channel)
         self.trainings = training_service_pb2_grpc.TrainingServiceStub(self._channel)
@@ -141,6 +176,56 @@ class LoopClient:
             token = page.next_page_token
             if not token:
                 return
+
+    # datasets
+    def import_dataset(
+        self, path: Path, format_: str, tags: Sequence[str] = (), progress: Progress | None = None
+    ) -> annotation_service_pb2.ImportDatasetResponse:
+        """Send a COCO or YOLO zip in chunks; the hub verifies its sha256 and returns what it stored."""
+        path = Path(path)
+        sha256, size = _file_digest(path)
+        header = annotation_service_pb2.ImportDatasetHeader(
+            ref=self.ref,
+            format=_dataset_format(format_),
+            blob=transfer_pb2.BlobHeader(
+                name=path.name, content_type="application/zip", size_bytes=size, sha256=sha256
+            ),
+            tags=list(tags),
+        )
+
+        def requests() -> Iterator[annotation_service_pb2.ImportDatasetRequest]:
+            yield annotation_service_pb2.ImportDatasetRequest(header=header)
+            for chunk in _file_chunks(path, size, progress):
+                yield annotation_service_pb2.ImportDatasetRequest(chunk=chunk)
+
+        return self.annotations.ImportDataset(requests(), timeout=max(self.timeout, 3600))
+
+    def export_dataset(self, format_: str, destination: Path, progress: Progress | None = None) -> Path:
+        """Download the project's complete images as a COCO or YOLO zip to ``destination``, sha256 verified."""
+        destination = Path(destination)
+        request = annotation_service_pb2.ExportDatasetRequest(ref=self.ref, format=_dataset_format(format_))
+        digest, received = hashlib.sha256(), 0
+        header = transfer_pb2.BlobHeader()
+        try:
+            with destination.open("wb") as out:
+                for message in self.annotations.ExportDataset(request, timeout=max(self.timeout, 3600)):
+                    if message.HasField("header"):
+                        header = message.header
+                        continue
+                    out.write(message.chunk.data)
+                    digest.update(message.chunk.data)
+                    received += len(message.chunk.data)
+                    if progress is not None:
+                        progress(received, header.size_bytes)
+            if received != header.size_bytes or digest.hexdigest() != header.sha256:
+                raise OSError(
+                    f"dataset download corrupted: {received} bytes with sha256 {digest.hexdigest()}, "
+                    f"expected {header.size_bytes} bytes with sha256 {header.sha256}"
+                )
+        except BaseException:
+            destination.unlink(missing_ok=True)
+            raise
+        return destination
 
     # models and deployments
     def list_models(self, format_: str = "") -> list[model_pb2.ModelInfo]:

@@ -1,0 +1,96 @@
+"""Receiving chunked uploads and checking untrusted zips, shared by model and dataset uploads."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import stat
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from visionloop.common.v1 import transfer_pb2
+from visionloop.runtime.errors import DataLoss, InvalidArgument
+
+MIB = 1024**2
+WRITE_BATCH_BYTES = 8 * MIB  # spool writes leave the event loop in batches of this size
+MAX_COMPRESSION_RATIO = 200  # weights and images barely compress; far higher ratios mean a zip bomb
+RATIO_CHECK_MIN_BYTES = MIB  # small text files (json, labels) legitimately compress well
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ChunkedRequest(Protocol):
+    """A request message with ``oneof part { header; chunk }``."""
+
+    chunk: transfer_pb2.BlobChunk
+
+    def WhichOneof(self, name: str) -> str | None: ...
+
+
+def check_sha256(value: str, field: str = "header.blob.sha256") -> None:
+    if not _SHA256.match(value.lower()):
+        raise InvalidArgument(f"{field} must be the file's hex sha256 (64 characters)")
+
+
+def _write_batch(out: BinaryIO, digest: Any, blocks: list[bytes]) -> None:
+    for block in blocks:
+        digest.update(block)  # hashlib releases the GIL for large blocks
+    out.writelines(blocks)
+
+
+async def receive_chunks(
+    requests: AsyncIterator[ChunkedRequest], blob: transfer_pb2.BlobHeader, path: Path, what: str = "file"
+) -> None:
+    """Spool the chunks after the header to ``path``; DATA_LOSS unless size and sha256 match ``blob``."""
+    digest = hashlib.sha256()
+    received = 0
+    batch: list[bytes] = []
+    batch_bytes = 0
+    with path.open("wb") as out:
+        async for message in requests:
+            if message.WhichOneof("part") != "chunk":
+                raise InvalidArgument("only chunks may follow the header; the header was sent twice")
+            chunk = message.chunk
+            if chunk.offset != received:
+                raise InvalidArgument(
+                    f"chunk offset {chunk.offset} does not match the {received} bytes received so far; "
+                    "send chunks in order"
+                )
+            received += len(chunk.data)
+            if received > blob.size_bytes:
+                raise DataLoss(
+                    f"expected {blob.size_bytes} bytes (header.blob.size_bytes) but received at least {received}"
+                )
+            batch.append(chunk.data)
+            batch_bytes += len(chunk.data)
+            if batch_bytes >= WRITE_BATCH_BYTES:
+                await asyncio.to_thread(_write_batch, out, digest, batch)
+                batch, batch_bytes = [], 0
+        await asyncio.to_thread(_write_batch, out, digest, batch)
+    if received != blob.size_bytes:
+        raise DataLoss(f"expected {blob.size_bytes} bytes but received {received}; send the {what} again")
+    if digest.hexdigest() != blob.sha256.lower():
+        raise DataLoss(
+            f"sha256 mismatch: expected {blob.sha256.lower()}, got {digest.hexdigest()}; "
+            f"the {what} was corrupted in transit, send it again"
+        )
+
+
+def zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why an entry of an untrusted zip is unsafe to read, or None."""
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return "has an absolute path"
+    if ".." in name.split("/"):
+        return "escapes the archive with '..'"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "is a symbolic link"
+    if info.flag_bits & 0x1:
+        return "is encrypted"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return f"uses compression method {info.compress_type}; only stored and deflate are accepted"
+    if info.file_size > RATIO_CHECK_MIN_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+        return f"expands {info.file_size // max(info.compress_size, 1)}x (a zip bomb?)"
+    return None
