@@ -165,13 +165,14 @@ def _record(
         )
         session.add(row)
         session.flush()
-        EventBus.append(session, event_service_pb2.EVENT_TYPE_IMAGE_ADDED, project, image.sha256)
     existing = set(_tags(session, [row.pk])[row.pk])
     session.add_all(schema.ImageTag(image_pk=row.pk, tag=t) for t in tags if t not in existing)
     for annotation in annotations:
         add_annotation(session, project, row, annotation)
     if any(detections.ListFields()):
         put_detections(session, row, detections)
+    if not duplicate:  # last: on PostgreSQL the event lock is then held only until the commit
+        EventBus.append(session, event_service_pb2.EVENT_TYPE_IMAGE_ADDED, project, image.sha256)
     session.flush()
     return Stored(image_message(row, project, sorted(existing | set(tags))), duplicate)
 
@@ -188,13 +189,12 @@ async def store_image(
     image = await asyncio.to_thread(decode_image, data, hub.max_image_bytes, hub.max_image_pixels)
     key = image_key(image.sha256)
 
-    def put_if_missing() -> bool:
-        if hub.store.exists(key):
-            return False
-        hub.store.put_bytes(key, image.data)
-        return True
-
-    created_blob = await asyncio.to_thread(put_if_missing)
+    # Rows commit only after their blob is stored, so a row with this hash proves the blob exists;
+    # asking the database is cheaper than a HEAD request to S3.
+    stored_before = await hub.db.read(lambda s: s.scalar(select(exists().where(schema.Image.sha256 == image.sha256))))
+    created_blob = not stored_before
+    if created_blob:
+        await asyncio.to_thread(hub.store.put_bytes, key, image.data)
     labels = detections or detection_pb2.Detections()
     try:
         try:

@@ -1,0 +1,585 @@
+"""Hub benchmark: the raw storage back end and the hub's gRPC ImageService side by side, as ratios.
+
+1. Upload throughput: N generated JPEGs through ``ImageService.UploadImage`` (unary) and
+   ``ImageService.UploadImages`` (batch stream) from several concurrent client tasks, versus
+   ``ObjectStore.put_bytes`` of the same bytes straight into a separate folder / bucket from as
+   many threads. Reports images/s, MB/s and hub/raw (target >= 0.7x).
+2. Query latency: the first page (100 images) of ``ImageService.ListImages`` over a project with
+   ``--rows`` images (bulk-inserted into the database, not uploaded), newest and priority order,
+   unfiltered and with a tag or a state filter. Reports p50/p95 of the RPC and of the same SQL
+   statements replayed on a plain DB-API cursor, so the difference is the service's overhead
+   (target p95 < 50 ms).
+
+The hub runs in-process (as in ``tests/hub/conftest.py``) behind real gRPC on loopback.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.hub_benchmark                    # SQLite + folder
+    .venv/bin/python -m benchmarks.hub_benchmark --stack postgres   # PostgreSQL + S3 (moto)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from PIL import Image
+from sqlalchemy import Engine, event, insert, select, text
+from tqdm import tqdm
+
+from visionloop.common.v1 import image_pb2, transfer_pb2
+from visionloop.loop import app
+from visionloop.loop.config import LoopSettings
+from visionloop.loop.db import schema
+from visionloop.loop.hub import Hub
+from visionloop.loop.images import ImageServicer, image_key
+from visionloop.loop.storage import CHUNK_BYTES, LocalObjectStore, ObjectStore, S3ObjectStore
+from visionloop.loop.v1 import image_service_pb2 as pb
+from visionloop.loop.v1 import image_service_pb2_grpc, project_service_pb2, project_service_pb2_grpc
+from visionloop.runtime.logging import configure_logging
+from visionloop.runtime.server import GrpcServer
+
+REPO = Path(__file__).resolve().parents[1]
+UPLOAD_TARGET = 0.7  # hub throughput / raw store throughput
+QUERY_TARGET_MS = 50.0  # p95 of one ListImages page
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+WIDTH, HEIGHT = 640, 480
+PAGE = 100
+MB = 1_000_000
+RAW_ROUNDS = 3
+
+
+def check(condition: bool, message: str) -> None:
+    """Like assert, but not stripped by python -O: a benchmark that measured the wrong thing must fail."""
+    if not condition:
+        raise RuntimeError(message)
+
+
+# --------------------------------------------------------------------------- stacks
+
+
+@dataclass
+class Stack:
+    name: str
+    description: str
+    settings: LoopSettings
+    raw_store: ObjectStore
+    raw_store_name: str
+
+
+@contextlib.contextmanager
+def open_stack(name: str, workdir: Path) -> Iterator[Stack]:
+    """Settings for a fresh hub plus a separate raw store on the same back end."""
+    overrides: dict[str, Any] = {"port": 0, "host": "127.0.0.1", "data_dir": workdir / "hub"}
+    if name == "sqlite":
+        yield Stack(
+            name,
+            "SQLite + local folder",
+            LoopSettings(**overrides),
+            LocalObjectStore(workdir / "raw-blobs"),
+            "LocalObjectStore.put_bytes",
+        )
+        return
+    if str(REPO) not in sys.path:  # also works as `python benchmarks/hub_benchmark.py`
+        sys.path.insert(0, str(REPO))
+    from tests.hub.stacks import postgres_server, s3_server
+
+    with postgres_server() as url, s3_server() as s3:
+        overrides["database_url"] = url
+        overrides.update(s3)
+        raw = S3ObjectStore(s3["s3_endpoint"], "raw-benchmark", s3["s3_access_key_id"], s3["s3_secret_access_key"])
+        raw.ensure_bucket()
+        yield Stack(name, "PostgreSQL + S3 (moto)", LoopSettings(**overrides), raw, "S3ObjectStore.put_bytes")
+
+
+@contextlib.asynccontextmanager
+async def running_hub(settings: LoopSettings) -> AsyncIterator[tuple[Hub, grpc.aio.Channel]]:
+    """The hub exactly as tests/hub/conftest.py starts it: in-process, real gRPC on loopback."""
+    spec = app.create(settings)
+    server = GrpcServer(spec, settings)
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            yield spec.context, channel
+    finally:
+        await server.stop(0)
+
+
+async def create_project(channel: grpc.aio.Channel, name: str) -> project_service_pb2.ProjectRef:
+    ref = project_service_pb2.ProjectRef(organization="bench", project=name)
+    await project_service_pb2_grpc.ProjectServiceStub(channel).CreateProject(
+        project_service_pb2.CreateProjectRequest(project=project_service_pb2.Project(ref=ref, display_name=name))
+    )
+    return ref
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def pictures(count: int, seed: int, desc: str) -> list[bytes]:
+    """Distinct 640x480 JPEGs that compress like camera frames (~100 KiB, not like pure noise).
+
+    A few smooth base scenes (upscaled noise plus grain) are reused; a random 32x32 patch at a
+    random place makes every picture's bytes unique.
+    """
+    rng = np.random.default_rng(seed)
+    bases = []
+    for _ in range(8):
+        coarse = Image.fromarray(rng.integers(0, 255, (HEIGHT // 16, WIDTH // 16, 3), dtype=np.uint8))
+        smooth = np.asarray(coarse.resize((WIDTH, HEIGHT), Image.Resampling.BICUBIC), dtype=np.int16)
+        grain = rng.integers(-12, 12, (HEIGHT, WIDTH, 3), dtype=np.int16)
+        bases.append((smooth + grain).clip(0, 255).astype(np.uint8))
+    out: list[bytes] = []
+    for i in tqdm(range(count), desc=desc, unit="img", leave=False):
+        pixels = bases[i % len(bases)].copy()
+        y, x = int(rng.integers(0, HEIGHT - 32)), int(rng.integers(0, WIDTH - 32))
+        pixels[y : y + 32, x : x + 32] = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+        out.append(buffer.getvalue())
+    check(len({hashlib.sha256(d).digest() for d in out}) == count, "pictures must be distinct")
+    return out
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+@dataclass
+class Throughput:
+    path: str
+    images: int
+    seconds: float
+    bytes: int
+    images_per_s: float = 0.0
+    mb_per_s: float = 0.0
+    ratio: float | None = None  # vs the raw store
+
+    def __post_init__(self) -> None:
+        self.images_per_s = self.images / self.seconds
+        self.mb_per_s = self.bytes / MB / self.seconds
+
+
+def raw_put(store: ObjectStore, images: Sequence[bytes], concurrency: int, desc: str, prefix: str = "") -> float:
+    """Seconds to put every image into ``store`` from ``concurrency`` threads (keys as the hub names them)."""
+    keys = [prefix + image_key(hashlib.sha256(d).hexdigest()) for d in images]
+    with tqdm(total=len(images), desc=desc, unit="img", leave=False) as bar:
+
+        def put(item: tuple[str, bytes]) -> None:
+            store.put_bytes(*item)
+            bar.update()
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            start = time.perf_counter()
+            list(pool.map(put, zip(keys, images, strict=True)))
+            return time.perf_counter() - start
+
+
+async def hub_unary(
+    stub: image_service_pb2_grpc.ImageServiceStub,
+    ref: project_service_pb2.ProjectRef,
+    images: Sequence[bytes],
+    concurrency: int,
+    desc: str,
+) -> float:
+    """Seconds to upload every image with UploadImage from ``concurrency`` client tasks."""
+    pending = iter(images)
+    metadata = image_pb2.ImageMetadata(tags=["benchmark"], camera_id="cam-0")
+    with tqdm(total=len(images), desc=desc, unit="img", leave=False) as bar:
+
+        async def worker() -> None:
+            for data in pending:  # shared iterator: each task takes the next image
+                response = await stub.UploadImage(
+                    pb.UploadImageRequest(ref=ref, image=pb.ImageUpload(data=data, metadata=metadata))
+                )
+                check(not response.duplicate, "benchmark pictures must be new to the hub")
+                bar.update()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - start
+
+
+async def hub_stream(
+    stub: image_service_pb2_grpc.ImageServiceStub,
+    ref: project_service_pb2.ProjectRef,
+    images: Sequence[bytes],
+    concurrency: int,
+    desc: str,
+) -> float:
+    """Seconds to upload every image with ``concurrency`` parallel UploadImages streams."""
+    metadata = image_pb2.ImageMetadata(tags=["benchmark"], camera_id="cam-0")
+    batches = [list(enumerate(images))[i::concurrency] for i in range(concurrency)]
+    with tqdm(total=len(images), desc=desc, unit="img", leave=False) as bar:
+
+        async def requests(batch: list[tuple[int, bytes]]) -> AsyncIterator[pb.UploadImagesRequest]:
+            for n, (sequence, data) in enumerate(batch):
+                blob = transfer_pb2.BlobHeader(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+                header = pb.ImageHeader(sequence=sequence, blob=blob, metadata=metadata)
+                yield (
+                    pb.UploadImagesRequest(ref=ref, header=header) if n == 0 else pb.UploadImagesRequest(header=header)
+                )
+                for offset in range(0, len(data), CHUNK_BYTES):
+                    chunk = transfer_pb2.BlobChunk(offset=offset, data=data[offset : offset + CHUNK_BYTES])
+                    yield pb.UploadImagesRequest(chunk=chunk)
+
+        async def stream(batch: list[tuple[int, bytes]]) -> None:
+            received = 0
+            async for response in stub.UploadImages(requests(batch)):
+                check(response.error_code == 0, response.error_message)
+                check(not response.duplicate, "benchmark pictures must be new to the hub")
+                received += 1
+                bar.update()
+            check(received == len(batch), "one response per image")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(stream(batch) for batch in batches if batch))
+        return time.perf_counter() - start
+
+
+async def upload_benchmark(
+    stack: Stack, channel: grpc.aio.Channel, count: int, concurrency: int
+) -> tuple[list[Throughput], dict[str, Any]]:
+    warm = concurrency  # untimed uploads first: connections, folders, prepared statements
+    set_a = pictures(count + warm, seed=1, desc="generate JPEGs (set A)")
+    set_b = pictures(count + warm, seed=2, desc="generate JPEGs (set B)")
+    sizes = [len(d) for d in set_a[warm:]]
+    total_a, total_b = sum(sizes), sum(len(d) for d in set_b[warm:])
+    stub = image_service_pb2_grpc.ImageServiceStub(channel)
+    ref = await create_project(channel, "upload")
+
+    # The raw store is a separate folder / bucket, so the hub sees set A as new bytes too.
+    await asyncio.to_thread(raw_put, stack.raw_store, set_a[:warm], concurrency, "raw warm-up")
+    # The raw path is short and at the mercy of the disk: the median of a few rounds (fresh keys each).
+    raw_rounds = [
+        await asyncio.to_thread(
+            raw_put, stack.raw_store, set_a[warm:], concurrency, f"raw put_bytes {r + 1}/{RAW_ROUNDS}", f"r{r}/"
+        )
+        for r in range(RAW_ROUNDS)
+    ]
+    raw_s = statistics.median(raw_rounds)
+    await hub_unary(stub, ref, set_a[:warm], concurrency, "UploadImage warm-up")
+    unary_s = await hub_unary(stub, ref, set_a[warm:], concurrency, "hub UploadImage")
+    # Set B: the hub deduplicates by content, so the stream needs bytes it has not seen.
+    await hub_stream(stub, ref, set_b[:warm], concurrency, "UploadImages warm-up")
+    stream_s = await hub_stream(stub, ref, set_b[warm:], concurrency, "hub UploadImages")
+
+    raw = Throughput(f"raw {stack.raw_store_name}", count, raw_s, total_a)
+    unary = Throughput("hub ImageService.UploadImage", count, unary_s, total_a)
+    streamed = Throughput("hub ImageService.UploadImages", count, stream_s, total_b)
+    for result in (unary, streamed):
+        result.ratio = result.images_per_s / raw.images_per_s
+    info = {
+        "images": count,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "mean_kib": statistics.mean(sizes) / 1024,
+        "concurrency": concurrency,
+        "raw_round_seconds": raw_rounds,
+    }
+    return [raw, unary, streamed], info
+
+
+# --------------------------------------------------------------------------- queries
+
+STATES = [
+    (image_pb2.IMAGE_STATE_INBOX, 0.60),
+    (image_pb2.IMAGE_STATE_ANNOTATE, 0.15),
+    (image_pb2.IMAGE_STATE_REVIEW, 0.05),
+    (image_pb2.IMAGE_STATE_COMPLETE, 0.18),
+    (image_pb2.IMAGE_STATE_TRASH, 0.02),
+]
+ROW_TAGS = 10  # every image has one of row-0 .. row-9 (10 % each)
+RARE_TAG, RARE_SHARE = "weed", 0.02  # and 2 % also have "weed"
+BATCH = 5_000
+MIN_ROWS = 10_000
+
+NEWEST, PRIORITY = pb.IMAGE_ORDER_NEWEST, pb.IMAGE_ORDER_PRIORITY
+QUERIES: list[tuple[str, int, pb.ImageFilter]] = [
+    ("newest", NEWEST, pb.ImageFilter()),
+    ("priority", PRIORITY, pb.ImageFilter()),
+    ("newest, tag row-3 (10%)", NEWEST, pb.ImageFilter(tags=["row-3"])),
+    ("priority, tag row-3 (10%)", PRIORITY, pb.ImageFilter(tags=["row-3"])),
+    ("newest, state ANNOTATE (15%)", NEWEST, pb.ImageFilter(states=[image_pb2.IMAGE_STATE_ANNOTATE])),
+    ("priority, state ANNOTATE (15%)", PRIORITY, pb.ImageFilter(states=[image_pb2.IMAGE_STATE_ANNOTATE])),
+    (f"newest, tag {RARE_TAG} ({RARE_SHARE:.0%})", NEWEST, pb.ImageFilter(tags=[RARE_TAG])),
+]
+
+
+def fill_rows(hub: Hub, project_pk: int, rows: int) -> None:
+    """Bulk-insert ``rows`` images (and their tags) into the project with SQLAlchemy core."""
+    rng = np.random.default_rng(7)
+    states = rng.choice([s for s, _ in STATES], size=rows, p=[p for _, p in STATES])
+    priorities = rng.random(rows)
+    rows_tag = rng.integers(0, ROW_TAGS, rows)
+    rare = rng.random(rows) < RARE_SHARE
+    start = datetime.now(UTC) - timedelta(days=100)
+    step = timedelta(days=100) / rows
+    engine = hub.db.engine
+    images, tags = schema.Image.__table__, schema.ImageTag.__table__
+    with tqdm(total=rows, desc=f"insert {rows:,} images", unit="row", leave=False) as bar:
+        for first in range(0, rows, BATCH):
+            batch = [
+                {
+                    "project_pk": project_pk,
+                    "sha256": hashlib.sha256(f"bench-{i}".encode()).hexdigest(),
+                    "camera_id": f"cam-{i % 4}",
+                    "source": "benchmark",
+                    "create_time": start + i * step,
+                    "upload_time": start + i * step,
+                    "state": int(states[i]),
+                    "width": WIDTH,
+                    "height": HEIGHT,
+                    "content_type": "image/jpeg",
+                    "size_bytes": 100_000,
+                    "priority": float(priorities[i]),
+                    "annotation_count": 0,
+                    "detection_count": 0,
+                }
+                for i in range(first, min(first + BATCH, rows))
+            ]
+            with engine.begin() as conn:
+                conn.execute(insert(images), batch)
+            bar.update(len(batch))
+    with engine.connect() as conn:
+        pks = dict(conn.execute(select(images.c.sha256, images.c.pk).where(images.c.project_pk == project_pk)).all())
+    pairs: list[dict[str, Any]] = []
+    for i in range(rows):
+        pk = pks[hashlib.sha256(f"bench-{i}".encode()).hexdigest()]
+        pairs.append({"image_pk": pk, "tag": f"row-{rows_tag[i]}"})
+        if rare[i]:
+            pairs.append({"image_pk": pk, "tag": RARE_TAG})
+    with tqdm(total=len(pairs), desc=f"insert {len(pairs):,} tags", unit="row", leave=False) as bar:
+        for first in range(0, len(pairs), BATCH):
+            batch = pairs[first : first + BATCH]
+            with engine.begin() as conn:
+                conn.execute(insert(tags), batch)
+            bar.update(len(batch))
+    if hub.db.dialect == "postgresql":  # what autovacuum would do shortly after such a load
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE images"))
+            conn.execute(text("ANALYZE image_tags"))
+
+
+@dataclass
+class Latency:
+    """Milliseconds for one query kind: through gRPC, the handler called directly, the bare SQL."""
+
+    query: str
+    rpc_p50_ms: float
+    rpc_p95_ms: float
+    handler_p50_ms: float
+    handler_p95_ms: float
+    sql_p50_ms: float
+    sql_p95_ms: float
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def overhead_p50_ms(self) -> float:
+        return self.rpc_p50_ms - self.sql_p50_ms
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+@contextlib.contextmanager
+def captured_sql(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement (and its DB-API parameters) the engine sends while the block runs."""
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+
+
+@contextlib.contextmanager
+def sql_replayer(engine: Engine, statements: list[tuple[str, Any]]) -> Iterator[Callable[[], None]]:
+    """Run the captured SELECTs on a plain DB-API cursor, one transaction like the service's."""
+    selects = [(s, p) for s, p in statements if s.lstrip().upper().startswith("SELECT")]
+    raw = engine.raw_connection()
+
+    def replay() -> None:
+        cursor = raw.cursor()
+        for statement, parameters in selects:
+            cursor.execute(statement, parameters)
+            cursor.fetchall()
+        cursor.close()
+        raw.commit()
+
+    try:
+        yield replay
+    finally:
+        raw.close()
+
+
+async def query_benchmark(
+    hub: Hub, channel: grpc.aio.Channel, rows: int, repeats: int
+) -> tuple[list[Latency], dict[str, Any]]:
+    stub = image_service_pb2_grpc.ImageServiceStub(channel)
+    servicer = ImageServicer(hub)  # the same handler, called without gRPC
+    ref = await create_project(channel, "query")
+    project_pk = await hub.db.read(
+        lambda s: s.scalar(
+            select(schema.Project.pk).where(schema.Project.organization == "bench", schema.Project.name == "query")
+        )
+    )
+    started = time.perf_counter()
+    await asyncio.to_thread(fill_rows, hub, project_pk, rows)
+    fill_s = time.perf_counter() - started
+
+    async def timed(call: Callable[[], Awaitable[object]]) -> float:
+        begin = time.perf_counter()
+        await call()
+        return (time.perf_counter() - begin) * 1000
+
+    results: list[Latency] = []
+    warm = 5
+    with tqdm(total=len(QUERIES) * (repeats + warm), desc="ListImages queries", unit="q", leave=False) as bar:
+        for name, order, filter_ in QUERIES:
+            request = pb.ListImagesRequest(ref=ref, filter=filter_, order=order, page_size=PAGE)  # type: ignore[arg-type]
+            with captured_sql(hub.db.engine) as statements:
+                response = await stub.ListImages(request)
+            check(len(response.images) == PAGE, f"{name}: a full first page")
+            check(bool(response.next_page_token), f"{name}: a next page")
+            times: dict[str, list[float]] = {"rpc": [], "handler": [], "sql": []}
+            with sql_replayer(hub.db.engine, statements) as replay:
+                calls: dict[str, Callable[[], Awaitable[object]]] = {
+                    "rpc": functools.partial(stub.ListImages, request),
+                    "handler": functools.partial(servicer.ListImages, request, None),  # type: ignore[arg-type]
+                    "sql": functools.partial(asyncio.to_thread, replay),  # a worker thread, as the service runs SQL
+                }
+                for i in range(warm + repeats):
+                    for path, call in calls.items():  # interleaved: background noise hits all three alike
+                        elapsed = await timed(call)
+                        if i >= warm:
+                            times[path].append(elapsed)
+                    bar.update()
+            results.append(
+                Latency(
+                    name,
+                    *(percentile(times[path], q) for path in ("rpc", "handler", "sql") for q in (50, 95)),
+                    statements=[s for s, _ in statements],
+                )
+            )
+    return results, {"rows": rows, "page_size": PAGE, "repeats": repeats, "fill_seconds": fill_s}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def upload_table(results: list[Throughput], info: dict[str, Any]) -> str:
+    lines = [
+        f"Upload throughput: {info['images']} JPEGs {info['width']}x{info['height']}, "
+        f"mean {info['mean_kib']:.0f} KiB, concurrency {info['concurrency']}",
+        f"{'path':<40} {'images/s':>9} {'MB/s':>8} {'hub/raw':>8}  target >= {UPLOAD_TARGET:.1f}x",
+    ]
+    for r in results:
+        verdict = "" if r.ratio is None else ("ok" if r.ratio >= UPLOAD_TARGET else "MISS")
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f}x"
+        lines.append(f"{r.path:<40} {r.images_per_s:>9.1f} {r.mb_per_s:>8.1f} {ratio:>8}  {verdict}")
+    return "\n".join(lines)
+
+
+def query_table(results: list[Latency], info: dict[str, Any]) -> str:
+    lines = [
+        f"ListImages latency (ms): first page of {info['page_size']} over {info['rows']:,} images, "
+        f"{info['repeats']} queries each (rows filled in {info['fill_seconds']:.1f} s)",
+        "  rpc = through gRPC; handler = ImageServicer.ListImages awaited directly; "
+        "sql = the handler's SELECTs replayed on a DB-API cursor",
+        f"{'query':<32} {'rpc p50':>7} {'rpc p95':>7} {'handler p50':>11} {'sql p50':>7} {'sql p95':>7} "
+        f"{'rpc-sql p50':>11}  target rpc p95 < {QUERY_TARGET_MS:.0f}",
+    ]
+    for r in results:
+        verdict = "ok" if r.rpc_p95_ms < QUERY_TARGET_MS else "MISS"
+        lines.append(
+            f"{r.query:<32} {r.rpc_p50_ms:>7.1f} {r.rpc_p95_ms:>7.1f} {r.handler_p50_ms:>11.1f} {r.sql_p50_ms:>7.1f} "
+            f"{r.sql_p95_ms:>7.1f} {r.overhead_p50_ms:>11.1f}  {verdict}"
+        )
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "stack": args.stack,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    with tempfile.TemporaryDirectory(prefix="visionloop-bench-") as tmp, open_stack(args.stack, Path(tmp)) as stack:
+        report["description"] = stack.description
+        async with running_hub(stack.settings) as (hub, channel):
+            if args.only in (None, "upload"):
+                uploads, info = await upload_benchmark(stack, channel, args.images, args.concurrency)
+                report["upload"] = {**info, "results": [asdict(r) for r in uploads]}
+                report["upload_table"] = upload_table(uploads, info)
+            if args.only in (None, "query"):
+                latencies, info = await query_benchmark(hub, channel, args.rows, args.queries)
+                report["query"] = {
+                    **info,
+                    "results": [{**asdict(r), "overhead_p50_ms": r.overhead_p50_ms} for r in latencies],
+                }
+                report["query_table"] = query_table(latencies, info)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", choices=["sqlite", "postgres"], default="sqlite", help="default: sqlite")
+    parser.add_argument("--images", type=int, default=400, help="images per upload path (default 400)")
+    parser.add_argument(
+        "--rows", type=int, default=100_000, help="images in the query project (default 100000, at least 10000)"
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="client tasks / threads (default 8)")
+    parser.add_argument("--queries", type=int, default=50, help="timed queries per query kind (default 50)")
+    parser.add_argument("--only", choices=["upload", "query"], help="run one part only")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers as JSON")
+    args = parser.parse_args(argv)
+    if args.rows < MIN_ROWS:  # the rarest filter must still fill a page
+        parser.error(f"--rows must be at least {MIN_ROWS:,} so that every query fills a page of {PAGE}")
+    if args.images < 1 or args.concurrency < 1 or args.queries < 1:
+        parser.error("--images, --concurrency and --queries must be at least 1")
+    configure_logging(level="warning", stream=sys.stderr)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's S3 server logs every request
+
+    started = time.perf_counter()
+    report = asyncio.run(run(args))
+    report["seconds"] = time.perf_counter() - started
+    print(f"\nVisionLoop hub benchmark: {report['description']}, {report['cpus']} CPUs, Python {report['python']}")
+    for key in ("upload_table", "query_table"):
+        if key in report:
+            print()
+            print(report.pop(key))
+    print(f"\ntotal {report['seconds']:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
