@@ -13,6 +13,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -85,20 +86,27 @@ def postgres_server() -> Iterator[str]:
 
 @contextmanager
 def s3_server() -> Iterator[dict[str, str]]:
-    """Run moto's S3 server on a free port; yield the hub's S3 settings."""
-    from moto.server import ThreadedMotoServer
+    """Run moto's S3 server in its own process on a free port; yield the hub's S3 settings.
 
+    A separate process keeps the server off the tests' (and benchmarks') interpreter lock,
+    like a real S3 endpoint would be.
+    """
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's S3 server did not start on port {port}") from None
+                time.sleep(0.05)
         yield {
             "s3_endpoint": f"http://127.0.0.1:{port}",
             "s3_bucket": "visionloop",
@@ -106,4 +114,8 @@ def s3_server() -> Iterator[dict[str, str]]:
             "s3_secret_access_key": "testing",
         }
     finally:
-        server.stop()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -9,11 +9,12 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from visionloop.loop.config import LoopSettings
@@ -47,7 +48,7 @@ class EventBus:
     def append(
         session: Session,
         type_: int,
-        project: schema.Project | None,
+        project: AnyProject | None,
         subject: str = "",
         detail: str = "",
     ) -> None:
@@ -128,6 +129,31 @@ class Hub:
 def check_ref(ref: project_service_pb2.ProjectRef) -> None:
     if not ref.organization or not ref.project:
         raise InvalidArgument("ref.organization and ref.project are required, e.g. acme / weeds")
+
+
+@dataclass(frozen=True)
+class ProjectKey:
+    """A project's identity, safe to keep outside a session (projects are never renamed)."""
+
+    pk: int
+    organization: str
+    name: str
+
+
+AnyProject = schema.Project | ProjectKey  # where only identity is needed
+
+_project_keys: weakref.WeakKeyDictionary[Engine, dict[tuple[str, str], ProjectKey]] = weakref.WeakKeyDictionary()
+
+
+def project_key(session: Session, ref: project_service_pb2.ProjectRef) -> ProjectKey:
+    """``get_project`` for hot paths: remembered per database after the first lookup."""
+    engine = session.get_bind().engine
+    known = _project_keys.setdefault(engine, {})
+    key = known.get((ref.organization, ref.project))
+    if key is None:
+        project = get_project(session, ref)
+        key = known[(ref.organization, ref.project)] = ProjectKey(project.pk, project.organization, project.name)
+    return key
 
 
 def get_project(session: Session, ref: project_service_pb2.ProjectRef) -> schema.Project:

@@ -15,17 +15,20 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import grpc
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from visionloop.common.v1 import annotation_pb2, detection_pb2, image_pb2, transfer_pb2
 from visionloop.loop.db import schema
-from visionloop.loop.hub import EventBus, Hub, get_project, utcnow
+from visionloop.loop.hub import AnyProject, EventBus, Hub, get_project, project_key, utcnow
 from visionloop.loop.labels import add_annotation, get_detections, list_annotations, put_detections
 from visionloop.loop.protos import from_timestamp, to_timestamp
 from visionloop.loop.storage import CHUNK_BYTES
@@ -86,7 +89,7 @@ def _tags(session: Session, image_pks: Sequence[int]) -> dict[int, list[str]]:
     return tags
 
 
-def image_message(row: schema.Image, project: schema.Project, tags: list[str]) -> image_pb2.ImageMetadata:
+def image_message(row: schema.Image, project: AnyProject, tags: list[str]) -> image_pb2.ImageMetadata:
     return image_pb2.ImageMetadata(
         id=row.sha256,
         project=project.name,
@@ -131,6 +134,22 @@ class Stored:
     duplicate: bool
 
 
+_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """INSERT ... ON CONFLICT DO NOTHING for images (returning pk) and tags, built once per dialect."""
+    if dialect not in _STATEMENTS:
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        image = (
+            insert(schema.Image)
+            .on_conflict_do_nothing(index_elements=["project_pk", "sha256"])
+            .returning(schema.Image.pk)
+        )
+        _STATEMENTS[dialect] = (image, insert(schema.ImageTag).on_conflict_do_nothing())
+    return _STATEMENTS[dialect]
+
+
 def _record(
     session: Session,
     ref: project_service_pb2.ProjectRef,
@@ -139,42 +158,56 @@ def _record(
     annotations: Sequence[annotation_pb2.Annotation],
     detections: detection_pb2.Detections,
 ) -> Stored:
-    project = get_project(session, ref)
+    """Insert the image (or find the existing one) and merge tags and labels.
+
+    Plain INSERT ... ON CONFLICT statements rather than ORM objects: this runs once per uploaded
+    frame, and the ORM's bookkeeping costs more than the SQL here.
+    """
+    project = project_key(session, ref)
     tags = clean_tags(metadata.tags)
-    row = session.scalars(
-        select(schema.Image).where(schema.Image.project_pk == project.pk, schema.Image.sha256 == image.sha256)
-    ).one_or_none()
-    duplicate = row is not None
-    if row is None:
-        state = metadata.state or image_pb2.IMAGE_STATE_INBOX
-        row = schema.Image(
-            project_pk=project.pk,
-            sha256=image.sha256,
-            camera_id=metadata.camera_id[:128],
-            source=metadata.source[:256],
-            create_time=from_timestamp(metadata.create_time),
-            upload_time=utcnow(),
-            state=state,
-            width=image.width,
-            height=image.height,
-            content_type=image.content_type,
-            size_bytes=len(image.data),
-            priority=metadata.priority,
-            annotation_count=0,
-            detection_count=0,
+    insert_image, insert_tags = _statements(session.get_bind().dialect.name)
+    connection = session.connection()
+    values = {
+        "project_pk": project.pk,
+        "sha256": image.sha256,
+        "camera_id": metadata.camera_id[:128],
+        "source": metadata.source[:256],
+        "create_time": from_timestamp(metadata.create_time),
+        "upload_time": utcnow(),
+        "state": metadata.state or image_pb2.IMAGE_STATE_INBOX,
+        "width": image.width,
+        "height": image.height,
+        "content_type": image.content_type,
+        "size_bytes": len(image.data),
+        "priority": metadata.priority,
+        "annotation_count": 0,
+        "detection_count": 0,
+    }
+    pk = connection.execute(insert_image, values).scalar()
+    duplicate = pk is None
+    if duplicate:
+        pk = session.scalar(
+            select(schema.Image.pk).where(schema.Image.project_pk == project.pk, schema.Image.sha256 == image.sha256)
         )
-        session.add(row)
-        session.flush()
-    existing = set(_tags(session, [row.pk])[row.pk])
-    session.add_all(schema.ImageTag(image_pk=row.pk, tag=t) for t in tags if t not in existing)
-    for annotation in annotations:
-        add_annotation(session, project, row, annotation)
-    if any(detections.ListFields()):
-        put_detections(session, row, detections)
+    if tags:
+        connection.execute(insert_tags, [{"image_pk": pk, "tag": tag} for tag in tags])
+    row: schema.Image | None = None
+    if annotations or any(detections.ListFields()):
+        row = session.get(schema.Image, pk)
+        assert row is not None
+        for annotation in annotations:
+            add_annotation(session, project, row, annotation)
+        if any(detections.ListFields()):
+            put_detections(session, row, detections)
     if not duplicate:  # last: on PostgreSQL the event lock is then held only until the commit
         EventBus.append(session, event_service_pb2.EVENT_TYPE_IMAGE_ADDED, project, image.sha256)
     session.flush()
-    return Stored(image_message(row, project, sorted(existing | set(tags))), duplicate)
+    if row is None and not duplicate:  # everything is known: no need to read it back
+        message = image_message(schema.Image(pk=pk, **values), project, tags)
+        return Stored(message, duplicate)
+    row = row or session.get(schema.Image, pk)
+    assert row is not None
+    return Stored(image_message(row, project, _tags(session, [row.pk])[row.pk]), duplicate)
 
 
 async def store_image(
@@ -198,9 +231,9 @@ async def store_image(
     labels = detections or detection_pb2.Detections()
     try:
         try:
-            stored = await hub.db.write(lambda s: _record(s, ref, image, metadata, annotations, labels))
+            stored = await hub.db.write_grouped(lambda s: _record(s, ref, image, metadata, annotations, labels))
         except IntegrityError:  # the same bytes arrived concurrently: merge into the winner's row
-            stored = await hub.db.write(lambda s: _record(s, ref, image, metadata, annotations, labels))
+            stored = await hub.db.write_grouped(lambda s: _record(s, ref, image, metadata, annotations, labels))
     except BaseException:
         if created_blob:
             referenced = await hub.db.read(

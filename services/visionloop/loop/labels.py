@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from visionloop.common.v1 import annotation_pb2, category_pb2, detection_pb2, geometry_pb2
 from visionloop.loop.db import schema
-from visionloop.loop.hub import utcnow
+from visionloop.loop.hub import AnyProject, utcnow
 from visionloop.loop.protos import to_timestamp
 from visionloop.runtime.errors import InvalidArgument, NotFound
 
@@ -55,9 +55,7 @@ def check_polygon(label: str, polygon: geometry_pb2.Polygon, image: schema.Image
         _finite(label, point.x, point.y)
 
 
-def resolve_category(
-    session: Session, project: schema.Project, category_id: str, category_name: str
-) -> schema.Category:
+def resolve_category(session: Session, project: AnyProject, category_id: str, category_name: str) -> schema.Category:
     """The category by id, else by name; NOT_FOUND naming what was asked for."""
     if category_id:
         row = session.get(schema.Category, category_id)
@@ -96,7 +94,7 @@ def check_shape(shape: geometry_pb2.Shape, category: schema.Category, image: sch
 
 
 def add_annotation(
-    session: Session, project: schema.Project, image: schema.Image, annotation: annotation_pb2.Annotation
+    session: Session, project: AnyProject, image: schema.Image, annotation: annotation_pb2.Annotation
 ) -> schema.Annotation:
     category = resolve_category(session, project, annotation.category_id, annotation.category_name)
     check_shape(annotation.shape, category, image)

@@ -8,7 +8,9 @@ so concurrent writers queue instead of failing half-way, and WAL keeps readers u
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,16 +44,23 @@ def _sqlite_pragmas(engine: Engine) -> None:
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
-        if url.startswith("sqlite"):
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):  # a file never drops a connection: no pre-ping round trip
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        elif url.startswith("postgresql://"):
+        else:
+            kwargs["pool_pre_ping"] = True
+        if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         self.engine = create_engine(url, **kwargs)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             _sqlite_pragmas(self.engine)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
+        # Only SQLite needs writers queued in-process; PostgreSQL takes row locks as needed.
+        self._writer_lock: threading.Lock | contextlib.nullcontext[None] = (
+            threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        )
+        self._batcher: _WriteBatcher | None = None
         self._write = sessionmaker(self.engine.execution_options(visionloop_write=True), expire_on_commit=False)
 
     def migrate(self) -> None:
@@ -69,8 +78,22 @@ class Database:
             return fn(session)
 
     def write_sync(self, fn: Callable[[Session], T]) -> T:
-        with self._write.begin() as session:
+        # SQLite has one writer at a time; queueing on a lock here wakes the next writer at once
+        # instead of leaving it in SQLite's busy handler, which sleeps in growing steps.
+        with self._writer_lock, self._write.begin() as session:
             return fn(session)
+
+    def write_many_sync(self, fns: Sequence[Callable[[Session], Any]]) -> list[tuple[bool, Any]]:
+        """Run each fn in its own savepoint of one transaction; (ok, result or exception) per fn."""
+        outcomes: list[tuple[bool, Any]] = []
+        with self._writer_lock, self._write.begin() as session:
+            for fn in fns:
+                try:
+                    with session.begin_nested():
+                        outcomes.append((True, fn(session)))
+                except Exception as error:  # one item's failure must not fail the others
+                    outcomes.append((False, error))
+        return outcomes
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         return await asyncio.to_thread(self.read_sync, fn)
@@ -78,5 +101,52 @@ class Database:
     async def write(self, fn: Callable[[Session], T]) -> T:
         return await asyncio.to_thread(self.write_sync, fn)
 
+    async def write_grouped(self, fn: Callable[[Session], T]) -> T:
+        """Like ``write``, but concurrent callers share transactions (group commit).
+
+        Many small writes arriving together (uploads from many robots) then cost one
+        transaction instead of one each; every fn still succeeds or fails on its own.
+        """
+        if self._batcher is None:
+            self._batcher = _WriteBatcher(self)
+        return await self._batcher.submit(fn)
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+class _WriteBatcher:
+    """Collects writes while a transaction runs and commits the next group together."""
+
+    max_group = 64
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
+        self._running = False
+
+    async def submit(self, fn: Callable[[Session], T]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, future))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                group, self._pending = self._pending[: self.max_group], self._pending[self.max_group :]
+                try:
+                    outcomes = await asyncio.to_thread(self._db.write_many_sync, [fn for fn, _ in group])
+                except Exception as error:  # the commit itself failed: every caller of the group learns it
+                    outcomes = [(False, error)] * len(group)
+                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._running = False
