@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import structlog
 
 from visionloop import hub_commands
 from visionloop.runtime import __version__
@@ -41,6 +42,10 @@ def _run(builders: Sequence[Callable[[], GrpcServer]], settings: ServiceSettings
         code = asyncio.run(run(builders, metrics_host=settings.host, **kwargs))
     except OSError as error:
         click.echo(f"visionloop: {error}", err=True)
+        code = 1
+    except Exception as error:  # a start hook failed (e.g. a model that cannot load): say so in one line
+        structlog.stdlib.get_logger("visionloop").exception("start failed")
+        click.echo(f"visionloop: cannot start: {error}", err=True)
         code = 1
     sys.exit(code)
 

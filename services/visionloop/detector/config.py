@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from visionloop.runtime.config import PeerSettings, ServiceSettings
 
@@ -26,6 +27,112 @@ class DetectorSettings(ServiceSettings, PeerSettings):
     max_uncertain_threshold: float = Field(
         0.6, alias="MAX_UNCERTAIN_THRESHOLD", ge=0, le=1, description="Highest confidence that counts as uncertain."
     )
+    # Upload filter (see visionloop.detector.upload_filter); limits are per camera id.
+    upload_similarity_memory_seconds: float = Field(
+        60.0,
+        alias="UPLOAD_SIMILARITY_MEMORY_SECONDS",
+        ge=0,
+        description="How long an uploaded observation suppresses similar ones from the same camera (0: no memory).",
+    )
+    upload_similarity_iou: float = Field(
+        0.5,
+        alias="UPLOAD_SIMILARITY_IOU",
+        ge=0,
+        le=1,
+        description="Box IoU at or above which two observations of one category count as similar.",
+    )
+    upload_point_radius_px: float = Field(
+        20.0,
+        alias="UPLOAD_POINT_RADIUS_PX",
+        ge=0,
+        description="Distance in pixels within which two points of one category count as similar.",
+    )
+    upload_max_detections: int = Field(
+        50,
+        alias="UPLOAD_MAX_DETECTIONS",
+        ge=1,
+        description="A frame with more detections than this is uploaded (too_many_detections).",
+    )
+    upload_random_probability: float = Field(
+        0.0,
+        alias="UPLOAD_RANDOM_PROBABILITY",
+        ge=0,
+        le=1,
+        description="Chance that a filtered frame is sampled at random (0: off).",
+    )
+    upload_close_to_threshold_margin: float = Field(
+        0.05,
+        alias="UPLOAD_CLOSE_TO_THRESHOLD_MARGIN",
+        ge=0,
+        le=1,
+        description="Confidences this far below MIN_UNCERTAIN_THRESHOLD are sampled (0: off).",
+    )
+    upload_sample_max_per_minute: int = Field(
+        1,
+        alias="UPLOAD_SAMPLE_MAX_PER_MINUTE",
+        ge=0,
+        description="Most sampled (random, close_to_threshold) uploads per camera per minute.",
+    )
+    upload_sample_max_per_hour: int = Field(
+        10,
+        alias="UPLOAD_SAMPLE_MAX_PER_HOUR",
+        ge=0,
+        description="Most sampled (random, close_to_threshold) uploads per camera per hour.",
+    )
+    upload_max_per_minute: int = Field(
+        30, alias="UPLOAD_MAX_PER_MINUTE", ge=1, description="Most automatic uploads per camera per minute."
+    )
+    upload_max_per_hour: int = Field(
+        600, alias="UPLOAD_MAX_PER_HOUR", ge=1, description="Most automatic uploads per camera per hour."
+    )
+
+    model_paths: str = Field(
+        "",
+        alias="DETECTOR_MODEL_PATHS",
+        description="Extra models served as they are, as name=path pairs (a model zip or a folder with "
+        "model.json and model.onnx), comma-separated; e.g. your own YOLOv8 export.",
+    )
+    default_model: str = Field(
+        "", alias="DETECTOR_DEFAULT_MODEL", description="Model answering requests that name none (LOOP_PROJECT)."
+    )
+    max_batch_size: int = Field(
+        16, alias="DETECTOR_MAX_BATCH_SIZE", ge=1, le=256, description="Most frames per backend call."
+    )
+    max_batch_wait_ms: float = Field(
+        2.0,
+        alias="DETECTOR_MAX_BATCH_WAIT_MS",
+        ge=0,
+        le=100,
+        description="How long a frame may wait for others to share its backend call.",
+    )
+    max_image_bytes: int = Field(
+        32 * 1024 * 1024, alias="DETECTOR_MAX_IMAGE_BYTES", ge=1024, description="Largest image accepted."
+    )
+    max_image_pixels: int = Field(
+        50_000_000, alias="DETECTOR_MAX_IMAGE_PIXELS", ge=1, description="Largest image accepted, in pixels."
+    )
+    stream_depth: int = Field(
+        8, alias="DETECTOR_STREAM_DEPTH", ge=1, le=128, description="Frames of one stream processed at once."
+    )
+
+    def model_path_pairs(self) -> dict[str, Path]:
+        """DETECTOR_MODEL_PATHS as name -> path."""
+        pairs: dict[str, Path] = {}
+        for item in filter(None, (p.strip() for p in self.model_paths.split(","))):
+            name, _, path = item.partition("=")
+            pairs[name.strip()] = Path(path.strip())
+        return pairs
+
+    @field_validator("model_paths")
+    @classmethod
+    def _model_paths_exist(cls, value: str) -> str:
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, path = item.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError("expected name=path pairs, e.g. weeds=/models/weeds.zip")
+            if not Path(path.strip()).exists():
+                raise ValueError(f"model path {path.strip()} does not exist")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

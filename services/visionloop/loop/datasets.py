@@ -61,9 +61,9 @@ from visionloop.loop.images import decode_image, image_key
 from visionloop.loop.labels import check_box, check_polygon
 from visionloop.loop.projects import DEFAULT_COLORS
 from visionloop.loop.storage import CHUNK_BYTES, BlobNotFound, ObjectStore
-from visionloop.loop.transfer import zip_entry_problem
 from visionloop.loop.v1 import annotation_service_pb2 as pb
 from visionloop.loop.v1 import event_service_pb2, project_service_pb2
+from visionloop.runtime.archives import zip_entry_problem
 from visionloop.runtime.errors import DataLoss, InvalidArgument, ServiceError
 
 MIB = 1024**2

@@ -24,24 +24,24 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from visionloop.common.v1 import category_pb2, model_pb2, transfer_pb2
+from visionloop.common.v1 import model_pb2, transfer_pb2
 from visionloop.converter.v1 import converter_service_pb2 as converter_pb
 from visionloop.loop.db import schema
 from visionloop.loop.deployments import follows_latest
 from visionloop.loop.hub import EventBus, Hub, check_ref, get_project, utcnow
 from visionloop.loop.protos import to_timestamp
 from visionloop.loop.storage import BlobNotFound
-from visionloop.loop.transfer import check_sha256, receive_chunks, zip_entry_problem
+from visionloop.loop.transfer import check_sha256, receive_chunks
 from visionloop.loop.v1 import event_service_pb2 as events_pb
 from visionloop.loop.v1 import model_service_pb2 as pb
 from visionloop.loop.v1 import model_service_pb2_grpc
 from visionloop.loop.v1 import project_service_pb2 as project_pb
 from visionloop.loop.versions import get_model, next_version, parse_version
+from visionloop.runtime.archives import zip_entry_problem
 from visionloop.runtime.errors import (
     Aborted,
     AlreadyExists,
@@ -52,6 +52,7 @@ from visionloop.runtime.errors import (
     OutOfRange,
     ResourceExhausted,
 )
+from visionloop.runtime.model_json import REGISTRY_FIELDS, model_info_from_json, parse_model_json
 
 GIB = 1024**3
 MIB = 1024**2
@@ -69,18 +70,6 @@ DEFAULT_LEASE = timedelta(minutes=10)
 MAX_LEASE = timedelta(hours=24)
 
 _FORMAT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_HUB_FIELDS = ("host", "organization", "project", "version", "id", "format")
-_REGISTRY_FIELDS = ("formats", "sha256", "size_bytes", "sizeBytes", "create_time", "createTime")
-_CATEGORY_TYPES = {
-    "box": category_pb2.CATEGORY_TYPE_BOX,
-    "point": category_pb2.CATEGORY_TYPE_POINT,
-    "segmentation": category_pb2.CATEGORY_TYPE_SEGMENTATION,
-    "classification": category_pb2.CATEGORY_TYPE_CLASSIFICATION,
-}
-_COLUMN_LIMITS = {"base_model_version": 32, "training_id": 36, "variant": 64}
-
-
-# --- versions ---------------------------------------------------------------------------------
 
 
 def _artifacts(session: Session, model_pks: list[int]) -> dict[int, list[schema.ModelArtifact]]:
@@ -95,69 +84,6 @@ def _artifacts(session: Session, model_pks: list[int]) -> dict[int, list[schema.
         for row in session.scalars(query):
             grouped[row.model_pk].append(row)
     return grouped
-
-
-# --- model.json -------------------------------------------------------------------------------
-
-
-def _category(entry: Any, index: int) -> dict[str, Any]:
-    """A model.json category with its type ("box", ...) turned into the CategoryType value."""
-    where = f"model.json categories[{index}]"
-    if not isinstance(entry, dict):
-        raise InvalidArgument(f'{where} must be an object like {{"id": "...", "name": "weed", "type": "box"}}')
-    if not isinstance(entry.get("name"), str) or not entry["name"]:
-        raise InvalidArgument(f"{where}.name must be a non-empty string")
-    if not isinstance(entry.get("id", ""), str):
-        raise InvalidArgument(f"{where}.id must be a string")
-    kind = entry.get("type", "")
-    if isinstance(kind, bool) or not isinstance(kind, str | int):
-        raise InvalidArgument(f"{where}.type must be a string such as 'box'")
-    if isinstance(kind, str):
-        key = kind.lower().removeprefix("category_type_")
-        if key and key not in _CATEGORY_TYPES:
-            raise InvalidArgument(f"{where}.type {kind!r} is unknown; use one of {', '.join(_CATEGORY_TYPES)}")
-        kind = _CATEGORY_TYPES.get(key, category_pb2.CATEGORY_TYPE_UNSPECIFIED)
-    elif kind not in category_pb2.CategoryType.values():
-        raise InvalidArgument(f"{where}.type {kind} is not a category type")
-    return {**entry, "type": kind}
-
-
-def model_info_from_json(doc: dict[str, Any]) -> model_pb2.ModelInfo:
-    """ModelInfo from a model.json object; INVALID_ARGUMENT naming the offending field."""
-    data = {key: value for key, value in doc.items() if key not in _REGISTRY_FIELDS}
-    categories = data.get("categories")
-    if categories is not None:
-        if not isinstance(categories, list):
-            raise InvalidArgument("model.json categories must be a list of {id, name, type} objects")
-        data["categories"] = [_category(entry, i) for i, entry in enumerate(categories)]
-    resolution = data.get("resolution")
-    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 0):
-        raise InvalidArgument(f"model.json resolution must be a non-negative integer (pixels), got {resolution!r}")
-    info = model_pb2.ModelInfo()
-    try:
-        json_format.ParseDict(data, info, ignore_unknown_fields=True)
-    except json_format.ParseError as error:
-        raise InvalidArgument(f"model.json does not match ModelInfo: {error}") from None
-    for field, limit in _COLUMN_LIMITS.items():
-        if len(getattr(info, field)) > limit:
-            raise InvalidArgument(f"model.json {field} is longer than {limit} characters")
-    return info
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_model_json(raw: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise InvalidArgument(f"model.json is not valid JSON: {error}") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument(f"model.json must be a JSON object, got {type(doc).__name__}")
-    # Validate what nodes rely on; the fields the hub owns are overwritten anyway, whatever their type.
-    model_info_from_json({key: value for key, value in doc.items() if key not in _HUB_FIELDS})
-    return doc
 
 
 # --- zip checks and rewrite (blocking; run in worker threads) ----------------------------------
@@ -288,7 +214,7 @@ def _plan(session: Session, header: pb.UploadModelHeader) -> _Plan:
 
 def _complete(doc: dict[str, Any], plan: _Plan, host: str, fmt: str) -> dict[str, Any]:
     """model.json with the fields the hub owns set, and registry-only fields dropped."""
-    completed = {key: value for key, value in doc.items() if key not in _REGISTRY_FIELDS}
+    completed = {key: value for key, value in doc.items() if key not in REGISTRY_FIELDS}
     completed.update(
         host=host,
         organization=plan.organization,

@@ -1,12 +1,10 @@
-"""Receiving chunked uploads and checking untrusted zips, shared by model and dataset uploads."""
+"""Receiving chunked uploads, shared by model and dataset uploads."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import re
-import stat
-import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -16,8 +14,6 @@ from visionloop.runtime.errors import DataLoss, InvalidArgument
 
 MIB = 1024**2
 WRITE_BATCH_BYTES = 8 * MIB  # spool writes leave the event loop in batches of this size
-MAX_COMPRESSION_RATIO = 200  # weights and images barely compress; far higher ratios mean a zip bomb
-RATIO_CHECK_MIN_BYTES = MIB  # small text files (json, labels) legitimately compress well
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -76,21 +72,3 @@ async def receive_chunks(
             f"sha256 mismatch: expected {blob.sha256.lower()}, got {digest.hexdigest()}; "
             f"the {what} was corrupted in transit, send it again"
         )
-
-
-def zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
-    """Why an entry of an untrusted zip is unsafe to read, or None."""
-    name = info.filename.replace("\\", "/")
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        return "has an absolute path"
-    if ".." in name.split("/"):
-        return "escapes the archive with '..'"
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return "is a symbolic link"
-    if info.flag_bits & 0x1:
-        return "is encrypted"
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        return f"uses compression method {info.compress_type}; only stored and deflate are accepted"
-    if info.file_size > RATIO_CHECK_MIN_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
-        return f"expands {info.file_size // max(info.compress_size, 1)}x (a zip bomb?)"
-    return None

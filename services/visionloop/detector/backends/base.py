@@ -1,0 +1,27 @@
+"""What every inference backend offers the detector."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class BackendError(Exception):
+    """A model that cannot be loaded or run; the message says why."""
+
+
+class Backend(Protocol):
+    """Runs one model on batches of pre-processed images.
+
+    ``infer`` takes a float32 batch shaped like the model's input (N first) and returns the
+    outputs named in the model's ``output.tensor_names``, in that order, each with N first.
+    Implementations never block the event loop.
+    """
+
+    kind: str  # "onnxruntime" or "triton"
+    max_batch_size: int
+
+    async def infer(self, batch: np.ndarray) -> list[np.ndarray]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,60 @@
+"""ONNX Runtime in-process: the embedded default."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from visionloop.detector.backends.base import BackendError
+
+
+class OnnxRuntimeBackend:
+    kind = "onnxruntime"
+
+    def __init__(self, session: object, input_name: str, output_names: Sequence[str], max_batch_size: int) -> None:
+        self._session = session
+        self.input_name = input_name
+        self.output_names = list(output_names)
+        self.max_batch_size = max_batch_size
+        # One runner thread: ORT parallelises inside a run; more runners only fight over the cores.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+
+    @classmethod
+    async def load(
+        cls, model_path: Path, input_name: str, output_names: Sequence[str], max_batch_size: int = 16
+    ) -> OnnxRuntimeBackend:
+        """Build the session off the event loop; BackendError when the file is not a usable model."""
+
+        def build() -> object:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+            try:
+                session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+            except Exception as error:  # ORT raises its own exception types for broken files
+                raise BackendError(f"ONNX Runtime cannot load {model_path.name}: {error}") from None
+            inputs = {i.name for i in session.get_inputs()}
+            outputs = {o.name for o in session.get_outputs()}
+            if input_name not in inputs:
+                raise BackendError(f"model has no input {input_name!r} (inputs: {', '.join(sorted(inputs))})")
+            missing = [name for name in output_names if name not in outputs]
+            if missing:
+                raise BackendError(f"model has no output {missing[0]!r} (outputs: {', '.join(sorted(outputs))})")
+            return session
+
+        session = await asyncio.to_thread(build)
+        return cls(session, input_name, output_names, max_batch_size)
+
+    async def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        loop = asyncio.get_running_loop()
+        feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        return await loop.run_in_executor(self._executor, self._session.run, self.output_names, feed)  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False)

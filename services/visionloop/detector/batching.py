@@ -1,0 +1,86 @@
+"""Server-side micro-batching: concurrent requests for one model become one backend call.
+
+A request waits at most ``max_wait`` for company; while a batch runs, the next one fills up,
+so under load batches grow on their own and throughput grows with the number of cameras.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+from prometheus_client import Histogram
+
+BATCH_SIZE = Histogram(
+    "visionloop_detector_batch_size",
+    "Images per backend call.",
+    ["model"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+)
+
+Run = Callable[[np.ndarray], Awaitable[list[np.ndarray]]]
+
+
+class MicroBatcher:
+    def __init__(self, name: str, run: Run, max_batch: int, max_wait: float = 0.002) -> None:
+        self.name = name
+        self._run = run
+        self.max_batch = max(1, max_batch)
+        self.max_wait = max_wait
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[list[np.ndarray]]]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, tensor: np.ndarray) -> tuple[list[np.ndarray], float]:
+        """Outputs for one CHW tensor (batch dimension removed) and the seconds it waited to be run."""
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+        future: asyncio.Future[list[np.ndarray]] = asyncio.get_running_loop().create_future()
+        queued = time.perf_counter()
+        await self._queue.put((tensor, future))
+        outputs = await future
+        return outputs, getattr(future, "started", queued) - queued
+
+    async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future[list[np.ndarray]]]]:
+        batch = [await self._queue.get()]
+        deadline = time.perf_counter() + self.max_wait
+        while len(batch) < self.max_batch:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return [(tensor, future) for tensor, future in batch if not future.cancelled()]
+
+    async def _work(self) -> None:
+        while True:
+            batch = await self._collect()
+            if not batch:
+                continue
+            started = time.perf_counter()
+            for _, future in batch:
+                future.started = started  # type: ignore[attr-defined]
+            BATCH_SIZE.labels(self.name).observe(len(batch))
+            try:
+                outputs = await self._run(np.stack([tensor for tensor, _ in batch]))
+            except Exception as error:  # every request of the batch learns what went wrong
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for index, (_, future) in enumerate(batch):
+                if not future.done():
+                    future.set_result([output[index] for output in outputs])
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker

@@ -1,0 +1,90 @@
+"""Model outputs to detections: the YOLOv8 export layout, VisionLoop's CenterNet layout, classifiers.
+
+Decoders work in the model's input pixels and return candidates; ``postprocess`` applies NMS,
+limits and the mapping back to the original image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from visionloop.common.v1 import model_pb2
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Per candidate: class index, score, and a box (x1, y1, x2, y2) or a point (x, y, x, y)."""
+
+    classes: np.ndarray  # int, [K]
+    scores: np.ndarray  # float, [K]
+    boxes: np.ndarray  # float, [K, 4]
+
+
+EMPTY = Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 4), np.float32))
+
+
+def yolov8(outputs: list[np.ndarray], score_threshold: float, classes: int) -> Candidates:
+    """Ultralytics export: one output [4 + C, A] per image, (cx, cy, w, h) then class scores."""
+    prediction = outputs[0]
+    if prediction.ndim != 2 or prediction.shape[0] != 4 + classes:
+        raise ValueError(f"YOLOv8 output must be [4+{classes}, anchors] per image, got {list(prediction.shape)}")
+    scores_all = prediction[4:]
+    best = scores_all.argmax(axis=0)
+    scores = scores_all[best, np.arange(scores_all.shape[1])]
+    keep = scores >= score_threshold
+    if not keep.any():
+        return EMPTY
+    cx, cy, w, h = prediction[:4, keep]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    return Candidates(best[keep], scores[keep], boxes.astype(np.float32))
+
+
+def centernet(outputs: list[np.ndarray], score_threshold: float, stride: int) -> Candidates:
+    """VisionLoop's reference layout: heatmap [C, H/s, W/s] (sigmoid scores), size [2, ...] (w, h in
+    input pixels), offset [2, ...] (sub-cell x, y in cells). Peaks are 3x3 local maxima."""
+    heatmap, size, offset = outputs[0], outputs[1], outputs[2]
+    padded = np.pad(heatmap, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
+    peaks = (heatmap >= windows.max(axis=(-1, -2))) & (heatmap >= score_threshold)
+    cls, ys, xs = np.nonzero(peaks)
+    if cls.size == 0:
+        return EMPTY
+    cx = (xs + offset[0, ys, xs]) * stride
+    cy = (ys + offset[1, ys, xs]) * stride
+    w, h = size[0, ys, xs], size[1, ys, xs]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+    return Candidates(cls.astype(np.int64), heatmap[cls, ys, xs].astype(np.float32), boxes)
+
+
+def classifier(outputs: list[np.ndarray]) -> np.ndarray:
+    """Class probabilities [C]; logits are turned into probabilities with softmax."""
+    values = outputs[0].reshape(-1).astype(np.float64)
+    if values.min() < 0 or values.max() > 1 or not np.isclose(values.sum(), 1.0, atol=1e-3):
+        exp = np.exp(values - values.max())
+        values = exp / exp.sum()
+    return values.astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, highest score first."""
+    order = scores.argsort()[::-1]
+    areas = np.maximum(0, boxes[:, 2] - boxes[:, 0]) * np.maximum(0, boxes[:, 3] - boxes[:, 1])
+    keep: list[int] = []
+    while order.size:
+        best = int(order[0])
+        keep.append(best)
+        rest = order[1:]
+        xx1 = np.maximum(boxes[best, 0], boxes[rest, 0])
+        yy1 = np.maximum(boxes[best, 1], boxes[rest, 1])
+        xx2 = np.minimum(boxes[best, 2], boxes[rest, 2])
+        yy2 = np.minimum(boxes[best, 3], boxes[rest, 3])
+        inter = np.maximum(0, xx2 - xx1) * np.maximum(0, yy2 - yy1)
+        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decoder_name(decoder: int) -> str:
+    return model_pb2.OutputDecoder.Name(decoder).removeprefix("OUTPUT_DECODER_").lower()

@@ -1,0 +1,128 @@
+"""From what a robot sends (JPEG, PNG, raw RGB/BGR/gray pixels) to the model's input tensor.
+
+Every transform is recorded so detections map back to the original image's pixels:
+``x_original = (x_model - offset_x) / scale_x`` (and the same for y).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from visionloop.common.v1 import image_pb2, model_pb2
+from visionloop.runtime.errors import InvalidArgument
+
+PAD_VALUE = 114  # the grey Ultralytics letterboxes with
+_CHANNELS = {image_pb2.PIXEL_FORMAT_RGB8: 3, image_pb2.PIXEL_FORMAT_BGR8: 3, image_pb2.PIXEL_FORMAT_GRAY8: 1}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded image: HxWx3 uint8 in ``order`` ("bgr" or "rgb")."""
+
+    pixels: np.ndarray
+    order: str
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+@dataclass(frozen=True)
+class Transform:
+    scale_x: float
+    scale_y: float
+    offset_x: float = 0.0
+    offset_y: float = 0.0
+
+    def to_original(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (xs - self.offset_x) / self.scale_x, (ys - self.offset_y) / self.scale_y
+
+
+def decode(image: image_pb2.Image, max_bytes: int, max_pixels: int) -> Frame:
+    """Decode or validate the image (blocking: call from a worker thread)."""
+    kind = image.WhichOneof("data")
+    if kind is None:
+        raise InvalidArgument("image is empty: set image.encoded (JPEG/PNG bytes) or image.raw (pixels)")
+    if kind == "encoded":
+        return _decode_encoded(image.encoded, max_bytes, max_pixels)
+    return _raw(image.raw, max_bytes, max_pixels)
+
+
+def _decode_encoded(data: bytes, max_bytes: int, max_pixels: int) -> Frame:
+    if not data:
+        raise InvalidArgument("image.encoded is empty")
+    if len(data) > max_bytes:
+        raise InvalidArgument(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise InvalidArgument("image.encoded does not decode: send JPEG or PNG bytes, or raw pixels in image.raw")
+    if pixels.shape[0] * pixels.shape[1] > max_pixels:
+        raise InvalidArgument(f"image is {pixels.shape[1]}x{pixels.shape[0]} pixels; the limit is {max_pixels}")
+    return Frame(pixels, "bgr")
+
+
+def _raw(raw: image_pb2.RawImage, max_bytes: int, max_pixels: int) -> Frame:
+    if raw.pixel_format not in _CHANNELS:
+        raise InvalidArgument(
+            "image.raw.pixel_format must be PIXEL_FORMAT_RGB8, PIXEL_FORMAT_BGR8 or PIXEL_FORMAT_GRAY8"
+        )
+    if raw.width <= 0 or raw.height <= 0:
+        raise InvalidArgument(f"image.raw is {raw.width}x{raw.height}; width and height must be positive")
+    if raw.width * raw.height > max_pixels:
+        raise InvalidArgument(f"image is {raw.width}x{raw.height} pixels; the limit is {max_pixels}")
+    channels = _CHANNELS[raw.pixel_format]
+    expected = raw.width * raw.height * channels
+    if len(raw.pixels) != expected:
+        name = image_pb2.PixelFormat.Name(raw.pixel_format).removeprefix("PIXEL_FORMAT_")
+        raise InvalidArgument(
+            f"image.raw has {len(raw.pixels)} bytes; a {raw.width}x{raw.height} {name} image needs {expected} "
+            f"(width*height*{channels}, rows without padding)"
+        )
+    if len(raw.pixels) > max_bytes:
+        raise InvalidArgument(f"image is {len(raw.pixels)} bytes; the limit is {max_bytes} bytes")
+    pixels = np.frombuffer(raw.pixels, dtype=np.uint8).reshape(raw.height, raw.width, channels)
+    if channels == 1:
+        return Frame(cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR), "bgr")
+    return Frame(pixels, "rgb" if raw.pixel_format == image_pb2.PIXEL_FORMAT_RGB8 else "bgr")
+
+
+def _resized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    shrinking = width < pixels.shape[1] or height < pixels.shape[0]
+    return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def prepare(frame: Frame, spec: model_pb2.ModelInput, rescale: int) -> tuple[np.ndarray, Transform]:
+    """The CHW float32 tensor for the model and the transform back to the frame's pixels."""
+    width, height = spec.width, spec.height
+    wanted = "bgr" if spec.color_order == model_pb2.COLOR_ORDER_BGR else "rgb"
+    pixels = frame.pixels if frame.order == wanted else frame.pixels[..., ::-1]
+    w, h = frame.width, frame.height
+    if rescale == model_pb2.RESCALE_TYPE_WARP:
+        out = _resized(pixels, width, height)
+        transform = Transform(width / w, height / h)
+    elif rescale == model_pb2.RESCALE_TYPE_CROP:
+        scale = max(width / w, height / h)
+        scaled = _resized(pixels, max(width, round(w * scale)), max(height, round(h * scale)))
+        left, top = (scaled.shape[1] - width) // 2, (scaled.shape[0] - height) // 2
+        out = scaled[top : top + height, left : left + width]
+        transform = Transform(scale, scale, -left, -top)
+    else:  # pad (letterbox), the default: nothing is cut off and the aspect ratio is kept
+        scale = min(width / w, height / h)
+        new_w, new_h = min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale)))
+        out = np.full((height, width, 3), PAD_VALUE, dtype=np.uint8)
+        out[:new_h, :new_w] = _resized(pixels, new_w, new_h)
+        transform = Transform(new_w / w, new_h / h)
+    tensor = np.asarray(out, dtype=np.float32).transpose(2, 0, 1) * (1.0 / 255.0)
+    if spec.mean:
+        tensor -= np.asarray(spec.mean, dtype=np.float32)[:, None, None]
+    if spec.std:
+        tensor /= np.asarray(spec.std, dtype=np.float32)[:, None, None]
+    return np.ascontiguousarray(tensor), transform

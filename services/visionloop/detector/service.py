@@ -1,0 +1,250 @@
+"""DetectorService: what robots call.
+
+Decoding and pre-processing run in worker threads, inference in the backend's own thread (or
+in Triton), so the event loop only moves messages. Every detection names the model version
+that produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+import numpy as np
+from google.protobuf import duration_pb2
+from prometheus_client import Counter, Histogram
+
+from visionloop.common.v1 import image_pb2, model_pb2
+from visionloop.detector import postprocess, preprocess
+from visionloop.detector.config import DetectorSettings
+from visionloop.detector.models import ModelSet
+from visionloop.detector.v1 import detector_service_pb2 as pb
+from visionloop.detector.v1 import detector_service_pb2_grpc
+from visionloop.runtime import __version__
+from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, ServiceError, Unavailable
+from visionloop.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+STAGE_SECONDS = Histogram(
+    "visionloop_detector_stage_seconds",
+    "Time per detection stage: decode, preprocess, queue, infer, postprocess.",
+    ["stage"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+FRAMES = Counter("visionloop_detector_frames", "Frames detected, per camera.", ["camera"])
+MAX_CAMERA_LABELS = 64  # camera ids become labels up to this many; the rest count as "other"
+
+
+class UploadHook(Protocol):
+    """Decides after a detection whether the frame goes to the hub, and queues it."""
+
+    async def after_detection(
+        self, image: image_pb2.Image, frame: preprocess.Frame, options: pb.DetectOptions, response: pb.DetectResponse
+    ) -> None: ...
+
+
+@dataclass
+class Prepared:
+    frame: preprocess.Frame
+    tensor: np.ndarray
+    transform: preprocess.Transform
+    decode_seconds: float
+    preprocess_seconds: float
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(int(seconds * 1e9))
+    return duration
+
+
+class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
+    def __init__(self, settings: DetectorSettings, models: ModelSet, node_id: str = "") -> None:
+        self.settings = settings
+        self.models = models
+        self.node_id = node_id
+        self.mode = pb.OPERATION_MODE_DETECTING
+        self.version_control = pb.VERSION_CONTROL_FOLLOW_LOOP
+        self.pinned_version = ""
+        self.uploads: UploadHook | None = None
+        self.outbox: Any = None  # the durable outbox, once wired (status, mode, put)
+        self._cameras: set[str] = set()
+
+    # --- detection ------------------------------------------------------------------------------
+
+    def _prepare(self, image: image_pb2.Image, spec: model_pb2.ModelInput, rescale: int) -> Prepared:
+        started = time.perf_counter()
+        frame = preprocess.decode(image, self.settings.max_image_bytes, self.settings.max_image_pixels)
+        decoded = time.perf_counter()
+        tensor, transform = preprocess.prepare(frame, spec, rescale)
+        return Prepared(frame, tensor, transform, decoded - started, time.perf_counter() - decoded)
+
+    def _camera_label(self, camera_id: str) -> str:
+        if camera_id in self._cameras:
+            return camera_id
+        if len(self._cameras) < MAX_CAMERA_LABELS:
+            self._cameras.add(camera_id)
+            return camera_id
+        return "other"
+
+    async def detect(self, image: image_pb2.Image, options: pb.DetectOptions) -> pb.DetectResponse:
+        """One frame through decode, pre-process, batched inference and post-processing."""
+        if self.mode == pb.OPERATION_MODE_IDLE:
+            raise Unavailable("the detector is idle (SetOperationMode); switch it to OPERATION_MODE_DETECTING")
+        async with self.models.use(options.model) as model:
+            settings = postprocess.Settings.resolve(options, model.info.detection_defaults)
+            rescale = options.rescale_type or model.info.input.rescale_type
+            prepared = await asyncio.to_thread(self._prepare, image, model.info.input, rescale)
+            submitted = time.perf_counter()
+            outputs, queued = await model.batcher.submit(prepared.tensor)
+            inferred = time.perf_counter()
+            frame = prepared.frame
+            detections = postprocess.to_detections(
+                model.info, outputs, prepared.transform, (frame.width, frame.height), settings
+            )
+            postprocessed = time.perf_counter()
+            name, version = model.name, model.version
+        infer_seconds = inferred - submitted - queued
+        for stage, seconds in (
+            ("decode", prepared.decode_seconds),
+            ("preprocess", prepared.preprocess_seconds),
+            ("queue", queued),
+            ("infer", infer_seconds),
+            ("postprocess", postprocessed - inferred),
+        ):
+            STAGE_SECONDS.labels(stage).observe(seconds)
+        FRAMES.labels(self._camera_label(options.camera_id or "default")).inc()
+        response = pb.DetectResponse(
+            detections=detections,
+            model=name,
+            model_version=version,
+            image_width=frame.width,
+            image_height=frame.height,
+            timing=pb.Timing(
+                preprocess=_duration(prepared.decode_seconds + prepared.preprocess_seconds),
+                queue=_duration(queued),
+                inference=_duration(infer_seconds),
+                postprocess=_duration(postprocessed - inferred),
+            ),
+        )
+        if self.uploads is not None:
+            await self.uploads.after_detection(image, frame, options, response)
+        return response
+
+    async def Detect(self, request: pb.DetectRequest, context: grpc.aio.ServicerContext) -> pb.DetectResponse:
+        return await self.detect(request.image, request.options)
+
+    async def DetectBatch(
+        self, request: pb.DetectBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DetectBatchResponse:
+        if not request.images:
+            raise InvalidArgument("images is empty; send at least one image")
+        if len(request.images) > self.settings.max_batch_size * 4:
+            raise InvalidArgument(
+                f"at most {self.settings.max_batch_size * 4} images per DetectBatch, got {len(request.images)}"
+            )
+        results = await asyncio.gather(*(self.detect(image, request.options) for image in request.images))
+        return pb.DetectBatchResponse(results=results)
+
+    async def _stream_frame(
+        self, request: pb.DetectStreamRequest, options: pb.DetectOptions
+    ) -> pb.DetectStreamResponse:
+        try:
+            result = await self.detect(request.image, options)
+        except ServiceError as error:
+            return pb.DetectStreamResponse(
+                frame_id=request.frame_id, error_code=error.code.value[0], error_message=error.message
+            )
+        except Exception:
+            log.exception("frame failed", frame_id=request.frame_id)
+            return pb.DetectStreamResponse(
+                frame_id=request.frame_id, error_code=grpc.StatusCode.INTERNAL.value[0], error_message="internal error"
+            )
+        return pb.DetectStreamResponse(frame_id=request.frame_id, result=result)
+
+    async def DetectStream(
+        self, request_iterator: AsyncIterator[pb.DetectStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.DetectStreamResponse]:
+        # Up to stream_depth frames are in flight at once; answers leave in request order.
+        pending: asyncio.Queue[asyncio.Task[pb.DetectStreamResponse] | None] = asyncio.Queue(
+            maxsize=self.settings.stream_depth
+        )
+
+        async def read() -> None:
+            options = pb.DetectOptions()
+            try:
+                async for request in request_iterator:
+                    if request.HasField("options"):
+                        options = request.options
+                    task = asyncio.get_running_loop().create_task(self._stream_frame(request, options))
+                    await pending.put(task)
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.get_running_loop().create_task(read())
+        try:
+            while (task := await pending.get()) is not None:
+                yield await task
+            await reader  # surfaces a failure of the request stream itself
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                leftover = pending.get_nowait()
+                if leftover is not None:
+                    leftover.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    # --- information and control ----------------------------------------------------------------
+
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelInfoResponse:
+        return pb.GetModelInfoResponse(info=self.models.get(request.model).info)
+
+    async def ListLoadedModels(
+        self, request: pb.ListLoadedModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLoadedModelsResponse:
+        return pb.ListLoadedModelsResponse(models=self.models.loaded(), default_model=self.models.default)
+
+    def _outbox_status(self) -> pb.OutboxStatus:
+        return self.outbox.status() if self.outbox is not None else pb.OutboxStatus()
+
+    async def GetAbout(self, request: pb.GetAboutRequest, context: grpc.aio.ServicerContext) -> pb.GetAboutResponse:
+        return pb.GetAboutResponse(
+            node_id=self.node_id,
+            software_version=__version__,
+            operation_mode=self.mode,
+            version_control=self.version_control,
+            pinned_version=self.pinned_version,
+            organization=self.settings.loop_organization,
+            project=self.settings.loop_project,
+            models=self.models.loaded(),
+            outbox=self._outbox_status(),
+            formats=["onnx"],
+        )
+
+    async def SetOperationMode(
+        self, request: pb.SetOperationModeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetOperationModeResponse:
+        if request.mode not in (pb.OPERATION_MODE_DETECTING, pb.OPERATION_MODE_IDLE):
+            raise InvalidArgument("mode must be OPERATION_MODE_DETECTING or OPERATION_MODE_IDLE")
+        self.mode = request.mode
+        log.info("operation mode", mode=pb.OperationMode.Name(request.mode))
+        return pb.SetOperationModeResponse(mode=self.mode)
+
+    async def SetOutboxMode(
+        self, request: pb.SetOutboxModeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetOutboxModeResponse:
+        if request.mode not in (pb.OUTBOX_MODE_CONTINUOUS_UPLOAD, pb.OUTBOX_MODE_STOPPED):
+            raise InvalidArgument("mode must be OUTBOX_MODE_CONTINUOUS_UPLOAD or OUTBOX_MODE_STOPPED")
+        if self.outbox is None:
+            raise FailedPrecondition("this detector has no outbox configured")
+        await self.outbox.set_mode(request.mode)
+        return pb.SetOutboxModeResponse(outbox=self._outbox_status())

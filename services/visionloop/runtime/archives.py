@@ -1,0 +1,56 @@
+"""Untrusted zip archives (model zips, datasets): what is unsafe to read, and a safe extractor."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import zipfile
+from pathlib import Path
+
+MIB = 1024**2
+MAX_COMPRESSION_RATIO = 200  # weights and images barely compress; far higher ratios mean a zip bomb
+RATIO_CHECK_MIN_BYTES = MIB  # small text files (json, labels) legitimately compress well
+
+
+class UnsafeArchive(ValueError):
+    """The archive must not be read; the message names the entry and the reason."""
+
+
+def zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why an entry of an untrusted zip is unsafe to read, or None."""
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return "has an absolute path"
+    if ".." in name.split("/"):
+        return "escapes the archive with '..'"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "is a symbolic link"
+    if info.flag_bits & 0x1:
+        return "is encrypted"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return f"uses compression method {info.compress_type}; only stored and deflate are accepted"
+    if info.file_size > RATIO_CHECK_MIN_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+        return f"expands {info.file_size // max(info.compress_size, 1)}x (a zip bomb?)"
+    return None
+
+
+def safe_extract(archive_path: Path, destination: Path, max_total_bytes: int = 8 * 1024**3) -> None:
+    """Extract after checking every entry; UnsafeArchive (a ValueError) when one is unsafe."""
+    with zipfile.ZipFile(archive_path) as archive:
+        entries = archive.infolist()
+        for info in entries:
+            if (problem := zip_entry_problem(info)) is not None:
+                raise UnsafeArchive(f"zip entry {info.filename!r} {problem}")
+        total = sum(info.file_size for info in entries)
+        if total > max_total_bytes:
+            raise UnsafeArchive(f"the zip expands to {total} bytes; at most {max_total_bytes} are accepted")
+        destination.mkdir(parents=True, exist_ok=True)
+        for info in entries:
+            target = destination / info.filename.replace("\\", "/")
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as source, target.open("wb") as out:
+                shutil.copyfileobj(source, out, MIB)
