@@ -7,14 +7,17 @@ the hub's deployment target.
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import uuid
 import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from visionloop.detector.backends.base import BackendError
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.models import ModelSet, open_onnx_model
+from visionloop.detector.config import Backend, DetectorSettings
+from visionloop.detector.lifecycle import ModelUpdater
+from visionloop.detector.models import ModelSet, ServedModel, open_onnx_model
 from visionloop.detector.service import DetectorServicer
 from visionloop.detector.v1 import detector_service_pb2, detector_service_pb2_grpc
 from visionloop.runtime.archives import UnsafeArchive, safe_extract
@@ -47,23 +50,59 @@ def unpack(name: str, source: Path, data_dir: Path) -> Path:
     return target
 
 
+Opener = Callable[[str, Path], Awaitable[ServedModel]]
+
+
+def opener(settings: DetectorSettings) -> Opener:
+    """What loads a model folder on the configured backend: ``await opener(settings)(name, folder)``."""
+    wait = settings.max_batch_wait_ms / 1000
+    if settings.backend is Backend.TRITON:
+        # Imported here: the Triton client costs ~0.4 s of start-up that ONNX Runtime detectors skip.
+        from visionloop.detector.triton_models import open_triton_model
+
+        assert settings.triton_model_repository is not None  # DetectorSettings._consistent
+        return functools.partial(
+            open_triton_model,
+            triton_url=settings.triton_url,
+            repository=settings.triton_model_repository,
+            max_batch=settings.max_batch_size,
+            max_wait=wait,
+        )
+    return functools.partial(open_onnx_model, max_batch=settings.max_batch_size, max_wait=wait)
+
+
 def create(settings: DetectorSettings) -> ServiceSpec:
     data_dir = settings.data_dir
-    models = ModelSet(settings.default_model or settings.loop_project)
+    static = settings.model_path_pairs()
+    follow = settings.follows_loop() and settings.loop_project not in static
+    default = settings.default_model or (settings.loop_project if follow or not static else next(iter(static)))
+    models = ModelSet(default)
     servicer = DetectorServicer(settings, models, node_id(data_dir))
     mount = Mount.generated(servicer, detector_service_pb2_grpc, detector_service_pb2, "DetectorService")
-    wait = settings.max_batch_wait_ms / 1000
+    open_model = opener(settings)  # static models and the hub's model alike, on the configured backend
 
-    async def load_static_models(server: GrpcServer) -> None:
-        for name, source in settings.model_path_pairs().items():
+    # The project's model follows the hub unless a static model already takes its name.
+    updater = None
+    if follow:
+        updater = ModelUpdater(
+            peer=settings,
+            models=models,
+            name=settings.loop_project,
+            folder=data_dir / "models" / settings.loop_project,
+            open_model=open_model,
+        )
+        servicer.updater = updater
+
+    async def start(server: GrpcServer) -> None:
+        for name, source in static.items():
             folder = await asyncio.to_thread(unpack, name, source, data_dir)
-            await models.put(await open_onnx_model(name, folder, settings.max_batch_size, wait))
-        if not settings.default_model and settings.model_path_pairs() and settings.loop_project not in models.names():
-            models.default = next(iter(settings.model_path_pairs()))
+            await models.put(await open_model(name, folder))
+        if updater is not None:
+            await updater.start()
 
     async def close(server: GrpcServer) -> None:
+        if updater is not None:
+            await updater.stop()
         await models.close()
 
-    return ServiceSpec(
-        name="detector", mounts=[mount], on_start=[load_static_models], on_stop=[close], context=servicer
-    )
+    return ServiceSpec(name="detector", mounts=[mount], on_start=[start], on_stop=[close], context=servicer)

@@ -95,6 +95,11 @@ class DetectorSettings(ServiceSettings, PeerSettings):
     default_model: str = Field(
         "", alias="DETECTOR_DEFAULT_MODEL", description="Model answering requests that name none (LOOP_PROJECT)."
     )
+    follow_loop: bool | None = Field(
+        None,
+        alias="DETECTOR_FOLLOW_LOOP",
+        description="Serve LOOP_PROJECT's deployed model from the hub (default: unless DETECTOR_MODEL_PATHS is set).",
+    )
     max_batch_size: int = Field(
         16, alias="DETECTOR_MAX_BATCH_SIZE", ge=1, le=256, description="Most frames per backend call."
     )
@@ -114,6 +119,15 @@ class DetectorSettings(ServiceSettings, PeerSettings):
     stream_depth: int = Field(
         8, alias="DETECTOR_STREAM_DEPTH", ge=1, le=128, description="Frames of one stream processed at once."
     )
+    triton_model_repository: Path | None = Field(
+        None,
+        alias="TRITON_MODEL_REPOSITORY",
+        description="Model repository the detector writes its models into and the Triton server (explicit "
+        "model control) loads them from: one folder both see, e.g. a shared volume (backend triton).",
+    )
+
+    def follows_loop(self) -> bool:
+        return self.follow_loop if self.follow_loop is not None else not self.model_paths.strip()
 
     def model_path_pairs(self) -> dict[str, Path]:
         """DETECTOR_MODEL_PATHS as name -> path."""
@@ -143,4 +157,9 @@ class DetectorSettings(ServiceSettings, PeerSettings):
             )
         if self.backend is Backend.TRITON and not self.triton_url:
             raise ValueError("TRITON_URL must be set when DETECTOR_BACKEND is triton")
+        if self.backend is Backend.TRITON and self.triton_model_repository is None:
+            raise ValueError(
+                "TRITON_MODEL_REPOSITORY must be set when DETECTOR_BACKEND is triton "
+                "(the folder Triton serves with --model-repository, writable by the detector)"
+            )
         return self

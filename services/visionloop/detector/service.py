@@ -70,10 +70,9 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
         self.models = models
         self.node_id = node_id
         self.mode = pb.OPERATION_MODE_DETECTING
-        self.version_control = pb.VERSION_CONTROL_FOLLOW_LOOP
-        self.pinned_version = ""
         self.uploads: UploadHook | None = None
         self.outbox: Any = None  # the durable outbox, once wired (status, mode, put)
+        self.updater: Any = None  # follows the hub's deployment (lifecycle.ModelUpdater)
         self._cameras: set[str] = set()
 
     # --- detection ------------------------------------------------------------------------------
@@ -221,8 +220,8 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
             node_id=self.node_id,
             software_version=__version__,
             operation_mode=self.mode,
-            version_control=self.version_control,
-            pinned_version=self.pinned_version,
+            version_control=self.updater.version_control if self.updater else pb.VERSION_CONTROL_PAUSE,
+            pinned_version=self.updater.pinned_version if self.updater else "",
             organization=self.settings.loop_organization,
             project=self.settings.loop_project,
             models=self.models.loaded(),
@@ -248,3 +247,20 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
             raise FailedPrecondition("this detector has no outbox configured")
         await self.outbox.set_mode(request.mode)
         return pb.SetOutboxModeResponse(outbox=self._outbox_status())
+
+    async def SetVersionControl(
+        self, request: pb.SetVersionControlRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetVersionControlResponse:
+        mode = request.version_control
+        if mode not in (pb.VERSION_CONTROL_FOLLOW_LOOP, pb.VERSION_CONTROL_PAUSE, pb.VERSION_CONTROL_PIN):
+            raise InvalidArgument("version_control must be FOLLOW_LOOP, PAUSE or PIN")
+        if mode == pb.VERSION_CONTROL_PIN and not request.pinned_version:
+            raise InvalidArgument('pinned_version is required with VERSION_CONTROL_PIN, e.g. "1.3"')
+        if self.updater is None:
+            raise FailedPrecondition(
+                "this detector serves static models only (DETECTOR_MODEL_PATHS); nothing to follow"
+            )
+        pinned = request.pinned_version if mode == pb.VERSION_CONTROL_PIN else ""
+        await self.updater.set_version_control(mode, pinned)
+        log.info("version control", mode=pb.VersionControl.Name(mode), pinned=pinned)
+        return pb.SetVersionControlResponse(version_control=mode, pinned_version=pinned)

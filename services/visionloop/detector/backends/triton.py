@@ -1,0 +1,233 @@
+"""Triton Inference Server over gRPC (asyncio), with explicit model control.
+
+``TritonBackend.load`` asks the server to load the model, waits until it is ready and checks the
+tensor names against the served configuration; ``close`` unloads it again. Every request carries
+the whole batch; the server's dynamic batcher may merge it with other clients' requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import InferenceServerException
+
+from visionloop.detector.backends.base import BackendError
+
+# Pings while a call is open notice a dead server or a dropped connection in about 80 s. No
+# pings on idle connections: Triton's default policy (keepalive without calls not permitted)
+# answers those with GOAWAY "too_many_pings"; `http2_max_pings_without_data=0` lets one slow call
+# keep pinging. The channel reconnects by itself between calls.
+KEEPALIVE = grpcclient.KeepAliveOptions(
+    keepalive_time_ms=60_000,
+    keepalive_timeout_ms=20_000,
+    keepalive_permit_without_calls=False,
+    http2_max_pings_without_data=0,
+)
+RPC_TIMEOUT_S = 10.0  # health, metadata and repository calls (loading has its own limit)
+READY_POLL_S = 0.1
+
+
+class TritonBackend:
+    kind = "triton"
+
+    def __init__(
+        self,
+        client: aioclient.InferenceServerClient,
+        url: str,
+        model_name: str,
+        version: str,
+        input_name: str,
+        input_shape: Sequence[int],
+        output_names: Sequence[str],
+        max_batch_size: int,
+        infer_timeout: float,
+    ) -> None:
+        self._client = client
+        self.url = url
+        self.model_name = model_name
+        self.version = version
+        self.input_name = input_name
+        self.input_shape = list(input_shape)  # batch dimension first; -1 for free dimensions
+        self.output_names = list(output_names)
+        self.max_batch_size = max_batch_size
+        self._infer_timeout = infer_timeout
+        self._closed = False
+
+    @classmethod
+    async def load(
+        cls,
+        url: str,
+        model_name: str,
+        version: str = "",
+        input_name: str = "images",
+        output_names: Sequence[str] = ("output0",),
+        max_batch_size: int = 16,
+        load_timeout: float = 120.0,
+        infer_timeout: float = 60.0,
+    ) -> TritonBackend:
+        """Load ``model_name`` on the Triton at ``url`` (host:port of its gRPC endpoint).
+
+        ``version`` "" means the version(s) the model's version policy serves (the latest by
+        default). BackendError when the server is unreachable, the model does not load within
+        ``load_timeout`` seconds (with Triton's reason), or its tensors do not match.
+        """
+        client = aioclient.InferenceServerClient(url, keepalive_options=KEEPALIVE)
+        try:
+            await _check_live(client, url)
+            await _load_and_wait(client, model_name, version, load_timeout)
+            try:
+                input_shape, served_batch = await _check_tensors(client, model_name, version, input_name, output_names)
+            except BackendError:
+                await _unload_quietly(client, model_name)
+                raise
+        except BaseException:
+            await client.close()
+            raise
+        if served_batch > 0:
+            max_batch_size = min(max_batch_size, served_batch)
+        return cls(
+            client, url, model_name, version, input_name, input_shape, output_names, max_batch_size, infer_timeout
+        )
+
+    async def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self._closed:
+            raise BackendError(f"Triton backend for {self.model_name!r} is closed")
+        self._check_shape(batch.shape)
+        # Serialising a large batch is a memory copy of tens of MB: keep it off the event loop.
+        request_input = await asyncio.to_thread(self._request_input, batch)
+        outputs = [grpcclient.InferRequestedOutput(name) for name in self.output_names]
+        try:
+            result = await self._client.infer(
+                self.model_name,
+                [request_input],
+                model_version=self.version,
+                outputs=outputs,
+                client_timeout=self._infer_timeout,
+            )
+        except InferenceServerException as error:
+            raise BackendError(f"Triton inference on {self.model_name!r} failed: {_reason(error)}") from None
+        return [self._output(result, name, len(batch)) for name in self.output_names]
+
+    async def close(self) -> None:
+        """Unload the model and close the connection; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._client.unload_model(self.model_name, client_timeout=RPC_TIMEOUT_S)
+        except InferenceServerException as error:
+            raise BackendError(f"Triton could not unload {self.model_name!r}: {_reason(error)}") from None
+        finally:
+            await self._client.close()
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        expected = self.input_shape
+        matches = len(shape) == len(expected) and all(
+            want in (-1, got) for want, got in zip(expected, shape, strict=True)
+        )
+        if not matches:
+            wanted = "x".join("N" if i == 0 else ("?" if d == -1 else str(d)) for i, d in enumerate(expected))
+            raise BackendError(
+                f"batch shape {'x'.join(map(str, shape))} does not match {self.model_name!r} input "
+                f"{self.input_name!r} ({wanted})"
+            )
+        if not 1 <= shape[0] <= self.max_batch_size:
+            raise BackendError(f"batch of {shape[0]} images; {self.model_name!r} takes 1 to {self.max_batch_size}")
+
+    def _request_input(self, batch: np.ndarray) -> grpcclient.InferInput:
+        data = np.ascontiguousarray(batch, dtype=np.float32)
+        request_input = grpcclient.InferInput(self.input_name, list(data.shape), "FP32")
+        request_input.set_data_from_numpy(data)
+        return request_input
+
+    def _output(self, result: grpcclient.InferResult, name: str, batch_size: int) -> np.ndarray:
+        array = result.as_numpy(name)
+        if array is None or array.ndim == 0 or array.shape[0] != batch_size:
+            shape = "nothing" if array is None else "x".join(map(str, array.shape))
+            raise BackendError(f"Triton returned {shape} for output {name!r}, expected {batch_size} first")
+        # as_numpy views the response's bytes (read-only); callers may post-process in place, as
+        # they can with ONNX Runtime's outputs. Detector outputs are small next to the input batch.
+        return array.copy()
+
+
+async def _check_live(client: aioclient.InferenceServerClient, url: str) -> None:
+    try:
+        live = await client.is_server_live(client_timeout=RPC_TIMEOUT_S)
+    except InferenceServerException as error:
+        raise BackendError(f"Triton at {url} is unreachable: {_reason(error)}") from None
+    if not live:
+        raise BackendError(f"Triton at {url} answers but is not live")
+
+
+async def _load_and_wait(
+    client: aioclient.InferenceServerClient, model_name: str, version: str, load_timeout: float
+) -> None:
+    """Explicit model control: the load RPC returns once the load has succeeded or failed."""
+    deadline = time.monotonic() + load_timeout
+    try:
+        await client.load_model(model_name, client_timeout=load_timeout)
+    except InferenceServerException as error:
+        raise BackendError(f"Triton failed to load model {model_name!r}: {_reason(error)}") from None
+    # Readiness can trail the load RPC (other versions, strict readiness): poll until the deadline.
+    while True:
+        try:
+            if await client.is_model_ready(model_name, version, client_timeout=RPC_TIMEOUT_S):
+                return
+        except InferenceServerException as error:
+            raise BackendError(f"Triton lost model {model_name!r} while loading: {_reason(error)}") from None
+        if time.monotonic() >= deadline:
+            if version:
+                raise BackendError(
+                    f"Triton model {model_name!r} version {version} was not ready within {load_timeout:g} s "
+                    "(does the model's version_policy serve it?)"
+                )
+            raise BackendError(f"Triton model {model_name!r} was not ready within {load_timeout:g} s")
+        await asyncio.sleep(READY_POLL_S)
+
+
+async def _check_tensors(
+    client: aioclient.InferenceServerClient,
+    model_name: str,
+    version: str,
+    input_name: str,
+    output_names: Sequence[str],
+) -> tuple[list[int], int]:
+    """Return the input's full shape (batch first) and the served max_batch_size."""
+    try:
+        config = await client.get_model_config(model_name, version, as_json=True, client_timeout=RPC_TIMEOUT_S)
+        metadata = await client.get_model_metadata(model_name, version, as_json=True, client_timeout=RPC_TIMEOUT_S)
+    except InferenceServerException as error:
+        raise BackendError(f"Triton cannot describe model {model_name!r}: {_reason(error)}") from None
+    served_batch = int(config["config"].get("max_batch_size", 0))
+    inputs = {tensor["name"]: tensor for tensor in metadata.get("inputs", [])}
+    outputs = {tensor["name"] for tensor in metadata.get("outputs", [])}
+    if input_name not in inputs:
+        raise BackendError(f"Triton model {model_name!r} has no input {input_name!r} (inputs: {_names(inputs)})")
+    missing = [name for name in output_names if name not in outputs]
+    if missing:
+        raise BackendError(f"Triton model {model_name!r} has no output {missing[0]!r} (outputs: {_names(outputs)})")
+    datatype = inputs[input_name].get("datatype")
+    if datatype != "FP32":
+        raise BackendError(f"Triton model {model_name!r} input {input_name!r} is {datatype}, not FP32")
+    # Metadata shapes already include the batch dimension (-1) when max_batch_size > 0.
+    return [int(d) for d in inputs[input_name]["shape"]], served_batch
+
+
+async def _unload_quietly(client: aioclient.InferenceServerClient, model_name: str) -> None:
+    with suppress(InferenceServerException):  # the error being raised says more than a failed clean-up
+        await client.unload_model(model_name, client_timeout=RPC_TIMEOUT_S)
+
+
+def _names(tensors: Any) -> str:
+    return ", ".join(sorted(tensors)) or "none"
+
+
+def _reason(error: InferenceServerException) -> str:
+    return error.message() or str(error)

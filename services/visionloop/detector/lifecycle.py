@@ -1,0 +1,234 @@
+"""Keeps the project's model in step with the hub's deployment target.
+
+The detector watches ``DeploymentService.WatchDeployment``; when the target moves it downloads
+the new version in its format, builds the new backend while the old one keeps serving, swaps
+atomically and remembers the version on disk, so a restart without the hub starts from the
+last model. A version that fails to download or load is retried a bounded number of times with
+backoff, never in an endless rebuild loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from visionloop.client.channel import ChannelConfig, create_aio_channel
+from visionloop.detector.backends.base import BackendError
+from visionloop.detector.models import ModelSet, ServedModel
+from visionloop.detector.v1 import detector_service_pb2 as pb
+from visionloop.loop.v1 import (
+    deployment_service_pb2,
+    deployment_service_pb2_grpc,
+    model_service_pb2,
+    model_service_pb2_grpc,
+    project_service_pb2,
+)
+from visionloop.runtime.archives import UnsafeArchive, safe_extract
+from visionloop.runtime.config import PeerSettings
+from visionloop.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+OpenModel = Callable[[str, Path], Awaitable[ServedModel]]
+
+
+@dataclass
+class _Failure:
+    attempts: int = 0
+    retry_at: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class ModelUpdater:
+    """Follows the deployment of ``peer.loop_project`` and serves it as model ``name``."""
+
+    peer: PeerSettings
+    models: ModelSet
+    name: str
+    folder: Path  # data_dir/models/<name>
+    open_model: OpenModel
+    model_format: str = "onnx"
+    max_attempts: int = 3
+    backoff: float = 2.0
+    max_backoff: float = 60.0
+    version_control: int = pb.VERSION_CONTROL_FOLLOW_LOOP
+    pinned_version: str = ""
+    target: str = ""  # the hub's resolved version
+    failures: dict[str, _Failure] = field(default_factory=dict)
+    _task: asyncio.Task[None] | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def ref(self) -> project_service_pb2.ProjectRef:
+        return project_service_pb2.ProjectRef(organization=self.peer.loop_organization, project=self.peer.loop_project)
+
+    def _channel(self) -> grpc.aio.Channel:
+        config = ChannelConfig(
+            target=self.peer.loop_host,
+            token=self.peer.loop_token or None,
+            root_certificates=self.peer.loop_ssl_cert_path,
+            certificate_chain=self.peer.loop_client_cert,
+            private_key=self.peer.loop_client_key,
+        )
+        return create_aio_channel(config)
+
+    # --- start-up ---------------------------------------------------------------------------------
+
+    def _current_file(self) -> Path:
+        return self.folder / "current"
+
+    def current_version(self) -> str:
+        path = self._current_file()
+        return path.read_text().strip() if path.is_file() else ""
+
+    async def start(self) -> None:
+        """Serve the last model from disk at once (offline start), then follow the hub in the background."""
+        last = self.current_version()
+        if last and (self.folder / last).is_dir():
+            try:
+                await self.models.put(await self.open_model(self.name, self.folder / last))
+                log.info("serving the last model from disk", model=self.name, version=last)
+            except BackendError as error:
+                log.error("the last model on disk does not load", version=last, reason=str(error))
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"model-updater-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # --- following the hub ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        watcher = asyncio.get_running_loop().create_task(self._watch())
+        try:
+            while True:
+                await self._reconcile()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._next_retry())
+        finally:
+            watcher.cancel()
+
+    def _next_retry(self) -> float:
+        pending = [f.retry_at for f in self.failures.values() if f.attempts < self.max_attempts]
+        return max(0.1, min(pending) - time.monotonic()) if pending else 3600.0
+
+    async def _watch(self) -> None:
+        delay = self.backoff
+        while True:
+            channel = self._channel()
+            try:
+                stub = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
+                request = deployment_service_pb2.WatchDeploymentRequest(ref=self.ref)
+                async for update in stub.WatchDeployment(request):
+                    delay = self.backoff
+                    if update.deployment.resolved_version != self.target:
+                        self.target = update.deployment.resolved_version
+                        log.info("deployment target", model=self.name, version=self.target or "(none)")
+                        self._wake.set()
+            except grpc.aio.AioRpcError as error:
+                log.warning("hub unreachable; serving what is loaded", code=error.code().name, retry_in=round(delay, 1))
+            finally:
+                await channel.close()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.max_backoff)
+
+    def wanted(self) -> str:
+        if self.version_control == pb.VERSION_CONTROL_PIN:
+            return self.pinned_version
+        if self.version_control == pb.VERSION_CONTROL_PAUSE:
+            return ""
+        return self.target
+
+    async def set_version_control(self, mode: int, pinned: str) -> None:
+        self.version_control, self.pinned_version = mode, pinned
+        self._wake.set()
+
+    async def _reconcile(self) -> None:
+        version = self.wanted()
+        if not version or (version == self.current_version() and self.name in self.models.names()):
+            return
+        failure = self.failures.get(version)
+        if failure is not None and (failure.attempts >= self.max_attempts or time.monotonic() < failure.retry_at):
+            return
+        async with self._lock:
+            try:
+                folder = await self._download(version)
+                model = await self.open_model(self.name, folder)
+            except (BackendError, UnsafeArchive, OSError, grpc.aio.AioRpcError) as error:
+                reason = error.details() if isinstance(error, grpc.aio.AioRpcError) else str(error)
+                failure = self.failures.setdefault(version, _Failure())
+                failure.attempts += 1
+                failure.reason = reason or type(error).__name__
+                failure.retry_at = time.monotonic() + min(self.max_backoff, self.backoff * 2**failure.attempts)
+                final = failure.attempts >= self.max_attempts
+                log.error(
+                    "model update failed",
+                    version=version,
+                    attempt=failure.attempts,
+                    gives_up=final,
+                    reason=failure.reason,
+                )
+                return
+            await self.models.put(model)
+            self._current_file().write_text(version)
+            self.failures.pop(version, None)
+            await asyncio.to_thread(self._prune, keep={version})
+
+    async def _download(self, version: str) -> Path:
+        """Download and unpack ``version`` into its folder (verified by sha256)."""
+        target = self.folder / version
+        if (target / "model.json").is_file():
+            return target
+        self.folder.mkdir(parents=True, exist_ok=True)
+        archive = self.folder / f".{version}.zip.partial"
+        digest, expected = hashlib.sha256(), ""
+        channel = self._channel()
+        try:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            key = model_service_pb2.ModelKey(ref=self.ref, version=version)
+            request = model_service_pb2.DownloadModelRequest(key=key, format=self.model_format)
+            with archive.open("wb") as out:
+                async for message in stub.DownloadModel(request, timeout=600):
+                    if message.HasField("header"):
+                        expected = message.header.sha256
+                    else:
+                        out.write(message.chunk.data)
+                        digest.update(message.chunk.data)
+        finally:
+            await channel.close()
+        if digest.hexdigest() != expected:
+            archive.unlink(missing_ok=True)
+            raise OSError(f"model {version} arrived corrupted (sha256 {digest.hexdigest()} != {expected})")
+        staging = self.folder / f".{version}.unpacking"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            await asyncio.to_thread(safe_extract, archive, staging)
+            staging.rename(target)  # the version folder appears complete or not at all
+        finally:
+            archive.unlink(missing_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def _prune(self, keep: set[str]) -> None:
+        """Keep only the serving version and the one before it (for a quick offline rollback)."""
+        versions = sorted(
+            (p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime,
+        )
+        for path in versions[:-2]:
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)

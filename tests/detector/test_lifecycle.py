@@ -1,0 +1,197 @@
+"""The detector follows the hub's deployment: download, swap, offline start, pinning, broken models."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.detector.conftest import start_detector
+from tests.detector.frames import frame, jpeg
+from tests.hub.stacks import free_port
+from visionloop.common.v1 import image_pb2, transfer_pb2
+from visionloop.detector.config import DetectorSettings
+from visionloop.detector.v1 import detector_service_pb2 as pb
+from visionloop.detector.v1 import detector_service_pb2_grpc
+from visionloop.loop import app as hub_app
+from visionloop.loop.config import LoopSettings
+from visionloop.loop.v1 import model_service_pb2, model_service_pb2_grpc, project_service_pb2
+from visionloop.loop.v1 import project_service_pb2_grpc as project_grpc
+from visionloop.runtime.server import GrpcServer
+from visionloop.synthetic.models import model_zip
+
+REF = project_service_pb2.ProjectRef(organization="acme", project="weeds")
+IMAGE = image_pb2.Image(encoded=jpeg(frame(squares=((200, 120, 96, "red"),))))
+
+
+class Hub:
+    """A real hub on a fixed port, so it can be stopped and started again."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.settings = LoopSettings(port=port, data_dir=folder, host="127.0.0.1")
+        self.server: GrpcServer | None = None
+
+    async def start(self) -> None:
+        self.server = GrpcServer(hub_app.create(self.settings), self.settings)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(0)
+            self.server = None
+
+
+async def upload(port: int, data: bytes) -> str:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        blob = transfer_pb2.BlobHeader(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        header = model_service_pb2.UploadModelHeader(ref=REF, format="onnx", blob=blob)
+
+        async def parts() -> AsyncIterator[model_service_pb2.UploadModelRequest]:
+            yield model_service_pb2.UploadModelRequest(header=header)
+            yield model_service_pb2.UploadModelRequest(chunk=transfer_pb2.BlobChunk(offset=0, data=data))
+
+        return (await model_service_pb2_grpc.ModelServiceStub(channel).UploadModel(parts())).model.version
+
+
+def broken_zip(path: Path, good: Path) -> bytes:
+    """A zip the hub accepts (valid model.json) whose weights are garbage."""
+    with zipfile.ZipFile(good) as source:
+        manifest = source.read("model.json")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model.json", manifest)
+        archive.writestr("model.onnx", b"these are not weights")
+    return path.read_bytes()
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    hub = Hub(tmp_path / "hub", free_port())
+    await hub.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{hub.settings.port}") as channel:
+        await project_grpc.ProjectServiceStub(channel).CreateProject(
+            project_service_pb2.CreateProjectRequest(project=project_service_pb2.Project(ref=REF))
+        )
+    yield hub
+    await hub.stop()
+
+
+def settings_for(hub: Hub, folder: Path) -> DetectorSettings:
+    return DetectorSettings(
+        port=0,
+        data_dir=folder,
+        loop_host=f"127.0.0.1:{hub.settings.port}",
+        loop_organization="acme",
+        loop_project="weeds",
+    )
+
+
+async def version_served(stub: detector_service_pb2_grpc.DetectorServiceStub, wanted: str, timeout: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            response = await stub.Detect(pb.DetectRequest(image=IMAGE))
+            if response.model_version == wanted:
+                return
+        except grpc.aio.AioRpcError as error:
+            if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                raise
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"version {wanted} was not served within {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+async def test_follow_swap_offline_start_pin_and_broken_model(hub: Hub, tmp_path: Path) -> None:
+    good = model_zip(tmp_path / "model.zip").read_bytes()
+    assert await upload(hub.settings.port, good) == "1.0"
+    settings = settings_for(hub, tmp_path / "detector")
+    server, port = await start_detector(settings)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = detector_service_pb2_grpc.DetectorServiceStub(channel)
+        await version_served(stub, "1.0")
+
+        # A new version follows the deployment (follow latest): swapped while serving.
+        assert await upload(hub.settings.port, good) == "1.1"
+        await version_served(stub, "1.1")
+
+        # A broken model is retried a bounded number of times; the detector keeps serving 1.1.
+        assert await upload(hub.settings.port, broken_zip(tmp_path / "broken.zip", tmp_path / "model.zip")) == "1.2"
+        updater = server.spec.context.updater
+        updater.backoff = 0.05
+        for _ in range(200):
+            failure = updater.failures.get("1.2")
+            if failure is not None and failure.attempts >= updater.max_attempts:
+                break
+            await asyncio.sleep(0.05)
+        assert updater.failures["1.2"].attempts == updater.max_attempts
+        assert "cannot load" in updater.failures["1.2"].reason
+        assert (await stub.Detect(pb.DetectRequest(image=IMAGE))).model_version == "1.1"
+
+        # Pinning goes back to 1.0; about reports it.
+        await stub.SetVersionControl(
+            pb.SetVersionControlRequest(version_control=pb.VERSION_CONTROL_PIN, pinned_version="1.0")
+        )
+        await version_served(stub, "1.0")
+        about = await stub.GetAbout(pb.GetAboutRequest())
+        assert (about.version_control, about.pinned_version) == (pb.VERSION_CONTROL_PIN, "1.0")
+    await server.stop(0)
+
+    # Offline start: the hub is gone, the detector starts from its last model and serves.
+    await hub.stop()
+    server, port = await start_detector(settings)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = detector_service_pb2_grpc.DetectorServiceStub(channel)
+            response = await stub.Detect(pb.DetectRequest(image=IMAGE))
+            assert response.model_version == "1.0"
+            assert response.detections.boxes
+    finally:
+        await server.stop(0)
+
+
+async def test_swap_during_four_streams_has_zero_failures(hub: Hub, tmp_path: Path) -> None:
+    good = model_zip(tmp_path / "model.zip").read_bytes()
+    await upload(hub.settings.port, good)
+    server, port = await start_detector(settings_for(hub, tmp_path / "detector"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = detector_service_pb2_grpc.DetectorServiceStub(channel)
+        await version_served(stub, "1.0")
+
+        async def stream() -> list[pb.DetectStreamResponse]:
+            async def requests() -> AsyncIterator[pb.DetectStreamRequest]:
+                for i in range(120):
+                    await asyncio.sleep(1 / 30)
+                    yield pb.DetectStreamRequest(frame_id=i, image=IMAGE)
+
+            return [r async for r in stub.DetectStream(requests())]
+
+        streams = [asyncio.create_task(stream()) for _ in range(4)]
+        await asyncio.sleep(0.8)
+        await upload(hub.settings.port, good)  # the deployment target moves to 1.1
+        answers = await asyncio.gather(*streams)
+    await server.stop(0)
+    for responses in answers:
+        assert [r.frame_id for r in responses] == list(range(120))
+        assert all(r.error_code == 0 for r in responses)
+        versions = [r.result.model_version for r in responses]
+        assert set(versions) == {"1.0", "1.1"}
+        assert versions == sorted(versions)
+
+
+async def test_model_json_on_disk_is_what_the_hub_completed(hub: Hub, tmp_path: Path) -> None:
+    await upload(hub.settings.port, model_zip(tmp_path / "model.zip").read_bytes())
+    settings = settings_for(hub, tmp_path / "detector")
+    server, port = await start_detector(settings)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await version_served(detector_service_pb2_grpc.DetectorServiceStub(channel), "1.0")
+        manifest = json.loads((settings.data_dir / "models" / "weeds" / "1.0" / "model.json").read_text())
+        assert (manifest["organization"], manifest["project"], manifest["version"]) == ("acme", "weeds", "1.0")
+        assert (settings.data_dir / "models" / "weeds" / "current").read_text() == "1.0"
+    finally:
+        await server.stop(0)
