@@ -91,8 +91,9 @@ def settings_for(hub: Hub, folder: Path) -> DetectorSettings:
     )
 
 
-async def version_served(stub: detector_service_pb2_grpc.DetectorServiceStub, wanted: str, timeout: float = 15) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def version_served(stub: detector_service_pb2_grpc.DetectorServiceStub, wanted: str) -> None:
+    """Wait (at most 15 s) until Detect answers with ``wanted``."""
+    deadline = asyncio.get_running_loop().time() + 15
     while True:
         try:
             response = await stub.Detect(pb.DetectRequest(image=IMAGE))
@@ -102,7 +103,7 @@ async def version_served(stub: detector_service_pb2_grpc.DetectorServiceStub, wa
             if error.code() is not grpc.StatusCode.UNAVAILABLE:
                 raise
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"version {wanted} was not served within {timeout} s")
+            raise AssertionError(f"version {wanted} was not served within 15 s")
         await asyncio.sleep(0.1)
 
 
