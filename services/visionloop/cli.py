@@ -12,6 +12,7 @@ import click
 import structlog
 
 from visionloop import hub_commands
+from visionloop.detect_command import detect
 from visionloop.runtime import __version__
 from visionloop.runtime.config import ConfigError, ServiceSettings, load_settings
 from visionloop.runtime.logging import configure_logging
@@ -154,6 +155,7 @@ def settings_command(service: str) -> None:
 
 for _command in hub_commands.COMMANDS:
     cli.add_command(_command)
+cli.add_command(detect)
 
 
 def main() -> None:

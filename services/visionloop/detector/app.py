@@ -18,7 +18,10 @@ from visionloop.detector.backends.base import BackendError
 from visionloop.detector.config import Backend, DetectorSettings
 from visionloop.detector.lifecycle import ModelUpdater
 from visionloop.detector.models import ModelSet, ServedModel, open_onnx_model
+from visionloop.detector.outbox import HubSender, Outbox
 from visionloop.detector.service import DetectorServicer
+from visionloop.detector.upload_filter import FilterSettings, UploadFilter
+from visionloop.detector.uploads import ActiveLearningUploads
 from visionloop.detector.v1 import detector_service_pb2, detector_service_pb2_grpc
 from visionloop.runtime.archives import UnsafeArchive, safe_extract
 from visionloop.runtime.server import GrpcServer, Mount, ServiceSpec
@@ -93,16 +96,26 @@ def create(settings: DetectorSettings) -> ServiceSpec:
         )
         servicer.updater = updater
 
+    # Frames for the hub (active learning, Upload) wait in the durable outbox.
+    sender = HubSender.connect(settings)
+    outbox = Outbox(data_dir / "outbox", sender)
+    servicer.outbox = outbox
+    upload_filter = UploadFilter(FilterSettings.from_settings(settings))
+    servicer.uploads = ActiveLearningUploads(upload_filter, outbox, f"detector:{servicer.node_id}")
+
     async def start(server: GrpcServer) -> None:
         for name, source in static.items():
             folder = await asyncio.to_thread(unpack, name, source, data_dir)
             await models.put(await open_model(name, folder))
+        outbox.start()
         if updater is not None:
             await updater.start()
 
     async def close(server: GrpcServer) -> None:
         if updater is not None:
             await updater.stop()
+        await outbox.stop()
+        await sender.close()
         await models.close()
 
     return ServiceSpec(name="detector", mounts=[mount], on_start=[start], on_stop=[close], context=servicer)

@@ -32,6 +32,7 @@ class MicroBatcher:
         self.max_wait = max_wait
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[list[np.ndarray]]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._submitting = 0  # requests between submit() and the queue: company is on its way
 
     async def submit(self, tensor: np.ndarray) -> tuple[list[np.ndarray], float]:
         """Outputs for one CHW tensor (batch dimension removed) and the seconds it waited to be run."""
@@ -39,9 +40,16 @@ class MicroBatcher:
             self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
         future: asyncio.Future[list[np.ndarray]] = asyncio.get_running_loop().create_future()
         queued = time.perf_counter()
-        await self._queue.put((tensor, future))
+        self._queue.put_nowait((tensor, future))
         outputs = await future
         return outputs, getattr(future, "started", queued) - queued
+
+    def note_arrival(self) -> None:
+        """A request is on its way (decoding); a batch about to run may wait for it."""
+        self._submitting += 1
+
+    def note_departure(self) -> None:
+        self._submitting = max(0, self._submitting - 1)
 
     async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future[list[np.ndarray]]]]:
         batch = [await self._queue.get()]
@@ -50,6 +58,8 @@ class MicroBatcher:
             if not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 continue
+            if self._submitting == 0:  # nobody else is coming: a lone request never waits
+                break
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from visionloop.common.v1 import model_pb2
@@ -68,22 +69,12 @@ def classifier(outputs: list[np.ndarray]) -> np.ndarray:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, highest score first."""
-    order = scores.argsort()[::-1]
-    areas = np.maximum(0, boxes[:, 2] - boxes[:, 0]) * np.maximum(0, boxes[:, 3] - boxes[:, 1])
-    keep: list[int] = []
-    while order.size:
-        best = int(order[0])
-        keep.append(best)
-        rest = order[1:]
-        xx1 = np.maximum(boxes[best, 0], boxes[rest, 0])
-        yy1 = np.maximum(boxes[best, 1], boxes[rest, 1])
-        xx2 = np.minimum(boxes[best, 2], boxes[rest, 2])
-        yy2 = np.minimum(boxes[best, 3], boxes[rest, 3])
-        inter = np.maximum(0, xx2 - xx1) * np.maximum(0, yy2 - yy1)
-        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
+    """Indices kept by greedy non-maximum suppression, highest score first (OpenCV's C++ loop)."""
+    if boxes.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    keep = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, iou_threshold)  # scores were thresholded
+    return np.asarray(keep, dtype=np.int64).reshape(-1)
 
 
 def decoder_name(decoder: int) -> str:

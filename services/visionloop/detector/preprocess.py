@@ -120,7 +120,7 @@ def prepare(frame: Frame, spec: model_pb2.ModelInput, rescale: int) -> tuple[np.
         out = np.full((height, width, 3), PAD_VALUE, dtype=np.uint8)
         out[:new_h, :new_w] = _resized(pixels, new_w, new_h)
         transform = Transform(new_w / w, new_h / h)
-    tensor = np.asarray(out, dtype=np.float32).transpose(2, 0, 1) * (1.0 / 255.0)
+    tensor = cv2.dnn.blobFromImage(np.ascontiguousarray(out), 1.0 / 255.0)[0]  # HWC uint8 -> CHW float, one pass
     if spec.mean:
         tensor -= np.asarray(spec.mean, dtype=np.float32)[:, None, None]
     if spec.std:

@@ -23,8 +23,10 @@ from visionloop.common.v1 import image_pb2, model_pb2
 from visionloop.detector import postprocess, preprocess
 from visionloop.detector.config import DetectorSettings
 from visionloop.detector.models import ModelSet
+from visionloop.detector.uploads import stored_bytes
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
+from visionloop.loop.v1 import image_service_pb2
 from visionloop.runtime import __version__
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, ServiceError, Unavailable
 from visionloop.runtime.logging import get_logger
@@ -96,10 +98,18 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
         """One frame through decode, pre-process, batched inference and post-processing."""
         if self.mode == pb.OPERATION_MODE_IDLE:
             raise Unavailable("the detector is idle (SetOperationMode); switch it to OPERATION_MODE_DETECTING")
+        if options.autoupload not in pb.AutoUpload.values():
+            raise InvalidArgument(
+                "options.autoupload must be AUTO_UPLOAD_FILTERED, AUTO_UPLOAD_ALL or AUTO_UPLOAD_DISABLED"
+            )
         async with self.models.use(options.model) as model:
             settings = postprocess.Settings.resolve(options, model.info.detection_defaults)
             rescale = options.rescale_type or model.info.input.rescale_type
-            prepared = await asyncio.to_thread(self._prepare, image, model.info.input, rescale)
+            model.batcher.note_arrival()
+            try:
+                prepared = await asyncio.to_thread(self._prepare, image, model.info.input, rescale)
+            finally:
+                model.batcher.note_departure()
             submitted = time.perf_counter()
             outputs, queued = await model.batcher.submit(prepared.tensor)
             inferred = time.perf_counter()
@@ -213,7 +223,7 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
         return pb.ListLoadedModelsResponse(models=self.models.loaded(), default_model=self.models.default)
 
     def _outbox_status(self) -> pb.OutboxStatus:
-        return self.outbox.status() if self.outbox is not None else pb.OutboxStatus()
+        return self.outbox.status().to_proto() if self.outbox is not None else pb.OutboxStatus()
 
     async def GetAbout(self, request: pb.GetAboutRequest, context: grpc.aio.ServicerContext) -> pb.GetAboutResponse:
         return pb.GetAboutResponse(
@@ -245,8 +255,28 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
             raise InvalidArgument("mode must be OUTBOX_MODE_CONTINUOUS_UPLOAD or OUTBOX_MODE_STOPPED")
         if self.outbox is None:
             raise FailedPrecondition("this detector has no outbox configured")
-        await self.outbox.set_mode(request.mode)
+        self.outbox.set_mode(request.mode)
         return pb.SetOutboxModeResponse(outbox=self._outbox_status())
+
+    async def Upload(self, request: pb.UploadRequest, context: grpc.aio.ServicerContext) -> pb.UploadResponse:
+        if self.outbox is None:
+            raise FailedPrecondition("this detector has no outbox: it does not follow a hub (LOOP_HOST)")
+        # Decoding proves the image is one before it waits in the outbox for the hub to refuse it.
+        frame = await asyncio.to_thread(
+            preprocess.decode, request.image, self.settings.max_image_bytes, self.settings.max_image_pixels
+        )
+        data = await asyncio.to_thread(stored_bytes, request.image, frame)
+        metadata = image_pb2.ImageMetadata(
+            tags=list(request.tags) or ["picked_by_system"],
+            camera_id=request.camera_id,
+            source=f"detector:{self.node_id}",
+            create_time=request.create_time if request.HasField("create_time") else None,
+        )
+        upload = image_service_pb2.ImageUpload(
+            data=data, metadata=metadata, annotations=request.annotations, detections=request.detections
+        )
+        item_id = await self.outbox.put(upload, high_priority=request.priority == pb.UPLOAD_PRIORITY_HIGH)
+        return pb.UploadResponse(item_id=item_id, outbox_depth=self.outbox.depth)
 
     async def SetVersionControl(
         self, request: pb.SetVersionControlRequest, context: grpc.aio.ServicerContext

@@ -39,6 +39,13 @@ class ChannelConfig:
     tls: bool = False
     server_name_override: str | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # Keepalive finds a dead wireless link while a call is open. Pings without calls stay off:
+    # servers with gRPC's default policy answer those with GOAWAY "too_many_pings".
+    keepalive_time_ms: int = 20_000
+    keepalive_timeout_ms: int = 10_000
+    keepalive_permit_without_calls: bool = False
+    # Cap of gRPC's reconnect backoff (its default grows to 120 s); None keeps gRPC's default.
+    max_reconnect_backoff_ms: int | None = None
     extra_options: Sequence[tuple[str, Any]] = field(default_factory=tuple)
 
     @property
@@ -49,9 +56,12 @@ class ChannelConfig:
         opts: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", self.max_message_bytes),
             ("grpc.max_send_message_length", self.max_message_bytes),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.keepalive_time_ms", self.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", int(self.keepalive_permit_without_calls)),
         ]
+        if self.max_reconnect_backoff_ms is not None:
+            opts.append(("grpc.max_reconnect_backoff_ms", self.max_reconnect_backoff_ms))
         if self.server_name_override:
             opts.append(("grpc.ssl_target_name_override", self.server_name_override))
         opts.extend(self.extra_options)

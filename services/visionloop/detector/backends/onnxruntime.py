@@ -35,6 +35,8 @@ class OnnxRuntimeBackend:
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+            # Spinning workers would steal the cores that decode and post-process the next frames.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             try:
                 session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
             except Exception as error:  # ORT raises its own exception types for broken files

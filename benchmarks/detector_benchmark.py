@@ -1,0 +1,525 @@
+"""Detector benchmark: the detector's gRPC paths next to raw inference, on one model and one image set.
+
+1. (a) a raw ``onnxruntime.InferenceSession`` on already pre-processed tensors: batch-1 latency
+   and batch-8 throughput;
+2. (b) ``DetectorService.Detect``, one client, sequential: latency p50/p95
+   (target p50 <= 1.3 x (a) + 1 ms);
+3. (c) 8 concurrent ``DetectStream``s: throughput (target >= 0.8 x (a) batch 8);
+4. (d) raw ``tritonclient.grpc.aio`` against a CPU Triton serving the same model (python backend
+   running ONNX Runtime), 8 concurrent requests of one pre-processed tensor each;
+5. (e) the detector on the Triton backend, 8 ``DetectStream``s (target >= 0.85 x (d)).
+
+Clients send pre-encoded 640x480 JPEGs; the raw paths get the tensors the detector's own
+pre-processing made from them, so the detector's extra work is decode + pre-process + gRPC +
+post-process, and its ``Timing`` answers say how much of it was which.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.detector_benchmark
+    .venv/bin/python -m benchmarks.detector_benchmark --skip-triton --json detector.json
+    .venv/bin/python -m benchmarks.detector_benchmark --model yolov8n.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from prometheus_client import REGISTRY
+from tqdm import tqdm
+
+from visionloop.common.v1 import image_pb2, model_pb2
+from visionloop.detector import app, preprocess
+from visionloop.detector.config import DetectorSettings
+from visionloop.detector.models import read_model_folder
+from visionloop.detector.v1 import detector_service_pb2 as pb
+from visionloop.detector.v1 import detector_service_pb2_grpc
+from visionloop.runtime.archives import safe_extract
+from visionloop.runtime.logging import configure_logging
+from visionloop.runtime.server import GrpcServer
+from visionloop.synthetic.models import model_json, model_zip
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # also works as `python benchmarks/detector_benchmark.py`
+    sys.path.insert(0, str(REPO))
+
+from tests.detector.frames import frame, jpeg  # noqa: E402  (needs the repository root on sys.path)
+from tests.detector.triton_server import TritonServer  # noqa: E402
+
+MODEL_NAME = "bench"
+UNARY_TARGET = (1.3, 1.0)  # (b) p50 <= 1.3 x (a) batch-1 p50 + 1 ms
+STREAM_TARGET = 0.8  # (c) >= 0.8 x (a) batch-8 throughput
+TRITON_TARGET = 0.85  # (e) >= 0.85 x (d)
+RAW_BATCH = 8
+WIDTH, HEIGHT = 640, 480
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+
+
+def check(condition: bool, message: str) -> None:
+    """Like assert, but not stripped by python -O: a benchmark that measured the wrong thing must fail."""
+    if not condition:
+        raise RuntimeError(message)
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def model_folder(source: Path | None, workdir: Path) -> tuple[Path, str]:
+    """A model folder (model.json + model.onnx) to benchmark, and a description of it.
+
+    Default: the synthetic YOLOv8-layout stub at 640x640. ``--model`` takes a model zip or folder
+    (as DETECTOR_MODEL_PATHS does) or a bare YOLOv8 ONNX export, for which a model.json is written.
+    """
+    folder = workdir / "model"
+    if source is None:
+        safe_extract(model_zip(workdir / "stub.zip", 640, 640), folder)
+        return folder, "synthetic yolov8_stub 640x640"
+    if source.is_dir():
+        return source, str(source)
+    if source.suffix == ".zip":
+        safe_extract(source, folder)
+        return folder, str(source)
+    return yolov8_folder(source, folder), str(source)
+
+
+def yolov8_folder(onnx_path: Path, folder: Path) -> Path:
+    """Wrap an Ultralytics YOLOv8 ONNX export ([N,3,H,W] -> [N,4+C,A]) in a model folder."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    (image_input,) = [i for i in graph.input if i.name not in initializers]
+    dims = [d.dim_value for d in image_input.type.tensor_type.shape.dim]
+    height, width = (dims[2] or 640, dims[3] or 640) if len(dims) == 4 else (640, 640)
+    output = graph.output[0]
+    channels = output.type.tensor_type.shape.dim[1].dim_value
+    check(channels > 4, f"{onnx_path}: output {output.name} is not [N, 4+classes, anchors] (YOLOv8 layout)")
+    manifest: dict[str, Any] = model_json(width, height, [f"class{i}" for i in range(channels - 4)])
+    manifest["input"]["tensor_name"] = image_input.name  # type: ignore[index]
+    manifest["output"]["tensor_names"] = [output.name]  # type: ignore[index]
+    manifest["variant"] = "yolov8"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(onnx_path.read_bytes())
+    (folder / "model.json").write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
+def make_images(count: int, seed: int = 0) -> list[bytes]:
+    """Distinct 640x480 JPEGs with a few red and green squares each."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        squares = tuple(
+            (int(rng.integers(0, WIDTH - 120)), int(rng.integers(0, HEIGHT - 120)), int(rng.integers(24, 120)), colour)
+            for colour in rng.choice(["red", "green"], size=int(rng.integers(1, 4)))
+        )
+        pixels = frame(WIDTH, HEIGHT, squares)
+        pixels = np.clip(pixels + rng.normal(0, 6, pixels.shape), 0, 255).astype(np.uint8)  # grain: real JPEG sizes
+        images.append(jpeg(pixels, 90))
+    return images
+
+
+@dataclass
+class Prepared:
+    tensors: list[np.ndarray]
+    decode_ms: float  # medians, one thread, as the detector's worker threads do it
+    preprocess_ms: float
+
+
+def prepare(images: list[bytes], spec: model_pb2.ModelInput) -> Prepared:
+    """The tensors the detector would feed its backend, and what making them costs."""
+    tensors, decode, prep = [], [], []
+    for data in images:
+        started = time.perf_counter()
+        decoded = preprocess.decode(image_pb2.Image(encoded=data), 1 << 30, 1 << 30)
+        middle = time.perf_counter()
+        tensor, _ = preprocess.prepare(decoded, spec, spec.rescale_type)
+        decode.append(middle - started)
+        prep.append(time.perf_counter() - middle)
+        tensors.append(tensor)
+    return Prepared(tensors, ms(statistics.median(decode)), ms(statistics.median(prep)))
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    path: str
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    images_per_s: float | None = None
+    target: str = ""
+    met: bool | None = None
+    # the detector's own Timing, medians in ms (preprocess = decode + pre-process)
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    mean_batch: float | None = None
+    boxes_per_image: float | None = None
+
+
+def timing_ms(responses: Sequence[pb.DetectResponse]) -> dict[str, float]:
+    stages = ("preprocess", "queue", "inference", "postprocess")
+    return {
+        stage: ms(statistics.median(getattr(r.timing, stage).ToNanoseconds() / 1e9 for r in responses))
+        for stage in stages
+    }
+
+
+class BatchSizes:
+    """Mean images per backend call while the block ran, from the detector's batch-size histogram."""
+
+    def __init__(self, model: str) -> None:
+        self.labels = {"model": model}
+        self.mean: float | None = None
+
+    def _sample(self) -> tuple[float, float]:
+        total = REGISTRY.get_sample_value("visionloop_detector_batch_size_sum", self.labels) or 0.0
+        count = REGISTRY.get_sample_value("visionloop_detector_batch_size_count", self.labels) or 0.0
+        return total, count
+
+    def __enter__(self) -> BatchSizes:
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        total, count = self._sample()
+        calls = count - self._start[1]
+        self.mean = (total - self._start[0]) / calls if calls else None
+
+
+# --------------------------------------------------------------------------- (a) raw ONNX Runtime
+
+
+def raw_onnxruntime(weights: Path, info: model_pb2.ModelInfo, tensors: list[np.ndarray], runs: int) -> list[Result]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # The detector's OnnxRuntimeBackend settings, so the two differ only in what the detector adds.
+    options.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+    session = ort.InferenceSession(str(weights), options, providers=["CPUExecutionProvider"])
+    input_name = info.input.tensor_name or "images"
+    outputs = list(info.output.tensor_names)
+    singles = [t[None] for t in tensors]
+    batches = [np.stack([tensors[(i + j) % len(tensors)] for j in range(RAW_BATCH)]) for i in range(len(tensors))]
+    for batch in singles[:10] + batches[:3]:  # warm-up: first runs allocate
+        session.run(outputs, {input_name: batch})
+    latencies = []
+    for i in tqdm(range(runs), desc="(a) onnxruntime batch 1", unit="img", leave=False):
+        started = time.perf_counter()
+        session.run(outputs, {input_name: singles[i % len(singles)]})
+        latencies.append(time.perf_counter() - started)
+    batch_runs = max(1, runs // RAW_BATCH)
+    started = time.perf_counter()
+    for i in tqdm(range(batch_runs), desc=f"(a) onnxruntime batch {RAW_BATCH}", unit="batch", leave=False):
+        session.run(outputs, {input_name: batches[i % len(batches)]})
+    batched_s = time.perf_counter() - started
+    return [
+        Result(
+            "(a) onnxruntime session, batch 1",
+            p50_ms=ms(percentile(latencies, 50)),
+            p95_ms=ms(percentile(latencies, 95)),
+            images_per_s=len(latencies) / sum(latencies),
+        ),
+        Result(f"(a) onnxruntime session, batch {RAW_BATCH}", images_per_s=batch_runs * RAW_BATCH / batched_s),
+    ]
+
+
+# --------------------------------------------------------------------------- detector paths
+
+
+@contextlib.asynccontextmanager
+async def running_detector(settings: DetectorSettings) -> AsyncIterator[detector_service_pb2_grpc.DetectorServiceStub]:
+    """The detector as tests/detector/conftest.py starts it: in-process, real gRPC on loopback."""
+    server = GrpcServer(app.create(settings), settings)
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            yield detector_service_pb2_grpc.DetectorServiceStub(channel)
+    finally:
+        await server.stop(0)
+
+
+async def unary(stub: detector_service_pb2_grpc.DetectorServiceStub, images: list[bytes], count: int) -> Result:
+    requests = [pb.DetectRequest(image=image_pb2.Image(encoded=data)) for data in images]
+    for request in requests[:10]:
+        await stub.Detect(request)
+    latencies, responses = [], []
+    with BatchSizes(MODEL_NAME) as sizes:
+        for i in tqdm(range(count), desc="(b) detector Detect", unit="img", leave=False):
+            started = time.perf_counter()
+            response = await stub.Detect(requests[i % len(requests)])
+            latencies.append(time.perf_counter() - started)
+            responses.append(response)
+    check(all(r.model == MODEL_NAME for r in responses), "Detect answered from another model")
+    return Result(
+        "(b) detector Detect, unary, 1 client",
+        p50_ms=ms(percentile(latencies, 50)),
+        p95_ms=ms(percentile(latencies, 95)),
+        images_per_s=len(latencies) / sum(latencies),
+        timing_ms=timing_ms(responses),
+        mean_batch=sizes.mean,
+        boxes_per_image=statistics.mean(len(r.detections.boxes) for r in responses),
+    )
+
+
+async def streams(
+    stub: detector_service_pb2_grpc.DetectorServiceStub, images: list[bytes], count: int, per_stream: int, label: str
+) -> Result:
+    """``count`` concurrent DetectStreams, each sending ``per_stream`` frames as fast as it may."""
+    encoded = [image_pb2.Image(encoded=data) for data in images]
+    bar = tqdm(total=count * per_stream, desc=label, unit="img", leave=False)
+
+    async def one(camera: int, frames: int, progress: tqdm | None) -> list[pb.DetectStreamResponse]:
+        async def requests() -> AsyncIterator[pb.DetectStreamRequest]:
+            for i in range(frames):
+                options = pb.DetectOptions(camera_id=f"cam{camera}") if i == 0 else None
+                yield pb.DetectStreamRequest(
+                    frame_id=i, image=encoded[(camera * 7 + i) % len(encoded)], options=options
+                )
+
+        answers = []
+        async for answer in stub.DetectStream(requests()):
+            answers.append(answer)
+            if progress is not None:
+                progress.update()
+        return answers
+
+    await asyncio.gather(*(one(c, 8, None) for c in range(count)))  # warm-up: every stream path, full batches
+    with BatchSizes(MODEL_NAME) as sizes:
+        started = time.perf_counter()
+        answered = await asyncio.gather(*(one(c, per_stream, bar) for c in range(count)))
+        elapsed = time.perf_counter() - started
+    bar.close()
+    for answers in answered:
+        check([a.frame_id for a in answers] == list(range(per_stream)), f"{label}: frames missing or out of order")
+        failed = [a.error_message for a in answers if a.error_code]
+        check(not failed, f"{label}: {len(failed)} frames failed, e.g. {failed[:1]}")
+    return Result(
+        label,
+        images_per_s=count * per_stream / elapsed,
+        timing_ms=timing_ms([a.result for answers in answered for a in answers]),
+        mean_batch=sizes.mean,
+    )
+
+
+# --------------------------------------------------------------------------- (d) raw tritonclient
+
+
+async def raw_triton(
+    url: str, model: str, info: model_pb2.ModelInfo, tensors: list[np.ndarray], total: int, concurrency: int
+) -> Result:
+    """``concurrency`` tasks, each sending one pre-processed image per request, back to back."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.grpc.aio as aioclient
+
+    input_name = info.input.tensor_name or "images"
+    outputs = [grpcclient.InferRequestedOutput(name) for name in info.output.tensor_names]
+    singles = [t[None] for t in tensors]
+    bar = tqdm(total=total, desc="(d) tritonclient", unit="img", leave=False)
+
+    def request(index: int) -> grpcclient.InferInput:
+        tensor = singles[index % len(singles)]
+        item = grpcclient.InferInput(input_name, list(tensor.shape), "FP32")
+        item.set_data_from_numpy(tensor)
+        return item
+
+    async with aioclient.InferenceServerClient(url) as client:
+
+        async def worker(start: int, count: int, progress: tqdm | None) -> None:
+            for i in range(count):
+                # As TritonBackend.infer does: serialise in a worker thread, not on the event loop.
+                item = await asyncio.to_thread(request, start + i)
+                result = await client.infer(model, [item], outputs=outputs)
+                check(result.as_numpy(outputs[0].name()) is not None, "Triton answered without output")
+                if progress is not None:
+                    progress.update()
+
+        await asyncio.gather(*(worker(w, 4, None) for w in range(concurrency)))  # warm-up
+        per_worker = max(1, total // concurrency)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(w * 7, per_worker, bar) for w in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    bar.close()
+    return Result(
+        f"(d) tritonclient.aio, {concurrency} concurrent, batch 1", images_per_s=concurrency * per_worker / elapsed
+    )
+
+
+# --------------------------------------------------------------------------- run
+
+
+def judge(results: dict[str, Result]) -> None:
+    a1, a8, b, c = results["a1"], results["a8"], results["b"], results["c"]
+    assert a1.p50_ms is not None
+    assert a8.images_per_s is not None
+    assert b.p50_ms is not None
+    factor, extra = UNARY_TARGET
+    bound = factor * a1.p50_ms + extra
+    b.target, b.met = f"p50 <= {factor:g}x(a)+{extra:g} ms = {bound:.2f} ms", b.p50_ms <= bound
+    floor = STREAM_TARGET * a8.images_per_s
+    assert c.images_per_s is not None
+    c.target, c.met = f">= {STREAM_TARGET:g}x(a) batch {RAW_BATCH} = {floor:.0f}/s", c.images_per_s >= floor
+    if "d" in results and "e" in results:
+        d, e = results["d"], results["e"]
+        assert d.images_per_s is not None
+        assert e.images_per_s is not None
+        floor = TRITON_TARGET * d.images_per_s
+        e.target, e.met = f">= {TRITON_TARGET:g}x(d) = {floor:.0f}/s", e.images_per_s >= floor
+
+
+def table(results: dict[str, Result], report: dict[str, Any]) -> str:
+    def number(value: float | None, digits: int) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    lines = [
+        f"{'path':<46} {'p50 ms':>7} {'p95 ms':>7} {'images/s':>9}  target",
+    ]
+    for r in results.values():
+        verdict = "" if r.met is None else ("ok" if r.met else "MISS")
+        lines.append(
+            f"{r.path:<46} {number(r.p50_ms, 2):>7} {number(r.p95_ms, 2):>7} {number(r.images_per_s, 0):>9}  "
+            f"{r.target} {verdict}".rstrip()
+        )
+    lines += [
+        "",
+        "Detector Timing (median ms per frame; inference = the whole batch call; preprocess = decode + pre-process)",
+        f"{'path':<46} {'preproc':>7} {'queue':>7} {'infer':>7} {'postproc':>8} {'batch':>6} {'boxes':>6}",
+    ]
+    for r in results.values():
+        if r.timing_ms:
+            t = r.timing_ms
+            lines.append(
+                f"{r.path:<46} {t['preprocess']:>7.2f} {t['queue']:>7.2f} {t['inference']:>7.2f} "
+                f"{t['postprocess']:>8.2f} {number(r.mean_batch, 1):>6} {number(r.boxes_per_image, 0):>6}"
+            )
+    cost = report["client_side_prepare_ms"]
+    lines += [
+        "",
+        f"(a) and (d) get the pre-processed tensor; the detector decodes and pre-processes each JPEG itself: "
+        f"{cost['decode']:.2f} ms decode + {cost['preprocess']:.2f} ms letterbox/normalise per image on one "
+        "thread (measured here, outside the detector).",
+    ]
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    results: dict[str, Result] = {}
+    with tempfile.TemporaryDirectory(prefix="visionloop-detector-bench-") as tmp:
+        workdir = Path(tmp)
+        folder, description = model_folder(args.model, workdir)
+        info, weights = read_model_folder(folder)
+        images = make_images(args.images)
+        prepared = prepare(images, info.input)
+        report["model"] = description
+        report["images"] = {
+            "count": len(images),
+            "width": WIDTH,
+            "height": HEIGHT,
+            "mean_kib": statistics.mean(len(i) for i in images) / 1024,
+        }
+        report["model_input"] = f"{info.input.width}x{info.input.height}"
+        report["client_side_prepare_ms"] = {"decode": prepared.decode_ms, "preprocess": prepared.preprocess_ms}
+
+        a1, a8 = await asyncio.to_thread(raw_onnxruntime, weights, info, prepared.tensors, args.requests)
+        results["a1"], results["a8"] = a1, a8
+
+        settings = DetectorSettings(port=0, data_dir=workdir / "detector-ort", model_paths=f"{MODEL_NAME}={folder}")
+        async with running_detector(settings) as stub:
+            results["b"] = await unary(stub, images, args.requests)
+            results["c"] = await streams(
+                stub, images, args.streams, args.frames, f"(c) detector, {args.streams} DetectStreams"
+            )
+
+        if not args.skip_triton:
+            triton = TritonServer(workdir / "triton-models", workdir / "triton")
+            (workdir / "triton").mkdir()
+            await asyncio.to_thread(triton.start)
+            try:
+                settings = DetectorSettings(
+                    port=0,
+                    data_dir=workdir / "detector-triton",
+                    model_paths=f"{MODEL_NAME}={folder}",
+                    backend="triton",
+                    triton_url=triton.grpc_url,
+                    triton_model_repository=triton.repository,
+                )
+                async with running_detector(settings) as stub:  # writes and loads the Triton entry
+                    results["d"] = await raw_triton(
+                        triton.grpc_url, MODEL_NAME, info, prepared.tensors, args.streams * args.frames, args.streams
+                    )
+                    results["e"] = await streams(
+                        stub, images, args.streams, args.frames, f"(e) detector on Triton, {args.streams} streams"
+                    )
+            finally:
+                await asyncio.to_thread(triton.stop)
+    judge(results)
+    report["results"] = {key: asdict(r) for key, r in results.items()}
+    report["table"] = table(results, report)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model", type=Path, metavar="PATH", help="model zip / folder, or a YOLOv8 ONNX export (default: synthetic)"
+    )
+    parser.add_argument("--images", type=int, default=32, help="distinct JPEGs, cycled (default 32)")
+    parser.add_argument("--requests", type=int, default=300, help="timed runs for (a) and (b) (default 300)")
+    parser.add_argument("--streams", type=int, default=8, help="concurrent streams / requests (default 8)")
+    parser.add_argument("--frames", type=int, default=60, help="frames per stream for (c), (d), (e) (default 60)")
+    parser.add_argument("--skip-triton", action="store_true", help="leave out (d) and (e)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers as JSON")
+    args = parser.parse_args(argv)
+    if min(args.images, args.requests, args.streams, args.frames) < 1:
+        parser.error("--images, --requests, --streams and --frames must be at least 1")
+    if args.model is not None and not args.model.exists():
+        parser.error(f"--model {args.model} does not exist")
+    configure_logging(level="warning", stream=sys.stderr)
+
+    started = time.perf_counter()
+    report = asyncio.run(run(args))
+    report["seconds"] = time.perf_counter() - started
+    images = report["images"]
+    print(
+        f"\nVisionLoop detector benchmark: {report['model']} (input {report['model_input']}), "
+        f"{images['count']} JPEGs {images['width']}x{images['height']} (mean {images['mean_kib']:.0f} KiB), "
+        f"{report['cpus']} CPUs, Python {report['python']}\n"
+    )
+    print(report.pop("table"))
+    print(f"\ntotal {report['seconds']:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
