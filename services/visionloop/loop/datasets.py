@@ -32,7 +32,6 @@ Choices:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import posixpath
@@ -60,7 +59,8 @@ from visionloop.loop.hub import EventBus, get_project, utcnow
 from visionloop.loop.images import decode_image, image_key
 from visionloop.loop.labels import check_box, check_polygon
 from visionloop.loop.projects import DEFAULT_COLORS
-from visionloop.loop.storage import CHUNK_BYTES, BlobNotFound, ObjectStore
+from visionloop.loop.storage import BlobNotFound, ObjectStore
+from visionloop.loop.transfer import hash_file
 from visionloop.loop.v1 import annotation_service_pb2 as pb
 from visionloop.loop.v1 import event_service_pb2, project_service_pb2
 from visionloop.runtime.archives import zip_entry_problem
@@ -916,16 +916,6 @@ def _write_yolo(out: zipfile.ZipFile, snap: Snapshot, blobs: Iterator[bytes]) ->
     )
 
 
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as src:
-        while block := src.read(CHUNK_BYTES):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
 def write_export(path: Path, snap: Snapshot, fmt: int, store: ObjectStore) -> tuple[str, int]:
     """Write the dataset zip to ``path``; returns its sha256 and size."""
     writer: Callable[[zipfile.ZipFile, Snapshot, Iterator[bytes]], None] = (
@@ -933,4 +923,4 @@ def write_export(path: Path, snap: Snapshot, fmt: int, store: ObjectStore) -> tu
     )
     with zipfile.ZipFile(path, "w", allowZip64=True) as out:
         writer(out, snap, _blobs(store, snap.images))
-    return _hash_file(path)
+    return hash_file(path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import re
 import stat
@@ -35,7 +34,7 @@ from visionloop.loop.deployments import follows_latest
 from visionloop.loop.hub import EventBus, Hub, check_ref, get_project, utcnow
 from visionloop.loop.protos import to_timestamp
 from visionloop.loop.storage import BlobNotFound
-from visionloop.loop.transfer import check_sha256, receive_chunks
+from visionloop.loop.transfer import check_sha256, hash_file, receive_chunks
 from visionloop.loop.v1 import event_service_pb2 as events_pb
 from visionloop.loop.v1 import model_service_pb2 as pb
 from visionloop.loop.v1 import model_service_pb2_grpc
@@ -117,16 +116,6 @@ def check_zip(path: Path) -> dict[str, Any]:
         raise InvalidArgument(f"the zip cannot be read: {error}") from None
 
 
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as src:
-        while block := src.read(CHUNK_BYTES):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
 def rewrite_zip(source: Path, target: Path, model_json: bytes) -> tuple[str, int]:
     """Copy ``source`` to ``target`` with model.json replaced (first entry); returns sha256 and size.
 
@@ -154,7 +143,7 @@ def rewrite_zip(source: Path, target: Path, model_json: bytes) -> tuple[str, int
                         writer.write(block)
     except (zipfile.BadZipFile, EOFError) as error:  # e.g. a CRC mismatch inside an entry
         raise InvalidArgument(f"the zip cannot be read: {error}") from None
-    return _hash_file(target)
+    return hash_file(target)
 
 
 # --- upload -----------------------------------------------------------------------------------

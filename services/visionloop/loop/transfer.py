@@ -72,3 +72,14 @@ async def receive_chunks(
             f"sha256 mismatch: expected {blob.sha256.lower()}, got {digest.hexdigest()}; "
             f"the {what} was corrupted in transit, send it again"
         )
+
+
+def hash_file(path: Path, chunk_bytes: int = MIB) -> tuple[str, int]:
+    """The file's hex sha256 and size, read in chunks (blocking)."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as source:
+        while block := source.read(chunk_bytes):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size

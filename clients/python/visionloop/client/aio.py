@@ -7,85 +7,41 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import grpc
 
-from visionloop.client.channel import ChannelConfig, create_aio_channel
+from visionloop.client.channel import create_aio_channel
 from visionloop.client.detector import (
-    DEFAULT_RETRY,
     Frame,
-    RetryPolicy,
+    _DetectorClientBase,
     batch_request,
     detect_options,
     detect_request,
-    robot_channel_config,
     upload_request,
 )
 from visionloop.client.images import PixelOrder, to_image
 from visionloop.client.streaming import FrameStream, ResultCallback
 from visionloop.common.v1 import model_pb2
 from visionloop.detector.v1 import detector_service_pb2 as pb
-from visionloop.detector.v1 import detector_service_pb2_grpc as pb_grpc
-from visionloop.ops.v1 import ops_service_pb2, ops_service_pb2_grpc
+from visionloop.ops.v1 import ops_service_pb2
 
 # ``timeout`` below is a gRPC deadline passed to the call, not a wait of our own (hence the noqa).
 
 
-class AsyncDetectorClient:
+class AsyncDetectorClient(_DetectorClientBase):
     """Asyncio client of a VisionLoop detector; arguments as ``DetectorClient``.
 
     ``async with AsyncDetectorClient("robot-detector:50052") as client:
     response = await client.detect(frame, camera_id="front")``
     """
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        token: str | None = None,
-        root_certificates: str | Path | bytes | None = None,
-        certificate_chain: str | Path | bytes | None = None,
-        private_key: str | Path | bytes | None = None,
-        tls: bool = False,
-        timeout: float = 5.0,
-        wait_for_ready: bool = False,
-        retry: RetryPolicy | None = DEFAULT_RETRY,
-        max_reconnect_backoff_ms: int | None = 5_000,
-        extra_options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        self._config = robot_channel_config(
-            target,
-            token=token,
-            root_certificates=root_certificates,
-            certificate_chain=certificate_chain,
-            private_key=private_key,
-            tls=tls,
-            retry=retry,
-            max_reconnect_backoff_ms=max_reconnect_backoff_ms,
-            extra_options=extra_options,
-        )
-        self._channel = create_aio_channel(self._config)
-        self._stub = pb_grpc.DetectorServiceStub(self._channel)
-        self._ops = ops_service_pb2_grpc.OpsServiceStub(self._channel)
-        self.timeout = timeout
-        self.wait_for_ready = wait_for_ready
-
-    @property
-    def config(self) -> ChannelConfig:
-        return self._config
+    _open_channel = staticmethod(create_aio_channel)
 
     @property
     def channel(self) -> grpc.aio.Channel:
         return self._channel
-
-    def _call(self, timeout: float | None, wait_for_ready: bool | None = None) -> dict[str, Any]:
-        return {
-            "timeout": self.timeout if timeout is None else timeout,
-            "wait_for_ready": self.wait_for_ready if wait_for_ready is None else wait_for_ready,
-        }
 
     async def detect(
         self,

@@ -167,13 +167,10 @@ def upload_request(
     )
 
 
-class DetectorClient:
-    """Blocking client of a VisionLoop detector.
+class _DetectorClientBase:
+    """What the blocking and the asyncio client share: channel set-up and per-call options."""
 
-    ``timeout`` bounds every call (overridable per call) so a robot's control loop never hangs on
-    the network. ``wait_for_ready=True`` makes calls wait, within their deadline, for a link that is
-    down instead of failing at once with UNAVAILABLE. ``retry=None`` turns retries off.
-    """
+    _open_channel: Any = staticmethod(create_channel)
 
     def __init__(
         self,
@@ -201,7 +198,7 @@ class DetectorClient:
             max_reconnect_backoff_ms=max_reconnect_backoff_ms,
             extra_options=extra_options,
         )
-        self._channel = create_channel(self._config)
+        self._channel = self._open_channel(self._config)
         self._stub = pb_grpc.DetectorServiceStub(self._channel)
         self._ops = ops_service_pb2_grpc.OpsServiceStub(self._channel)
         self.timeout = timeout
@@ -216,6 +213,15 @@ class DetectorClient:
             "timeout": self.timeout if timeout is None else timeout,
             "wait_for_ready": self.wait_for_ready if wait_for_ready is None else wait_for_ready,
         }
+
+
+class DetectorClient(_DetectorClientBase):
+    """Blocking client of a VisionLoop detector.
+
+    ``timeout`` bounds every call (overridable per call) so a robot's control loop never hangs on
+    the network. ``wait_for_ready=True`` makes calls wait, within their deadline, for a link that is
+    down instead of failing at once with UNAVAILABLE. ``retry=None`` turns retries off.
+    """
 
     def detect(
         self,
