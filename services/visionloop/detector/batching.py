@@ -25,11 +25,15 @@ Run = Callable[[np.ndarray], Awaitable[list[np.ndarray]]]
 
 
 class MicroBatcher:
-    def __init__(self, name: str, run: Run, max_batch: int, max_wait: float = 0.002) -> None:
+    def __init__(self, name: str, run: Run, max_batch: int, max_wait: float = 0.002, max_in_flight: int = 1) -> None:
         self.name = name
         self._run = run
         self.max_batch = max(1, max_batch)
         self.max_wait = max_wait
+        # Batches running at once: one for an in-process backend (it uses every core already),
+        # a few for a remote one, whose round trip would otherwise leave it idle.
+        self._slots = asyncio.Semaphore(max(1, max_in_flight))
+        self._running: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[list[np.ndarray]]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._submitting = 0  # requests between submit() and the queue: company is on its way
@@ -71,9 +75,17 @@ class MicroBatcher:
 
     async def _work(self) -> None:
         while True:
+            await self._slots.acquire()  # collect only once a batch can run: meanwhile the next one fills up
             batch = await self._collect()
             if not batch:
+                self._slots.release()
                 continue
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _execute(self, batch: list[tuple[np.ndarray, asyncio.Future[list[np.ndarray]]]]) -> None:
+        try:
             started = time.perf_counter()
             for _, future in batch:
                 future.started = started  # type: ignore[attr-defined]
@@ -84,12 +96,16 @@ class MicroBatcher:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
-                continue
+                return
             for index, (_, future) in enumerate(batch):
                 if not future.done():
                     future.set_result([output[index] for output in outputs])
+        finally:
+            self._slots.release()
 
     async def close(self) -> None:
+        for task in list(self._running):
+            task.cancel()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -133,6 +133,7 @@ class SharedTritonBackend:
     def __init__(self, backend: TritonBackend) -> None:
         self.triton = backend
         self.max_batch_size = backend.max_batch_size
+        self.max_in_flight = backend.max_in_flight
         self._key = _Key(backend.url, backend.model_name)
         self._closed = False
         _holders[self._key] = _holders.get(self._key, 0) + 1
@@ -151,9 +152,8 @@ class SharedTritonBackend:
         left = _holders.get(self._key, 1) - 1
         if left > 0:
             _holders[self._key] = left
-            # A newer load of the same entry serves on: close the connection, leave the model.
-            # (TritonBackend has no close-without-unload; its client is the only thing to release.)
-            await self.triton._client.close()
+            # A newer load of the same entry serves on: close the connections, leave the model.
+            await self.triton.close(unload=False)
             return
         _holders.pop(self._key, None)
         await self.triton.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any
 
@@ -36,6 +37,7 @@ READY_POLL_S = 0.1
 
 class TritonBackend:
     kind = "triton"
+    max_in_flight = 3  # batches sent before the first answers: hides the round trip to Triton
 
     def __init__(
         self,
@@ -59,6 +61,11 @@ class TritonBackend:
         self.max_batch_size = max_batch_size
         self._infer_timeout = infer_timeout
         self._closed = False
+        # Inference goes through the blocking client on worker threads: building and serializing a
+        # request of tens of MB would otherwise stall the event loop, and several threads keep
+        # several batches in flight, as Triton's own dynamic batcher expects.
+        self._infer_client: grpcclient.InferenceServerClient | None = None
+        self._executor = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="triton")
 
     @classmethod
     async def load(
@@ -100,11 +107,16 @@ class TritonBackend:
         if self._closed:
             raise BackendError(f"Triton backend for {self.model_name!r} is closed")
         self._check_shape(batch.shape)
-        # Serialising a large batch is a memory copy of tens of MB: keep it off the event loop.
-        request_input = await asyncio.to_thread(self._request_input, batch)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._infer_blocking, batch)
+
+    def _infer_blocking(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self._infer_client is None:
+            self._infer_client = grpcclient.InferenceServerClient(self.url, keepalive_options=KEEPALIVE)
+        request_input = self._request_input(batch)
         outputs = [grpcclient.InferRequestedOutput(name) for name in self.output_names]
         try:
-            result = await self._client.infer(
+            result = self._infer_client.infer(
                 self.model_name,
                 [request_input],
                 model_version=self.version,
@@ -115,17 +127,22 @@ class TritonBackend:
             raise BackendError(f"Triton inference on {self.model_name!r} failed: {_reason(error)}") from None
         return [self._output(result, name, len(batch)) for name in self.output_names]
 
-    async def close(self) -> None:
-        """Unload the model and close the connection; safe to call twice."""
+    async def close(self, unload: bool = True) -> None:
+        """Close the connections, unloading the model first unless another holder still serves it;
+        safe to call twice."""
         if self._closed:
             return
         self._closed = True
         try:
-            await self._client.unload_model(self.model_name, client_timeout=RPC_TIMEOUT_S)
+            if unload:
+                await self._client.unload_model(self.model_name, client_timeout=RPC_TIMEOUT_S)
         except InferenceServerException as error:
             raise BackendError(f"Triton could not unload {self.model_name!r}: {_reason(error)}") from None
         finally:
             await self._client.close()
+            self._executor.shutdown(wait=False)
+            if self._infer_client is not None:
+                self._infer_client.close()
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         expected = self.input_shape
