@@ -12,6 +12,7 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.harness import NOT_SERVING, SERVING, health_status, visionloop
+from visionloop.loop.v1 import project_service_pb2, project_service_pb2_grpc
 from visionloop.ops.v1 import ops_service_pb2, ops_service_pb2_grpc
 from visionloop.services import SERVICES
 
@@ -29,6 +30,10 @@ def test_up_starts_all_services_and_shuts_down_gracefully(tmp_path: Path) -> Non
         try:
             for channel in channels.values():
                 assert health_status(channel) == SERVING
+            # The embedded default starts with its project, so nodes and robots can use it at once.
+            demo = project_service_pb2.ProjectRef(organization="demo", project="demo")
+            stub = project_service_pb2_grpc.ProjectServiceStub(channels["loop"])
+            assert stub.GetProject(project_service_pb2.GetProjectRequest(ref=demo), timeout=10).project.ref == demo
 
             # A health watcher on the hub sees the switch to NOT_SERVING as it happens.
             watch = health_pb2_grpc.HealthStub(channels["loop"]).Watch(health_pb2.HealthCheckRequest(), timeout=30)

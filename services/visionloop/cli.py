@@ -14,7 +14,7 @@ import structlog
 from visionloop import hub_commands
 from visionloop.detect_command import detect
 from visionloop.runtime import __version__
-from visionloop.runtime.config import ConfigError, ServiceSettings, load_settings
+from visionloop.runtime.config import ConfigError, PeerSettings, ServiceSettings, load_settings
 from visionloop.runtime.logging import configure_logging
 from visionloop.runtime.server import GrpcServer, run
 from visionloop.services import SERVICES, ServiceEntry
@@ -99,8 +99,19 @@ def up(host: str | None, base_port: int, metrics_port: int, data_dir: Path | Non
     """Run all services in one process on the embedded default (SQLite, local files, ONNX Runtime)."""
     entries = list(SERVICES.values())
     all_settings: list[ServiceSettings] = []
+    try:
+        peer = load_settings(PeerSettings)
+    except ConfigError as error:
+        click.echo(f"visionloop up: {error}", err=True)
+        sys.exit(2)
     for offset, entry in enumerate(entries):
-        settings = _settings(entry, host=host, port=base_port + offset if base_port else 0, data_dir=data_dir)
+        settings = _settings(
+            entry,
+            host=host,
+            port=base_port + offset if base_port else 0,
+            data_dir=data_dir,
+            bootstrap_project=f"{peer.loop_organization}/{peer.loop_project}",  # nodes find their project at once
+        )
         all_settings.append(settings.model_copy(update={"data_dir": settings.data_dir / entry.name}))
     servers: list[GrpcServer] = []
 

@@ -140,7 +140,12 @@ class ModelUpdater:
                         log.info("deployment target", model=self.name, version=self.target or "(none)")
                         self._wake.set()
             except grpc.aio.AioRpcError as error:
-                log.warning("hub unreachable; serving what is loaded", code=error.code().name, retry_in=round(delay, 1))
+                if error.code() is grpc.StatusCode.NOT_FOUND:
+                    log.warning("the project does not exist on the hub yet; waiting", reason=error.details())
+                else:
+                    log.warning(
+                        "hub unreachable; serving what is loaded", code=error.code().name, retry_in=round(delay, 1)
+                    )
             finally:
                 await channel.close()
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))

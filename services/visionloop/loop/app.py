@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from visionloop.loop.annotations import AnnotationServicer
 from visionloop.loop.config import LoopSettings
+from visionloop.loop.db import schema
 from visionloop.loop.deployments import DeploymentServicer
 from visionloop.loop.events import EventServicer
-from visionloop.loop.hub import Hub
+from visionloop.loop.hub import Hub, utcnow
 from visionloop.loop.images import ImageServicer
 from visionloop.loop.models import ModelServicer
 from visionloop.loop.nodes import NodeServicer
@@ -41,6 +45,24 @@ from visionloop.runtime.server import GrpcServer, Mount, ServiceSpec
 SETTINGS = LoopSettings
 
 
+def ensure_project(hub: Hub, name: str) -> None:
+    """Create ``organization/project`` unless it exists (the embedded default starts ready to use)."""
+    organization, _, project = name.partition("/")
+
+    def create(session: Session) -> None:
+        exists = session.scalar(
+            select(schema.Project.pk).where(schema.Project.organization == organization, schema.Project.name == project)
+        )
+        if exists is None:
+            session.add(
+                schema.Project(
+                    organization=organization, name=project, display_name=project, description="", create_time=utcnow()
+                )
+            )
+
+    hub.db.write_sync(create)
+
+
 def create(settings: LoopSettings) -> ServiceSpec:
     hub = Hub.from_settings(settings)
     mounts = [
@@ -62,6 +84,8 @@ def create(settings: LoopSettings) -> ServiceSpec:
         if not settings.public_address:  # model.json names the hub by the address it really listens on
             hub.host = server.address
         await asyncio.to_thread(hub.db.migrate)
+        if settings.bootstrap_project:
+            await asyncio.to_thread(ensure_project, hub, settings.bootstrap_project)
 
     async def close(server: GrpcServer) -> None:
         hub.db.close()

@@ -10,6 +10,11 @@ from visionloop.runtime.config import ServiceSettings
 
 
 class LoopSettings(ServiceSettings):
+    bootstrap_project: str = Field(
+        "",
+        alias="VISIONLOOP_BOOTSTRAP_PROJECT",
+        description="organization/project created at start-up when missing (visionloop up sets demo/demo).",
+    )
     public_address: str = Field(
         "",
         alias="VISIONLOOP_PUBLIC_ADDRESS",
