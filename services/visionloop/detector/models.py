@@ -91,8 +91,7 @@ async def open_onnx_model(name: str, folder: Path, max_batch: int = 16, max_wait
 
 
 def served(name: str, info: model_pb2.ModelInfo, backend: Backend, max_wait: float = 0.002) -> ServedModel:
-    in_flight = getattr(backend, "max_in_flight", 1)
-    batcher = MicroBatcher(name, backend.infer, backend.max_batch_size, max_wait, in_flight)
+    batcher = MicroBatcher(name, backend.infer, backend.max_batch_size, max_wait, backend.max_in_flight)
     model = ServedModel(name, info, backend, batcher)
     model.load_time.GetCurrentTime()
     return model

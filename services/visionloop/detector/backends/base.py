@@ -21,6 +21,7 @@ class Backend(Protocol):
 
     kind: str  # "onnxruntime" or "triton"
     max_batch_size: int
+    max_in_flight: int  # batches the micro-batcher may run at once
 
     async def infer(self, batch: np.ndarray) -> list[np.ndarray]: ...
 

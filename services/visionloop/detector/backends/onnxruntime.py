@@ -15,6 +15,7 @@ from visionloop.detector.backends.base import BackendError
 
 class OnnxRuntimeBackend:
     kind = "onnxruntime"
+    max_in_flight = 1  # one run at a time: ORT already spreads a run over the cores
 
     def __init__(self, session: object, input_name: str, output_names: Sequence[str], max_batch_size: int) -> None:
         self._session = session
