@@ -71,13 +71,16 @@ def test_service_starts_and_is_observable(service: str, tmp_path: Path) -> None:
 
 
 def test_contract_rpcs_not_built_yet_answer_unimplemented_with_a_clear_message(tmp_path: Path) -> None:
-    from visionloop.trainer.v1 import trainer_service_pb2, trainer_service_pb2_grpc
+    from visionloop.annotator.v1 import annotator_service_pb2, annotator_service_pb2_grpc
 
-    with serve("trainer", tmp_path) as proc, grpc.insecure_channel(f"127.0.0.1:{proc.ports()['trainer']}") as channel:
-        stub = trainer_service_pb2_grpc.TrainerServiceStub(channel)
+    with (
+        serve("annotator", tmp_path) as proc,
+        grpc.insecure_channel(f"127.0.0.1:{proc.ports()['annotator']}") as channel,
+    ):
+        stub = annotator_service_pb2_grpc.AnnotatorServiceStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
-            stub.ListModelVariants(trainer_service_pb2.ListModelVariantsRequest(), timeout=5)
+            stub.Undo(annotator_service_pb2.UndoRequest(session_id="s"), timeout=5)
         assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
-        assert "TrainerService/ListModelVariants is not implemented" in caught.value.details()
+        assert "AnnotatorService/Undo is not implemented" in caught.value.details()
         # The server is still fine afterwards.
         assert health_status(channel) == SERVING

@@ -39,15 +39,7 @@ def with_hub(command: Callable[..., Any]) -> Callable[..., Any]:
             )
         except ConfigError as error:
             raise click.ClickException(str(error)) from None
-        client = LoopClient(
-            peer.loop_host,
-            peer.loop_organization,
-            peer.loop_project,
-            token=peer.loop_token or None,
-            root_certificates=peer.loop_ssl_cert_path,
-            certificate_chain=peer.loop_client_cert,
-            private_key=peer.loop_client_key,
-        )
+        client = peer.loop_client()
         try:
             command(client=client, **kwargs)
         except grpc.RpcError as error:

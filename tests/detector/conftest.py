@@ -77,10 +77,10 @@ class Hub:
             self.server = None
 
 
-async def upload(port: int, data: bytes) -> str:
+async def upload(port: int, data: bytes, fmt: str = "onnx", version: str = "") -> str:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         blob = transfer_pb2.BlobHeader(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-        header = model_service_pb2.UploadModelHeader(ref=REF, format="onnx", blob=blob)
+        header = model_service_pb2.UploadModelHeader(ref=REF, format=fmt, version=version, blob=blob)
 
         async def parts() -> AsyncIterator[model_service_pb2.UploadModelRequest]:
             yield model_service_pb2.UploadModelRequest(header=header)

@@ -115,3 +115,26 @@ async def test_model_json_on_disk_is_what_the_hub_completed(hub: Hub, tmp_path: 
         assert (settings.data_dir / "models" / "weeds" / "current").read_text() == "1.0"
     finally:
         await server.stop(0)
+
+
+async def test_a_new_version_is_taken_once_its_format_arrives(hub: Hub, tmp_path: Path) -> None:
+    """Trainers publish pytorch first and the onnx a moment later (or a converter makes it):
+    the detector keeps serving and swaps when its format lands, without counting a failure."""
+    good = model_zip(tmp_path / "model.zip").read_bytes()
+    assert await upload(hub.settings.port, good) == "1.0"
+    server, port = await start_detector(settings_for(hub, tmp_path / "detector"))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = detector_service_pb2_grpc.DetectorServiceStub(channel)
+            await version_served(stub, "1.0")
+            assert await upload(hub.settings.port, good, fmt="pytorch") == "1.1"  # the target moves to 1.1
+            await asyncio.sleep(1.0)
+            response = await stub.Detect(pb.DetectRequest(image=IMAGE))
+            assert response.model_version == "1.0"
+            updater = server.spec.context.updater
+            assert updater.target == "1.1"
+            assert updater.failures == {}
+            assert await upload(hub.settings.port, good, fmt="onnx", version="1.1") == "1.1"
+            await version_served(stub, "1.1")
+    finally:
+        await server.stop(0)

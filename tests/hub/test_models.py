@@ -408,3 +408,22 @@ async def test_permanent_conversion_failure(hub: HubClient, project: project_pb.
     report = pb.ReportConversionFailureRequest(conversion_id=claimed.conversion_id, reason="bad op", permanent=True)
     assert not (await hub.models.ReportConversionFailure(report)).will_retry
     await expect_error(grpc.StatusCode.NOT_FOUND, hub.models.ClaimConversion(request))
+
+
+async def test_a_training_publishes_one_version_however_often_it_retries(
+    hub: HubClient, project: project_pb.ProjectRef
+) -> None:
+    """A trainer killed mid-upload uploads again: same version, no duplicate, formats join it."""
+    trained = {**MODEL_JSON, "training_id": "training-1"}
+    first = await upload(hub, project, make_zip(trained), fmt="pytorch")
+    again = await upload(hub, project, make_zip(trained), fmt="pytorch")  # the answer was lost
+    onnx = await upload(hub, project, make_zip(trained), fmt="onnx")  # resumed without the version
+    assert first.version == again.version == onnx.version == "1.0"
+    assert again.sha256 == first.sha256
+    other = await upload(hub, project, make_zip({**MODEL_JSON, "training_id": "training-2"}), fmt="pytorch")
+    assert other.version == "1.1"
+    listed = await hub.models.ListModels(pb.ListModelsRequest(ref=project))
+    assert sorted((m.version, tuple(sorted(m.formats))) for m in listed.models) == [
+        ("1.0", ("onnx", "pytorch")),
+        ("1.1", ("pytorch",)),
+    ]

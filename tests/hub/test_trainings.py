@@ -298,3 +298,31 @@ async def test_get_and_list(hub: HubClient, project) -> None:
     await fails(hub.trainings.GetTraining(pb.GetTrainingRequest(training_id="missing")), Code.NOT_FOUND)
     await fails(hub.trainings.GetTraining(pb.GetTrainingRequest()), Code.INVALID_ARGUMENT)
     assert second.number == 2
+
+
+async def test_a_restarted_trainer_claims_its_own_training_back(hub: HubClient, project) -> None:
+    older = await create(hub, project)
+    mine = await create(hub, project)
+    await claim(hub, "trainer-a", lease=LEASE, training_id=mine.id)  # not the oldest: this one
+    again = await claim(hub, "trainer-a", lease=LEASE, training_id=mine.id)  # holder renews
+    assert (again.id, again.trainer_node_id) == (mine.id, "trainer-a")
+    message = await fails(claim(hub, "trainer-b", training_id=mine.id), Code.FAILED_PRECONDITION)
+    assert "trainer-a holds" in message.replace("'", "")
+
+    expire_leases(hub)  # trainer-a was down longer than its lease, and nobody took it
+    resumed = await claim(hub, "trainer-a", lease=LEASE, training_id=mine.id)
+    assert resumed.phase == t.TRAINING_PHASE_RUNNING
+    assert (await claim(hub, "trainer-b")).id == older.id
+
+    await finish(hub, mine.id, t.TRAINING_PHASE_FAILED, "trainer-a")
+    assert "ended" in await fails(claim(hub, "trainer-a", training_id=mine.id), Code.FAILED_PRECONDITION)
+
+
+async def test_a_restarted_trainer_learns_its_training_was_aborted(hub: HubClient, project) -> None:
+    mine = await create(hub, project)
+    await claim(hub, "trainer-a", lease=LEASE)
+    await hub.trainings.AbortTraining(pb.AbortTrainingRequest(training_id=mine.id))
+    assert "aborted" in await fails(claim(hub, "trainer-a", training_id=mine.id), Code.FAILED_PRECONDITION)
+    assert (await hub.trainings.GetTraining(pb.GetTrainingRequest(training_id=mine.id))).training.phase == (
+        t.TRAINING_PHASE_ABORTED
+    )

@@ -1,19 +1,44 @@
-"""The converter service: mounts ConverterService.
+"""The converter service: ConverterService plus the worker that follows the hub's events.
 
-The contract is complete; the implementation arrives with issue [5], until then its RPCs
-answer UNIMPLEMENTED through the standard runtime.
+Models lacking a target format (``CONVERTER_TARGET_FORMATS``) are converted as the hub announces
+them; ``Convert`` runs one on demand. Triton entries go to the model repository in the object
+store (``TRITON_MODEL_REPOSITORY`` folder, or ``CONVERTER_TRITON_PREFIX`` in the S3 bucket).
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from visionloop.converter.config import ConverterSettings
+from visionloop.converter.hub import ConverterHub
+from visionloop.converter.repository import TritonRepository
+from visionloop.converter.service import ConverterServicer
 from visionloop.converter.v1 import converter_service_pb2, converter_service_pb2_grpc
-from visionloop.runtime.server import Mount, ServiceSpec
+from visionloop.converter.worker import Converter
+from visionloop.runtime.identity import node_id
+from visionloop.runtime.logging import get_logger
+from visionloop.runtime.server import GrpcServer, Mount, ServiceSpec
 
 SETTINGS = ConverterSettings
+log = get_logger(__name__)
 
 
 def create(settings: ConverterSettings) -> ServiceSpec:
-    servicer = converter_service_pb2_grpc.ConverterServiceServicer()
+    servicer = ConverterServicer()
     mount = Mount.generated(servicer, converter_service_pb2_grpc, converter_service_pb2, "ConverterService")
-    return ServiceSpec(name="converter", mounts=[mount])
+    data_dir = settings.data_dir
+
+    async def start(server: GrpcServer) -> None:
+        repository = await asyncio.to_thread(TritonRepository.from_settings, settings)
+        hub = ConverterHub(settings, await asyncio.to_thread(node_id, data_dir, "converter"))
+        converter = Converter(settings, hub, repository, data_dir / "work")
+        await converter.start()
+        servicer.converter = converter
+        log.info("converter following the hub", targets=converter.targets, triton_repository=repository.location)
+
+    async def stop(server: GrpcServer) -> None:
+        if servicer.converter is not None:
+            await servicer.converter.stop()
+            await servicer.converter.hub.close()
+
+    return ServiceSpec(name="converter", mounts=[mount], on_start=[start], on_stop=[stop], context=servicer)

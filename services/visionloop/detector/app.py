@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import shutil
-import uuid
 import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,20 +23,10 @@ from visionloop.detector.upload_filter import FilterSettings, UploadFilter
 from visionloop.detector.uploads import ActiveLearningUploads
 from visionloop.detector.v1 import detector_service_pb2, detector_service_pb2_grpc
 from visionloop.runtime.archives import UnsafeArchive, safe_extract
+from visionloop.runtime.identity import node_id
 from visionloop.runtime.server import GrpcServer, Mount, ServiceSpec
 
 SETTINGS = DetectorSettings
-
-
-def node_id(data_dir: Path) -> str:
-    """A stable id for this detector, kept in its data folder."""
-    path = data_dir / "node_id"
-    if path.is_file():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = f"detector-{uuid.uuid4()}"
-    path.write_text(value)
-    return value
 
 
 def unpack(name: str, source: Path, data_dir: Path) -> Path:
@@ -80,7 +69,7 @@ def create(settings: DetectorSettings) -> ServiceSpec:
     follow = settings.follows_loop() and settings.loop_project not in static
     default = settings.default_model or (settings.loop_project if follow or not static else next(iter(static)))
     models = ModelSet(default)
-    servicer = DetectorServicer(settings, models, node_id(data_dir))
+    servicer = DetectorServicer(settings, models, node_id(data_dir, "detector"))
     mount = Mount.generated(servicer, detector_service_pb2_grpc, detector_service_pb2, "DetectorService")
     open_model = opener(settings)  # static models and the hub's model alike, on the configured backend
 

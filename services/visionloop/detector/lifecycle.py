@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
 import shutil
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import grpc
 
-from visionloop.client.channel import ChannelConfig, create_aio_channel
+from visionloop.client.channel import create_aio_channel
 from visionloop.detector.backends.base import BackendError
 from visionloop.detector.models import ModelSet, ServedModel
 from visionloop.detector.v1 import detector_service_pb2 as pb
@@ -35,6 +34,7 @@ from visionloop.loop.v1 import (
 from visionloop.runtime.archives import UnsafeArchive, safe_extract
 from visionloop.runtime.config import PeerSettings
 from visionloop.runtime.logging import get_logger
+from visionloop.runtime.model_transfer import download_model
 
 log = get_logger(__name__)
 
@@ -64,6 +64,7 @@ class ModelUpdater:
     version_control: int = pb.VERSION_CONTROL_FOLLOW_LOOP
     pinned_version: str = ""
     target: str = ""  # the hub's resolved version
+    target_formats: tuple[str, ...] = ()  # its formats so far; a new version's onnx may come later
     failures: dict[str, _Failure] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -71,17 +72,10 @@ class ModelUpdater:
 
     @property
     def ref(self) -> project_service_pb2.ProjectRef:
-        return project_service_pb2.ProjectRef(organization=self.peer.loop_organization, project=self.peer.loop_project)
+        return self.peer.project_ref
 
     def _channel(self) -> grpc.aio.Channel:
-        config = ChannelConfig(
-            target=self.peer.loop_host,
-            token=self.peer.loop_token or None,
-            root_certificates=self.peer.loop_ssl_cert_path,
-            certificate_chain=self.peer.loop_client_cert,
-            private_key=self.peer.loop_client_key,
-        )
-        return create_aio_channel(config)
+        return create_aio_channel(self.peer.channel_config())
 
     # --- start-up ---------------------------------------------------------------------------------
 
@@ -135,9 +129,11 @@ class ModelUpdater:
                 request = deployment_service_pb2.WatchDeploymentRequest(ref=self.ref)
                 async for update in stub.WatchDeployment(request):
                     delay = self.backoff
-                    if update.deployment.resolved_version != self.target:
-                        self.target = update.deployment.resolved_version
-                        log.info("deployment target", model=self.name, version=self.target or "(none)")
+                    version, formats = update.deployment.resolved_version, tuple(update.deployment.resolved_formats)
+                    if (version, formats) != (self.target, self.target_formats):
+                        if version != self.target:
+                            log.info("deployment target", model=self.name, version=version or "(none)")
+                        self.target, self.target_formats = version, formats
                         self._wake.set()
             except grpc.aio.AioRpcError as error:
                 if error.code() is grpc.StatusCode.NOT_FOUND:
@@ -165,6 +161,10 @@ class ModelUpdater:
     async def _reconcile(self) -> None:
         version = self.wanted()
         if not version or (version == self.current_version() and self.name in self.models.names()):
+            return
+        if version == self.target and self.model_format not in self.target_formats:
+            # Published, not converted yet: keep serving; the watch wakes us when the format lands.
+            log.info("waiting for the model's format", version=version, format=self.model_format)
             return
         failure = self.failures.get(version)
         if failure is not None and (failure.attempts >= self.max_attempts or time.monotonic() < failure.retry_at):
@@ -200,24 +200,13 @@ class ModelUpdater:
             return target
         self.folder.mkdir(parents=True, exist_ok=True)
         archive = self.folder / f".{version}.zip.partial"
-        digest, expected = hashlib.sha256(), ""
         channel = self._channel()
         try:
             stub = model_service_pb2_grpc.ModelServiceStub(channel)
             key = model_service_pb2.ModelKey(ref=self.ref, version=version)
-            request = model_service_pb2.DownloadModelRequest(key=key, format=self.model_format)
-            with archive.open("wb") as out:
-                async for message in stub.DownloadModel(request, timeout=600):
-                    if message.HasField("header"):
-                        expected = message.header.sha256
-                    else:
-                        out.write(message.chunk.data)
-                        digest.update(message.chunk.data)
+            await download_model(stub, key, self.model_format, archive)  # OSError when the sha256 differs
         finally:
             await channel.close()
-        if digest.hexdigest() != expected:
-            archive.unlink(missing_ok=True)
-            raise OSError(f"model {version} arrived corrupted (sha256 {digest.hexdigest()} != {expected})")
         staging = self.folder / f".{version}.unpacking"
         shutil.rmtree(staging, ignore_errors=True)
         try:

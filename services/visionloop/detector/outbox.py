@@ -48,7 +48,7 @@ import structlog
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Gauge
 
-from visionloop.client.channel import ChannelConfig, create_aio_channel
+from visionloop.client.channel import create_aio_channel
 from visionloop.common.v1 import transfer_pb2
 from visionloop.detector.v1 import detector_service_pb2 as detector_pb
 from visionloop.loop.v1 import image_service_pb2, image_service_pb2_grpc, project_service_pb2, project_service_pb2_grpc
@@ -664,17 +664,9 @@ class HubSender:
     @classmethod
     def connect(cls, peer: PeerSettings, *, timeout: float = 300.0) -> HubSender:
         """A sender with its own channel to the hub named by LOOP_HOST and friends; ``close`` it when done."""
-        config = ChannelConfig(
-            target=peer.loop_host,
-            token=peer.loop_token or None,
-            root_certificates=peer.loop_ssl_cert_path,
-            certificate_chain=peer.loop_client_cert,
-            private_key=peer.loop_client_key,
-            # gRPC waits up to 2 minutes between reconnects by default; the outbox's own backoff decides.
-            extra_options=(("grpc.max_reconnect_backoff_ms", 10_000),),
-        )
-        ref = project_service_pb2.ProjectRef(organization=peer.loop_organization, project=peer.loop_project)
-        sender = cls(create_aio_channel(config), ref, timeout=timeout)
+        # gRPC waits up to 2 minutes between reconnects by default; the outbox's own backoff decides.
+        config = peer.channel_config(extra_options=(("grpc.max_reconnect_backoff_ms", 10_000),))
+        sender = cls(create_aio_channel(config), peer.project_ref, timeout=timeout)
         sender._owns_channel = True
         return sender
 

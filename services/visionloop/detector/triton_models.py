@@ -1,10 +1,14 @@
-"""Serving a detector model folder on Triton: write its repository entry, load it, wrap it.
+"""Serving a detector model folder on Triton: find or write its repository entry, load it, wrap it.
 
-The detector and the Triton server share a model repository (``TRITON_MODEL_REPOSITORY``): the
-detector writes a python-backend entry there (``triton_repository``: the folder's ONNX file run
-by ONNX Runtime inside Triton) and asks Triton, which runs with explicit model control, to load it.
+Triton runs with explicit model control. A hub model version the converter published as a Triton
+entry is loaded from the repository by its name (``triton_repository.published_entries``): the
+converter's ``<organization>.<project>.<version>.<format>`` entries never change once written,
+so following a new version loads a new name and retiring the old model unloads the old one.
 
-How names and versions map (the detector's model name and model.json version -> Triton):
+Any other model (static ``DETECTOR_MODEL_PATHS`` models, a version the converter has not
+converted) gets a python-backend entry the detector writes itself into the repository folder it
+shares with Triton (``TRITON_MODEL_REPOSITORY``: the folder's ONNX file run by ONNX Runtime inside
+Triton). How names and versions map for those (the detector's model name and model.json version):
 
 - Triton model name: the detector's model name when it is made of ``A-Z a-z 0-9 _ - .`` and does
   not start with a dot; otherwise every other character becomes ``_`` and ``-`` plus the first 8
@@ -33,10 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
+from visionloop.common.v1 import model_pb2
 from visionloop.detector.backends.base import BackendError
-from visionloop.detector.backends.triton import TritonBackend
+from visionloop.detector.backends.triton import TritonBackend, repository_models
 from visionloop.detector.models import ServedModel, read_model_folder, served
-from visionloop.detector.triton_repository import write_python_backend_entry
+from visionloop.detector.triton_repository import published_entries, write_python_backend_entry
 from visionloop.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -159,6 +164,21 @@ class SharedTritonBackend:
         await self.triton.close()
 
 
+async def _load_published(
+    url: str, info: model_pb2.ModelInfo, input_name: str, output_names: list[str], max_batch: int
+) -> TritonBackend | None:
+    """The converter's entry for this hub version, loaded; None when the repository has none that loads."""
+    candidates = published_entries(info, await repository_models(url)) if info.organization else []
+    for entry in candidates:
+        try:
+            return await TritonBackend.load(
+                url, entry, input_name=input_name, output_names=output_names, max_batch_size=max_batch
+            )
+        except BackendError as error:  # e.g. the GPU entry on a CPU-only Triton: try the next
+            log.warning("published Triton entry does not load here", triton_model=entry, reason=str(error))
+    return None
+
+
 async def open_triton_model(
     name: str,
     folder: Path,
@@ -167,18 +187,23 @@ async def open_triton_model(
     max_batch: int = 16,
     max_wait: float = 0.002,
 ) -> ServedModel:
-    """Serve a model folder on the Triton at ``triton_url`` through the shared ``repository``.
+    """Serve a model folder on the Triton at ``triton_url``.
 
-    Writes (or refreshes) the entry ``repository/<triton_model_name(name)>/<version>``, loads it
-    (explicit model control) and returns the ServedModel; BackendError saying what went wrong.
+    Loads the converter's entry for the folder's hub version when Triton's repository has one;
+    otherwise writes (or refreshes) the entry ``repository/<triton_model_name(name)>/<version>``
+    and loads that. Returns the ServedModel; BackendError saying what went wrong.
     """
     info, weights = await asyncio.to_thread(read_model_folder, folder)
+    input_name = info.input.tensor_name or "images"
+    output_names = list(info.output.tensor_names)
+    published = await _load_published(triton_url, info, input_name, output_names, max_batch)
+    if published is not None:
+        log.info("triton model loaded", model=name, triton_model=published.model_name, url=triton_url, published=True)
+        return served(name, info, SharedTritonBackend(published), max_wait)
     if not info.version:  # a model brought from elsewhere: detections still name what produced them
         info.version = "local"
     triton_name = triton_model_name(name)
     version = triton_version(info.version)
-    input_name = info.input.tensor_name or "images"
-    output_names = list(info.output.tensor_names)
     try:
         await asyncio.to_thread(
             _write_entry,

@@ -18,7 +18,7 @@ from visionloop.loop.db import schema
 from visionloop.loop.hub import Hub, check_ref, get_project, utcnow
 from visionloop.loop.v1 import deployment_service_pb2 as pb
 from visionloop.loop.v1 import deployment_service_pb2_grpc, event_service_pb2, project_service_pb2
-from visionloop.loop.versions import find_model, latest_version, parse_version
+from visionloop.loop.versions import find_model, latest_version, parse_version, version_formats
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 FOLLOW_LATEST = pb.DEPLOYMENT_POLICY_FOLLOW_LATEST
@@ -64,6 +64,8 @@ def deployment_message(session: Session, project: schema.Project) -> pb.Deployme
         message.updated_by = row.updated_by
     pinned = message.policy == PINNED
     message.resolved_version = message.pinned_version if pinned else latest_version(session, project)
+    if message.resolved_version:
+        message.resolved_formats.extend(version_formats(session, project, message.resolved_version))
     return message
 
 
@@ -190,12 +192,12 @@ class DeploymentServicer(deployment_service_pb2_grpc.DeploymentServiceServicer):
         self, request: pb.WatchDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchDeploymentResponse]:
         check_ref(request.ref)
-        sent: tuple[int, str] | None = None
+        sent: tuple[int, str, tuple[str, ...]] | None = None
         while True:
             generation = self.hub.events.generation
             deployment = await self.hub.db.read(lambda s: deployment_message(s, get_project(s, request.ref)))
             # The resolved version counts too: a new model moves a follow-latest target without a revision.
-            current = (deployment.revision, deployment.resolved_version)
+            current = (deployment.revision, deployment.resolved_version, tuple(deployment.resolved_formats))
             if current != sent:
                 sent = current
                 yield pb.WatchDeploymentResponse(deployment=deployment)

@@ -201,6 +201,32 @@ def _plan(session: Session, header: pb.UploadModelHeader) -> _Plan:
     return _Plan(project.organization, project.name, major, minor, str(uuid.uuid4()))
 
 
+def _training_model(
+    session: Session, header: pb.UploadModelHeader, training_id: str
+) -> model_pb2.ModelInfo | str | None:
+    """What a training already published: the artifact in this format, else its version, else None.
+
+    Trainers upload a new version once per training; a resumed upload finds it here instead of
+    minting a duplicate version."""
+    project = get_project(session, header.ref)
+    model = session.scalars(
+        select(schema.Model).where(schema.Model.project_pk == project.pk, schema.Model.training_id == training_id)
+    ).first()
+    if model is None:
+        return None
+    if session.get(schema.ModelArtifact, (model.pk, header.format)) is not None:
+        return _model_message(session, model, header.format)
+    return model.version
+
+
+def _with_version(header: pb.UploadModelHeader, version: str) -> pb.UploadModelHeader:
+    copy = pb.UploadModelHeader()
+    copy.CopyFrom(header)
+    copy.version = version
+    copy.new_major = False
+    return copy
+
+
 def _complete(doc: dict[str, Any], plan: _Plan, host: str, fmt: str) -> dict[str, Any]:
     """model.json with the fields the hub owns set, and registry-only fields dropped."""
     completed = {key: value for key, value in doc.items() if key not in REGISTRY_FIELDS}
@@ -419,6 +445,13 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     async def _publish(self, header: pb.UploadModelHeader, spool: Path, doc: dict[str, Any]) -> model_pb2.ModelInfo:
         """Rewrite, store and record; plans again when a concurrent upload took the version."""
+        training_id = str(doc.get("training_id") or "")
+        if training_id and not header.version:
+            earlier = await self.hub.db.read(lambda s: _training_model(s, header, training_id))
+            if isinstance(earlier, model_pb2.ModelInfo):
+                return earlier  # a trainer retrying an upload whose answer it never got
+            if earlier is not None:  # the training's other formats went out already: same version
+                header = _with_version(header, earlier)
         for _ in range(VERSION_ATTEMPTS):
             plan = await self.hub.db.read(lambda s: _plan(s, header))
             completed = _complete(doc, plan, self.hub.host, header.format)

@@ -111,6 +111,25 @@ def _check_lease(row: schema.Training, node_id: str, now: datetime) -> None:
     )
 
 
+def _claim_own(
+    session: Session, training_id: str, node_id: str, now: datetime, lease: timedelta
+) -> training_pb2.Training:
+    """Claim one training by id: a trainer resuming after a restart, whose lease may have run out."""
+    row = _locked_training(session, training_id)
+    if row.phase in FINAL_PHASES:
+        raise FailedPrecondition(f"training {row.id} already ended ({phase_name(row.phase)}); drop it")
+    held = row.lease_expire_time is not None and row.lease_expire_time > now
+    if row.phase == RUNNING and held and row.trainer_node_id != node_id:
+        raise FailedPrecondition(f"node {row.trainer_node_id!r} holds training {row.id} now; drop it")
+    if row.phase == RUNNING and row.abort_requested:
+        _end(row, training_pb2.TRAINING_PHASE_ABORTED, now)  # the caller raises, after the commit
+        return _message(session, row)
+    row.phase = RUNNING
+    row.trainer_node_id = node_id
+    row.lease_expire_time = now + lease
+    return _message(session, row)
+
+
 def _end(row: schema.Training, phase: int, now: datetime) -> None:
     row.phase = phase
     row.end_time = now
@@ -249,6 +268,8 @@ class TrainingServicer(training_service_pb2_grpc.TrainingServiceServicer):
         def claim(session: Session) -> training_pb2.Training | None:
             project = get_project(session, request.ref) if by_project else None
             now = self.hub.now()
+            if request.training_id:
+                return _claim_own(session, request.training_id, request.node_id, now, lease)
             claimable = or_(
                 schema.Training.phase == QUEUED,
                 and_(schema.Training.phase == RUNNING, schema.Training.lease_expire_time < now),
@@ -277,6 +298,8 @@ class TrainingServicer(training_service_pb2_grpc.TrainingServiceServicer):
             return None  # not raised here: that would roll back trainings ended above
 
         training = await self.hub.db.write(claim)
+        if training is not None and training.phase == training_pb2.TRAINING_PHASE_ABORTED:
+            raise FailedPrecondition(f"training {training.id} was aborted; drop it")
         if training is None:
             where = f" in {request.ref.organization}/{request.ref.project}" if by_project else ""
             which = f" for model variants {', '.join(variants)}" if variants else ""

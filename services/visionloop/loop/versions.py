@@ -59,3 +59,18 @@ def next_version(session: Session, project_pk: int, new_major: bool) -> tuple[in
         select(func.max(schema.Model.minor)).where(schema.Model.project_pk == project_pk, schema.Model.major == major)
     )
     return major, (minor or 0) + 1
+
+
+def version_formats(session: Session, project: schema.Project, version: str) -> list[str]:
+    """Formats stored for ``version`` (empty when it does not exist), in upload order."""
+    major, minor = parse_version(version)
+    model = find_model(session, project, major, minor)
+    if model is None:
+        return []
+    return list(
+        session.scalars(
+            select(schema.ModelArtifact.format)
+            .where(schema.ModelArtifact.model_pk == model.pk)
+            .order_by(schema.ModelArtifact.create_time, schema.ModelArtifact.format)
+        )
+    )

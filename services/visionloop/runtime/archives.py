@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 MIB = 1024**2
 MAX_COMPRESSION_RATIO = 200  # weights and images barely compress; far higher ratios mean a zip bomb
 RATIO_CHECK_MIN_BYTES = MIB  # small text files (json, labels) legitimately compress well
+MAX_ENTRIES = 10_000
 
 
 class UnsafeArchive(ValueError):
@@ -35,17 +35,34 @@ def zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def safe_extract(archive_path: Path, destination: Path, max_total_bytes: int = 8 * 1024**3) -> None:
-    """Extract after checking every entry; UnsafeArchive (a ValueError) when one is unsafe."""
+def check_entries(
+    archive: zipfile.ZipFile, max_total_bytes: int, max_entries: int = MAX_ENTRIES
+) -> list[zipfile.ZipInfo]:
+    """Every entry of ``archive`` once checked; UnsafeArchive naming the first problem."""
+    entries = archive.infolist()
+    if len(entries) > max_entries:
+        raise UnsafeArchive(f"the zip has {len(entries)} entries; at most {max_entries} are accepted")
+    for info in entries:
+        if (problem := zip_entry_problem(info)) is not None:
+            raise UnsafeArchive(f"zip entry {info.filename!r} {problem}")
+    total = sum(info.file_size for info in entries)
+    if total > max_total_bytes:
+        raise UnsafeArchive(f"the zip expands to {total} bytes; at most {max_total_bytes} are accepted")
+    return entries
+
+
+def safe_extract(
+    archive_path: Path, destination: Path, max_total_bytes: int = 8 * 1024**3, max_entries: int = MAX_ENTRIES
+) -> None:
+    """Extract after checking every entry; UnsafeArchive (a ValueError) when one is unsafe.
+
+    The declared sizes are checked up front and the bytes written are counted as well, so an
+    entry whose header under-states its size cannot fill the disk either.
+    """
     with zipfile.ZipFile(archive_path) as archive:
-        entries = archive.infolist()
-        for info in entries:
-            if (problem := zip_entry_problem(info)) is not None:
-                raise UnsafeArchive(f"zip entry {info.filename!r} {problem}")
-        total = sum(info.file_size for info in entries)
-        if total > max_total_bytes:
-            raise UnsafeArchive(f"the zip expands to {total} bytes; at most {max_total_bytes} are accepted")
+        entries = check_entries(archive, max_total_bytes, max_entries)
         destination.mkdir(parents=True, exist_ok=True)
+        written = 0
         for info in entries:
             target = destination / info.filename.replace("\\", "/")
             if info.is_dir():
@@ -53,4 +70,8 @@ def safe_extract(archive_path: Path, destination: Path, max_total_bytes: int = 8
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(info) as source, target.open("wb") as out:
-                shutil.copyfileobj(source, out, MIB)
+                while block := source.read(MIB):
+                    written += len(block)
+                    if written > max_total_bytes:
+                        raise UnsafeArchive(f"the zip expands beyond {max_total_bytes} bytes (entry {info.filename!r})")
+                    out.write(block)

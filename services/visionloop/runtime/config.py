@@ -15,6 +15,10 @@ from typing import Any, Self, TypeVar
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from visionloop.client.channel import ChannelConfig
+from visionloop.client.loop import LoopClient
+from visionloop.loop.v1 import project_service_pb2
+
 ROLES = ("robot", "annotator", "node", "admin")
 _TOKEN_PAIR = re.compile(r"^(?P<role>[a-z]+)=(?P<token>\S+)$")
 
@@ -143,6 +147,34 @@ class PeerSettings(BaseSettings):
     loop_token: str = Field(
         "", alias="LOOP_TOKEN", description="Bearer token the node presents to the hub.", repr=False
     )
+
+    def channel_config(self, **extra: Any) -> ChannelConfig:
+        """How to open a channel to the hub (``extra``: further ChannelConfig fields)."""
+        return ChannelConfig(
+            target=self.loop_host,
+            token=self.loop_token or None,
+            root_certificates=self.loop_ssl_cert_path,
+            certificate_chain=self.loop_client_cert,
+            private_key=self.loop_client_key,
+            **extra,
+        )
+
+    def loop_client(self, timeout: float = 30.0) -> LoopClient:
+        """A blocking client for the node's project on the hub; ``close`` it when done."""
+        return LoopClient(
+            self.loop_host,
+            self.loop_organization,
+            self.loop_project,
+            token=self.loop_token or None,
+            root_certificates=self.loop_ssl_cert_path,
+            certificate_chain=self.loop_client_cert,
+            private_key=self.loop_client_key,
+            timeout=timeout,
+        )
+
+    @property
+    def project_ref(self) -> project_service_pb2.ProjectRef:
+        return project_service_pb2.ProjectRef(organization=self.loop_organization, project=self.loop_project)
 
     @field_validator("loop_host")
     @classmethod

@@ -56,7 +56,8 @@ def _chunks(data: bytes) -> Iterator[transfer_pb2.BlobChunk]:
         yield transfer_pb2.BlobChunk(offset=offset, data=data[offset : offset + CHUNK_BYTES])
 
 
-def _file_digest(path: Path) -> tuple[str, int]:
+def file_digest(path: Path) -> tuple[str, int]:
+    """The hex sha256 and size of a file, read in chunks."""
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as src:
         while block := src.read(CHUNK_BYTES):
@@ -183,7 +184,7 @@ class LoopClient:
     ) -> annotation_service_pb2.ImportDatasetResponse:
         """Send a COCO or YOLO zip in chunks; the hub verifies its sha256 and returns what it stored."""
         path = Path(path)
-        sha256, size = _file_digest(path)
+        sha256, size = file_digest(path)
         header = annotation_service_pb2.ImportDatasetHeader(
             ref=self.ref,
             format=_dataset_format(format_),

@@ -1,7 +1,8 @@
 """Triton Inference Server over gRPC (asyncio), with explicit model control.
 
 ``TritonBackend.load`` asks the server to load the model, waits until it is ready and checks the
-tensor names against the served configuration; ``close`` unloads it again. Every request carries
+tensor names against the served configuration; ``close`` unloads it again. ``repository_models``
+lists what the server's model repository holds. Every request carries
 the whole batch; the server's dynamic batcher may merge it with other clients' requests.
 """
 
@@ -172,6 +173,19 @@ class TritonBackend:
         # as_numpy views the response's bytes (read-only); callers may post-process in place, as
         # they can with ONNX Runtime's outputs. Detector outputs are small next to the input batch.
         return array.copy()
+
+
+async def repository_models(url: str) -> set[str]:
+    """Names of the models in the repository of the Triton at ``url`` (loaded or not): its repository
+    index, so the detector sees what the converter published wherever the repository lives."""
+    client = aioclient.InferenceServerClient(url, keepalive_options=KEEPALIVE)
+    try:
+        index = await client.get_model_repository_index(as_json=True, client_timeout=RPC_TIMEOUT_S)
+    except InferenceServerException as error:
+        raise BackendError(f"Triton at {url} cannot list its model repository: {_reason(error)}") from None
+    finally:
+        await client.close()
+    return {model["name"] for model in index.get("models", []) if "name" in model}
 
 
 async def _check_live(client: aioclient.InferenceServerClient, url: str) -> None:

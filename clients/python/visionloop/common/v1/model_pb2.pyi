@@ -88,30 +88,34 @@ class DetectionDefaults(_message.Message):
     def __init__(self, score_threshold: _Optional[float] = ..., iou_threshold: _Optional[float] = ..., max_objects: _Optional[int] = ...) -> None: ...
 
 class ClassMetrics(_message.Message):
-    __slots__ = ("category_id", "category_name", "tp", "fp", "fn", "ap50")
+    __slots__ = ("category_id", "category_name", "tp", "fp", "fn", "ap50", "ap50_95")
     CATEGORY_ID_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_NAME_FIELD_NUMBER: _ClassVar[int]
     TP_FIELD_NUMBER: _ClassVar[int]
     FP_FIELD_NUMBER: _ClassVar[int]
     FN_FIELD_NUMBER: _ClassVar[int]
     AP50_FIELD_NUMBER: _ClassVar[int]
+    AP50_95_FIELD_NUMBER: _ClassVar[int]
     category_id: str
     category_name: str
     tp: int
     fp: int
     fn: int
     ap50: float
-    def __init__(self, category_id: _Optional[str] = ..., category_name: _Optional[str] = ..., tp: _Optional[int] = ..., fp: _Optional[int] = ..., fn: _Optional[int] = ..., ap50: _Optional[float] = ...) -> None: ...
+    ap50_95: float
+    def __init__(self, category_id: _Optional[str] = ..., category_name: _Optional[str] = ..., tp: _Optional[int] = ..., fp: _Optional[int] = ..., fn: _Optional[int] = ..., ap50: _Optional[float] = ..., ap50_95: _Optional[float] = ...) -> None: ...
 
 class ModelMetrics(_message.Message):
-    __slots__ = ("classes", "map50", "image_count")
+    __slots__ = ("classes", "map50", "image_count", "map50_95")
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     MAP50_FIELD_NUMBER: _ClassVar[int]
     IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MAP50_95_FIELD_NUMBER: _ClassVar[int]
     classes: _containers.RepeatedCompositeFieldContainer[ClassMetrics]
     map50: float
     image_count: int
-    def __init__(self, classes: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., map50: _Optional[float] = ..., image_count: _Optional[int] = ...) -> None: ...
+    map50_95: float
+    def __init__(self, classes: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., map50: _Optional[float] = ..., image_count: _Optional[int] = ..., map50_95: _Optional[float] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("id", "host", "organization", "project", "version", "format", "resolution", "categories", "input", "output", "detection_defaults", "base_model_version", "training_id", "variant", "metrics", "formats", "create_time", "comment", "sha256", "size_bytes")

@@ -3,10 +3,11 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from visionloop.common.v1 import access_pb2 as _access_pb2
 from visionloop.loop.v1 import project_service_pb2 as _project_service_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -21,7 +22,7 @@ DEPLOYMENT_POLICY_FOLLOW_LATEST: DeploymentPolicy
 DEPLOYMENT_POLICY_PINNED: DeploymentPolicy
 
 class Deployment(_message.Message):
-    __slots__ = ("ref", "policy", "pinned_version", "resolved_version", "revision", "update_time", "updated_by")
+    __slots__ = ("ref", "policy", "pinned_version", "resolved_version", "revision", "update_time", "updated_by", "resolved_formats")
     REF_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     PINNED_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +30,7 @@ class Deployment(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_FORMATS_FIELD_NUMBER: _ClassVar[int]
     ref: _project_service_pb2.ProjectRef
     policy: DeploymentPolicy
     pinned_version: str
@@ -36,7 +38,8 @@ class Deployment(_message.Message):
     revision: int
     update_time: _timestamp_pb2.Timestamp
     updated_by: str
-    def __init__(self, ref: _Optional[_Union[_project_service_pb2.ProjectRef, _Mapping]] = ..., policy: _Optional[_Union[DeploymentPolicy, str]] = ..., pinned_version: _Optional[str] = ..., resolved_version: _Optional[str] = ..., revision: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ...) -> None: ...
+    resolved_formats: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ref: _Optional[_Union[_project_service_pb2.ProjectRef, _Mapping]] = ..., policy: _Optional[_Union[DeploymentPolicy, str]] = ..., pinned_version: _Optional[str] = ..., resolved_version: _Optional[str] = ..., revision: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ..., resolved_formats: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetDeploymentRequest(_message.Message):
     __slots__ = ("ref",)

@@ -53,16 +53,18 @@ class ListTrainingsResponse(_message.Message):
     def __init__(self, trainings: _Optional[_Iterable[_Union[_training_pb2.Training, _Mapping]]] = ...) -> None: ...
 
 class ClaimTrainingRequest(_message.Message):
-    __slots__ = ("node_id", "model_variants", "lease", "ref")
+    __slots__ = ("node_id", "model_variants", "lease", "ref", "training_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VARIANTS_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     REF_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     model_variants: _containers.RepeatedScalarFieldContainer[str]
     lease: _duration_pb2.Duration
     ref: _project_service_pb2.ProjectRef
-    def __init__(self, node_id: _Optional[str] = ..., model_variants: _Optional[_Iterable[str]] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ref: _Optional[_Union[_project_service_pb2.ProjectRef, _Mapping]] = ...) -> None: ...
+    training_id: str
+    def __init__(self, node_id: _Optional[str] = ..., model_variants: _Optional[_Iterable[str]] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ref: _Optional[_Union[_project_service_pb2.ProjectRef, _Mapping]] = ..., training_id: _Optional[str] = ...) -> None: ...
 
 class ClaimTrainingResponse(_message.Message):
     __slots__ = ("training",)

@@ -1,0 +1,108 @@
+"""A training's data: the project's complete images and their annotations, in the training folder.
+
+Downloads resume (files already there are kept: the image id is its sha256), images that do
+not decode are skipped and counted, and the split into train and test is stable: an image
+tagged ``test`` or ``train`` goes there, any other by its id's hash, so the held-out set does
+not drift between trainings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+from google.protobuf import json_format
+
+from visionloop.common.v1 import annotation_pb2
+from visionloop.runtime.files import write_atomically
+from visionloop.trainer.hub import COMPLETE, TrainerHub
+from visionloop.trainer.plugin import CategoryInfo, TrainImage
+
+MANIFEST = "data.json"
+TEST_PERCENT = 20
+DOWNLOAD_BATCH = 32
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    train: tuple[TrainImage, ...]
+    test: tuple[TrainImage, ...]
+    skipped: int
+
+
+def is_test(image_id: str, tags: Sequence[str]) -> bool:
+    if "test" in tags:
+        return True
+    if "train" in tags:
+        return False
+    return int(image_id[:8], 16) % 100 < TEST_PERCENT
+
+
+def decodes(path: Path) -> tuple[int, int] | None:
+    """(width, height) when the file is an image OpenCV can decode, else None."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if image is None else (image.shape[1], image.shape[0])
+
+
+def download(
+    hub: TrainerHub,
+    folder: Path,
+    categories: Sequence[CategoryInfo],
+    progress: Callable[[float], None],
+) -> TrainingData:
+    """Fetch what is missing into ``folder/images`` and write the manifest; returns the data."""
+    wanted = {c.id for c in categories}
+    images = list(hub.images(COMPLETE))
+    store = folder / "images"
+    store.mkdir(parents=True, exist_ok=True)
+    missing = [m.id for m in images if not (store / m.id).is_file()]
+    total = len(missing) + len(images)  # downloads, then one annotation query per image
+    done = 0
+    for start in range(0, len(missing), DOWNLOAD_BATCH):
+        for image_id, data in hub.download_images(missing[start : start + DOWNLOAD_BATCH]):
+            write_atomically(store / image_id, data)
+            done += 1
+        progress(done / max(total, 1))
+    entries, skipped = [], 0
+    for meta in images:
+        path = store / meta.id
+        size = decodes(path)
+        if size is None:
+            skipped += 1
+            path.unlink(missing_ok=True)
+        else:
+            annotations = [a for a in hub.annotations(meta.id) if a.category_id in wanted]
+            entries.append(
+                {
+                    "id": meta.id,
+                    "width": size[0],
+                    "height": size[1],
+                    "test": is_test(meta.id, meta.tags),
+                    "annotations": [json_format.MessageToDict(a) for a in annotations],
+                }
+            )
+        done += 1
+        if done % 50 == 0:
+            progress(done / max(total, 1))
+    manifest = {"images": entries, "skipped": skipped}
+    write_atomically(folder / MANIFEST, json.dumps(manifest).encode())
+    progress(1.0)
+    return load(folder)
+
+
+def load(folder: Path) -> TrainingData:
+    doc = json.loads((folder / MANIFEST).read_text())
+    train, test = [], []
+    for entry in doc["images"]:
+        image = TrainImage(
+            id=entry["id"],
+            path=folder / "images" / entry["id"],
+            width=int(entry["width"]),
+            height=int(entry["height"]),
+            annotations=tuple(json_format.ParseDict(a, annotation_pb2.Annotation()) for a in entry["annotations"]),
+        )
+        (test if entry["test"] else train).append(image)
+    return TrainingData(tuple(train), tuple(test), int(doc["skipped"]))

@@ -1,0 +1,190 @@
+"""The plug-in interface a training framework implements to run inside the VisionLoop trainer.
+
+The trainer service owns everything around a training: the hub, the queue lease, the state
+machine, persistence, retries, uploads. A plug-in only knows how to train and run its models:
+
+- ``variants()`` — what it builds: default hyperparameters, base models, formats it writes;
+- ``verify(variant, hyperparameters)`` — errors, warnings and the corrected values it would use;
+- ``train(job, report, cancelled)`` — train on ``job.train_images``, checkpointing into
+  ``job.folder`` and resuming from what is there (the service restarts it after a crash);
+- ``has_model(job)`` — whether a best state exists to upload (a stop before the first
+  checkpoint leaves none);
+- ``export(job, format, folder)`` — write the best state's model files for a format, with a
+  ``model.json`` describing input, output layout and categories;
+- ``detect(job, images)`` — run the best state on decoded images.
+
+``visionloop.trainer.reference.plugin.ReferenceTrainer`` is the worked example. A plug-in is
+chosen with ``TRAINER_PLUGIN=package.module:ClassName``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visionloop.common.v1 import annotation_pb2, detection_pb2
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model architecture a plug-in builds."""
+
+    name: str
+    description: str
+    category_types: tuple[str, ...]  # "box", "point", "segmentation", "classification"
+    defaults: Mapping[str, Any]
+    base_models: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ("onnx",)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The answer to "can these hyperparameters train?" (``seeds/002``'s verifyOptions)."""
+
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+    corrected: Mapping[str, Any]
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True)
+class CategoryInfo:
+    id: str
+    name: str
+    type: str  # "box", "point", "segmentation", "classification"
+
+
+@dataclass(frozen=True)
+class TrainImage:
+    """A downloaded, decodable image and its human annotations (hub ids and shapes)."""
+
+    id: str
+    path: Path
+    width: int
+    height: int
+    annotations: tuple[annotation_pb2.Annotation, ...]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training as a plug-in sees it. ``folder`` survives restarts; put checkpoints there."""
+
+    training_id: str
+    variant: str
+    hyperparameters: Mapping[str, Any]  # corrected by ``verify``
+    categories: tuple[CategoryInfo, ...]  # in the model's output order
+    folder: Path
+    train_images: tuple[TrainImage, ...] = ()
+    test_images: tuple[TrainImage, ...] = ()
+    base_model: Path | None = None  # extracted base model files in the plug-in's own format, if any
+    base_model_format: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What ``train`` reports after each epoch (or step)."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    map50: float | None = None  # on the test images, when evaluated
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        return self.epoch / self.epochs if self.epochs else 0.0
+
+
+class TrainerPlugin(ABC):
+    """Subclass, implement the abstract methods, point ``TRAINER_PLUGIN`` at the class."""
+
+    @abstractmethod
+    def variants(self) -> Sequence[Variant]:
+        """The variants this plug-in trains; the first is the default."""
+
+    def verify(self, variant: str, hyperparameters: Mapping[str, Any]) -> Verification:
+        """Check hyperparameters against the variant's defaults: unknown names warn, wrong types
+        error; missing names take the default. Override to add range checks (and call super)."""
+        chosen = self.variant(variant)
+        if chosen is None:
+            names = ", ".join(v.name for v in self.variants())
+            return Verification((f"unknown model variant {variant!r}; this trainer builds {names}",), (), {})
+        errors: list[str] = []
+        warnings: list[str] = []
+        corrected = dict(chosen.defaults)
+        for name, value in hyperparameters.items():
+            if name not in chosen.defaults:
+                warnings.append(f"{name} is not a hyperparameter of {chosen.name}; ignored")
+                continue
+            fixed = _coerce(value, chosen.defaults[name])
+            if fixed is None:
+                kind = type(chosen.defaults[name]).__name__
+                errors.append(f"{name} must be {kind}, got {value!r}")
+            else:
+                corrected[name] = fixed
+        return Verification(tuple(errors), tuple(warnings), corrected)
+
+    def variant(self, name: str) -> Variant | None:
+        """The variant called ``name`` (empty: the default)."""
+        variants = list(self.variants())
+        if not name:
+            return variants[0] if variants else None
+        return next((v for v in variants if v.name == name), None)
+
+    @abstractmethod
+    def train(self, job: TrainJob, report: Callable[[Progress], None], cancelled: Callable[[], bool]) -> None:
+        """Train, resuming from checkpoints in ``job.folder``; return early (keeping the best
+        state) once ``cancelled()`` is true. Runs on a worker thread."""
+
+    @abstractmethod
+    def has_model(self, job: TrainJob) -> bool:
+        """Whether a best state exists to export."""
+
+    @abstractmethod
+    def export(self, job: TrainJob, fmt: str, folder: Path) -> None:
+        """Write the best state's files for ``fmt`` into ``folder``, including ``model.json``."""
+
+    @abstractmethod
+    def detect(self, job: TrainJob, images: Sequence[np.ndarray]) -> list[detection_pb2.Detections]:
+        """Detections (confidence 0..1, coordinates in image pixels) for BGR images."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what ``detect`` keeps loaded between batches."""
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """``value`` as the default's type, or None when it cannot be (JSON numbers arrive as floats)."""
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else None
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+            return None
+        return int(value)
+    if isinstance(default, float):
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if isinstance(default, str):
+        return value if isinstance(value, str) else None
+    return value
+
+
+def load_plugin(spec: str) -> TrainerPlugin:
+    """An instance of ``package.module:ClassName``; ValueError naming the problem."""
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"TRAINER_PLUGIN must look like package.module:ClassName, got {spec!r}")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"TRAINER_PLUGIN {spec!r} cannot be loaded: {error}") from None
+    if not (isinstance(cls, type) and issubclass(cls, TrainerPlugin)):
+        raise ValueError(f"TRAINER_PLUGIN {spec!r} is not a TrainerPlugin subclass")
+    return cls()

@@ -1,0 +1,135 @@
+"""From the trainer's format to a detector on Triton: converted, served by a real tritonserver, hot-swapped.
+
+The converter writes its Triton entries into a repository folder; a real CPU ``tritonserver``
+(``tests/detector/triton_server.py``) serves that folder with explicit model control, and a
+detector on the Triton backend follows the hub's deployment and loads each version's entry
+through Triton's repository API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc.aio as aioclient
+
+from tests.converter.conftest import HEIGHT, REF, WIDTH, HubClient, StartConverter, pytorch_zip
+from tests.detector.frames import frame, jpeg
+from tests.detector.triton_server import TritonServer, TritonStartError
+from visionloop.common.v1 import image_pb2
+from visionloop.converter.onnx_models import onnx_runner
+from visionloop.detector import app as detector_app
+from visionloop.detector.config import DetectorSettings
+from visionloop.detector.service import DetectorServicer
+from visionloop.detector.v1 import detector_service_pb2 as dpb
+from visionloop.detector.v1 import detector_service_pb2_grpc
+from visionloop.loop.v1 import deployment_service_pb2
+from visionloop.runtime.server import GrpcServer
+
+pytestmark = pytest.mark.slow
+IMAGE = image_pb2.Image(encoded=jpeg(frame(width=320, height=240, squares=((100, 80, 40, "green"),))))
+
+
+@pytest.fixture
+async def triton(tmp_path: Path) -> AsyncIterator[TritonServer]:
+    server = TritonServer(tmp_path / "triton", tmp_path / "tritonserver")  # the converter's repository folder
+    (tmp_path / "tritonserver").mkdir()
+    try:
+        await asyncio.to_thread(server.start)
+    except TritonStartError as error:
+        pytest.fail(str(error), pytrace=False)  # no Triton is a failure, never a skip
+    yield server
+    await asyncio.to_thread(server.stop)
+
+
+async def pin(hub: HubClient, version: str) -> None:
+    request = deployment_service_pb2.SetDeploymentRequest(
+        ref=REF, policy=deployment_service_pb2.DEPLOYMENT_POLICY_PINNED, pinned_version=version
+    )
+    await hub.deployments.SetDeployment(request)
+
+
+async def served_version(stub: detector_service_pb2_grpc.DetectorServiceStub, wanted: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        with contextlib.suppress(grpc.aio.AioRpcError):  # UNAVAILABLE until the first model loads
+            if (await stub.Detect(dpb.DetectRequest(image=IMAGE))).model_version == wanted:
+                return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the detector did not serve {wanted} within 60 s")
+        await asyncio.sleep(0.2)
+
+
+async def test_trainer_model_is_converted_served_by_triton_and_hot_swapped(
+    hub: HubClient, start_converter: StartConverter, triton: TritonServer, tmp_path: Path
+) -> None:
+    # triton_onnx too: this CPU-only Triton has no onnxruntime backend, so the detector must fall
+    # back from the GPU entry to the python-backend one.
+    await start_converter(target_formats="onnx,triton_python,triton_onnx", triton_onnx_gpu=False)
+    first = await hub.upload(pytorch_zip(tmp_path / "first.zip", seed=1), "pytorch")
+    await hub.wait_formats(first, {"onnx", "triton_python", "triton_onnx"})
+    await pin(hub, first)
+
+    settings = DetectorSettings(
+        port=0,
+        data_dir=tmp_path / "detector",
+        loop_host=hub.address,
+        loop_organization=REF.organization,
+        loop_project=REF.project,
+        backend="triton",
+        triton_url=triton.grpc_url,
+        triton_model_repository=triton.repository,
+    )
+    detector = GrpcServer(detector_app.create(settings), settings)
+    port = await detector.start()
+    servicer: DetectorServicer = detector.spec.context
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = detector_service_pb2_grpc.DetectorServiceStub(channel)
+            await served_version(stub, first)
+            # Served from the converter's entry, loaded by name from the repository Triton reads.
+            first_entry = f"acme.weeds.{first}.triton_python"
+            model = servicer.models.get()
+            assert (model.backend.kind, model.backend.model_name) == ("triton", first_entry)
+            assert not (triton.repository / REF.project).exists()  # the detector wrote no entry of its own
+
+            # Triton answers like the hub's ONNX model on ONNX Runtime.
+            onnx_folder = await hub.download(first, "onnx", tmp_path / "downloads")
+            names = list(model.info.output.tensor_names)
+            batch = np.random.default_rng(3).random((5, 3, HEIGHT, WIDTH), dtype=np.float32)
+            served = await model.backend.infer(batch)
+            for got, want in zip(served, onnx_runner(onnx_folder / "model.onnx", names)(batch), strict=True):
+                np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+            # A new version: converted while the detector stays pinned, then deployed; requests keep
+            # flowing through the swap and none fails.
+            second = await hub.upload(pytorch_zip(tmp_path / "second.zip", seed=2), "pytorch")
+            await hub.wait_formats(second, {"onnx", "triton_python", "triton_onnx"})
+            answered: list[str] = []
+            stop = asyncio.Event()
+
+            async def keep_detecting() -> None:
+                while not stop.is_set():
+                    answered.append((await stub.Detect(dpb.DetectRequest(image=IMAGE))).model_version)
+
+            traffic = asyncio.create_task(keep_detecting())
+            await pin(hub, second)
+            await served_version(stub, second)
+            stop.set()
+            await traffic  # raises if any request failed during the swap
+            assert set(answered) <= {first, second}
+            assert servicer.models.get().backend.model_name == f"acme.weeds.{second}.triton_python"
+
+            async with aioclient.InferenceServerClient(triton.grpc_url) as client:
+                assert await client.is_model_ready(f"acme.weeds.{second}.triton_python")
+                deadline = asyncio.get_running_loop().time() + 20
+                while await client.is_model_ready(first_entry):  # the retired version is unloaded
+                    assert asyncio.get_running_loop().time() < deadline, "the old entry stayed loaded"
+                    await asyncio.sleep(0.1)
+    finally:
+        await detector.stop(0)
