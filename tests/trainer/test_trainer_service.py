@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from prometheus_client import REGISTRY
 
 from tests.detector.conftest import REF
 from tests.trainer.conftest import IMAGES, Project, TrainerProcess, trainer_settings
@@ -73,6 +74,7 @@ async def start_trainer(project: Project, folder: Path, **overrides: object) -> 
 
 
 async def test_a_training_runs_every_state_and_publishes(project: Project, tmp_path: Path) -> None:
+    succeeded = REGISTRY.get_sample_value("visionloop_trainer_trainings_total", {"phase": "SUCCEEDED"}) or 0
     trainer = await start_trainer(project, tmp_path / "trainer", keep_old_trainings=True)
     try:
         created = await project.create_training(epochs=12)
@@ -111,6 +113,11 @@ async def test_a_training_runs_every_state_and_publishes(project: Project, tmp_p
     # Detections of the new model went to every image, for review and ranking.
     counts_found = [await detections(project, image_id, "1.0") for image_id in project.image_ids]
     assert sum(counts_found) > 0
+
+    # The trainer dashboard's metrics moved with it.
+    assert REGISTRY.get_sample_value("visionloop_trainer_trainings_total", {"phase": "SUCCEEDED"}) == succeeded + 1
+    assert REGISTRY.get_sample_value("visionloop_trainer_epoch") == 12
+    assert REGISTRY.get_sample_value("visionloop_trainer_map50") == pytest.approx(metrics.map50)
 
     # KEEP_OLD_TRAININGS: the folder moved aside instead of being deleted.
     assert await empty(tmp_path / "trainer" / "trainings")
@@ -324,3 +331,19 @@ async def test_a_training_continues_from_a_base_model(project: Project, trainer:
     key = model_service_pb2.ModelKey(ref=REF, version=done.result_model_version)
     lineage = await stub.GetModelLineage(model_service_pb2.GetModelLineageRequest(key=key))
     assert [m.version for m in lineage.models] == ["1.1", "1.0"]
+
+
+@pytest.mark.slow
+async def test_restart_after_training_exits_cleanly(project: Project, tmp_path: Path) -> None:
+    """RESTART_AFTER_TRAINING: the process ends (exit 0) after a training, for a supervisor to restart."""
+    process = TrainerProcess(project, tmp_path / "trainer", {"RESTART_AFTER_TRAINING": "true"})
+    process.start()
+    try:
+        created = await project.create_training(epochs=2)
+        done = await project.ended(created.id)
+        assert done.phase == t.TRAINING_PHASE_SUCCEEDED
+        assert process.process is not None
+        code = await asyncio.to_thread(process.process.wait, 60)
+    finally:
+        process.stop()
+    assert code == 0

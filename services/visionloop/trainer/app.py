@@ -23,6 +23,7 @@ from visionloop.runtime.config import ConfigError
 from visionloop.runtime.identity import node_id
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.server import GrpcServer, Mount, ServiceSpec
+from visionloop.trainer import metrics as trainer_metrics
 from visionloop.trainer.config import TrainerSettings
 from visionloop.trainer.hub import TrainerHub
 from visionloop.trainer.machine import MachineSettings, TrainingMachine
@@ -49,6 +50,7 @@ class Worker:
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        trainer_metrics.show_state(None)  # every state series exists from the start, at 0
 
     @property
     def variants(self) -> list[str]:
@@ -169,6 +171,7 @@ class Worker:
         finally:
             renew.cancel()
             self.machine = None
+            trainer_metrics.show_state(None)
         if phase and settings.restart_after_training and not self._stopping.is_set():
             log.info("RESTART_AFTER_TRAINING: exiting so the supervisor starts a fresh process")
             os.kill(os.getpid(), signal.SIGTERM)

@@ -38,6 +38,7 @@ from visionloop.runtime.files import write_atomically
 from visionloop.runtime.logging import get_logger
 from visionloop.trainer import data as training_data
 from visionloop.trainer import evaluation
+from visionloop.trainer import metrics as trainer_metrics
 from visionloop.trainer.hub import LIVE, TrainerHub
 from visionloop.trainer.packaging import MODEL_JSON, zip_folder
 from visionloop.trainer.plugin import CategoryInfo, Progress, TrainerPlugin, TrainJob
@@ -232,6 +233,7 @@ class TrainingMachine:
             critical=critical,
             error=message,
         )
+        trainer_metrics.STEP_ERRORS.labels(trainer_metrics.state_name(during), str(critical).lower()).inc()
         with self._lock:
             entry = self.record.training.status.errors.add(
                 state=during, message=message, attempts=attempts, critical=critical
@@ -251,12 +253,17 @@ class TrainingMachine:
             self.record.training.status.state = state
             if progress is not None:
                 self.record.training.status.progress = progress
+        trainer_metrics.show_state(state)
+        if progress is not None:
+            trainer_metrics.PROGRESS.set(progress)
         self.record.save()
         self.push()
 
     def _progress(self, fraction: float) -> None:
+        value = float(min(max(fraction, 0.0), 1.0))
         with self._lock:
-            self.record.training.status.progress = float(min(max(fraction, 0.0), 1.0))
+            self.record.training.status.progress = value
+        trainer_metrics.PROGRESS.set(value)
 
     def _check(self) -> None:
         if self.interrupted:
@@ -291,6 +298,7 @@ class TrainingMachine:
             failure=record.failure or None,
         )
         self._clean_up(keep=self.settings.keep_old_trainings)
+        trainer_metrics.TRAININGS.labels(S.TrainingPhase.Name(phase).removeprefix("TRAINING_PHASE_")).inc()  # type: ignore[arg-type]
         return phase
 
     def _abort(self) -> int:
@@ -304,6 +312,7 @@ class TrainingMachine:
             log.info("abort not reported; the hub ends it at the next claim", error=str(error))
         log.info("training aborted", training_id=self.record.id)
         self._clean_up(keep=False)
+        trainer_metrics.TRAININGS.labels("ABORTED").inc()
         return S.TRAINING_PHASE_ABORTED
 
     def _clean_up(self, keep: bool) -> None:
@@ -393,6 +402,12 @@ class TrainingMachine:
                 if progress.map50 is not None:
                     status.confusion_matrix.metrics.map50 = progress.map50
             self.record.save()
+            trainer_metrics.EPOCH.set(progress.epoch)
+            trainer_metrics.LOSS.set(progress.loss)
+            trainer_metrics.PROGRESS.set(progress.fraction)
+            trainer_metrics.LAST_PROGRESS.set_to_current_time()
+            if progress.map50 is not None:
+                trainer_metrics.MAP50.set(progress.map50)
             log.info(
                 "epoch finished",
                 training_id=self.record.id,
@@ -421,6 +436,7 @@ class TrainingMachine:
                 predictions.append(evaluation.predictions_from_detections(found))
             self._progress((start + len(chunk)) / len(job.test_images))
         result = evaluation.evaluate(truths, predictions, names)
+        trainer_metrics.MAP50.set(result.map50)
         metrics = result.to_proto({c.name: c.id for c in job.categories})
         with self._lock:
             self.record.training.status.confusion_matrix.metrics.CopyFrom(metrics)
