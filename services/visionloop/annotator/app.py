@@ -1,19 +1,65 @@
-"""The annotator service: mounts AnnotatorService.
+"""The annotator service: interactive sessions, pre-annotation and queue ranking over the hub.
 
-The contract is complete; the implementation arrives with issue [6], until then its RPCs
-answer UNIMPLEMENTED through the standard runtime.
+Backends: ``classical`` (OpenCV, no weights) always; ``sam`` when SAM_ENCODER_PATH and
+SAM_DECODER_PATH point at an exported SAM encoder/decoder pair.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from visionloop.annotator.config import AnnotatorSettings
+from visionloop.annotator.hub import AnnotatorHub
+from visionloop.annotator.label_studio import LabelStudioServer
+from visionloop.annotator.preannotate import DeployedModel
+from visionloop.annotator.sam import SamBackend
+from visionloop.annotator.service import AnnotatorServicer, Backend, classical
 from visionloop.annotator.v1 import annotator_service_pb2, annotator_service_pb2_grpc
-from visionloop.runtime.server import Mount, ServiceSpec
+from visionloop.annotator.watcher import PriorityWatcher
+from visionloop.runtime.logging import get_logger
+from visionloop.runtime.server import GrpcServer, Mount, ServiceSpec
 
 SETTINGS = AnnotatorSettings
+log = get_logger(__name__)
+
+
+def backends(settings: AnnotatorSettings) -> dict[str, Backend]:
+    found: dict[str, Backend] = {"classical": classical}
+    if settings.sam_encoder_path is not None and settings.sam_decoder_path is not None:
+        found["sam"] = SamBackend(settings.sam_encoder_path, settings.sam_decoder_path)
+    return found
 
 
 def create(settings: AnnotatorSettings) -> ServiceSpec:
-    servicer = annotator_service_pb2_grpc.AnnotatorServiceServicer()
+    servicer = AnnotatorServicer(settings.project_ref, backends(settings))
     mount = Mount.generated(servicer, annotator_service_pb2_grpc, annotator_service_pb2, "AnnotatorService")
-    return ServiceSpec(name="annotator", mounts=[mount])
+
+    async def start(server: GrpcServer) -> None:
+        servicer.hub = AnnotatorHub(settings)
+        servicer.deployed = DeployedModel(servicer.hub, settings.data_dir / "models")
+        if settings.rank_new_images:
+            ref = settings.project_ref
+            await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
+            watcher = PriorityWatcher(
+                servicer.hub, ref, settings.data_dir / "annotator-events.cursor", lambda: servicer.criteria_for(ref)
+            )
+            watcher.start()
+            servicer.watcher = watcher
+        if settings.label_studio_port >= 0:
+            bridge = LabelStudioServer(settings.loop_client(), settings.host, settings.label_studio_port)
+            bridge.start()
+            servicer.label_studio = bridge
+            log.info("label studio ml backend listening", port=bridge.port)
+        log.info("annotator ready", backends=sorted(servicer.backends), default=servicer.default_backend)
+
+    async def stop(server: GrpcServer) -> None:
+        if servicer.watcher is not None:
+            await servicer.watcher.stop()
+        if servicer.label_studio is not None:
+            await asyncio.to_thread(servicer.label_studio.stop)
+        if servicer.deployed is not None:
+            await servicer.deployed.close()
+        if servicer.hub is not None:
+            await servicer.hub.close()
+
+    return ServiceSpec(name="annotator", mounts=[mount], on_start=[start], on_stop=[stop], context=servicer)

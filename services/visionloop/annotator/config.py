@@ -16,6 +16,11 @@ class AnnotatorSettings(ServiceSettings, PeerSettings):
     label_studio_port: int = Field(
         -1, alias="LABEL_STUDIO_PORT", ge=-1, le=65535, description="Label Studio ML-backend HTTP port (-1: off)."
     )
+    rank_new_images: bool = Field(
+        True,
+        alias="ANNOTATOR_RANK_NEW_IMAGES",
+        description="Set the queue priority of images that arrive with detections (follows the hub's events).",
+    )
 
     @field_validator("sam_encoder_path", "sam_decoder_path")
     @classmethod

@@ -18,6 +18,7 @@ from visionloop.loop.deployments import DeploymentServicer
 from visionloop.loop.events import EventServicer
 from visionloop.loop.hub import Hub, utcnow
 from visionloop.loop.images import ImageServicer
+from visionloop.loop.metrics import MetricsRefresher
 from visionloop.loop.models import ModelServicer
 from visionloop.loop.nodes import NodeServicer
 from visionloop.loop.projects import ProjectServicer
@@ -90,4 +91,7 @@ def create(settings: LoopSettings) -> ServiceSpec:
     async def close(server: GrpcServer) -> None:
         hub.db.close()
 
-    return ServiceSpec(name="loop", mounts=mounts, on_start=[start], on_stop=[close], context=hub)
+    refresher = MetricsRefresher(hub)  # hub gauges (images, queue, storage), refreshed after the migration
+    return ServiceSpec(
+        name="loop", mounts=mounts, on_start=[start, refresher.start], on_stop=[close, refresher.stop], context=hub
+    )

@@ -1,0 +1,138 @@
+"""What the annotator asks of the hub: images, categories, annotations, detections, queue priorities.
+
+Hub answers that a client can act on (NOT_FOUND, INVALID_ARGUMENT, FAILED_PRECONDITION) come back
+to the annotator's caller with the same code; an unreachable hub is UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import grpc
+
+from visionloop.client.channel import create_aio_channel
+from visionloop.common.v1 import annotation_pb2, category_pb2, detection_pb2, image_pb2
+from visionloop.loop.v1 import (
+    annotation_service_pb2,
+    annotation_service_pb2_grpc,
+    image_service_pb2,
+    image_service_pb2_grpc,
+    project_service_pb2,
+    project_service_pb2_grpc,
+)
+from visionloop.runtime import errors
+from visionloop.runtime.config import PeerSettings
+
+TIMEOUT = 60.0
+ProjectRef = project_service_pb2.ProjectRef
+T = TypeVar("T")
+_PASSED_ON: dict[grpc.StatusCode, type[errors.ServiceError]] = {
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
+}
+
+
+@asynccontextmanager
+async def _hub_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except grpc.aio.AioRpcError as error:
+        kind = _PASSED_ON.get(error.code())
+        if kind is None:
+            raise
+        raise kind(f"hub: {error.details()}") from None
+
+
+async def call(awaitable: Awaitable[T]) -> T:
+    async with _hub_errors():
+        return await awaitable
+
+
+class AnnotatorHub:
+    """The hub over one channel (LOOP_HOST, LOOP_TOKEN, TLS files)."""
+
+    def __init__(self, peer: PeerSettings) -> None:
+        self.channel = create_aio_channel(peer.channel_config())
+        self.images = image_service_pb2_grpc.ImageServiceStub(self.channel)
+        self.annotations = annotation_service_pb2_grpc.AnnotationServiceStub(self.channel)
+        self.projects = project_service_pb2_grpc.ProjectServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def image(self, ref: ProjectRef, image_id: str) -> tuple[image_pb2.ImageMetadata, bytes]:
+        """An image's metadata and stored bytes; NOT_FOUND when the hub has no such image."""
+        request = image_service_pb2.GetImageRequest(ref=ref, image_id=image_id)
+        metadata = (await call(self.images.GetImage(request, timeout=TIMEOUT))).metadata
+        parts: list[bytes] = []
+        async with _hub_errors():
+            download = image_service_pb2.DownloadImagesRequest(ref=ref, image_ids=[image_id])
+            async for message in self.images.DownloadImages(download, timeout=TIMEOUT):
+                if message.HasField("chunk"):
+                    parts.append(message.chunk.data)
+        return metadata, b"".join(parts)
+
+    async def categories(self, ref: ProjectRef) -> list[category_pb2.Category]:
+        request = project_service_pb2.ListCategoriesRequest(ref=ref)
+        return list((await call(self.projects.ListCategories(request, timeout=TIMEOUT))).categories)
+
+    async def create_annotation(
+        self, ref: ProjectRef, annotation: annotation_pb2.Annotation
+    ) -> annotation_pb2.Annotation:
+        request = annotation_service_pb2.CreateAnnotationRequest(ref=ref, annotation=annotation)
+        return (await call(self.annotations.CreateAnnotation(request, timeout=TIMEOUT))).annotation
+
+    async def detections(self, ref: ProjectRef, image_id: str) -> detection_pb2.Detections:
+        request = annotation_service_pb2.GetDetectionsRequest(ref=ref, image_id=image_id)
+        return (await call(self.annotations.GetDetections(request, timeout=TIMEOUT))).detections
+
+    async def put_detections(self, ref: ProjectRef, image_id: str, detections: detection_pb2.Detections) -> int:
+        request = annotation_service_pb2.PutDetectionsRequest(ref=ref, image_id=image_id, detections=detections)
+        return (await call(self.annotations.PutDetections(request, timeout=TIMEOUT))).stored
+
+    async def queue(self, ref: ProjectRef, limit: int = 100_000) -> list[image_pb2.ImageMetadata]:
+        """The annotation queue, highest priority first."""
+        images: list[image_pb2.ImageMetadata] = []
+        token = ""
+        while len(images) < limit:
+            request = image_service_pb2.ListAnnotationQueueRequest(
+                ref=ref, page_size=min(1000, limit - len(images)), page_token=token
+            )
+            page = await call(self.images.ListAnnotationQueue(request, timeout=TIMEOUT))
+            images.extend(page.images)
+            token = page.next_page_token
+            if not token:
+                break
+        return images
+
+    async def annotated(self, ref: ProjectRef, limit: int = 1000) -> list[image_pb2.ImageMetadata]:
+        """Images that already carry annotations (the diversity criterion's reference set)."""
+        filter_ = image_service_pb2.ImageFilter(has_annotations=True)
+        request = image_service_pb2.ListImagesRequest(ref=ref, filter=filter_, page_size=min(1000, limit))
+        return list((await call(self.images.ListImages(request, timeout=TIMEOUT))).images)
+
+    async def set_priority(self, ref: ProjectRef, image_id: str, priority: float) -> None:
+        request = image_service_pb2.UpdateImageRequest(ref=ref, image_id=image_id, priority=priority)
+        await call(self.images.UpdateImage(request, timeout=TIMEOUT))
+
+    async def download(self, ref: ProjectRef, image_ids: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        current, parts = "", []  # type: tuple[str, list[bytes]]
+        async with _hub_errors():
+            request = image_service_pb2.DownloadImagesRequest(ref=ref, image_ids=list(image_ids))
+            async for message in self.images.DownloadImages(request, timeout=600):
+                if message.HasField("header"):
+                    if current:
+                        found[current] = b"".join(parts)
+                    current, parts = message.header.name, []
+                else:
+                    parts.append(message.chunk.data)
+        if current:
+            found[current] = b"".join(parts)
+        return found

@@ -1,0 +1,195 @@
+"""docker-compose.yml and the Dockerfiles agree with what the CLI and the configuration accept.
+
+No Docker engine runs here, so the checks read the files: commands are ``visionloop`` commands,
+ports are the ones the services bind, every environment variable is one the service reads and
+its value passes the service's own validation.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.deploy.conftest import DEPLOY, REPO, accepted_env, validate_settings
+from visionloop.cli import cli
+from visionloop.services import SERVICES
+
+COMPOSE = REPO / "docker-compose.yml"
+_INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::-(?P<default>[^}]*))?\}")
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's ``!reset`` / ``!override`` tags."""
+
+
+ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+ComposeLoader.add_constructor(
+    "!override", lambda loader, node: loader.construct_object(node.value if hasattr(node, "value") else node)
+)
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.load(path.read_text(), Loader=ComposeLoader)
+
+
+def interpolate(value: Any) -> str:
+    """Compose's ``${NAME:-default}`` with nothing set in the environment."""
+    return _INTERPOLATION.sub(lambda m: m.group("default") or "", str(value))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load(COMPOSE)
+
+
+def visionloop_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in compose["services"].items() if s.get("command", [None])[0] == "serve"}
+
+
+def test_compose_runs_the_cluster_shape(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) >= {"minio", "minio-init", "postgres", "triton", "prometheus", "grafana"}
+    assert set(visionloop_services(compose)) == set(SERVICES)
+
+
+def test_commands_are_visionloop_serve_service(compose: dict[str, Any]) -> None:
+    serve = cli.commands["serve"]
+    choices = next(p.type.choices for p in serve.params if p.name == "service")
+    runner = CliRunner()
+    for name, service in visionloop_services(compose).items():
+        command = service["command"]
+        assert command == ["serve", name]
+        assert name in choices
+        result = runner.invoke(cli, [*command, "--help"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["serve", "nonsense"])
+    assert result.exit_code == 2, "the CLI refuses an unknown service"
+
+
+def test_ports_match_what_the_services_bind(compose: dict[str, Any]) -> None:
+    for name, service in visionloop_services(compose).items():
+        entry = SERVICES[name]
+        env = service["environment"]
+        assert int(env["VISIONLOOP_PORT"]) == entry.grpc_port
+        assert int(env["VISIONLOOP_METRICS_PORT"]) == entry.metrics_port
+        assert env["VISIONLOOP_HOST"] == "0.0.0.0"
+        for mapping in service["ports"]:
+            host, container = str(mapping).split(":")
+            assert int(container) == entry.grpc_port
+            assert host == container
+
+
+def test_environment_is_what_each_service_reads_and_validates(compose: dict[str, Any]) -> None:
+    for name, service in visionloop_services(compose).items():
+        env = {key: interpolate(value) for key, value in service["environment"].items()}
+        unknown = set(env) - accepted_env(name)
+        assert not unknown, f"{name} does not read {sorted(unknown)}"
+        validate_settings(name, env)
+        if name != "loop":
+            loop = SERVICES["loop"]
+            assert env["LOOP_HOST"] == f"loop:{loop.grpc_port}"
+
+
+def test_health_checks_and_start_order(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in visionloop_services(compose).items():
+        assert "grpc_health" in " ".join(service["healthcheck"]["test"])
+        assert "VISIONLOOP_PORT" in " ".join(service["healthcheck"]["test"])
+        assert service["read_only"] is True
+        assert service["user"] == "10001:10001"
+        if name != "loop":
+            assert service["depends_on"]["loop"] == {"condition": "service_healthy"}
+    assert services["loop"]["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "minio-init": {"condition": "service_completed_successfully"},
+    }
+    for name in ("minio", "postgres", "triton", "prometheus", "grafana"):
+        assert services[name]["healthcheck"]["test"], name
+    for name, service in services.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, (name, dependency)
+            if condition["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], (name, dependency)
+
+
+def test_loop_database_and_storage_point_at_compose_services(compose: dict[str, Any]) -> None:
+    env = {k: interpolate(v) for k, v in compose["services"]["loop"]["environment"].items()}
+    assert env["DATABASE_URL"] == "postgresql://visionloop:visionloop@postgres:5432/visionloop"
+    assert env["S3_ENDPOINT"] == "http://minio:9000"
+    minio = {k: interpolate(v) for k, v in compose["services"]["minio"]["environment"].items()}
+    assert (env["S3_ACCESS_KEY_ID"], env["S3_SECRET_ACCESS_KEY"]) == (
+        minio["MINIO_ROOT_USER"],
+        minio["MINIO_ROOT_PASSWORD"],
+    )
+    assert "local/visionloop" in " ".join(compose["services"]["minio-init"]["entrypoint"])
+
+
+def test_triton_serves_the_s3_repository_with_explicit_control_and_gpus_can_be_removed(compose: dict[str, Any]) -> None:
+    triton = compose["services"]["triton"]
+    command = triton["command"]
+    assert "--model-control-mode=explicit" in command
+    assert "--model-repository=s3://http://minio:9000/visionloop/triton" in command
+    detector = compose["services"]["detector"]["environment"]
+    assert f"--model-repository={detector['TRITON_MODEL_REPOSITORY']}" in command
+    assert detector["TRITON_URL"] == "triton:8001"
+    for name in ("triton", "trainer"):
+        reservation = compose["services"][name]["deploy"]["resources"]["reservations"]["devices"][0]
+        assert reservation["capabilities"] == ["gpu"], name
+    override = load(DEPLOY / "compose" / "no-gpu.yml")
+    assert override == {"services": {"triton": {"deploy": None}, "trainer": {"deploy": None}}}
+
+
+def test_prometheus_scrapes_every_compose_service_on_its_metrics_port(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    for name in visionloop_services(compose):
+        assert targets[name] == [f"{name}:{SERVICES[name].metrics_port}"]
+    assert targets["triton"] == ["triton:8002"]
+    assert "--metrics-port=8002" in compose["services"]["triton"]["command"]
+    prometheus = compose["services"]["prometheus"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+
+
+def test_grafana_is_provisioned_from_the_repository(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"] if v.startswith("./"))
+    for source in mounts:
+        assert (REPO / source).is_dir(), source
+    provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "visionloop.yml").read_text())
+    assert mounts["./deploy/grafana/dashboards"] == provider["providers"][0]["options"]["path"]
+    datasource = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (REPO / "deploy/grafana/dashboards" / Path(home).name).is_file()
+
+
+def test_images_build_from_the_repository_dockerfiles(compose: dict[str, Any]) -> None:
+    for name, service in visionloop_services(compose).items():
+        dockerfile = REPO / service["build"]["dockerfile"]
+        assert dockerfile.is_file(), name
+        assert ("trainer" in dockerfile.name) == (name == "trainer"), name
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.trainer"])
+def test_dockerfiles_are_multi_stage_pinned_non_root_with_exec_entrypoints(name: str) -> None:
+    text = (DEPLOY / "docker" / name).read_text()
+    bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert bases == ["python:3.11.10-slim-bookworm"], "pinned base"
+    stages = re.findall(r"^FROM (\S+)", text, re.M)
+    assert len(stages) >= 2, "multi-stage"
+    assert "latest" not in text
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+    assert re.search(r'^ENTRYPOINT \["visionloop"\]$', text, re.M)
+    command = re.search(r"^CMD (\[.*\])$", text, re.M)
+    assert command
+    args = yaml.safe_load(command.group(1))
+    assert args[0] == "serve"
+    assert args[1] in SERVICES
+    assert ("torch" in text or "trainer" in text) if name.endswith("trainer") else "[trainer]" not in text
+    for path in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+        assert (REPO / path).exists(), path
