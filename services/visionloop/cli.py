@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,8 @@ import click
 import structlog
 
 from visionloop import hub_commands
+from visionloop.annotator.cli import annotate
+from visionloop.demo import commands as demo_commands
 from visionloop.detect_command import detect
 from visionloop.runtime import __version__
 from visionloop.runtime.config import ConfigError, PeerSettings, ServiceSettings, load_settings
@@ -22,19 +24,74 @@ from visionloop.services import SERVICES, ServiceEntry
 _LOCAL_HOSTS = {"0.0.0.0", "127.0.0.1", "::", "[::]", "localhost"}
 
 
-def _settings(entry: ServiceEntry, **overrides: Any) -> ServiceSettings:
-    """Validated settings for ``entry``: flags > environment > the service's well-known ports."""
-    try:
-        settings = load_settings(entry.load().SETTINGS, **overrides)
-    except ConfigError as error:
-        click.echo(f"visionloop {entry.name}: {error}", err=True)
-        sys.exit(2)
+def _load(entry: ServiceEntry, **overrides: Any) -> ServiceSettings:
+    """Validated settings for ``entry``: flags > environment > the service's well-known ports; raises ConfigError."""
+    settings = load_settings(entry.load().SETTINGS, **overrides)
     defaults: dict[str, int] = {}
     if settings.port is None:
         defaults["port"] = entry.grpc_port
     if settings.metrics_port is None:
         defaults["metrics_port"] = entry.metrics_port
     return settings.model_copy(update=defaults)
+
+
+def _settings(entry: ServiceEntry, **overrides: Any) -> ServiceSettings:
+    """``_load``, exiting with the one-line message on a bad setting."""
+    try:
+        return _load(entry, **overrides)
+    except ConfigError as error:
+        click.echo(f"visionloop {entry.name}: {error}", err=True)
+        sys.exit(2)
+
+
+def embedded(
+    names: Sequence[str] = tuple(SERVICES),
+    *,
+    host: str | None = None,
+    base_port: int = 0,
+    data_dir: Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[list[ServiceSettings], list[Callable[[], GrpcServer]]]:
+    """Settings and builders of services that share one process (``visionloop up``, ``visionloop demo``).
+
+    ``names`` in start order, the hub first: each builder runs right before its server starts, so
+    every node is pointed at the port the hub bound. A service gets the ``base_port + n``-th port (0:
+    free ports) and its own folder under the data folder; ``overrides`` (service name -> settings)
+    win over flags and the environment. Raises ``ConfigError`` naming the service.
+    """
+    peer = load_settings(PeerSettings)
+    entries = [SERVICES[name] for name in names]
+    all_settings: list[ServiceSettings] = []
+    for offset, entry in enumerate(entries):
+        values: dict[str, Any] = {
+            "host": host,
+            "port": base_port + offset if base_port else 0,
+            "data_dir": data_dir,
+            "bootstrap_project": f"{peer.loop_organization}/{peer.loop_project}",  # nodes find their project at once
+            **(overrides or {}).get(entry.name, {}),
+        }
+        try:
+            settings = _load(entry, **values)
+        except ConfigError as error:
+            raise ConfigError(f"{entry.name}: {error}") from None
+        all_settings.append(settings.model_copy(update={"data_dir": settings.data_dir / entry.name}))
+    servers: list[GrpcServer] = []
+
+    def builder(entry: ServiceEntry, settings: ServiceSettings) -> Callable[[], GrpcServer]:
+        def build() -> GrpcServer:
+            if servers and hasattr(settings, "loop_host"):  # point nodes at the hub started first
+                hub = servers[0]
+                hub_host = "127.0.0.1" if hub.settings.host in _LOCAL_HOSTS else hub.settings.host
+                settings_for_node = settings.model_copy(update={"loop_host": f"{hub_host}:{hub.port}"})
+            else:
+                settings_for_node = settings
+            server = GrpcServer(entry.load().create(settings_for_node), settings_for_node)
+            servers.append(server)
+            return server
+
+        return build
+
+    return all_settings, [builder(e, s) for e, s in zip(entries, all_settings, strict=True)]
 
 
 def _run(builders: Sequence[Callable[[], GrpcServer]], settings: ServiceSettings, **kwargs: Any) -> None:
@@ -97,37 +154,11 @@ def serve(
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State folder, one sub-folder per service.")
 def up(host: str | None, base_port: int, metrics_port: int, data_dir: Path | None) -> None:
     """Run all services in one process on the embedded default (SQLite, local files, ONNX Runtime)."""
-    entries = list(SERVICES.values())
-    all_settings: list[ServiceSettings] = []
     try:
-        peer = load_settings(PeerSettings)
+        all_settings, builders = embedded(host=host, base_port=base_port, data_dir=data_dir)
     except ConfigError as error:
         click.echo(f"visionloop up: {error}", err=True)
         sys.exit(2)
-    for offset, entry in enumerate(entries):
-        settings = _settings(
-            entry,
-            host=host,
-            port=base_port + offset if base_port else 0,
-            data_dir=data_dir,
-            bootstrap_project=f"{peer.loop_organization}/{peer.loop_project}",  # nodes find their project at once
-        )
-        all_settings.append(settings.model_copy(update={"data_dir": settings.data_dir / entry.name}))
-    servers: list[GrpcServer] = []
-
-    def builder(entry: ServiceEntry, settings: ServiceSettings) -> Callable[[], GrpcServer]:
-        def build() -> GrpcServer:
-            if servers and hasattr(settings, "loop_host"):  # point nodes at the hub started first
-                hub = servers[0]
-                hub_host = "127.0.0.1" if hub.settings.host in _LOCAL_HOSTS else hub.settings.host
-                settings_for_node = settings.model_copy(update={"loop_host": f"{hub_host}:{hub.port}"})
-            else:
-                settings_for_node = settings
-            server = GrpcServer(entry.load().create(settings_for_node), settings_for_node)
-            servers.append(server)
-            return server
-
-        return build
 
     def ready(started: Sequence[GrpcServer], bound_metrics_port: int | None) -> None:
         lines = ["VisionLoop is up (embedded mode):"]
@@ -140,7 +171,7 @@ def up(host: str | None, base_port: int, metrics_port: int, data_dir: Path | Non
         click.echo("\n".join(lines), err=True)
 
     _run(
-        [builder(e, s) for e, s in zip(entries, all_settings, strict=True)],
+        builders,
         all_settings[0],
         metrics_port=metrics_port,
         on_ready=ready,
@@ -167,6 +198,9 @@ def settings_command(service: str) -> None:
 for _command in hub_commands.COMMANDS:
     cli.add_command(_command)
 cli.add_command(detect)
+cli.add_command(annotate)
+cli.add_command(demo_commands.demo)
+cli.add_command(demo_commands.experiment)
 
 
 def main() -> None:

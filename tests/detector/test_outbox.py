@@ -347,13 +347,13 @@ async def test_backoff_grows_and_resets_after_success(tmp_path: Path) -> None:
             raise TransportError("hub unreachable")
         return [Accepted()] * len(uploads)
 
-    outbox = Outbox(tmp_path, flaky, backoff_initial=0.02, backoff_max=0.16)
+    outbox = Outbox(tmp_path, flaky, backoff_initial=0.1, backoff_max=0.8)
     async with started(outbox):
         await outbox.put(item(1))
         await eventually(lambda: len(moments) >= 6)
         gaps = [b - a for a, b in itertools.pairwise(moments)]
-        assert gaps[0] < 0.05  # about the initial delay
-        assert max(gaps[3:5]) >= 0.08 * 0.9  # grew to the cap (jitter keeps at least half)
+        assert gaps[0] < 0.25  # about the initial delay (a busy machine adds some)
+        assert max(gaps[3:5]) >= 0.4 * 0.9  # grew to the cap (jitter keeps at least half)
         assert outbox.depth == 1
         healthy = True
         await eventually(lambda: outbox.depth == 0)
@@ -361,7 +361,7 @@ async def test_backoff_grows_and_resets_after_success(tmp_path: Path) -> None:
         moments.clear()
         await outbox.put(item(2))
         await eventually(lambda: len(moments) >= 2)
-        assert moments[1] - moments[0] < 0.05  # reset to the initial delay after the success
+        assert moments[1] - moments[0] < 0.25  # reset to the initial delay after the success
 
 
 # --- size bound and drop policy -------------------------------------------------------------------

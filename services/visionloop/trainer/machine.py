@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ log = get_logger(__name__)
 
 S = training_pb2
 JOB = "job.json"
+PUSH_INTERVAL_SECONDS = 2.0  # at most this often from epoch reports; lease renewals report too
 
 # stable state -> (state while the step runs, state after it, step method name)
 STEPS: dict[int, tuple[int, int, str]] = {
@@ -122,6 +124,7 @@ class TrainingMachine:
         self.lease_lost = False
         self.shutting_down = False  # the process exits; the record stays for the next start
         self._attempts: dict[int, int] = {}
+        self._pushed = 0.0  # monotonic time of the last status report
 
     # --- control (any thread) ---------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class TrainingMachine:
         """Send the status and renew the lease; picks up stop/abort requested on the hub."""
         if self.lease_lost:
             return
+        self._pushed = time.monotonic()
         status = self.snapshot().status
         status.update_time.FromDatetime(datetime.now(UTC))
         try:
@@ -402,6 +406,8 @@ class TrainingMachine:
                 if progress.map50 is not None:
                     status.confusion_matrix.metrics.map50 = progress.map50
             self.record.save()
+            if time.monotonic() - self._pushed >= PUSH_INTERVAL_SECONDS:  # dashboards see epochs promptly
+                self.push()
             trainer_metrics.EPOCH.set(progress.epoch)
             trainer_metrics.LOSS.set(progress.loss)
             trainer_metrics.PROGRESS.set(progress.fraction)

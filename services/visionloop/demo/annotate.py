@@ -1,0 +1,74 @@
+"""Annotation from ground truth, the demo's stand-in for people working through the hub's inbox.
+
+The hub names an image by the sha256 of its bytes, and the detector uploads the robot's own JPEG
+bytes, so an inbox image's id finds the frame it came from, and with it what the frame holds.
+Each object becomes an annotation (``CreateAnnotation``, as an annotation tool makes them), then
+the image is marked complete, which is what makes the trainer take it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from visionloop.client.loop import LoopClient
+from visionloop.common.v1 import category_pb2, image_pb2
+from visionloop.demo.scenes import Frame
+from visionloop.loop.v1 import annotation_service_pb2, image_service_pb2
+from visionloop.synthetic.seeding import shapes
+
+# Every annotated image trains: the demo scores models on held-out frames of its own, so the
+# trainer's 20 % test split would only take pictures away from the model.
+TRAIN_TAG = "train"
+
+
+class GroundTruth:
+    """Every frame the robots sent, by the hub's image id."""
+
+    def __init__(self) -> None:
+        self._frames: dict[str, Frame] = {}
+
+    def add(self, frames: Iterable[Frame]) -> None:
+        for frame in frames:
+            self._frames[frame.image_id] = frame
+
+    def get(self, image_id: str) -> Frame | None:
+        return self._frames.get(image_id)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+@dataclass(frozen=True)
+class Annotated:
+    images: int  # images annotated and marked complete
+    annotations: int  # annotations created on them
+    unknown: int  # inbox images no robot sent (left alone)
+
+
+def annotate_inbox(
+    client: LoopClient,
+    truth: GroundTruth,
+    categories: Mapping[str, category_pb2.Category],
+    tick: Callable[[int], None] = lambda _: None,
+) -> Annotated:
+    """Annotate every inbox image a robot sent and mark it complete."""
+    inbox = list(client.list_images(states=[image_pb2.IMAGE_STATE_INBOX]))
+    images = annotations = unknown = 0
+    for metadata in inbox:
+        frame = truth.get(metadata.id)
+        if frame is None:
+            unknown += 1
+            continue
+        for annotation in shapes(frame.annotations, dict(categories), frame.width, frame.height):
+            annotation.image_id = metadata.id
+            request = annotation_service_pb2.CreateAnnotationRequest(ref=client.ref, annotation=annotation)
+            client.annotations.CreateAnnotation(request, timeout=client.timeout)
+            annotations += 1
+        done = image_service_pb2.UpdateImageRequest(
+            ref=client.ref, image_id=metadata.id, state=image_pb2.IMAGE_STATE_COMPLETE, add_tags=[TRAIN_TAG]
+        )
+        client.images.UpdateImage(done, timeout=client.timeout)
+        images += 1
+        tick(1)
+    return Annotated(images, annotations, unknown)

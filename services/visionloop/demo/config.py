@@ -1,0 +1,116 @@
+"""What one run of the loop is made of: the field, the sizes, the training and the upload filter.
+
+The demo and the experiment share it, so the experiment measures the filter the demo runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from visionloop.detector.upload_filter import FilterSettings
+
+if TYPE_CHECKING:  # imported where used: the CLI reads the defaults here without loading PyTorch or OpenCV
+    from visionloop.demo.scenes import Scenes
+    from visionloop.trainer.reference.train import Hyperparameters
+
+MIN_EPOCHS = 2
+DETECTOR_SCORE_THRESHOLD = 0.3  # the reference model's model.json default: what robots get back
+EVALUATION_SCORE_THRESHOLD = 0.05  # AP needs the low-scored detections too
+# Fields beyond the world presets (easy, standard, hard): name -> (share of rare frames, preset of
+# most frames, preset of the rare ones). "mixed": most frames are routine, some come from hard
+# conditions (dusk, dust, crowded rows), so frames differ in how much a model can learn from them.
+MIXED: dict[str, tuple[float, str, str]] = {"mixed": (0.2, "easy", "hard")}
+FIELDS = ("easy", "standard", "hard", *MIXED)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Defaults sized for a 2-core machine: the whole demo well within 15 minutes."""
+
+    preset: str = "standard"  # FIELDS; standard: clutter, scale changes, crowding, lighting, blur, noise
+    # A small robot camera: the preset's objects at full size, on fewer pixels than its 320x240.
+    size: tuple[int, int] = (256, 192)
+    seed: int = 0
+    rounds: int = 4  # the first uploads bootstrap frames; the others stream through the filter
+    robots: int = 4
+    frames: int = 60  # per robot and round
+    fps: float = 10.0  # per robot
+    # Seconds from the end of one round's streams to the start of the next at least. Robots come back
+    # after hours in a real loop; the filter's per-minute upload limit and its memory of recent
+    # observations must have started afresh in the demo too, or a quick round would upload nothing.
+    round_gap: float = 60.0
+    bootstrap: int = 32  # frames uploaded while there is no model yet
+    held_out: int = 100  # never uploaded: the mAP of every round is measured on them
+    # Passes over the bootstrap frames. Later trainings continue from the deployed model and make as
+    # many image passes over their larger sets (at least MIN_EPOCHS), so every round costs the same.
+    epochs: int = 20
+    resolution: int = 256  # the model input's longer side: the frames' own size, no rescaling
+    width: int = 16  # model width (channels at stride 4)
+    batch_size: int = 4  # small sets learn from many small steps
+    learning_rate: float = 6e-3
+    # The detector's upload filter (its environment defaults).
+    upload: FilterSettings = field(default_factory=FilterSettings)
+
+    def __post_init__(self) -> None:
+        if min(self.rounds, self.robots, self.frames, self.bootstrap, self.held_out, self.epochs) < 1:
+            raise ValueError("rounds, robots, frames, bootstrap, held_out and epochs must be at least 1")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.preset not in FIELDS:
+            raise ValueError(f"unknown field {self.preset!r}; use one of {', '.join(FIELDS)}")
+        if self.round_gap < 0:
+            raise ValueError(f"round_gap must not be negative, got {self.round_gap}")
+
+    def scenes(self) -> Scenes:
+        from visionloop.demo.scenes import Scenes
+
+        return Scenes.preset(self.preset, self.seed, self.size)
+
+    def epochs_for(self, images: int) -> int:
+        """Epochs of a training on ``images`` frames: ``epochs`` x ``bootstrap`` image passes."""
+        return max(MIN_EPOCHS, math.ceil(self.epochs * self.bootstrap / max(images, 1)))
+
+    def hyperparameters(self, images: int) -> Hyperparameters:
+        """The training on ``images`` frames."""
+        from visionloop.trainer.reference.train import Hyperparameters
+
+        return Hyperparameters(
+            resolution=self.resolution,
+            epochs=self.epochs_for(images),
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            width=self.width,
+            seed=self.seed,
+        )
+
+    def training_spec(self, images: int) -> dict[str, Any]:
+        """The hyperparameters of a training on ``images`` frames as the hub's training spec takes them."""
+        hyper = self.hyperparameters(images)
+        return {
+            "resolution": hyper.resolution,
+            "epochs": hyper.epochs,
+            "batch_size": hyper.batch_size,
+            "learning_rate": hyper.learning_rate,
+            "width": hyper.width,
+            "seed": hyper.seed,
+        }
+
+    def detector_settings(self) -> dict[str, Any]:
+        """The upload filter as detector settings (field names of ``DetectorSettings``)."""
+        f = self.upload
+        return {
+            "min_uncertain_threshold": f.min_uncertain,
+            "max_uncertain_threshold": f.max_uncertain,
+            "upload_similarity_memory_seconds": f.similarity_memory_seconds,
+            "upload_similarity_iou": f.similarity_iou,
+            "upload_point_radius_px": f.point_radius_px,
+            "upload_max_detections": f.max_detections,
+            "upload_random_probability": f.random_probability,
+            "upload_close_to_threshold_margin": f.close_to_threshold_margin,
+            "upload_sample_max_per_minute": f.sample_max_per_minute,
+            "upload_sample_max_per_hour": f.sample_max_per_hour,
+            "upload_max_per_minute": f.max_per_minute,
+            "upload_max_per_hour": f.max_per_hour,
+        }

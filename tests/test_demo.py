@@ -1,0 +1,146 @@
+"""``visionloop demo``, short: every stage of the loop runs against the real services, and it learns.
+
+The services run in-process on free ports with real gRPC over loopback (the demo's ``Stack``);
+after the rounds the test checks, through the hub's and the detector's own APIs, that each stage
+left its mark: robot uploads, annotations, a succeeded training per round, the converter's
+format, and the detector serving the last version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from visionloop.cli import cli
+from visionloop.client.detector import DetectorClient
+from visionloop.client.loop import LoopClient
+from visionloop.common.v1 import image_pb2, training_pb2
+from visionloop.demo.config import LoopConfig
+from visionloop.demo.experiment import ArmRound, Comparison, SeedResult, ranked, run_experiment
+from visionloop.demo.report import comparison_table, rounds_table
+from visionloop.demo.rounds import DemoResult, run_rounds, stack_config
+from visionloop.demo.stack import Stack
+from visionloop.loop.v1 import annotation_service_pb2
+from visionloop.trainer.evaluation import Prediction
+
+pytestmark = pytest.mark.slow
+
+# Small, but big enough that the second model is clearly better than the first.
+SHORT = LoopConfig(rounds=2, robots=2, frames=30, fps=15.0, bootstrap=24, held_out=40, epochs=12)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with Stack(stack_config(SHORT, tmp_path / "demo")) as running:
+        yield running
+
+
+def test_a_short_demo_runs_every_stage_and_the_second_model_is_better(stack: Stack) -> None:
+    result: DemoResult = run_rounds(SHORT, stack)
+
+    first, second = result.rows
+    assert second.map50 > first.map50, rounds_table(result.rows)
+
+    # Uploads: round 1 through Upload (no model yet), round 2 through the detector's upload filter.
+    assert first.uploads == SHORT.bootstrap
+    assert second.uploads > 0
+    assert result.served_versions[1] == {first.version}  # the robots were answered by round 1's model
+
+    ref = stack.config
+    with LoopClient(stack.hub, ref.organization, ref.project) as hub:
+        complete = list(hub.list_images(states=[image_pb2.IMAGE_STATE_COMPLETE]))
+        assert len(complete) == first.uploads + second.uploads  # every upload reached the hub and was annotated
+        assert not list(hub.list_images(states=[image_pb2.IMAGE_STATE_INBOX]))
+        assert first.annotations > 0
+        assert second.annotations > 0
+        assert sum(annotation_count(hub, image.id) for image in complete) == first.annotations + second.annotations
+
+        # A succeeded training per round, the second continuing from the first's model.
+        trainings = sorted(hub.list_trainings(), key=lambda t: t.number)
+        assert [t.phase for t in trainings] == [training_pb2.TRAINING_PHASE_SUCCEEDED] * 2
+        assert [t.result_model_version for t in trainings] == [first.version, second.version]
+        assert trainings[1].spec.base_model_version == first.version
+
+        # The trainer's formats plus the converter's.
+        for model in hub.list_models():
+            assert {"pytorch", "onnx", "triton_python"} <= set(model.formats), model
+
+    # The detector swapped: it serves the second version now.
+    with DetectorClient(stack.detector) as detector:
+        loaded = {m.name: m.info.version for m in detector.about().models}
+    assert loaded[ref.project] == second.version != first.version
+
+
+def annotation_count(hub: LoopClient, image_id: str) -> int:
+    request = annotation_service_pb2.ListAnnotationsRequest(ref=hub.ref, image_id=image_id)
+    return len(hub.annotations.ListAnnotations(request).annotations)
+
+
+def test_the_experiment_compares_the_arms_on_the_same_frames() -> None:
+    # One seed (trainings are what costs); the first model must find something for the filter.
+    config = LoopConfig(rounds=2, robots=2, frames=10, bootstrap=24, held_out=8, epochs=12)
+    result = run_experiment(config, [3])
+
+    (seed,) = result.seeds
+    active, random_ = seed.arms["active"], seed.arms["random"]
+    assert active[0] == random_[0]  # one bootstrap model for both arms
+    assert active[1].picked > 0
+    assert random_[1].picked == active[1].picked  # as many random frames as the filter picked
+    assert active[1].images == random_[1].images == config.bootstrap + active[1].picked
+    assert active[1].map50 != random_[1].map50  # each arm trained its own model
+
+
+def test_the_ranked_arm_takes_the_frames_with_the_most_uncertain_detections() -> None:
+    def frame(*scores: float) -> list[Prediction]:
+        return [Prediction("weed", score, box=(0, 0, 10, 10)) for score in scores]
+
+    found = [frame(0.9), frame(0.5, 0.4), frame(0.35, 0.7), frame(0.31, 0.45, 0.59), frame(0.2, 0.65)]
+    assert ranked(found, 2, (0.3, 0.6)) == [1, 3]
+    assert ranked(found, 4, (0.3, 0.6)) == [0, 1, 2, 3]  # frames 0 and 4 tie at none: the earlier one
+    assert ranked(found, 1, (0.6, 0.7)) == [2]
+
+
+def test_the_comparison_reports_mean_and_spread_over_seeds() -> None:
+    config = LoopConfig(rounds=2)
+
+    def seed(number: int, active: float, random_: float) -> SeedResult:
+        start = ArmRound(32, 200, 32, 0.5)
+        return SeedResult(
+            number,
+            {"active": (start, ArmRound(100, 700, 132, active)), "random": (start, ArmRound(100, 600, 132, random_))},
+        )
+
+    result = Comparison(config, (seed(0, 0.8, 0.7), seed(1, 0.6, 0.7)))
+    assert result.gains() == pytest.approx([0.1, -0.1])
+    table = comparison_table(result)
+    assert "0.700 ± 0.141" in table  # active learning, round 2: mean and sample standard deviation
+    assert "0.700 ± 0.000" in table  # random
+    assert "7.0 / 6.0" in table  # objects per frame
+    assert "+0.000 ± 0.141 mAP@0.5, ahead on 1 of 2 seeds (+0.100, -0.100)" in table
+
+
+def test_the_demo_command_refuses_a_data_folder_in_use(tmp_path: Path) -> None:
+    (tmp_path / "something").write_text("x")
+    outcome = CliRunner().invoke(cli, ["demo", "--data-dir", str(tmp_path)])
+    assert outcome.exit_code == 2
+    assert "is not empty" in outcome.output
+
+
+def test_the_demo_detects_through_a_real_triton_server(tmp_path: Path) -> None:
+    # The first model must find something for the filter to upload: trained as SHORT's, scored on less.
+    tiny = LoopConfig(rounds=2, robots=2, frames=10, bootstrap=24, held_out=12, epochs=12)
+    with Stack(stack_config(tiny, tmp_path / "demo", backend="triton")) as stack:
+        result = run_rounds(tiny, stack)
+        model = stack.context("detector").models.get()
+        # The last version, on Triton: from the converter's entry, or from the detector's own when it
+        # loaded the version before the converter had published one (both run on the tritonserver).
+        last = result.rows[-1].version
+        ref = stack.config
+        assert model.backend.kind == "triton"
+        assert model.info.version == last
+        assert model.backend.model_name in {f"{ref.organization}.{ref.project}.{last}.triton_python", ref.project}
+        assert "triton_python" in result.rows[-1].formats
+    assert result.served_versions[1] == {result.rows[0].version} != {last}
