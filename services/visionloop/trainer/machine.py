@@ -33,6 +33,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from visionloop.client.loop import CATEGORY_TYPES
 from visionloop.common.v1 import detection_pb2, training_pb2
 from visionloop.runtime.archives import safe_extract
 from visionloop.runtime.files import write_atomically
@@ -125,6 +126,7 @@ class TrainingMachine:
         self.shutting_down = False  # the process exits; the record stays for the next start
         self._attempts: dict[int, int] = {}
         self._pushed = 0.0  # monotonic time of the last status report
+        self._job: TrainJob | None = None
 
     # --- control (any thread) ---------------------------------------------------------------
 
@@ -361,7 +363,7 @@ class TrainingMachine:
     def _categories(self, supported: tuple[str, ...]) -> list[CategoryInfo]:
         spec = self.record.training.spec
         by_id = {c.id: c for c in self.hub.categories()}
-        names = {1: "box", 2: "point", 3: "segmentation", 4: "classification"}
+        names = {value: name for name, value in CATEGORY_TYPES.items()}
         if spec.category_ids:
             unknown = [i for i in spec.category_ids if i not in by_id]
             if unknown:
@@ -390,6 +392,7 @@ class TrainingMachine:
         shutil.rmtree(target, ignore_errors=True)
         safe_extract(archive, target)
         archive.unlink()
+        self._job = None  # read again: it now has a base model
 
     def train(self) -> None:
         job = self.job()
@@ -538,6 +541,12 @@ class TrainingMachine:
     # --- helpers ------------------------------------------------------------------------------
 
     def job(self) -> TrainJob:
+        """The plug-in's view of the training, read once after ``prepare`` wrote it (it never changes)."""
+        if self._job is None:
+            self._job = self._read_job()
+        return self._job
+
+    def _read_job(self) -> TrainJob:
         folder = self.record.folder
         doc = json.loads((folder / JOB).read_text())
         data = training_data.load(folder)
