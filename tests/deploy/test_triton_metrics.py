@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from pathlib import Path
 
@@ -38,6 +39,20 @@ class TritonPythonModel:
 """
 
 
+SUCCESS_SAMPLE = 'nv_inference_request_success{model="identity",version="1"} 1'
+
+
+def scrape_until(url: str, sample: str, timeout: float = 15.0) -> str:
+    """Triton records a request's statistics after the response went out, so the first scrape may miss it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            exposition = response.read().decode()
+        if sample in exposition or time.monotonic() > deadline:
+            return exposition
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_triton_exports_every_nv_metric_we_query(tmp_path: Path) -> None:
     repository = tmp_path / "models"
@@ -53,8 +68,7 @@ def test_triton_exports_every_nv_metric_we_query(tmp_path: Path) -> None:
             request.set_data_from_numpy(np.arange(4, dtype=np.float32)[None])
             answer = client.infer("identity", [request]).as_numpy("OUTPUT0")
         assert answer.tolist() == [[0, 1, 2, 3]]
-        with urllib.request.urlopen(f"http://{HOST}:{server.metrics_port}/metrics", timeout=10) as response:
-            exposition = response.read().decode()
+        exposition = scrape_until(f"http://{HOST}:{server.metrics_port}/metrics", SUCCESS_SAMPLE)
     finally:
         server.stop()
     exported = exported_names(exposition)
@@ -67,4 +81,4 @@ def test_triton_exports_every_nv_metric_we_query(tmp_path: Path) -> None:
     assert {name for _, name in queried} >= {"nv_inference_queue_duration_us", "nv_inference_request_success"}
     missing = sorted((where, name) for where, name in queried if name not in exported)
     assert not missing, missing
-    assert 'nv_inference_request_success{model="identity",version="1"} 1' in exposition
+    assert SUCCESS_SAMPLE in exposition
