@@ -127,3 +127,62 @@ async def test_unreachable_server() -> None:
     url = f"127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(BackendError, match=f"Triton at {url} is unreachable"):
         await TritonBackend.load(url, MODEL)
+
+
+@pytest.mark.parametrize("mode", ["auto", "on", "off"])
+async def test_inputs_through_shared_memory_or_inside_requests_give_the_same_outputs(
+    triton: TritonServer, onnx_model: Path, mode: str
+) -> None:
+    backend = await TritonBackend.load(triton.grpc_url, MODEL, output_names=["output0"], shared_memory=mode)
+    reference = await OnnxRuntimeBackend.load(onnx_model, "images", ["output0"])
+    client = aioclient.InferenceServerClient(triton.grpc_url)
+    frames = list(batch(3, seed=7))
+    try:
+        registered = await client.get_system_shared_memory_status(as_json=True)
+        names = {region["name"] for region in registered.get("regions", {}).values()}
+        if mode == "off":
+            assert backend.regions is None
+        else:  # the server runs on this machine: one registered region per batch in flight
+            assert backend.regions is not None
+            assert {r.name for r in backend.regions.regions} <= names
+            assert len(backend.regions.regions) == backend.max_in_flight
+        # Per-frame tensors (as the micro-batcher hands them over) and a ready batch, concurrently.
+        (from_frames,), (from_batch,) = await asyncio.gather(
+            backend.infer_frames(frames), backend.infer(np.stack(frames[::-1]))
+        )
+        (expected,) = await reference.infer(np.stack(frames))
+        keys = [f"/{r.name}" for r in backend.regions.regions] if backend.regions else []
+    finally:
+        await backend.close()
+        await reference.close()
+    np.testing.assert_allclose(from_frames, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(from_batch, expected[::-1], rtol=0, atol=1e-5)
+    # Closing unregisters the regions and unlinks them from /dev/shm.
+    after = await client.get_system_shared_memory_status(as_json=True)
+    await client.close()
+    assert not {region["name"] for region in after.get("regions", {}).values()} & {k.lstrip("/") for k in keys}
+    left = await asyncio.to_thread(lambda: [key for key in keys if Path("/dev/shm", key.lstrip("/")).exists()])
+    assert not left
+
+
+def test_auto_shared_memory_is_only_for_a_triton_on_this_machine() -> None:
+    from visionloop.detector.backends.triton_shm import is_loopback
+
+    for local in ("127.0.0.1:8001", "localhost:8001", "[::1]:8001"):
+        assert is_loopback(local), local
+    for remote in ("triton.visionloop.svc:8001", "10.0.0.7:8001"):
+        assert not is_loopback(remote), remote
+
+
+async def test_a_batch_larger_than_the_region_is_refused_before_it_is_written(triton: TritonServer) -> None:
+    backend = await TritonBackend.load(triton.grpc_url, MODEL, output_names=["output0"], shared_memory="on")
+    try:
+        with pytest.raises(BackendError, match="takes 1 to 8"):
+            await backend.infer(batch(9))
+        assert backend.regions is not None
+        with pytest.raises(ValueError, match="does not fit region"):
+            backend.regions.regions[0].write(list(np.zeros((9, 3, HEIGHT, WIDTH), np.float32)))
+        (output,) = await backend.infer(batch(8))  # the pool still hands out every region
+        assert output.shape == (8, 6, ANCHORS)
+    finally:
+        await backend.close()

@@ -76,6 +76,9 @@ class TritonPythonModel:
         threads = int(parameters.get("intra_op_num_threads", {}).get("string_value", "0") or 0)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: ONNX Runtime's default (one per core)
+        # Spinning workers would keep the cores busy between requests, starving whatever shares the
+        # machine with a CPU Triton (a detector decoding frames, the stub's own request copies).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         onnx_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.onnx")
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
 

@@ -59,6 +59,7 @@ def opener(settings: DetectorSettings) -> Opener:
             repository=settings.triton_model_repository,
             max_batch=settings.max_batch_size,
             max_wait=wait,
+            shared_memory=settings.triton_shared_memory,
         )
     return functools.partial(open_onnx_model, max_batch=settings.max_batch_size, max_wait=wait)
 

@@ -21,7 +21,7 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
 )
 
-Run = Callable[[np.ndarray], Awaitable[list[np.ndarray]]]
+Run = Callable[[list[np.ndarray]], Awaitable[list[np.ndarray]]]  # per-frame tensors -> batched outputs
 
 
 class MicroBatcher:
@@ -91,7 +91,7 @@ class MicroBatcher:
                 future.started = started  # type: ignore[attr-defined]
             BATCH_SIZE.labels(self.name).observe(len(batch))
             try:
-                outputs = await self._run(np.stack([tensor for tensor, _ in batch]))
+                outputs = await self._run([tensor for tensor, _ in batch])
             except Exception as error:  # every request of the batch learns what went wrong
                 for _, future in batch:
                     if not future.done():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -118,6 +118,12 @@ class DetectorSettings(ServiceSettings, PeerSettings):
     )
     stream_depth: int = Field(
         8, alias="DETECTOR_STREAM_DEPTH", ge=1, le=128, description="Frames of one stream processed at once."
+    )
+    triton_shared_memory: Literal["auto", "on", "off"] = Field(
+        "auto",
+        alias="TRITON_SHARED_MEMORY",
+        description="Send frames to Triton through system shared memory: auto (when TRITON_URL is a loopback "
+        "address, i.e. Triton shares this machine's /dev/shm, e.g. a sidecar), on, or off (inside the requests).",
     )
     triton_model_repository: Path | None = Field(
         None,

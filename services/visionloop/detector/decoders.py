@@ -73,7 +73,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     if boxes.shape[0] == 0:
         return np.zeros(0, np.int64)
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    keep = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, iou_threshold)  # scores were thresholded
+    # Lists, not arrays: OpenCV's binding converts a list of boxes faster than an Nx4 array.
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), 0.0, iou_threshold)  # scores were thresholded
     return np.asarray(keep, dtype=np.int64).reshape(-1)
 
 

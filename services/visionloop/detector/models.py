@@ -13,13 +13,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from google.protobuf import timestamp_pb2
 from prometheus_client import Gauge
 
 from visionloop.common.v1 import model_pb2
-from visionloop.detector.backends.base import Backend, BackendError
+from visionloop.detector.backends.base import Backend, BackendError, stack
 from visionloop.detector.backends.onnxruntime import OnnxRuntimeBackend
-from visionloop.detector.batching import MicroBatcher
+from visionloop.detector.batching import MicroBatcher, Run
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.runtime.errors import InvalidArgument, NotFound, Unavailable
 from visionloop.runtime.logging import get_logger
@@ -90,8 +91,21 @@ async def open_onnx_model(name: str, folder: Path, max_batch: int = 16, max_wait
     return served(name, info, backend, max_wait)
 
 
+def _runner(backend: Backend) -> Run:
+    """The batcher's call: the backend's own ``infer_frames`` when it stacks frames itself (straight into
+    a shared-memory region), else ``infer`` on the stacked batch."""
+    infer_frames = getattr(backend, "infer_frames", None)
+    if infer_frames is not None:
+        return infer_frames  # type: ignore[no-any-return]
+
+    async def run(frames: list[np.ndarray]) -> list[np.ndarray]:
+        return await backend.infer(stack(frames))
+
+    return run
+
+
 def served(name: str, info: model_pb2.ModelInfo, backend: Backend, max_wait: float = 0.002) -> ServedModel:
-    batcher = MicroBatcher(name, backend.infer, backend.max_batch_size, max_wait, backend.max_in_flight)
+    batcher = MicroBatcher(name, _runner(backend), backend.max_batch_size, max_wait, backend.max_in_flight)
     model = ServedModel(name, info, backend, batcher)
     model.load_time.GetCurrentTime()
     return model

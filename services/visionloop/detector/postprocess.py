@@ -87,22 +87,35 @@ def to_detections(
     x2, y2 = transform.to_original(candidates.boxes[:, 2], candidates.boxes[:, 3])
     x1, x2 = np.clip(x1, 0, width), np.clip(x2, 0, width)
     y1, y2 = np.clip(y1, 0, height), np.clip(y2, 0, height)
-    for i, class_index in enumerate(candidates.classes.tolist()):
+    # Plain Python floats and add() in place: a hundred boxes per frame make per-field numpy
+    # scalars and message copies the larger part of post-processing.
+    rows = zip(
+        candidates.classes.tolist(),
+        candidates.scores.tolist(),
+        x1.tolist(),
+        y1.tolist(),
+        x2.tolist(),
+        y2.tolist(),
+        strict=True,
+    )
+    for class_index, score, left, top, right, bottom in rows:
         if class_index >= len(categories):
             continue
         category = categories[class_index]
-        common = {
-            "category_id": category.id,
-            "category_name": category.name,
-            "confidence": float(candidates.scores[i]),
-            "model_version": version,
-        }
         if category.type == category_pb2.CATEGORY_TYPE_POINT:
-            point = geometry_pb2.Point(x=float((x1[i] + x2[i]) / 2), y=float((y1[i] + y2[i]) / 2))
-            result.points.append(detection_pb2.PointDetection(point=point, **common))
-        else:
-            box = geometry_pb2.Box(
-                x=float(x1[i]), y=float(y1[i]), width=float(x2[i] - x1[i]), height=float(y2[i] - y1[i])
+            result.points.add(
+                category_id=category.id,
+                category_name=category.name,
+                confidence=score,
+                model_version=version,
+                point=geometry_pb2.Point(x=(left + right) / 2, y=(top + bottom) / 2),
             )
-            result.boxes.append(detection_pb2.BoxDetection(box=box, **common))
+        else:
+            result.boxes.add(
+                category_id=category.id,
+                category_name=category.name,
+                confidence=score,
+                model_version=version,
+                box=geometry_pb2.Box(x=left, y=top, width=right - left, height=bottom - top),
+            )
     return result

@@ -6,6 +6,7 @@ Every transform is recorded so detections map back to the original image's pixel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -104,29 +105,53 @@ def _resized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
 def prepare(frame: Frame, spec: model_pb2.ModelInput, rescale: int) -> tuple[np.ndarray, Transform]:
     """The CHW float32 tensor for the model and the transform back to the frame's pixels."""
     width, height = spec.width, spec.height
-    wanted = "bgr" if spec.color_order == model_pb2.COLOR_ORDER_BGR else "rgb"
-    # cvtColor, not a reversed view: resizing a negative-stride view costs 30x a contiguous one.
-    pixels = frame.pixels if frame.order == wanted else cv2.cvtColor(frame.pixels, cv2.COLOR_BGR2RGB)
     w, h = frame.width, frame.height
     if rescale == model_pb2.RESCALE_TYPE_WARP:
-        out = _resized(pixels, width, height)
+        placed = _resized(frame.pixels, width, height)
         transform = Transform(width / w, height / h)
     elif rescale == model_pb2.RESCALE_TYPE_CROP:
         scale = max(width / w, height / h)
-        scaled = _resized(pixels, max(width, round(w * scale)), max(height, round(h * scale)))
+        scaled = _resized(frame.pixels, max(width, round(w * scale)), max(height, round(h * scale)))
         left, top = (scaled.shape[1] - width) // 2, (scaled.shape[0] - height) // 2
-        out = scaled[top : top + height, left : left + width]
+        placed = scaled[top : top + height, left : left + width]
         transform = Transform(scale, scale, -left, -top)
     else:  # pad (letterbox), the default: nothing is cut off and the aspect ratio is kept
         scale = min(width / w, height / h)
         new_w, new_h = min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale)))
-        out = np.full((height, width, 3), PAD_VALUE, dtype=np.uint8)
-        out[:new_h, :new_w] = _resized(pixels, new_w, new_h)
+        placed = _resized(frame.pixels, new_w, new_h)
         transform = Transform(new_w / w, new_h / h)
-    tensor = out.transpose(2, 0, 1).astype(np.float32, order="C")  # HWC uint8 -> CHW float32
-    tensor *= np.float32(1.0 / 255.0)
-    if spec.mean:
-        tensor -= np.asarray(spec.mean, dtype=np.float32)[:, None, None]
-    if spec.std:
-        tensor /= np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    return tensor, transform
+    return _normalised(placed, frame.order, spec), transform
+
+
+def _normalised(placed: np.ndarray, order: str, spec: model_pb2.ModelInput) -> np.ndarray:
+    """HWC uint8 (top left of the model input; the rest is letterbox grey) to normalised CHW float32.
+
+    One plane at a time: HWC -> CHW with the colour order fixed by picking planes, and
+    ``(value / 255 - mean) / std`` as one multiply-add writing straight into the tensor. About 3x
+    faster than ``transpose().astype()`` and a colour conversion, which touch every byte twice more.
+    """
+    planes = cv2.split(placed)
+    wanted = "bgr" if spec.color_order == model_pb2.COLOR_ORDER_BGR else "rgb"
+    if order != wanted:
+        planes = planes[::-1]
+    mean, std = _per_channel(spec.mean, 0.0), _per_channel(spec.std, 1.0)
+    rows, cols = placed.shape[:2]
+    tensor = np.empty((3, spec.height, spec.width), dtype=np.float32)
+    for channel, plane in enumerate(planes):
+        gain = np.float32(1.0 / (255.0 * std[channel]))
+        bias = np.float32(-mean[channel] / std[channel])
+        target = tensor[channel]
+        np.multiply(plane, gain, out=target[:rows, :cols])
+        if bias:
+            target[:rows, :cols] += bias
+        grey = np.float32(PAD_VALUE) * gain + bias
+        target[rows:, :] = grey
+        target[:rows, cols:] = grey
+    return tensor
+
+
+def _per_channel(values: Sequence[float], default: float) -> list[float]:
+    """One value per channel from model.json's list: empty means the default, one value means all three."""
+    if not values:
+        return [default] * 3
+    return list(values) * 3 if len(values) == 1 else list(values)

@@ -1,8 +1,8 @@
 """DetectorService: what robots call.
 
 Decoding and pre-processing run in worker threads, inference in the backend's own thread (or
-in Triton), so the event loop only moves messages. Every detection names the model version
-that produced it.
+in Triton), post-processing in a worker thread again, so the event loop only moves messages.
+Every detection names the model version that produced it.
 """
 
 from __future__ import annotations
@@ -114,8 +114,15 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
             outputs, queued = await model.batcher.submit(prepared.tensor)
             inferred = time.perf_counter()
             frame = prepared.frame
-            detections = postprocess.to_detections(
-                model.info, outputs, prepared.transform, (frame.width, frame.height), settings
+            # NMS and a hundred boxes into protobuf take a millisecond: on the event loop they would
+            # hold up every other camera's frames.
+            detections = await asyncio.to_thread(
+                postprocess.to_detections,
+                model.info,
+                outputs,
+                prepared.transform,
+                (frame.width, frame.height),
+                settings,
             )
             postprocessed = time.perf_counter()
             name, version = model.name, model.version

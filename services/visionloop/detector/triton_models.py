@@ -32,6 +32,7 @@ import asyncio
 import hashlib
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +151,9 @@ class SharedTritonBackend:
     async def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         return await self.triton.infer(batch)
 
+    async def infer_frames(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return await self.triton.infer_frames(frames)
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -165,14 +169,24 @@ class SharedTritonBackend:
 
 
 async def _load_published(
-    url: str, info: model_pb2.ModelInfo, input_name: str, output_names: list[str], max_batch: int
+    url: str,
+    info: model_pb2.ModelInfo,
+    input_name: str,
+    output_names: list[str],
+    max_batch: int,
+    shared_memory: str,
 ) -> TritonBackend | None:
     """The converter's entry for this hub version, loaded; None when the repository has none that loads."""
     candidates = published_entries(info, await repository_models(url)) if info.organization else []
     for entry in candidates:
         try:
             return await TritonBackend.load(
-                url, entry, input_name=input_name, output_names=output_names, max_batch_size=max_batch
+                url,
+                entry,
+                input_name=input_name,
+                output_names=output_names,
+                max_batch_size=max_batch,
+                shared_memory=shared_memory,
             )
         except BackendError as error:  # e.g. the GPU entry on a CPU-only Triton: try the next
             log.warning("published Triton entry does not load here", triton_model=entry, reason=str(error))
@@ -186,6 +200,7 @@ async def open_triton_model(
     repository: Path,
     max_batch: int = 16,
     max_wait: float = 0.002,
+    shared_memory: str = "auto",
 ) -> ServedModel:
     """Serve a model folder on the Triton at ``triton_url``.
 
@@ -196,7 +211,7 @@ async def open_triton_model(
     info, weights = await asyncio.to_thread(read_model_folder, folder)
     input_name = info.input.tensor_name or "images"
     output_names = list(info.output.tensor_names)
-    published = await _load_published(triton_url, info, input_name, output_names, max_batch)
+    published = await _load_published(triton_url, info, input_name, output_names, max_batch, shared_memory)
     if published is not None:
         log.info("triton model loaded", model=name, triton_model=published.model_name, url=triton_url, published=True)
         return served(name, info, SharedTritonBackend(published), max_wait)
@@ -219,7 +234,12 @@ async def open_triton_model(
     except OSError as error:
         raise BackendError(f"cannot write Triton model repository entry {repository / triton_name}: {error}") from None
     backend = await TritonBackend.load(
-        triton_url, triton_name, input_name=input_name, output_names=output_names, max_batch_size=max_batch
+        triton_url,
+        triton_name,
+        input_name=input_name,
+        output_names=output_names,
+        max_batch_size=max_batch,
+        shared_memory=shared_memory,
     )
     log.info("triton model loaded", model=name, triton_model=triton_name, triton_version=version, url=triton_url)
     return served(name, info, SharedTritonBackend(backend), max_wait)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -26,3 +27,8 @@ class Backend(Protocol):
     async def infer(self, batch: np.ndarray) -> list[np.ndarray]: ...
 
     async def close(self) -> None: ...
+
+
+def stack(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """One batch from per-frame CHW tensors; a lone frame becomes a view, as copying megabytes buys nothing."""
+    return frames[0][None] if len(frames) == 1 else np.stack(frames)

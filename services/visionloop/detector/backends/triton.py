@@ -20,7 +20,11 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from visionloop.detector.backends.base import BackendError
+from visionloop.detector.backends.base import BackendError, stack
+from visionloop.detector.backends.triton_shm import InputRegions, is_loopback
+from visionloop.runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 # Pings while a call is open notice a dead server or a dropped connection in about 80 s. No
 # pings on idle connections: Triton's default policy (keepalive without calls not permitted)
@@ -51,8 +55,10 @@ class TritonBackend:
         output_names: Sequence[str],
         max_batch_size: int,
         infer_timeout: float,
+        regions: InputRegions | None = None,
     ) -> None:
         self._client = client
+        self.regions = regions  # inputs through shared memory when Triton runs on this machine
         self.url = url
         self.model_name = model_name
         self.version = version
@@ -79,12 +85,16 @@ class TritonBackend:
         max_batch_size: int = 16,
         load_timeout: float = 120.0,
         infer_timeout: float = 60.0,
+        shared_memory: str = "auto",
     ) -> TritonBackend:
         """Load ``model_name`` on the Triton at ``url`` (host:port of its gRPC endpoint).
 
         ``version`` "" means the version(s) the model's version policy serves (the latest by
-        default). BackendError when the server is unreachable, the model does not load within
-        ``load_timeout`` seconds (with Triton's reason), or its tensors do not match.
+        default). ``shared_memory``: "on" sends inputs through system shared memory, "off" inside
+        the requests, "auto" through shared memory when ``url`` is a loopback address and the server
+        accepts the regions. BackendError when the server is unreachable, the model does not load
+        within ``load_timeout`` seconds (with Triton's reason), its tensors do not match, or
+        shared memory is "on" and the server cannot use it.
         """
         client = aioclient.InferenceServerClient(url, keepalive_options=KEEPALIVE)
         try:
@@ -100,23 +110,45 @@ class TritonBackend:
             raise
         if served_batch > 0:
             max_batch_size = min(max_batch_size, served_batch)
+        regions = await _input_regions(client, url, model_name, shared_memory, input_shape, max_batch_size)
         return cls(
-            client, url, model_name, version, input_name, input_shape, output_names, max_batch_size, infer_timeout
+            client,
+            url,
+            model_name,
+            version,
+            input_name,
+            input_shape,
+            output_names,
+            max_batch_size,
+            infer_timeout,
+            regions,
         )
 
     async def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        return await self.infer_frames(batch)
+
+    async def infer_frames(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Like ``infer`` for per-frame CHW tensors (or a batch): they are stacked once, into the
+        shared-memory region when there is one, instead of into a batch that is then copied there."""
         if self._closed:
             raise BackendError(f"Triton backend for {self.model_name!r} is closed")
-        self._check_shape(batch.shape)
+        self._check_shape((len(frames), *frames[0].shape))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._infer_blocking, batch)
+        return await loop.run_in_executor(self._executor, self._infer_blocking, frames)
 
-    def _infer_blocking(self, batch: np.ndarray) -> list[np.ndarray]:
+    def _infer_blocking(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self._infer_client is None:
             self._infer_client = grpcclient.InferenceServerClient(self.url, keepalive_options=KEEPALIVE)
-        request_input = self._request_input(batch)
+        shape = [len(frames), *frames[0].shape]
+        request_input = grpcclient.InferInput(self.input_name, shape, "FP32")
         outputs = [grpcclient.InferRequestedOutput(name) for name in self.output_names]
+        region = self.regions.take() if self.regions is not None else None
         try:
+            if region is None:
+                batch = frames if isinstance(frames, np.ndarray) else stack(frames)
+                request_input.set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            else:
+                request_input.set_shared_memory(region.name, region.write(frames))
             result = self._infer_client.infer(
                 self.model_name,
                 [request_input],
@@ -126,7 +158,10 @@ class TritonBackend:
             )
         except InferenceServerException as error:
             raise BackendError(f"Triton inference on {self.model_name!r} failed: {_reason(error)}") from None
-        return [self._output(result, name, len(batch)) for name in self.output_names]
+        finally:
+            if region is not None and self.regions is not None:
+                self.regions.give(region)
+        return [self._output(result, name, len(frames)) for name in self.output_names]
 
     async def close(self, unload: bool = True) -> None:
         """Close the connections, unloading the model first unless another holder still serves it;
@@ -140,8 +175,11 @@ class TritonBackend:
         except InferenceServerException as error:
             raise BackendError(f"Triton could not unload {self.model_name!r}: {_reason(error)}") from None
         finally:
+            # Running calls finish first: a region must not be unlinked while a request reads it.
+            await asyncio.to_thread(self._executor.shutdown, wait=True)
+            if self.regions is not None:
+                await self.regions.close(self._client)
             await self._client.close()
-            self._executor.shutdown(wait=False)
             if self._infer_client is not None:
                 self._infer_client.close()
 
@@ -158,12 +196,6 @@ class TritonBackend:
             )
         if not 1 <= shape[0] <= self.max_batch_size:
             raise BackendError(f"batch of {shape[0]} images; {self.model_name!r} takes 1 to {self.max_batch_size}")
-
-    def _request_input(self, batch: np.ndarray) -> grpcclient.InferInput:
-        data = np.ascontiguousarray(batch, dtype=np.float32)
-        request_input = grpcclient.InferInput(self.input_name, list(data.shape), "FP32")
-        request_input.set_data_from_numpy(data)
-        return request_input
 
     def _output(self, result: grpcclient.InferResult, name: str, batch_size: int) -> np.ndarray:
         array = result.as_numpy(name)
@@ -249,6 +281,34 @@ async def _check_tensors(
         raise BackendError(f"Triton model {model_name!r} input {input_name!r} is {datatype}, not FP32")
     # Metadata shapes already include the batch dimension (-1) when max_batch_size > 0.
     return [int(d) for d in inputs[input_name]["shape"]], served_batch
+
+
+async def _input_regions(
+    client: aioclient.InferenceServerClient,
+    url: str,
+    model_name: str,
+    mode: str,
+    input_shape: Sequence[int],
+    max_batch_size: int,
+) -> InputRegions | None:
+    """Shared-memory regions for this model's inputs, or None to send them inside the requests."""
+    if mode == "off" or (mode == "auto" and not is_loopback(url)):
+        return None
+    if any(d < 0 for d in input_shape[1:]):
+        if mode == "on":
+            await _unload_quietly(client, model_name)
+            raise BackendError(f"Triton model {model_name!r} has free input dimensions; shared memory needs fixed ones")
+        return None
+    byte_size = max_batch_size * int(np.prod(input_shape[1:])) * np.dtype(np.float32).itemsize
+    try:
+        return await InputRegions.register(client, TritonBackend.max_in_flight, byte_size)
+    except (InferenceServerException, OSError) as error:
+        reason = _reason(error) if isinstance(error, InferenceServerException) else str(error)
+        if mode == "on":
+            await _unload_quietly(client, model_name)
+            raise BackendError(f"Triton at {url} cannot use system shared memory: {reason}") from None
+        log.warning("triton shared memory unavailable; inputs go inside the requests", url=url, reason=reason)
+        return None
 
 
 async def _unload_quietly(client: aioclient.InferenceServerClient, model_name: str) -> None:
