@@ -11,8 +11,10 @@ from pathlib import Path
 import grpc
 
 from tests.detector.conftest import IMAGE, Hub, settings_for, start_detector, upload, version_served
+from visionloop.common.v1 import node_pb2
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
+from visionloop.loop.v1 import node_service_pb2, node_service_pb2_grpc
 from visionloop.synthetic.models import model_zip
 
 
@@ -136,5 +138,36 @@ async def test_a_new_version_is_taken_once_its_format_arrives(hub: Hub, tmp_path
             assert updater.failures == {}
             assert await upload(hub.settings.port, good, fmt="onnx", version="1.1") == "1.1"
             await version_served(stub, "1.1")
+    finally:
+        await server.stop(0)
+
+
+async def test_the_detector_shows_in_the_hubs_node_registry_with_the_model_it_serves(hub: Hub, tmp_path: Path) -> None:
+    good = model_zip(tmp_path / "model.zip").read_bytes()
+    assert await upload(hub.settings.port, good) == "1.0"
+    server, port = await start_detector(settings_for(hub, tmp_path / "detector"))
+    servicer = server.spec.context
+    try:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{hub.settings.port}") as hub_channel,
+        ):
+            await version_served(detector_service_pb2_grpc.DetectorServiceStub(channel), "1.0")
+            nodes = node_service_pb2_grpc.NodeServiceStub(hub_channel)
+            listing = node_service_pb2.ListNodesRequest(type=node_pb2.NODE_TYPE_DETECTOR)
+            shown = None
+            for _ in range(100):
+                servicer.presence.poke()  # report the swap now rather than at the next beat
+                await asyncio.sleep(0.05)
+                found = [n for n in (await nodes.ListNodes(listing)).nodes if n.node_id == servicer.node_id]
+                if found and found[0].model_version == "1.0":
+                    shown = found[0]
+                    break
+            assert shown is not None, "the detector never showed in ListNodes with model 1.0"
+            assert shown.state == node_pb2.NODE_STATE_BUSY
+            assert (shown.organization, shown.project) == ("acme", "weeds")
+            assert "onnxruntime" in shown.capabilities
+            assert shown.software_version
+            assert not shown.errors
     finally:
         await server.stop(0)

@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import duration_pb2
 
 from visionloop.client.channel import create_aio_channel
-from visionloop.common.v1 import image_pb2, model_pb2, node_pb2
+from visionloop.common.v1 import image_pb2, model_pb2
 from visionloop.converter.samples import Samples, ValidationImage
 from visionloop.loop.v1 import (
     annotation_service_pb2,
@@ -22,8 +22,6 @@ from visionloop.loop.v1 import (
     image_service_pb2_grpc,
     model_service_pb2,
     model_service_pb2_grpc,
-    node_service_pb2,
-    node_service_pb2_grpc,
     project_service_pb2,
 )
 from visionloop.runtime.config import PeerSettings
@@ -59,7 +57,6 @@ class ConverterHub:
         self.events = event_service_pb2_grpc.EventServiceStub(self._channel)
         self.images = image_service_pb2_grpc.ImageServiceStub(self._channel)
         self.annotations = annotation_service_pb2_grpc.AnnotationServiceStub(self._channel)
-        self.nodes = node_service_pb2_grpc.NodeServiceStub(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -165,16 +162,6 @@ class ConverterHub:
     ) -> AsyncIterator[event_service_pb2.WatchEventsResponse]:
         request = event_service_pb2.WatchEventsRequest(cursor=cursor, types=list(types), ref=ref)
         return self.events.WatchEvents(request)
-
-    async def register(self, status: node_pb2.NodeStatus) -> timedelta:
-        """Register this node; returns how often the hub wants a heartbeat."""
-        request = node_service_pb2.RegisterNodeRequest(status=status)
-        response = await self.nodes.RegisterNode(request, timeout=TIMEOUT)
-        return response.heartbeat_interval.ToTimedelta()
-
-    async def heartbeat(self, status: node_pb2.NodeStatus) -> timedelta:
-        response = await self.nodes.Heartbeat(node_service_pb2.HeartbeatRequest(status=status), timeout=TIMEOUT)
-        return response.heartbeat_interval.ToTimedelta()
 
 
 def _checked(image_id: str, expected: str, parts: list[bytes]) -> bytes:

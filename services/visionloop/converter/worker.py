@@ -20,7 +20,6 @@ import shutil
 import tempfile
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,8 +37,8 @@ from visionloop.converter.triton_entries import EntryOptions
 from visionloop.converter.v1 import converter_service_pb2 as pb
 from visionloop.loop.v1 import event_service_pb2 as events_pb
 from visionloop.loop.v1 import model_service_pb2
-from visionloop.runtime import __version__
 from visionloop.runtime.logging import get_logger
+from visionloop.runtime.presence import Presence
 
 log = get_logger(__name__)
 
@@ -99,7 +98,7 @@ class Converter:
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()  # replaced on every change; see changed()
         self._tasks: list[asyncio.Task[None]] = []
-        self._started = time.monotonic()
+        self._presence = Presence(settings, self._status)  # operators see the converter in ListNodes
 
     @property
     def scope(self) -> ProjectRef | None:
@@ -119,10 +118,11 @@ class Converter:
         self._tasks = [
             loop.create_task(self._work(), name="converter-work"),
             loop.create_task(self._watch(), name="converter-watch"),
-            loop.create_task(self._presence(), name="converter-presence"),
         ]
+        self._presence.start()
 
     async def stop(self) -> None:
+        await self._presence.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -186,27 +186,16 @@ class Converter:
             delay = min(delay * 2, MAX_BACKOFF)
             self.wake()  # events may have been missed while away
 
-    async def _presence(self) -> None:
-        """Register with the hub's node registry and keep heart-beating (operators see the converter)."""
-        interval, registered = 10.0, False
-        while True:
-            status = node_pb2.NodeStatus(
-                node_id=self.hub.node_id,
-                name=f"converter {self.hub.node_id[-8:]}",
-                type=node_pb2.NODE_TYPE_CONVERTER,
-                state=node_pb2.NODE_STATE_BUSY if self.lock.locked() else node_pb2.NODE_STATE_IDLE,
-                capabilities=self.targets,
-                software_version=__version__,
-            )
-            status.uptime.FromTimedelta(timedelta(seconds=time.monotonic() - self._started))
-            try:
-                call: Callable[[node_pb2.NodeStatus], Awaitable[timedelta]]
-                call = self.hub.heartbeat if registered else self.hub.register
-                interval = max(1.0, (await call(status)).total_seconds())
-                registered = True
-            except grpc.aio.AioRpcError as error:
-                registered = registered and error.code() is not grpc.StatusCode.NOT_FOUND  # hub reset: again
-            await asyncio.sleep(interval)
+    def _status(self) -> node_pb2.NodeStatus:
+        return node_pb2.NodeStatus(
+            node_id=self.hub.node_id,
+            name=f"converter {self.hub.node_id[-8:]}",
+            type=node_pb2.NODE_TYPE_CONVERTER,
+            state=node_pb2.NODE_STATE_BUSY if self.lock.locked() else node_pb2.NODE_STATE_IDLE,
+            organization="" if self.settings.all_projects else self.settings.loop_organization,
+            project="" if self.settings.all_projects else self.settings.loop_project,
+            capabilities=self.targets,
+        )
 
     # --- one conversion ---------------------------------------------------------------------
 

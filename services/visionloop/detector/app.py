@@ -24,6 +24,7 @@ from visionloop.detector.uploads import ActiveLearningUploads
 from visionloop.detector.v1 import detector_service_pb2, detector_service_pb2_grpc
 from visionloop.runtime.archives import UnsafeArchive, safe_extract
 from visionloop.runtime.identity import node_id
+from visionloop.runtime.presence import Presence
 from visionloop.runtime.server import GrpcServer, Mount, ServiceSpec
 
 SETTINGS = DetectorSettings
@@ -93,7 +94,11 @@ def create(settings: DetectorSettings) -> ServiceSpec:
     upload_filter = UploadFilter(FilterSettings.from_settings(settings))
     servicer.uploads = ActiveLearningUploads(upload_filter, outbox, f"detector:{servicer.node_id}")
 
+    presence = Presence(settings, servicer.node_status)  # operators see each detector and its model
+    servicer.presence = presence
+
     async def start(server: GrpcServer) -> None:
+        presence.start()
         for name, source in static.items():
             folder = await asyncio.to_thread(unpack, name, source, data_dir)
             await models.put(await open_model(name, folder))
@@ -102,6 +107,7 @@ def create(settings: DetectorSettings) -> ServiceSpec:
             await updater.start()
 
     async def close(server: GrpcServer) -> None:
+        await presence.stop()
         if updater is not None:
             await updater.stop()
         await outbox.stop()

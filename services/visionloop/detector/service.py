@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 from google.protobuf import duration_pb2
 from prometheus_client import Counter, Histogram
 
-from visionloop.common.v1 import image_pb2, model_pb2
+from visionloop.common.v1 import image_pb2, model_pb2, node_pb2
 from visionloop.detector import postprocess, preprocess
 from visionloop.detector.config import DetectorSettings
 from visionloop.detector.models import ModelSet
@@ -75,6 +76,7 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
         self.uploads: UploadHook | None = None
         self.outbox: Any = None  # the durable outbox, once wired (status, mode, put)
         self.updater: Any = None  # follows the hub's deployment (lifecycle.ModelUpdater)
+        self.presence: Any = None  # the node registry entry (runtime.presence.Presence)
         self._cameras: set[str] = set()
 
     # --- detection ------------------------------------------------------------------------------
@@ -218,6 +220,34 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
                 await reader
 
     # --- information and control ----------------------------------------------------------------
+
+    def node_status(self) -> node_pb2.NodeStatus:
+        """What the hub's node registry shows for this detector: state, model version, problems."""
+        loaded = {m.name: m for m in self.models.loaded()}
+        default = loaded.get(self.models.default)
+        errors = [
+            node_pb2.NodeError(
+                key="model_update", message=f"version {version}: {failure.reason}", count=failure.attempts
+            )
+            for version, failure in (self.updater.failures.items() if self.updater is not None else [])
+        ]
+        if self.mode == pb.OPERATION_MODE_IDLE:
+            state = node_pb2.NODE_STATE_IDLE
+        elif not loaded:
+            state = node_pb2.NODE_STATE_STARTING
+        else:
+            state = node_pb2.NODE_STATE_DEGRADED if errors else node_pb2.NODE_STATE_BUSY
+        return node_pb2.NodeStatus(
+            node_id=self.node_id,
+            name=f"detector@{socket.gethostname()}",
+            type=node_pb2.NODE_TYPE_DETECTOR,
+            state=state,
+            organization=self.settings.loop_organization,
+            project=self.settings.loop_project,
+            model_version=default.info.version if default is not None else "",
+            errors=errors,
+            capabilities=[self.settings.backend.value, *sorted(loaded)],
+        )
 
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext

@@ -22,6 +22,7 @@ from visionloop.common.v1 import node_pb2, training_pb2
 from visionloop.runtime.config import ConfigError
 from visionloop.runtime.identity import node_id
 from visionloop.runtime.logging import get_logger
+from visionloop.runtime.presence import Presence
 from visionloop.runtime.server import GrpcServer, Mount, ServiceSpec
 from visionloop.trainer import metrics as trainer_metrics
 from visionloop.trainer.config import TrainerSettings
@@ -92,7 +93,8 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _main(self) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(), name="trainer-heartbeat")
+        presence = Presence(self.settings, self.status, self.started)
+        presence.start()
         try:
             for record in await asyncio.to_thread(unfinished, self.root):
                 await self._resume(record)
@@ -108,7 +110,7 @@ class Worker:
                 await asyncio.to_thread(record.save)
                 await self._run(record)
         finally:
-            heartbeat.cancel()
+            await presence.stop()
 
     async def _claim(self, training_id: str = "") -> training_pb2.Training | None:
         try:
@@ -180,23 +182,6 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             await asyncio.to_thread(machine.push)
-
-    async def _heartbeat(self) -> None:
-        interval = 10.0
-        registered = False
-        while True:
-            try:
-                if not registered:
-                    hub_interval = await asyncio.to_thread(self.hub.register, self.status())
-                    interval = max(1.0, min(hub_interval.total_seconds() / 2, 30.0)) if hub_interval else interval
-                    registered = True
-                else:
-                    await asyncio.to_thread(self.hub.heartbeat, self.status())
-            except grpc.RpcError as error:
-                if error.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
-                    registered = False  # the hub forgot us (new database): register again
-                log.info("heartbeat failed; retrying", error=str(error))
-            await asyncio.sleep(interval)
 
 
 def create(settings: TrainerSettings) -> ServiceSpec:

@@ -10,21 +10,17 @@ from pathlib import Path
 import grpc
 from google.protobuf import duration_pb2
 
-from visionloop.client.channel import create_channel
 from visionloop.common.v1 import (
     annotation_pb2,
     category_pb2,
     detection_pb2,
     image_pb2,
     model_pb2,
-    node_pb2,
     training_pb2,
 )
 from visionloop.loop.v1 import (
     annotation_service_pb2,
     image_service_pb2,
-    node_service_pb2,
-    node_service_pb2_grpc,
     project_service_pb2,
     training_service_pb2,
 )
@@ -56,20 +52,11 @@ class TrainerHub:
         self.timeout = timeout
         self.ref = peer.project_ref  # trainings are claimed from this project only
         self._client = peer.loop_client(timeout)
-        self._nodes = node_service_pb2_grpc.NodeServiceStub(create_channel(peer.channel_config()))
 
     def close(self) -> None:
         self._client.close()
 
-    # --- node and queue ---------------------------------------------------------------------
-
-    def register(self, status: node_pb2.NodeStatus) -> timedelta:
-        """Register; returns how often the hub wants a heartbeat."""
-        response = self._nodes.RegisterNode(node_service_pb2.RegisterNodeRequest(status=status), timeout=self.timeout)
-        return response.heartbeat_interval.ToTimedelta()
-
-    def heartbeat(self, status: node_pb2.NodeStatus) -> None:
-        self._nodes.Heartbeat(node_service_pb2.HeartbeatRequest(status=status), timeout=self.timeout)
+    # --- queue ---------------------------------------------------------------------
 
     def claim(self, variants: Sequence[str], training_id: str = "") -> training_pb2.Training | None:
         """The next queued training of the configured project (or exactly ``training_id``); None when none."""

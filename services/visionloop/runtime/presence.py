@@ -1,0 +1,108 @@
+"""A node's presence in the hub's node registry: register, heartbeat, register again after a reset.
+
+Every long-running node (detector, trainer, converter) runs one ``Presence``: operators see it in
+``ListNodes`` with its state, model version, errors and uptime, and the hub marks it offline once
+it misses about three heartbeats. Hub outages never reach the node's own work: failures are
+logged and retried at the next beat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import grpc
+
+from visionloop.client.channel import create_aio_channel
+from visionloop.common.v1 import node_pb2
+from visionloop.loop.v1 import node_service_pb2, node_service_pb2_grpc
+from visionloop.runtime import __version__
+from visionloop.runtime.config import PeerSettings
+from visionloop.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+DEFAULT_INTERVAL_S = 10.0
+RPC_TIMEOUT_S = 10.0
+
+
+def beat_interval(hub_interval: timedelta | None, fallback: float = DEFAULT_INTERVAL_S) -> float:
+    """Seconds between beats: half the hub's interval (one late beat is no outage), 1 to 30 s."""
+    if not hub_interval or hub_interval.total_seconds() <= 0:
+        return fallback
+    return max(1.0, min(hub_interval.total_seconds() / 2, 30.0))
+
+
+class Presence:
+    """Registers ``status()`` with the hub at ``peer`` and keeps heart-beating until stopped."""
+
+    def __init__(
+        self,
+        peer: PeerSettings,
+        status: Callable[[], node_pb2.NodeStatus],
+        started: float | None = None,
+    ) -> None:
+        self.peer = peer
+        self._status = status
+        self.started = time.monotonic() if started is None else started
+        self.registered = False
+        self._task: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
+
+    def status(self) -> node_pb2.NodeStatus:
+        """The node's status plus what every node reports alike: software version and uptime."""
+        status = self._status()
+        status.software_version = status.software_version or __version__
+        status.uptime.FromTimedelta(timedelta(seconds=time.monotonic() - self.started))
+        return status
+
+    def poke(self) -> None:
+        """Report now instead of at the next beat (the node's state or model changed)."""
+        self._poked.set()
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="presence")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        channel = create_aio_channel(self.peer.channel_config())
+        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        interval = DEFAULT_INTERVAL_S
+        try:
+            while True:
+                interval = await self.beat(nodes, interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poked.wait(), interval)
+                self._poked.clear()
+        finally:
+            await channel.close()
+
+    async def beat(self, nodes: node_service_pb2_grpc.NodeServiceStub, interval: float) -> float:
+        """One registration or heartbeat; returns the seconds until the next one."""
+        status = self.status()
+        try:
+            if self.registered:
+                response = await nodes.Heartbeat(
+                    node_service_pb2.HeartbeatRequest(status=status), timeout=RPC_TIMEOUT_S
+                )
+            else:
+                response = await nodes.RegisterNode(
+                    node_service_pb2.RegisterNodeRequest(status=status), timeout=RPC_TIMEOUT_S
+                )
+                log.info("registered with the hub", node_id=status.node_id, type=node_pb2.NodeType.Name(status.type))
+            self.registered = True
+            return beat_interval(response.heartbeat_interval.ToTimedelta())
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                self.registered = False  # the hub forgot us (a new database): register again
+            log.info("hub presence failed; retrying", code=error.code().name, error=error.details())
+            return interval
