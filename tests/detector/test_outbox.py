@@ -439,7 +439,8 @@ async def test_rejected_item_is_dropped_without_blocking_the_rest(
         await eventually(lambda: outbox.depth == 0)
         assert outbox.rejected == 1
         assert outbox.uploaded == 3
-        assert outbox.status().last_error == ""
+        status = outbox.status().to_proto()  # what GetAbout and SetOutboxMode answer
+        assert (status.rejected, status.uploaded, status.last_error) == (1, 3, "")
     assert recorder.calls == 1  # one batch: the bad image did not cost a retry
     assert sorted(image.tags[0] for image in await hub.images()) == ["item-0", "item-2", "item-3"]
 
@@ -503,3 +504,20 @@ async def test_pause_and_resume(tmp_path: Path) -> None:
         outbox.set_mode(CONTINUOUS_UPLOAD)
         await eventually(lambda: outbox.depth == 0)
         assert recorder.sent == ["item-0", "item-1", "item-2"]
+
+
+async def test_a_stopped_outbox_stays_stopped_after_a_restart(tmp_path: Path) -> None:
+    recorder = Recorder()
+    async with started(Outbox(tmp_path, recorder)) as outbox:
+        outbox.set_mode(STOPPED)  # e.g. the robot is on a metered link
+        await outbox.put(item(0))
+    # The detector restarts with its default (continuous) mode: the operator's stop still holds.
+    async with started(Outbox(tmp_path, recorder)) as outbox:
+        assert outbox.mode == STOPPED
+        await asyncio.sleep(0.1)
+        assert (recorder.calls, outbox.depth) == (0, 1)
+        outbox.set_mode(CONTINUOUS_UPLOAD)
+        await eventually(lambda: outbox.depth == 0)
+    async with started(Outbox(tmp_path, recorder)) as outbox:
+        assert outbox.mode == CONTINUOUS_UPLOAD  # and so does a resume
+    assert recorder.sent == ["item-0"]

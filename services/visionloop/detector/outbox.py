@@ -54,6 +54,7 @@ from visionloop.detector.v1 import detector_service_pb2 as detector_pb
 from visionloop.loop.v1 import image_service_pb2, image_service_pb2_grpc, project_service_pb2, project_service_pb2_grpc
 from visionloop.runtime.config import PeerSettings
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from visionloop.runtime.files import write_atomically
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -71,6 +72,7 @@ _MAGIC = b"VLO1"
 _HEADER = struct.Struct(">4sI")  # magic, crc32 of the payload
 _ITEM = ".item"
 _TEMP = ".tmp"
+_STOPPED_FILE = "stopped"  # present while an operator has stopped uploads
 
 ITEMS = Gauge("visionloop_outbox_items", "Items waiting in the detector's outbox.", ["lane"])
 BYTES = Gauge("visionloop_outbox_bytes", "Bytes the detector's outbox holds on disk.")
@@ -144,6 +146,8 @@ class OutboxState:
             size_bytes=self.size_bytes,
             dropped=self.dropped,
             last_error=self.last_error,
+            rejected=self.rejected,
+            uploaded=self.uploaded,
         )
 
 
@@ -309,8 +313,15 @@ class Outbox:
         return self._mode
 
     def set_mode(self, mode: int) -> None:
-        """CONTINUOUS_UPLOAD sends; STOPPED keeps items (and keeps accepting them) but sends nothing."""
+        """CONTINUOUS_UPLOAD sends; STOPPED keeps items (and keeps accepting them) but sends nothing.
+        A stop is remembered in the folder, so a detector stopped on a metered link stays stopped
+        after a restart until someone resumes it."""
         self._mode = _checked_mode(mode)
+        marker = self.folder / _STOPPED_FILE
+        if self._mode == STOPPED:
+            write_atomically(marker, b"uploads stopped by SetOutboxMode\n")
+        else:
+            marker.unlink(missing_ok=True)
         log.info("outbox mode", mode=detector_pb.OutboxMode.Name(self._mode))  # type: ignore[arg-type]
         self._wakeup.set()
         if self._mode == CONTINUOUS_UPLOAD:
@@ -531,6 +542,9 @@ class Outbox:
 
     def _install(self, lock: IO[bytes], found: dict[Lane, list[tuple[str, int]]]) -> None:
         self._lock_file = lock
+        if (self.folder / _STOPPED_FILE).exists() and self._mode != STOPPED:  # an operator's stop outlives a restart
+            self._mode = STOPPED
+            log.info("outbox stays stopped (SetOutboxMode before the restart)", folder=str(self.folder))
         self._items = {lane: dict(found.get(lane, [])) for lane in Lane}
         self._bytes = sum(size for items in self._items.values() for size in items.values())
         stamps = [int(item_id) for items in self._items.values() for item_id in items]

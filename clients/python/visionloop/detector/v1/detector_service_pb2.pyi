@@ -204,18 +204,22 @@ class LoadedModel(_message.Message):
     def __init__(self, name: _Optional[str] = ..., info: _Optional[_Union[_model_pb2.ModelInfo, _Mapping]] = ..., backend: _Optional[str] = ..., is_default: _Optional[bool] = ..., load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class OutboxStatus(_message.Message):
-    __slots__ = ("mode", "depth", "size_bytes", "dropped", "last_error")
+    __slots__ = ("mode", "depth", "size_bytes", "dropped", "last_error", "rejected", "uploaded")
     MODE_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    UPLOADED_FIELD_NUMBER: _ClassVar[int]
     mode: OutboxMode
     depth: int
     size_bytes: int
     dropped: int
     last_error: str
-    def __init__(self, mode: _Optional[_Union[OutboxMode, str]] = ..., depth: _Optional[int] = ..., size_bytes: _Optional[int] = ..., dropped: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+    rejected: int
+    uploaded: int
+    def __init__(self, mode: _Optional[_Union[OutboxMode, str]] = ..., depth: _Optional[int] = ..., size_bytes: _Optional[int] = ..., dropped: _Optional[int] = ..., last_error: _Optional[str] = ..., rejected: _Optional[int] = ..., uploaded: _Optional[int] = ...) -> None: ...
 
 class GetAboutRequest(_message.Message):
     __slots__ = ()
