@@ -182,3 +182,31 @@ async def test_streams_answer_every_frame_in_order(detector: DetectorClient) -> 
             if i != 7:
                 assert answer.error_code == 0
                 assert all(inside(b.box, 10 * i, 100, 64) for b in answer.result.detections.boxes)
+
+
+def batch_calls(model: str) -> tuple[float, float]:
+    """(backend calls, frames) so far for ``model``, from the detector's batch-size histogram."""
+    from prometheus_client import REGISTRY
+
+    labels = {"model": model}
+    count = REGISTRY.get_sample_value("visionloop_detector_batch_size_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("visionloop_detector_batch_size_sum", labels) or 0.0
+    return count, total
+
+
+async def test_a_lone_frame_skips_the_queue_and_concurrent_frames_share_backend_calls(
+    detector: DetectorClient,
+) -> None:
+    image = image_pb2.Image(encoded=jpeg(frame(squares=(SQUARE,))))
+    calls, frames = batch_calls("stub")
+    lone = await detect(detector, image)
+    assert batch_calls("stub") == (calls + 1, frames + 1)
+    assert lone.timing.queue.ToNanoseconds() == 0  # run start to end in one worker thread
+    assert lone.detections.boxes
+
+    calls, frames = batch_calls("stub")
+    answers = await asyncio.gather(*(detect(detector, image) for _ in range(12)))
+    after_calls, after_frames = batch_calls("stub")
+    assert after_frames - frames == 12
+    assert after_calls - calls < 12  # some frames shared a backend call
+    assert all(a.detections == lone.detections for a in answers)  # same frame, same answer either way

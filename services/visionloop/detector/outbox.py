@@ -282,6 +282,7 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()  # items arrived or the mode changed
         self._kick = asyncio.Event()  # cuts a backoff short (uploads resumed)
+        self._unlinking: set[asyncio.Future[None]] = set()  # deletions of settled items under way
 
         self.dropped = 0
         self.rejected = 0
@@ -304,6 +305,8 @@ class Outbox:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._unlinking:
+            await asyncio.gather(*self._unlinking, return_exceptions=True)
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -475,7 +478,7 @@ class Outbox:
             REJECTED.inc()
             damaged.append(self._path(key))
         if damaged:
-            await asyncio.to_thread(_unlink_all, damaged)
+            await self._unlink(damaged)
 
     async def _deliver(self, uploads: list[ImageUpload]) -> Sequence[Outcome]:
         try:
@@ -519,8 +522,17 @@ class Outbox:
                 log.info("outbox reaches the hub again")
             self.last_error = ""
         if done:
-            await asyncio.to_thread(_unlink_all, done)
+            await self._unlink(done)
         return failures, progress
+
+    async def _unlink(self, paths: list[Path]) -> None:
+        """Delete settled items' files. Shielded and awaited by ``stop``: a stop in the middle must not
+        return while the files of items already counted as sent are still on disk (a restart would
+        send them again)."""
+        task = asyncio.ensure_future(asyncio.to_thread(_unlink_all, paths))
+        self._unlinking.add(task)
+        task.add_done_callback(self._unlinking.discard)
+        await asyncio.shield(task)
 
     async def _pause(self, seconds: float) -> None:
         self._kick.clear()

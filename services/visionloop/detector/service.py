@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,10 +20,10 @@ import numpy as np
 from google.protobuf import duration_pb2
 from prometheus_client import Counter, Histogram
 
-from visionloop.common.v1 import image_pb2, model_pb2, node_pb2
+from visionloop.common.v1 import detection_pb2, image_pb2, model_pb2, node_pb2
 from visionloop.detector import postprocess, preprocess
 from visionloop.detector.config import DetectorSettings
-from visionloop.detector.models import ModelSet
+from visionloop.detector.models import ModelSet, ServedModel
 from visionloop.detector.uploads import stored_bytes
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
@@ -61,6 +61,17 @@ class Prepared:
     preprocess_seconds: float
 
 
+@dataclass
+class Run:
+    """One frame's detections and where its time went."""
+
+    prepared: Prepared
+    detections: detection_pb2.Detections
+    queue_seconds: float
+    infer_seconds: float
+    postprocess_seconds: float
+
+
 def _duration(seconds: float) -> duration_pb2.Duration:
     duration = duration_pb2.Duration()
     duration.FromNanoseconds(int(seconds * 1e9))
@@ -96,6 +107,45 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
             return camera_id
         return "other"
 
+    def _alone(
+        self,
+        model: ServedModel,
+        run_blocking: Callable[[list[np.ndarray]], list[np.ndarray]],
+        image: image_pb2.Image,
+        rescale: int,
+        settings: postprocess.Settings,
+    ) -> Run:
+        """A lone frame start to end on this (worker) thread: blocking, so never on the event loop."""
+        prepared = self._prepare(image, model.info.input, rescale)
+        started = time.perf_counter()
+        outputs = [output[0] for output in run_blocking([prepared.tensor])]
+        inferred = time.perf_counter()
+        frame = prepared.frame
+        detections = postprocess.to_detections(
+            model.info, outputs, prepared.transform, (frame.width, frame.height), settings
+        )
+        return Run(prepared, detections, 0.0, inferred - started, time.perf_counter() - inferred)
+
+    async def _batched(
+        self, model: ServedModel, image: image_pb2.Image, rescale: int, settings: postprocess.Settings
+    ) -> Run:
+        """A frame among others: decoded in a worker thread, inferred in the micro-batcher's next batch."""
+        model.batcher.note_arrival()
+        try:
+            prepared = await asyncio.to_thread(self._prepare, image, model.info.input, rescale)
+        finally:
+            model.batcher.note_departure()
+        submitted = time.perf_counter()
+        outputs, queued = await model.batcher.submit(prepared.tensor)
+        inferred = time.perf_counter()
+        frame = prepared.frame
+        # NMS and a hundred boxes into protobuf take a millisecond: on the event loop they would
+        # hold up every other camera's frames.
+        detections = await asyncio.to_thread(
+            postprocess.to_detections, model.info, outputs, prepared.transform, (frame.width, frame.height), settings
+        )
+        return Run(prepared, detections, queued, inferred - submitted - queued, time.perf_counter() - inferred)
+
     async def detect(self, image: image_pb2.Image, options: pb.DetectOptions) -> pb.DetectResponse:
         """One frame through decode, pre-process, batched inference and post-processing."""
         if self.mode == pb.OPERATION_MODE_IDLE:
@@ -107,48 +157,37 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
         async with self.models.use(options.model) as model:
             settings = postprocess.Settings.resolve(options, model.info.detection_defaults)
             rescale = options.rescale_type or model.info.input.rescale_type
-            model.batcher.note_arrival()
-            try:
-                prepared = await asyncio.to_thread(self._prepare, image, model.info.input, rescale)
-            finally:
-                model.batcher.note_departure()
-            submitted = time.perf_counter()
-            outputs, queued = await model.batcher.submit(prepared.tensor)
-            inferred = time.perf_counter()
-            frame = prepared.frame
-            # NMS and a hundred boxes into protobuf take a millisecond: on the event loop they would
-            # hold up every other camera's frames.
-            detections = await asyncio.to_thread(
-                postprocess.to_detections,
-                model.info,
-                outputs,
-                prepared.transform,
-                (frame.width, frame.height),
-                settings,
-            )
-            postprocessed = time.perf_counter()
+            run_blocking = getattr(model.backend, "run_blocking", None)
+            if run_blocking is not None and await model.batcher.claim_idle():
+                try:  # nobody to batch with: the whole frame in one thread, no hand-overs
+                    run = await asyncio.to_thread(self._alone, model, run_blocking, image, rescale, settings)
+                finally:
+                    model.batcher.release()
+            else:
+                run = await self._batched(model, image, rescale, settings)
             name, version = model.name, model.version
-        infer_seconds = inferred - submitted - queued
+        prepared = run.prepared
         for stage, seconds in (
             ("decode", prepared.decode_seconds),
             ("preprocess", prepared.preprocess_seconds),
-            ("queue", queued),
-            ("infer", infer_seconds),
-            ("postprocess", postprocessed - inferred),
+            ("queue", run.queue_seconds),
+            ("infer", run.infer_seconds),
+            ("postprocess", run.postprocess_seconds),
         ):
             STAGE_SECONDS.labels(stage).observe(seconds)
         FRAMES.labels(self._camera_label(options.camera_id or "default")).inc()
+        frame = prepared.frame
         response = pb.DetectResponse(
-            detections=detections,
+            detections=run.detections,
             model=name,
             model_version=version,
             image_width=frame.width,
             image_height=frame.height,
             timing=pb.Timing(
                 preprocess=_duration(prepared.decode_seconds + prepared.preprocess_seconds),
-                queue=_duration(queued),
-                inference=_duration(infer_seconds),
-                postprocess=_duration(postprocessed - inferred),
+                queue=_duration(run.queue_seconds),
+                inference=_duration(run.infer_seconds),
+                postprocess=_duration(run.postprocess_seconds),
             ),
         )
         if self.uploads is not None:

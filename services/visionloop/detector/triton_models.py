@@ -154,6 +154,9 @@ class SharedTritonBackend:
     async def infer_frames(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         return await self.triton.infer_frames(frames)
 
+    def run_blocking(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self.triton.run_blocking(frames)
+
     async def close(self) -> None:
         if self._closed:
             return

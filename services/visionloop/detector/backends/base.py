@@ -17,7 +17,9 @@ class Backend(Protocol):
 
     ``infer`` takes a float32 batch shaped like the model's input (N first) and returns the
     outputs named in the model's ``output.tensor_names``, in that order, each with N first.
-    Implementations never block the event loop.
+    Implementations never block the event loop. Optional extras the detector uses when present:
+    ``infer_frames(frames)`` (per-frame tensors, stacked by the backend where it pays) and
+    ``run_blocking(frames)`` (the same on the calling worker thread, for a lone frame).
     """
 
     kind: str  # "onnxruntime" or "triton"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visionloop.detector.backends.base import BackendError
+from visionloop.detector.backends.base import BackendError, stack
 
 
 class OnnxRuntimeBackend:
@@ -56,8 +56,16 @@ class OnnxRuntimeBackend:
 
     async def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, batch)
+
+    def run_blocking(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per-frame tensors through the session on the calling thread (the detector's lone-frame
+        path, which holds the batcher's only slot meanwhile, so runs still never overlap)."""
+        return self._run(stack(frames))
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
-        return await loop.run_in_executor(self._executor, self._session.run, self.output_names, feed)  # type: ignore[attr-defined]
+        return self._session.run(self.output_names, feed)  # type: ignore[attr-defined,no-any-return]
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False)

@@ -136,6 +136,13 @@ class TritonBackend:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._infer_blocking, frames)
 
+    def run_blocking(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``infer_frames`` on the calling (worker) thread: the detector's lone-frame path."""
+        if self._closed:
+            raise BackendError(f"Triton backend for {self.model_name!r} is closed")
+        self._check_shape((len(frames), *frames[0].shape))
+        return self._infer_blocking(frames)
+
     def _infer_blocking(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self._infer_client is None:
             self._infer_client = grpcclient.InferenceServerClient(self.url, keepalive_options=KEEPALIVE)
