@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import io
 from collections.abc import AsyncIterator
 
 import grpc
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.hub.conftest import HubClient
 from tests.hub.pictures import picture
@@ -257,3 +261,93 @@ async def test_batch_upload_with_a_corrupted_chunk(hub: HubClient, project) -> N
     results = [r async for r in hub.images.UploadImages(stream())]
     assert results[0].error_code == grpc.StatusCode.DATA_LOSS.value[0]
     assert not (await hub.images.ListImages(pb.ListImagesRequest(ref=project))).images
+
+
+def _camera_frame(seed: int, progressive: bool = False) -> bytes:
+    """A 640x480 JPEG that compresses like a camera frame (the hub decodes JPEGs at reduced scale)."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).resize((640, 480))
+    out = io.BytesIO()
+    coarse.save(out, format="JPEG", quality=90, progressive=progressive)
+    return out.getvalue()
+
+
+def _damaged(data: bytes, kind: str) -> bytes:
+    if kind == "cut":  # the scan ends half-way
+        return data[: len(data) // 2]
+    if kind == "no-eoi":  # only the end-of-image marker is missing
+        return data[:-2]
+    if kind == "zeros":  # the second half overwritten
+        return data[: len(data) // 2] + bytes(len(data) - len(data) // 2)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+@pytest.mark.parametrize("kind", ["cut", "no-eoi", "zeros"])
+async def test_damaged_camera_jpegs_are_refused(hub: HubClient, project, progressive: bool, kind: str) -> None:
+    """Reduced-scale decoding still reads every byte of the scan, so damage is still refused."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await upload(hub, project, _damaged(_camera_frame(7, progressive), kind))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not decode" in caught.value.details()
+    assert not (await hub.images.ListImages(pb.ListImagesRequest(ref=project))).images
+
+
+async def test_corrupted_png_is_refused(hub: HubClient, project) -> None:
+    data = bytearray(picture(8, 640, 480, fmt="PNG"))
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # zeros in the compressed image data
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await upload(hub, project, bytes(data))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not decode" in caught.value.details()
+
+
+async def test_camera_jpegs_keep_their_full_size(hub: HubClient, project) -> None:
+    for seed, progressive in [(9, False), (10, True)]:
+        metadata = (await upload(hub, project, _camera_frame(seed, progressive))).metadata
+        assert (metadata.width, metadata.height, metadata.content_type) == (640, 480, "image/jpeg")
+
+
+async def test_damaged_jpeg_in_a_batch_is_refused_alone(hub: HubClient, project) -> None:
+    images = [_camera_frame(11), _damaged(_camera_frame(12), "cut"), _camera_frame(13)]
+
+    async def stream() -> AsyncIterator[pb.UploadImagesRequest]:
+        yield pb.UploadImagesRequest(ref=project)
+        for sequence, data in enumerate(images):
+            blob = transfer_pb2.BlobHeader(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+            yield pb.UploadImagesRequest(header=pb.ImageHeader(sequence=sequence, blob=blob))
+            yield pb.UploadImagesRequest(chunk=transfer_pb2.BlobChunk(offset=0, data=data))
+
+    results = [r async for r in hub.images.UploadImages(stream())]
+    assert [r.error_code for r in results] == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
+    assert "does not decode" in results[1].error_message
+    listed = await hub.images.ListImages(pb.ListImagesRequest(ref=project))
+    assert len(listed.images) == 2
+
+
+async def test_concurrent_uploads_share_transactions_and_fail_alone(hub: HubClient, project) -> None:
+    """Group commit: concurrent uploads of new, duplicate and undecodable images each get their own answer."""
+    good = [picture(400 + i) for i in range(12)]
+    bad = [b"not an image %d" % i for i in range(3)]
+    answers = await asyncio.gather(
+        *(upload(hub, project, data, tags=[f"t{i}"]) for i, data in enumerate(good + good[:4])),
+        *(upload(hub, project, data) for data in bad),
+        return_exceptions=True,
+    )
+    uploaded, refused = answers[: len(good) + 4], answers[len(good) + 4 :]
+    assert all(isinstance(a, pb.UploadImageResponse) for a in uploaded)
+    assert sum(not a.duplicate for a in uploaded) == len(good)  # type: ignore[union-attr]
+    assert all(isinstance(a, grpc.aio.AioRpcError) for a in refused)
+    listed = await hub.images.ListImages(pb.ListImagesRequest(ref=project))
+    assert {i.id for i in listed.images} == {hashlib.sha256(d).hexdigest() for d in good}
+    for data in good:
+        read = b"".join(
+            [
+                r.chunk.data
+                async for r in hub.images.DownloadImages(
+                    pb.DownloadImagesRequest(ref=project, image_ids=[hashlib.sha256(data).hexdigest()])
+                )
+                if r.WhichOneof("part") == "chunk"
+            ]
+        )
+        assert read == data

@@ -89,7 +89,7 @@ def create(settings: LoopSettings) -> ServiceSpec:
             await asyncio.to_thread(ensure_project, hub, settings.bootstrap_project)
 
     async def close(server: GrpcServer) -> None:
-        hub.db.close()
+        hub.close()
 
     refresher = MetricsRefresher(hub)  # hub gauges (images, queue, storage), refreshed after the migration
     return ServiceSpec(

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shutil
 import tempfile
 import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from visionloop.loop.config import LoopSettings
@@ -25,6 +29,14 @@ from visionloop.loop.v1 import project_service_pb2
 from visionloop.runtime.errors import InvalidArgument, NotFound
 
 _EVENT_LOCK = 7_004_243  # pg_advisory_xact_lock key: event rows commit in sequence order
+# Blob writes wait on the disk or the network: more of them in flight than the default executor
+# (cores + 4 threads, shared with the database calls) allows. Also the S3 client's connection pool.
+BLOB_WORKERS = 32
+
+T = TypeVar("T")
+_TAKE_EVENT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_EVENT_LOCK_HELD = "visionloop.event_lock_held"  # session.info: the transaction that holds the event lock
+_INSERT_EVENT = insert(schema.Event.__table__)  # type: ignore[arg-type]
 
 
 def utcnow() -> datetime:
@@ -54,16 +66,27 @@ class EventBus:
     ) -> None:
         if session.get_bind().dialect.name == "postgresql":
             # Serialize event writers so a cursor never skips a row that commits later with a lower seq.
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_LOCK})
-        session.add(
-            schema.Event(
-                type=type_,
-                organization=project.organization if project else "",
-                project=project.name if project else "",
-                subject=subject,
-                detail=detail,
-                time=utcnow(),
-            )
+            # The lock lasts until the commit, so once per transaction is enough (group commit appends
+            # many events in one); inside a savepoint it is always taken, as rolling the savepoint
+            # back releases it.
+            transaction = session.get_transaction()
+            nested = session.in_nested_transaction()
+            if nested or session.info.get(_EVENT_LOCK_HELD) is not transaction:
+                session.execute(_TAKE_EVENT_LOCK, {"key": _EVENT_LOCK})
+                if not nested:
+                    session.info[_EVENT_LOCK_HELD] = transaction
+        # A plain INSERT rather than an ORM object: uploads append one event per image, and the
+        # unit of work's flush cost more than the statement.
+        session.connection().execute(
+            _INSERT_EVENT,
+            {
+                "type": type_,
+                "organization": project.organization if project else "",
+                "project": project.name if project else "",
+                "subject": subject,
+                "detail": detail,
+                "time": utcnow(),
+            },
         )
 
     def notify(self) -> None:
@@ -80,6 +103,60 @@ class EventBus:
             await asyncio.wait_for(self._changed.wait(), timeout=self.poll_seconds)
 
 
+def _stored_hashes(session: Session, keys: list[str]) -> set[str]:
+    return set(session.scalars(select(schema.Image.sha256).where(schema.Image.sha256.in_(keys)).distinct()))
+
+
+class StoredBlobs:
+    """Answers "does any image row have this sha256?" for concurrent uploads, one query per group.
+
+    Rows commit only after their blob is stored, so a row proves the blob exists. While one query
+    runs, the hashes asked for meanwhile collect and go together in the next (as group commit does
+    for writes), so a burst of uploads costs a few transactions instead of one each.
+    """
+
+    max_group = 500
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: dict[str, list[asyncio.Future[bool]]] = {}
+        self._drainer: asyncio.Task[None] | None = None  # referenced, so it is not garbage-collected
+
+    async def contains(self, sha256: str) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(sha256, []).append(future)
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        group: dict[str, list[asyncio.Future[bool]]] = {}
+        try:
+            while self._pending:
+                keys = list(self._pending)[: self.max_group]
+                group = {key: self._pending.pop(key) for key in keys}
+                try:
+                    found = await self._db.read(functools.partial(_stored_hashes, keys=keys))
+                except Exception as error:  # every caller of the group learns it
+                    for futures in group.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(error)
+                    continue
+                for key, futures in group.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(key in found)
+        except BaseException:  # cancelled (the loop is closing): no caller may wait forever
+            for futures in [*group.values(), *self._pending.values()]:
+                for future in futures:
+                    future.cancel()
+            self._pending.clear()
+            raise
+        finally:
+            self._drainer = None
+
+
 @dataclass
 class Hub:
     settings: LoopSettings
@@ -92,9 +169,24 @@ class Hub:
     max_image_pixels: int = 100_000_000
     # Leases and heartbeats read the clock through ``now()``; tests move it forward instead of sleeping.
     clock_offset: timedelta = timedelta(0)
+    blob_workers: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="hub-blob")
+    )
+    stored_blobs: StoredBlobs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stored_blobs = StoredBlobs(self.db)
 
     def now(self) -> datetime:
         return utcnow() + self.clock_offset
+
+    async def in_blob_worker(self, fn: Callable[..., T], *args: object) -> T:
+        """Run blocking blob work (decoding, hashing, object store calls) in ``blob_workers``."""
+        return await asyncio.get_running_loop().run_in_executor(self.blob_workers, fn, *args)
+
+    def close(self) -> None:
+        self.blob_workers.shutdown(wait=False)
+        self.db.close()
 
     @classmethod
     def from_settings(cls, settings: LoopSettings) -> Hub:
@@ -109,6 +201,7 @@ class Hub:
                 settings.s3_access_key_id,
                 settings.s3_secret_access_key,
                 settings.s3_region,
+                max_connections=BLOB_WORKERS,
             )
             s3.ensure_bucket()
             store = s3

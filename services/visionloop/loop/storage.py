@@ -112,6 +112,7 @@ class S3ObjectStore:
         secret_access_key: str,
         region: str = "us-east-1",
         prefix: str = "",
+        max_connections: int = 10,
     ) -> None:
         import boto3
         from boto3.s3.transfer import TransferConfig
@@ -125,7 +126,13 @@ class S3ObjectStore:
             aws_access_key_id=access_key_id or None,
             aws_secret_access_key=secret_access_key or None,
             region_name=region,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+            # One pooled connection per thread that may call the client at once (botocore's default
+            # is 10); calls beyond the pool's size open and drop a connection each time.
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 5, "mode": "standard"},
+                max_pool_connections=max_connections,
+            ),
         )
         self._transfer = TransferConfig(multipart_threshold=8 * CHUNK_BYTES, multipart_chunksize=8 * CHUNK_BYTES)
 

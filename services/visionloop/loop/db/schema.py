@@ -92,6 +92,7 @@ class Image(Base):
         Index("ix_images_project_priority", "project_pk", "priority", "pk"),
         Index("ix_images_project_state", "project_pk", "state"),
         Index("ix_images_project_camera", "project_pk", "camera_id"),
+        Index("ix_images_sha256", "sha256"),  # "is this blob stored?" across projects, on every upload
     )
 
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)

@@ -1,0 +1,111 @@
+"""Group commit and grouped blob lookups of the hub's database layer (SQLite, no gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from visionloop.loop.db import schema
+from visionloop.loop.db.engine import Database
+from visionloop.loop.hub import StoredBlobs, utcnow
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'loop.db'}")
+    database.migrate()
+    yield database
+    database.close()
+
+
+def add_project(name: str, fail: bool = False) -> Callable[[Session], str]:
+    def fn(session: Session) -> str:
+        session.add(
+            schema.Project(organization="o", name=name, display_name=name, description="", create_time=utcnow())
+        )
+        session.flush()
+        if fail:  # after a write, which must not survive
+            raise ValueError(f"{name} failed")
+        return name
+
+    return fn
+
+
+def project_names(db: Database) -> set[str]:
+    return set(db.read_sync(lambda s: s.scalars(select(schema.Project.name)).all()))
+
+
+def test_a_group_commits_together(db: Database) -> None:
+    outcomes = db.write_many_sync([add_project("a"), add_project("b")])
+    assert outcomes == [(True, "a"), (True, "b")]
+    assert project_names(db) == {"a", "b"}
+
+
+def test_a_failing_member_fails_alone(db: Database) -> None:
+    outcomes = db.write_many_sync([add_project("a"), add_project("b", fail=True), add_project("c")])
+    assert [ok for ok, _ in outcomes] == [True, False, True]
+    assert isinstance(outcomes[1][1], ValueError)
+    assert project_names(db) == {"a", "c"}
+
+
+def test_a_failing_group_of_one_leaves_nothing(db: Database) -> None:
+    [(ok, error)] = db.write_many_sync([add_project("a", fail=True)])
+    assert not ok
+    assert isinstance(error, ValueError)
+    assert project_names(db) == set()
+
+
+async def test_write_grouped_answers_every_caller(db: Database) -> None:
+    names = [f"p{i}" for i in range(20)]
+    results = await asyncio.gather(
+        *(db.write_grouped(add_project(name, fail=name.endswith("7"))) for name in names), return_exceptions=True
+    )
+    assert [isinstance(r, ValueError) for r in results] == [name.endswith("7") for name in names]
+    assert project_names(db) == {name for name in names if not name.endswith("7")}
+
+
+async def test_stored_blobs_groups_concurrent_lookups(db: Database) -> None:
+    db.write_sync(add_project("p"))
+    stored = [f"{i:064x}" for i in range(5)]
+    db.write_sync(
+        lambda s: s.execute(
+            insert(schema.Image),
+            [
+                {
+                    "project_pk": s.scalar(select(func.min(schema.Project.pk))),
+                    "sha256": sha,
+                    "camera_id": "",
+                    "source": "",
+                    "upload_time": utcnow(),
+                    "state": 1,
+                    "width": 1,
+                    "height": 1,
+                    "content_type": "image/jpeg",
+                    "size_bytes": 1,
+                    "priority": 0.0,
+                    "annotation_count": 0,
+                    "detection_count": 0,
+                }
+                for sha in stored
+            ],
+        )
+    )
+    queries = 0
+    read = db.read
+
+    async def counting_read(fn: Callable[[Session], object]) -> object:
+        nonlocal queries
+        queries += 1
+        return await read(fn)
+
+    db.read = counting_read  # type: ignore[method-assign]
+    blobs = StoredBlobs(db)
+    asked = stored + [f"{i:064x}" for i in range(100, 140)] + stored[:2]  # a hash may be asked twice at once
+    answers = await asyncio.gather(*(blobs.contains(sha) for sha in asked))
+    assert answers == [sha in stored for sha in asked]
+    assert queries <= 2  # the first alone, all the others together
