@@ -31,15 +31,16 @@ def yolov8(outputs: list[np.ndarray], score_threshold: float, classes: int) -> C
     prediction = outputs[0]
     if prediction.ndim != 2 or prediction.shape[0] != 4 + classes:
         raise ValueError(f"YOLOv8 output must be [4+{classes}, anchors] per image, got {list(prediction.shape)}")
-    scores_all = prediction[4:]
-    best = scores_all.argmax(axis=0)
-    scores = scores_all[best, np.arange(scores_all.shape[1])]
-    keep = scores >= score_threshold
-    if not keep.any():
+    # Threshold on the best score first, then argmax only the survivors: most anchors are background.
+    scores = prediction[4:].max(axis=0)
+    keep = np.flatnonzero(scores >= score_threshold)
+    if keep.size == 0:
         return EMPTY
-    cx, cy, w, h = prediction[:4, keep]
+    kept = prediction[:, keep]
+    best = kept[4:].argmax(axis=0)
+    cx, cy, w, h = kept[:4]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    return Candidates(best[keep], scores[keep], boxes.astype(np.float32))
+    return Candidates(best, scores[keep], boxes.astype(np.float32, copy=False))
 
 
 def centernet(outputs: list[np.ndarray], score_threshold: float, stride: int) -> Candidates:

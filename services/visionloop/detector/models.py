@@ -92,8 +92,8 @@ async def open_onnx_model(name: str, folder: Path, max_batch: int = 16, max_wait
 
 
 def _runner(backend: Backend) -> Run:
-    """The batcher's call: the backend's own ``infer_frames`` when it stacks frames itself (straight into
-    a shared-memory region), else ``infer`` on the stacked batch."""
+    """The batcher's call: the backend's own ``infer_frames`` when it stacks frames itself (off the
+    event loop, into a reused buffer or a shared-memory region), else ``infer`` on the stacked batch."""
     infer_frames = getattr(backend, "infer_frames", None)
     if infer_frames is not None:
         return infer_frames  # type: ignore[no-any-return]

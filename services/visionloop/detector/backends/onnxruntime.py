@@ -24,6 +24,7 @@ class OnnxRuntimeBackend:
         self.max_batch_size = max_batch_size
         # One runner thread: ORT parallelises inside a run; more runners only fight over the cores.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+        self._buffer: np.ndarray | None = None  # the runner thread's batch buffer (runs never overlap)
 
     @classmethod
     async def load(
@@ -58,10 +59,27 @@ class OnnxRuntimeBackend:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run, batch)
 
+    async def infer_frames(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per-frame tensors, stacked on the runner thread into a buffer kept between runs: stacking a
+        dozen 640x640 frames into fresh memory took ~40 ms of page faults, on the event loop at that."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_frames, frames)
+
     def run_blocking(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per-frame tensors through the session on the calling thread (the detector's lone-frame
         path, which holds the batcher's only slot meanwhile, so runs still never overlap)."""
         return self._run(stack(frames))
+
+    def _run_frames(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if len(frames) == 1:
+            return self._run(frames[0][None])
+        shape = frames[0].shape
+        buffer = self._buffer
+        if buffer is None or buffer.shape[1:] != shape or len(buffer) < len(frames):
+            buffer = self._buffer = np.empty((max(len(frames), self.max_batch_size), *shape), np.float32)
+        batch = buffer[: len(frames)]
+        np.stack(frames, out=batch)
+        return self._run(batch)
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
