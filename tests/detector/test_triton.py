@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,3 +188,51 @@ async def test_a_batch_larger_than_the_region_is_refused_before_it_is_written(tr
         assert output.shape == (8, 6, ANCHORS)
     finally:
         await backend.close()
+
+
+LEAVER = """
+import asyncio, sys
+import tritonclient.grpc.aio as aioclient
+from visionloop.detector.backends.triton_shm import InputRegions
+
+async def main(url):
+    client = aioclient.InferenceServerClient(url)
+    regions = await InputRegions.register(client, 2, 4096, owner="detector-dead")
+    print(" ".join(r.name for r in regions.regions), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_regions_a_killed_detector_left_behind_are_swept_at_its_next_start(triton: TritonServer) -> None:
+    from visionloop.detector.backends.triton_shm import InputRegions, owner_prefix, sweep
+
+    # A detector registers its regions and is killed before it can close them.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LEAVER, triton.grpc_url, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            dead = (await proc.stdout.readline()).decode().split()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    assert len(dead) == 2
+    assert all(name.startswith(owner_prefix("detector-dead")) for name in dead)
+
+    client = aioclient.InferenceServerClient(triton.grpc_url)
+    alive = await InputRegions.register(client, 1, 4096, owner="detector-alive")
+    try:
+        assert await sweep(triton.grpc_url, "detector-dead") == 2  # what its next start does
+        status = await client.get_system_shared_memory_status(as_json=True)
+        names = {region["name"] for region in status.get("regions", {}).values()}
+        assert not set(dead) & names
+        assert {r.name for r in alive.regions} <= names  # another detector's regions are left alone
+        left = await asyncio.to_thread(lambda: [name for name in dead if Path("/dev/shm", name).exists()])
+        assert left == []
+        assert await sweep(triton.grpc_url, "detector-dead") == 0  # nothing left the second time
+    finally:
+        await alive.close(client)
+        await client.close()

@@ -24,6 +24,7 @@ from visionloop.detector.uploads import ActiveLearningUploads
 from visionloop.detector.v1 import detector_service_pb2, detector_service_pb2_grpc
 from visionloop.runtime.archives import UnsafeArchive, safe_extract
 from visionloop.runtime.identity import node_id
+from visionloop.runtime.logging import get_logger
 from visionloop.runtime.presence import Presence
 from visionloop.runtime.server import GrpcServer, Mount, ServiceSpec
 
@@ -43,11 +44,14 @@ def unpack(name: str, source: Path, data_dir: Path) -> Path:
     return target
 
 
+log = get_logger(__name__)
+
 Opener = Callable[[str, Path], Awaitable[ServedModel]]
 
 
-def opener(settings: DetectorSettings) -> Opener:
-    """What loads a model folder on the configured backend: ``await opener(settings)(name, folder)``."""
+def opener(settings: DetectorSettings, owner: str = "") -> Opener:
+    """What loads a model folder on the configured backend: ``await opener(settings)(name, folder)``.
+    ``owner`` (the node id) names the Triton shared-memory regions, so a restart can find leftovers."""
     wait = settings.max_batch_wait_ms / 1000
     if settings.backend is Backend.TRITON:
         # Imported here: the Triton client costs ~0.4 s of start-up that ONNX Runtime detectors skip.
@@ -61,8 +65,20 @@ def opener(settings: DetectorSettings) -> Opener:
             max_batch=settings.max_batch_size,
             max_wait=wait,
             shared_memory=settings.triton_shared_memory,
+            shared_memory_owner=owner,
         )
     return functools.partial(open_onnx_model, max_batch=settings.max_batch_size, max_wait=wait)
+
+
+async def _sweep_shared_memory(url: str, owner: str) -> None:
+    """Free the Triton input regions a killed run of this detector left behind (best effort)."""
+    from visionloop.detector.backends.triton import InferenceServerException
+    from visionloop.detector.backends.triton_shm import sweep
+
+    try:
+        await sweep(url, owner)
+    except (InferenceServerException, OSError) as error:
+        log.warning("could not sweep old Triton shared-memory regions", url=url, reason=str(error))
 
 
 def create(settings: DetectorSettings) -> ServiceSpec:
@@ -73,7 +89,7 @@ def create(settings: DetectorSettings) -> ServiceSpec:
     models = ModelSet(default)
     servicer = DetectorServicer(settings, models, node_id(data_dir, "detector"))
     mount = Mount.generated(servicer, detector_service_pb2_grpc, detector_service_pb2, "DetectorService")
-    open_model = opener(settings)  # static models and the hub's model alike, on the configured backend
+    open_model = opener(settings, servicer.node_id)  # static and hub models alike, on the configured backend
 
     # The project's model follows the hub unless a static model already takes its name.
     updater = None
@@ -99,6 +115,8 @@ def create(settings: DetectorSettings) -> ServiceSpec:
 
     async def start(server: GrpcServer) -> None:
         presence.start()
+        if settings.backend is Backend.TRITON and settings.triton_shared_memory != "off":
+            await _sweep_shared_memory(settings.triton_url, servicer.node_id)
         for name, source in static.items():
             folder = await asyncio.to_thread(unpack, name, source, data_dir)
             await models.put(await open_model(name, folder))

@@ -178,6 +178,7 @@ async def _load_published(
     output_names: list[str],
     max_batch: int,
     shared_memory: str,
+    shared_memory_owner: str,
 ) -> TritonBackend | None:
     """The converter's entry for this hub version, loaded; None when the repository has none that loads."""
     candidates = published_entries(info, await repository_models(url)) if info.organization else []
@@ -190,6 +191,7 @@ async def _load_published(
                 output_names=output_names,
                 max_batch_size=max_batch,
                 shared_memory=shared_memory,
+                shared_memory_owner=shared_memory_owner,
             )
         except BackendError as error:  # e.g. the GPU entry on a CPU-only Triton: try the next
             log.warning("published Triton entry does not load here", triton_model=entry, reason=str(error))
@@ -204,6 +206,7 @@ async def open_triton_model(
     max_batch: int = 16,
     max_wait: float = 0.002,
     shared_memory: str = "auto",
+    shared_memory_owner: str = "",
 ) -> ServedModel:
     """Serve a model folder on the Triton at ``triton_url``.
 
@@ -214,7 +217,9 @@ async def open_triton_model(
     info, weights = await asyncio.to_thread(read_model_folder, folder)
     input_name = info.input.tensor_name or "images"
     output_names = list(info.output.tensor_names)
-    published = await _load_published(triton_url, info, input_name, output_names, max_batch, shared_memory)
+    published = await _load_published(
+        triton_url, info, input_name, output_names, max_batch, shared_memory, shared_memory_owner
+    )
     if published is not None:
         log.info("triton model loaded", model=name, triton_model=published.model_name, url=triton_url, published=True)
         return served(name, info, SharedTritonBackend(published), max_wait)
@@ -243,6 +248,7 @@ async def open_triton_model(
         output_names=output_names,
         max_batch_size=max_batch,
         shared_memory=shared_memory,
+        shared_memory_owner=shared_memory_owner,
     )
     log.info("triton model loaded", model=name, triton_model=triton_name, triton_version=version, url=triton_url)
     return served(name, info, SharedTritonBackend(backend), max_wait)

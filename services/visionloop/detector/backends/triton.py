@@ -86,6 +86,7 @@ class TritonBackend:
         load_timeout: float = 120.0,
         infer_timeout: float = 60.0,
         shared_memory: str = "auto",
+        shared_memory_owner: str = "",
     ) -> TritonBackend:
         """Load ``model_name`` on the Triton at ``url`` (host:port of its gRPC endpoint).
 
@@ -110,7 +111,9 @@ class TritonBackend:
             raise
         if served_batch > 0:
             max_batch_size = min(max_batch_size, served_batch)
-        regions = await _input_regions(client, url, model_name, shared_memory, input_shape, max_batch_size)
+        regions = await _input_regions(
+            client, url, model_name, shared_memory, input_shape, max_batch_size, shared_memory_owner
+        )
         return cls(
             client,
             url,
@@ -297,6 +300,7 @@ async def _input_regions(
     mode: str,
     input_shape: Sequence[int],
     max_batch_size: int,
+    owner: str,
 ) -> InputRegions | None:
     """Shared-memory regions for this model's inputs, or None to send them inside the requests."""
     if mode == "off" or (mode == "auto" and not is_loopback(url)):
@@ -308,7 +312,7 @@ async def _input_regions(
         return None
     byte_size = max_batch_size * int(np.prod(input_shape[1:])) * np.dtype(np.float32).itemsize
     try:
-        return await InputRegions.register(client, TritonBackend.max_in_flight, byte_size)
+        return await InputRegions.register(client, TritonBackend.max_in_flight, byte_size, owner)
     except (InferenceServerException, OSError) as error:
         reason = _reason(error) if isinstance(error, InferenceServerException) else str(error)
         if mode == "on":

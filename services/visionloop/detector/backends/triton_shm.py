@@ -8,16 +8,21 @@ region's name and the bytes are written once.
 
 One region per batch in flight, each large enough for a full batch; a call takes a free region,
 writes its batch, infers and puts the region back. Regions are unregistered and unlinked on close.
+Their names start with ``visionloop-<owner>-`` (the owner is the detector's node id), so a detector
+killed before it could close them removes its leftovers at its next start (``sweep``): otherwise
+each crash would leave hundreds of MB in /dev/shm, mapped by Triton.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import queue
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc.aio as aioclient
@@ -73,10 +78,12 @@ class InputRegions:
             self._free.put(region)
 
     @classmethod
-    async def register(cls, client: aioclient.InferenceServerClient, count: int, byte_size: int) -> InputRegions:
+    async def register(
+        cls, client: aioclient.InferenceServerClient, count: int, byte_size: int, owner: str = ""
+    ) -> InputRegions:
         """Create ``count`` regions of ``byte_size`` bytes and register them with the server; raises
         InferenceServerException when the server cannot open them (it runs on another machine)."""
-        prefix = f"visionloop-detector-{uuid.uuid4().hex[:12]}"
+        prefix = f"{owner_prefix(owner or uuid.uuid4().hex[:12])}{uuid.uuid4().hex[:8]}"
         regions: list[Region] = []
         try:
             for index in range(count):
@@ -97,6 +104,39 @@ class InputRegions:
 
     async def close(self, client: aioclient.InferenceServerClient) -> None:
         await _release(client, self.regions)
+
+
+def owner_prefix(owner: str) -> str:
+    """The name prefix of every region ``owner`` creates (no other owner's names start with it)."""
+    return f"visionloop-{''.join(c for c in owner if c.isalnum())[:32]}-"
+
+
+async def sweep(url: str, owner: str, shm_dir: Path = Path("/dev/shm")) -> int:
+    """Unregister from the Triton at ``url`` and unlink every region ``owner`` left behind (a detector
+    that was killed); returns how many there were. Call before this owner creates regions."""
+    prefix = owner_prefix(owner)
+    client = aioclient.InferenceServerClient(url)
+    try:
+        status = await client.get_system_shared_memory_status(as_json=True, client_timeout=RPC_TIMEOUT_S)
+        names = {r["name"] for r in status.get("regions", {}).values() if r.get("name", "").startswith(prefix)}
+        for name in names:
+            with suppress(InferenceServerException):
+                await client.unregister_system_shared_memory(name, client_timeout=RPC_TIMEOUT_S)
+    finally:
+        await client.close()
+    left = names | set(await asyncio.to_thread(_unlink_matching, shm_dir, prefix))
+    if left:
+        log.info("removed shared-memory regions a previous run left behind", regions=len(left), owner=owner)
+    return len(left)
+
+
+def _unlink_matching(folder: Path, prefix: str) -> list[str]:
+    removed = []
+    for path in folder.glob(f"{prefix}*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 async def _release(client: aioclient.InferenceServerClient, regions: list[Region]) -> None:
