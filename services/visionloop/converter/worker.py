@@ -122,13 +122,13 @@ class Converter:
         self._presence.start()
 
     async def stop(self) -> None:
-        await self._presence.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self._presence.stop()
 
     def wake(self) -> None:
         self._wake.set()

@@ -27,6 +27,7 @@ log = get_logger(__name__)
 
 DEFAULT_INTERVAL_S = 10.0
 RPC_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
 
 
 def beat_interval(hub_interval: timedelta | None, fallback: float = DEFAULT_INTERVAL_S) -> float:
@@ -51,6 +52,7 @@ class Presence:
         self.registered = False
         self._task: asyncio.Task[None] | None = None
         self._poked = asyncio.Event()
+        self._channel: grpc.aio.Channel | None = None
 
     def status(self) -> node_pb2.NodeStatus:
         """The node's status plus what every node reports alike: software version and uptime."""
@@ -68,23 +70,25 @@ class Presence:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="presence")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop beating and close the channel; bounded, so a hub that hangs never holds up a shutdown."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(channel.close(), STOP_TIMEOUT_S)
 
     async def _run(self) -> None:
-        channel = create_aio_channel(self.peer.channel_config())
-        nodes = node_service_pb2_grpc.NodeServiceStub(channel)
+        self._channel = create_aio_channel(self.peer.channel_config())
+        nodes = node_service_pb2_grpc.NodeServiceStub(self._channel)
         interval = DEFAULT_INTERVAL_S
-        try:
-            while True:
-                interval = await self.beat(nodes, interval)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poked.wait(), interval)
-                self._poked.clear()
-        finally:
-            await channel.close()
+        while True:
+            interval = await self.beat(nodes, interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), interval)
+            self._poked.clear()
 
     async def beat(self, nodes: node_service_pb2_grpc.NodeServiceStub, interval: float) -> float:
         """One registration or heartbeat; returns the seconds until the next one."""
