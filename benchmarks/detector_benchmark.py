@@ -149,6 +149,12 @@ class Prepared:
     preprocess_ms: float
 
 
+def jpeg_tensor(data: bytes, spec: model_pb2.ModelInput) -> np.ndarray:
+    """What a script does with a JPEG before the session: decode, letterbox, normalise (the detector's own code)."""
+    frame = preprocess.decode(image_pb2.Image(encoded=data), 1 << 30, 1 << 30)
+    return preprocess.prepare(frame, spec, spec.rescale_type)[0]
+
+
 def prepare(images: list[bytes], spec: model_pb2.ModelInput) -> Prepared:
     """The tensors the detector would feed its backend, and what making them costs."""
     tensors, decode, prep = [], [], []
@@ -233,9 +239,7 @@ def raw_onnxruntime(
         session.run(outputs, {input_name: batch})
 
     def tensor(index: int) -> np.ndarray:
-        """What a script does with a JPEG before the session: decode, letterbox, normalise."""
-        frame = preprocess.decode(image_pb2.Image(encoded=images[index % len(images)]), 1 << 30, 1 << 30)
-        return preprocess.prepare(frame, info.input, info.input.rescale_type)[0]
+        return jpeg_tensor(images[index % len(images)], info.input)
 
     # One batch buffer, filled frame by frame: a script that stacked fresh tensors instead would
     # pay page faults for ~40 MB per batch and make this baseline look slower than batch 1.
@@ -390,8 +394,7 @@ async def raw_triton(
         if images is None:
             tensor = singles[index % len(singles)]
         else:
-            frame = preprocess.decode(image_pb2.Image(encoded=images[index % len(images)]), 1 << 30, 1 << 30)
-            tensor = preprocess.prepare(frame, info.input, info.input.rescale_type)[0][None]
+            tensor = jpeg_tensor(images[index % len(images)], info.input)[None]
         item = grpcclient.InferInput(input_name, list(tensor.shape), "FP32")
         if shared_memory:
             shm.set_shared_memory_region(regions[worker], [tensor])

@@ -72,7 +72,8 @@ def opener(settings: DetectorSettings, owner: str = "") -> Opener:
 
 async def _sweep_shared_memory(url: str, owner: str) -> None:
     """Free the Triton input regions a killed run of this detector left behind (best effort)."""
-    from visionloop.detector.backends.triton import InferenceServerException
+    from tritonclient.utils import InferenceServerException
+
     from visionloop.detector.backends.triton_shm import sweep
 
     try:

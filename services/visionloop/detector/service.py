@@ -60,6 +60,13 @@ class Prepared:
     decode_seconds: float
     preprocess_seconds: float
 
+    def detections(
+        self, info: model_pb2.ModelInfo, outputs: list[np.ndarray], settings: postprocess.Settings
+    ) -> detection_pb2.Detections:
+        """The model's outputs for this frame as detections in the frame's own pixels."""
+        size = (self.frame.width, self.frame.height)
+        return postprocess.to_detections(info, outputs, self.transform, size, settings)
+
 
 @dataclass
 class Run:
@@ -120,10 +127,7 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
         started = time.perf_counter()
         outputs = [output[0] for output in run_blocking([prepared.tensor])]
         inferred = time.perf_counter()
-        frame = prepared.frame
-        detections = postprocess.to_detections(
-            model.info, outputs, prepared.transform, (frame.width, frame.height), settings
-        )
+        detections = prepared.detections(model.info, outputs, settings)
         return Run(prepared, detections, 0.0, inferred - started, time.perf_counter() - inferred)
 
     async def _batched(
@@ -138,12 +142,9 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
         submitted = time.perf_counter()
         outputs, queued = await model.batcher.submit(prepared.tensor)
         inferred = time.perf_counter()
-        frame = prepared.frame
         # NMS and a hundred boxes into protobuf take a millisecond: on the event loop they would
         # hold up every other camera's frames.
-        detections = await asyncio.to_thread(
-            postprocess.to_detections, model.info, outputs, prepared.transform, (frame.width, frame.height), settings
-        )
+        detections = await asyncio.to_thread(prepared.detections, model.info, outputs, settings)
         return Run(prepared, detections, queued, inferred - submitted - queued, time.perf_counter() - inferred)
 
     async def detect(self, image: image_pb2.Image, options: pb.DetectOptions) -> pb.DetectResponse:
