@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from tests.converter.conftest import HubClient, StartConverter, broken_pytorch_zip, onnx_stub_zip, pytorch_zip
 from visionloop.common.v1 import node_pb2
+from visionloop.converter.hub import ConverterHub
 from visionloop.converter.v1 import converter_service_pb2 as pb
 from visionloop.loop.db import schema
 from visionloop.loop.v1 import model_service_pb2, node_service_pb2
@@ -119,3 +120,30 @@ async def test_a_dead_replicas_conversion_is_taken_over_after_its_lease(
     listing = node_service_pb2.ListNodesRequest(type=node_pb2.NODE_TYPE_CONVERTER, include_offline=True)
     nodes = (await hub.nodes.ListNodes(listing)).nodes
     assert [(n.node_id, list(n.capabilities)) for n in nodes] == [(row.node_id, ["triton_python"])]
+
+
+async def test_a_converter_stops_even_when_grpc_loses_the_cancellation(
+    hub: HubClient, start_converter: StartConverter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grpc.aio can answer a cancelled claim with the status that had just arrived ("no conversion
+    pending"); the converter must still stop instead of claiming once a minute forever."""
+    claiming = asyncio.Event()
+    lost: list[int] = []
+
+    async def claim_losing_the_cancel(self: ConverterHub, *args: object, **kwargs: object) -> None:
+        claiming.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if lost:
+                raise
+            lost.append(1)
+        return None  # as ConverterHub.claim returns for NOT_FOUND "no conversion pending"
+
+    monkeypatch.setattr(ConverterHub, "claim", claim_losing_the_cancel)
+    converter = await start_converter(target_formats="onnx", sweep_seconds=3600)
+    await asyncio.wait_for(claiming.wait(), 30)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(converter.server.stop(0), 30)  # a swallowed stop would end only here, cancelled
+    assert asyncio.get_running_loop().time() - started < 10
+    assert lost == [1]  # the first cancellation was lost, and the converter stopped all the same

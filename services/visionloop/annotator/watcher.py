@@ -9,7 +9,6 @@ annotator resumes where it stopped; without one it starts with new events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from visionloop.loop.v1 import event_service_pb2, event_service_pb2_grpc, projec
 from visionloop.runtime import errors
 from visionloop.runtime.files import write_atomically
 from visionloop.runtime.logging import get_logger
+from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
 
 log = get_logger(__name__)
 Criteria = Callable[[], tuple[int, int]]
@@ -42,10 +42,7 @@ class PriorityWatcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="annotator-priorities")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
 
     def _cursor(self) -> str:
         try:
@@ -60,6 +57,7 @@ class PriorityWatcher:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as error:
+                raise_if_cancelling()
                 if error.code() is grpc.StatusCode.OUT_OF_RANGE:  # history gone: start with new events
                     await asyncio.to_thread(self.state.unlink, missing_ok=True)
                 log.warning("event stream ended; reconnecting", code=error.code().name, details=error.details())

@@ -39,6 +39,7 @@ from visionloop.loop.v1 import event_service_pb2 as events_pb
 from visionloop.loop.v1 import model_service_pb2
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.presence import Presence
+from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
 
 log = get_logger(__name__)
 
@@ -122,11 +123,7 @@ class Converter:
         self._presence.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         await self._presence.stop()
 
@@ -146,10 +143,12 @@ class Converter:
 
     async def _work(self) -> None:
         while True:
+            raise_if_cancelling()
             self._wake.clear()  # before draining: an event during the drain triggers another round
             try:
                 await self.drain()
             except grpc.aio.AioRpcError as error:  # unreachable, or e.g. LOOP_PROJECT missing: retried later
+                raise_if_cancelling()
                 log.warning("cannot claim conversions from the hub", code=error.code().name, reason=error.details())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sweep_seconds)
@@ -177,6 +176,7 @@ class Converter:
                     self.wake()
                     self._notify()
             except grpc.aio.AioRpcError as error:
+                raise_if_cancelling()
                 if error.code() is grpc.StatusCode.OUT_OF_RANGE:  # history gone: start over from now
                     self.cursor = ""
                     self.wake()
@@ -228,9 +228,11 @@ class Converter:
         except ConversionFailed as failed:
             await self._failed(record, claim, failed, fields)
         except (OSError, grpc.aio.AioRpcError) as error:  # the hub or the disk, not the model
+            raise_if_cancelling()  # a stop, not a failure: the lease runs out and the conversion is offered again
             reason = error.details() if isinstance(error, grpc.aio.AioRpcError) else str(error)
             await self._failed(record, claim, ConversionFailed(f"transfer failed: {reason}"), fields)
         except Exception as error:  # a bug here must not take the worker down; the reason says what broke
+            raise_if_cancelling()
             log.exception("conversion crashed", **fields)
             await self._failed(
                 record, claim, ConversionFailed(f"internal error: {type(error).__name__}: {error}"), fields

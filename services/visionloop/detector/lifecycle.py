@@ -35,6 +35,7 @@ from visionloop.runtime.archives import UnsafeArchive, safe_extract
 from visionloop.runtime.config import PeerSettings
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.model_transfer import download_model
+from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
 
 log = get_logger(__name__)
 
@@ -98,10 +99,7 @@ class ModelUpdater:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"model-updater-{self.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
 
     # --- following the hub ------------------------------------------------------------------------
 
@@ -136,6 +134,7 @@ class ModelUpdater:
                         self.target, self.target_formats = version, formats
                         self._wake.set()
             except grpc.aio.AioRpcError as error:
+                raise_if_cancelling()
                 if error.code() is grpc.StatusCode.NOT_FOUND:
                     log.warning("the project does not exist on the hub yet; waiting", reason=error.details())
                 else:

@@ -55,6 +55,7 @@ from visionloop.loop.v1 import image_service_pb2, image_service_pb2_grpc, projec
 from visionloop.runtime.config import PeerSettings
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from visionloop.runtime.files import write_atomically
+from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -301,10 +302,7 @@ class Outbox:
     async def stop(self) -> None:
         """Stop sending and release the folder. Items stay on disk; an unanswered batch is sent again later."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([task])
         if self._unlinking:
             await asyncio.gather(*self._unlinking, return_exceptions=True)
         if self._lock_file is not None:
@@ -415,9 +413,11 @@ class Outbox:
     async def _run(self) -> None:
         delay = self._backoff_initial
         while True:
+            raise_if_cancelling()
             try:
                 failures, progress = await self._send_next()
             except Exception as error:  # disk trouble (permissions, I/O errors) must not end the uploader
+                raise_if_cancelling()
                 log.exception("outbox uploader failed")
                 self.last_error = f"outbox: {error}"
                 failures, progress = 1, False

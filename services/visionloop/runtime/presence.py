@@ -22,6 +22,7 @@ from visionloop.loop.v1 import node_service_pb2, node_service_pb2_grpc
 from visionloop.runtime import __version__
 from visionloop.runtime.config import PeerSettings
 from visionloop.runtime.logging import get_logger
+from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
 
 log = get_logger(__name__)
 
@@ -72,9 +73,7 @@ class Presence:
     async def stop(self) -> None:
         """Stop beating and close the channel; bounded, so a hub that hangs never holds up a shutdown."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+        await cancel_and_wait([task], within=STOP_TIMEOUT_S)
         channel, self._channel = self._channel, None
         if channel is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -85,6 +84,7 @@ class Presence:
         nodes = node_service_pb2_grpc.NodeServiceStub(self._channel)
         interval = DEFAULT_INTERVAL_S
         while True:
+            raise_if_cancelling()
             interval = await self.beat(nodes, interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), interval)
