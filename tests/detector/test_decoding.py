@@ -88,6 +88,33 @@ def test_yolov8_decoder_and_nms() -> None:
     assert not result.points
 
 
+@pytest.mark.parametrize("max_objects", [1, 5, 40, 100, 1000])
+@pytest.mark.parametrize("class_agnostic", [False, True])
+def test_nms_over_the_best_candidates_keeps_what_nms_over_all_keeps(max_objects: int, class_agnostic: bool) -> None:
+    """NMS starts on the best max_objects candidates and widens only while too few survive; the
+    result must be exactly the first max_objects boxes of NMS over every candidate."""
+    rng = np.random.default_rng(max_objects)
+    centres = rng.uniform(0, 600, (60, 2))
+    # Clusters of overlapping duplicates (as a detector head produces them) plus lone boxes.
+    xy = np.concatenate([np.repeat(centres, 6, axis=0) + rng.normal(0, 4, (360, 2)), rng.uniform(0, 600, (90, 2))])
+    wh = rng.uniform(10, 60, (xy.shape[0], 2))
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1).astype(np.float32)
+    candidates = decoders.Candidates(
+        rng.integers(0, 3, xy.shape[0]), rng.permutation(xy.shape[0]).astype(np.float32) / xy.shape[0], boxes
+    )
+    settings = postprocess.Settings(0.0, 0.45, max_objects, class_agnostic)
+    kept = postprocess._suppress(candidates, settings)
+
+    shifted = boxes
+    if not class_agnostic:
+        shifted = boxes + ((boxes.max() + 1.0) * candidates.classes.astype(np.float32))[:, None]
+    everything = decoders.nms(shifted, candidates.scores, 0.45)[:max_objects]
+    assert kept.scores.tolist() == candidates.scores[everything].tolist()
+    assert kept.boxes.tolist() == boxes[everything].tolist()
+    assert kept.classes.tolist() == candidates.classes[everything].tolist()
+    assert 0 < kept.scores.size <= max_objects
+
+
 def test_centernet_decoder_finds_peaks() -> None:
     heatmap = np.zeros((2, 10, 10), np.float32)
     heatmap[0, 3, 4] = 0.9
