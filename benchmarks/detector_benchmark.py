@@ -87,22 +87,60 @@ def percentile(values: Sequence[float], q: float) -> float:
 # --------------------------------------------------------------------------- inputs
 
 
-def model_folder(source: Path | None, workdir: Path) -> tuple[Path, str]:
+def model_folder(source: str, workdir: Path, images: list[bytes]) -> tuple[Path, str]:
     """A model folder (model.json + model.onnx) to benchmark, and a description of it.
 
-    Default: the synthetic YOLOv8-layout stub at 640x640. ``--model`` takes a model zip or folder
-    (as DETECTOR_MODEL_PATHS does) or a bare YOLOv8 ONNX export, for which a model.json is written.
+    ``stub`` (default): the synthetic YOLOv8-layout stub at 640x640. ``reference``: the reference
+    trainer's CenterNet at 640x640 (see ``reference_folder``). Else a model zip or folder (as
+    DETECTOR_MODEL_PATHS takes) or a bare YOLOv8 ONNX export, for which a model.json is written.
     """
     folder = workdir / "model"
-    if source is None:
+    if source == "stub":
         safe_extract(model_zip(workdir / "stub.zip", 640, 640), folder)
         return folder, "synthetic yolov8_stub 640x640"
-    if source.is_dir():
-        return source, str(source)
-    if source.suffix == ".zip":
-        safe_extract(source, folder)
-        return folder, str(source)
-    return yolov8_folder(source, folder), str(source)
+    if source == "reference":
+        return reference_folder(folder, images), "reference trainer's CenterNet (width 24) 640x640, untrained"
+    path = Path(source)
+    if path.is_dir():
+        return path, source
+    if path.suffix == ".zip":
+        safe_extract(path, folder)
+        return folder, source
+    return yolov8_folder(path, folder), source
+
+
+def reference_folder(folder: Path, images: list[bytes], boxes: int = 80) -> Path:
+    """The network the reference trainer trains (``trainer.reference.model.CenterNet``, exported as
+    the trainer exports it), at 640x640: a real convolutional detector's cost, where the stub's
+    inference is a single average pool. Its weights are fresh (seeded): there is no way to
+    download trained ones here, and what is measured is compute, not accuracy. An untrained
+    heatmap is nearly flat, so the score threshold in its model.json is set to the score of the
+    ``boxes``-th strongest peak (median over a few frames): frames then carry about as many
+    detections as the stub's, and post-processing does a real share of work."""
+    import torch
+
+    from visionloop.detector.decoders import centernet
+    from visionloop.trainer.reference.model import CenterNet
+    from visionloop.trainer.reference.model import model_zip as reference_zip
+
+    torch.manual_seed(0)
+    categories = [("weed", "box"), ("crop", "box")]
+    archive = reference_zip(CenterNet(len(categories)).eval(), folder.with_suffix(".zip"), categories, 640, 640)
+    safe_extract(archive, folder)
+    info, weights = read_model_folder(folder)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"])
+    stride = int(info.output.parameters.get("stride", "4"))
+    thresholds = []
+    for data in images[:4]:
+        outputs = session.run(list(info.output.tensor_names), {"images": jpeg_tensor(data, info.input)[None]})
+        scores = np.sort(centernet([o[0] for o in outputs], 0.0, stride).scores)[::-1]
+        thresholds.append(float(scores[min(boxes, scores.size) - 1]))
+    manifest = json.loads((folder / "model.json").read_text())
+    manifest["detection_defaults"]["score_threshold"] = statistics.median(thresholds)
+    (folder / "model.json").write_text(json.dumps(manifest, indent=2))
+    return folder
 
 
 def yolov8_folder(onnx_path: Path, folder: Path) -> Path:
@@ -185,6 +223,37 @@ class Result:
     timing_ms: dict[str, float] = field(default_factory=dict)
     mean_batch: float | None = None
     boxes_per_image: float | None = None
+    images: int = 0  # measured images and the seconds they took, summed over rounds
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list, repr=False)  # per image, seconds (latency paths)
+
+
+def timed(path: str, images: int, seconds: float, latencies: Sequence[float] = (), **extra: Any) -> Result:
+    """A Result from raw measurements: throughput, and p50/p95 when per-image latencies were taken."""
+    result = Result(path, images_per_s=images / seconds, images=images, seconds=seconds, **extra)
+    if latencies:
+        result.latencies = list(latencies)
+        result.p50_ms, result.p95_ms = ms(percentile(latencies, 50)), ms(percentile(latencies, 95))
+    return result
+
+
+def merge(rounds: Sequence[Result]) -> Result:
+    """One Result from the same path measured in several interleaved rounds: latencies pooled,
+    throughput over all images, the detector's Timing and batch sizes as medians of the rounds."""
+    first = rounds[0]
+    merged = timed(
+        first.path,
+        sum(r.images for r in rounds),
+        sum(r.seconds for r in rounds),
+        [latency for r in rounds for latency in r.latencies],
+    )
+    if first.timing_ms:
+        merged.timing_ms = {stage: statistics.median(r.timing_ms[stage] for r in rounds) for stage in first.timing_ms}
+    batches = [r.mean_batch for r in rounds if r.mean_batch is not None]
+    merged.mean_batch = statistics.median(batches) if batches else None
+    boxes = [r.boxes_per_image for r in rounds if r.boxes_per_image is not None]
+    merged.boxes_per_image = statistics.mean(boxes) if boxes else None
+    return merged
 
 
 def timing_ms(responses: Sequence[pb.DetectResponse]) -> dict[str, float]:
@@ -220,62 +289,62 @@ class BatchSizes:
 # --------------------------------------------------------------------------- (a) raw ONNX Runtime
 
 
-def raw_onnxruntime(
-    weights: Path, info: model_pb2.ModelInfo, images: list[bytes], tensors: list[np.ndarray], runs: int
-) -> dict[str, Result]:
-    """The bare session twice: on ready-made tensors, and from the same JPEGs (decode + letterbox + run)."""
-    import onnxruntime as ort
+class RawSession:
+    """The bare session, with the detector's OnnxRuntimeBackend settings, so the two differ only in
+    what the detector adds: on ready-made tensors, and from the same JPEGs (decode + letterbox + run)."""
 
-    options = ort.SessionOptions()
-    # The detector's OnnxRuntimeBackend settings, so the two differ only in what the detector adds.
-    options.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(weights), options, providers=["CPUExecutionProvider"])
-    input_name = info.input.tensor_name or "images"
-    outputs = list(info.output.tensor_names)
-    singles = [t[None] for t in tensors]
-    batches = [np.stack([tensors[(i + j) % len(tensors)] for j in range(RAW_BATCH)]) for i in range(len(tensors))]
-    for batch in singles[:10] + batches[:3]:  # warm-up: first runs allocate
-        session.run(outputs, {input_name: batch})
+    def __init__(
+        self, weights: Path, info: model_pb2.ModelInfo, images: list[bytes], tensors: list[np.ndarray]
+    ) -> None:
+        import onnxruntime as ort
 
-    def tensor(index: int) -> np.ndarray:
-        return jpeg_tensor(images[index % len(images)], info.input)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(weights), options, providers=["CPUExecutionProvider"])
+        self.info, self.images = info, images
+        self.input_name = info.input.tensor_name or "images"
+        self.outputs = list(info.output.tensor_names)
+        self.singles = [t[None] for t in tensors]
+        self.batches = [
+            np.stack([tensors[(i + j) % len(tensors)] for j in range(RAW_BATCH)]) for i in range(len(tensors))
+        ]
+        # One batch buffer, filled frame by frame: a script that stacked fresh tensors instead would
+        # pay page faults for ~40 MB per batch and make this baseline look slower than batch 1.
+        self.buffer = np.empty((RAW_BATCH, *tensors[0].shape), np.float32)
+        for batch in self.singles[:10] + self.batches[:3]:  # warm-up: first runs allocate
+            self._run(batch)
 
-    # One batch buffer, filled frame by frame: a script that stacked fresh tensors instead would
-    # pay page faults for ~40 MB per batch and make this baseline look slower than batch 1.
-    buffer = np.empty((RAW_BATCH, *tensors[0].shape), np.float32)
+    def _run(self, batch: np.ndarray) -> None:
+        self.session.run(self.outputs, {self.input_name: batch})
 
-    def fill(index: int) -> np.ndarray:
+    def _tensor(self, index: int) -> np.ndarray:
+        return jpeg_tensor(self.images[index % len(self.images)], self.info.input)
+
+    def _fill(self, index: int) -> np.ndarray:
         for j in range(RAW_BATCH):
-            buffer[j] = tensor(index * RAW_BATCH + j)
-        return buffer
+            self.buffer[j] = self._tensor(index * RAW_BATCH + j)
+        return self.buffer
 
-    def single(label: str, feed: Any) -> Result:
+    def single(self, jpeg: bool, runs: int) -> Result:
+        """Batch 1, one image after the other: per-image latency."""
+        label = "(a) JPEG -> decode+letterbox+session, batch 1" if jpeg else "(a) session alone, tensor ready, batch 1"
         latencies = []
         for i in tqdm(range(runs), desc=label, unit="img", leave=False):
             started = time.perf_counter()
-            session.run(outputs, {input_name: feed(i)})
+            self._run(self._tensor(i)[None] if jpeg else self.singles[i % len(self.singles)])
             latencies.append(time.perf_counter() - started)
-        return Result(
-            label,
-            p50_ms=ms(percentile(latencies, 50)),
-            p95_ms=ms(percentile(latencies, 95)),
-            images_per_s=len(latencies) / sum(latencies),
-        )
+        return timed(label, len(latencies), sum(latencies), latencies)
 
-    def batched(label: str, feed: Any) -> Result:
+    def batched(self, jpeg: bool, runs: int) -> Result:
+        """Batches of RAW_BATCH back to back: throughput."""
+        kind = "JPEG -> decode+letterbox+session," if jpeg else "session alone, tensor ready,"
+        label = f"(a) {kind} batch {RAW_BATCH}"
         batch_runs = max(1, runs // RAW_BATCH)
         started = time.perf_counter()
         for i in tqdm(range(batch_runs), desc=label, unit="batch", leave=False):
-            session.run(outputs, {input_name: feed(i)})
-        return Result(label, images_per_s=batch_runs * RAW_BATCH / (time.perf_counter() - started))
-
-    return {
-        "a1_ready": single("(a) session alone, tensor ready, batch 1", lambda i: singles[i % len(singles)]),
-        "a8_ready": batched(f"(a) session alone, tensor ready, batch {RAW_BATCH}", lambda i: batches[i % len(batches)]),
-        "a1": single("(a) JPEG -> decode+letterbox+session, batch 1", lambda i: tensor(i)[None]),
-        "a8": batched(f"(a) JPEG -> decode+letterbox+session, batch {RAW_BATCH}", fill),
-    }
+            self._run(self._fill(i) if jpeg else self.batches[i % len(self.batches)])
+        return timed(label, batch_runs * RAW_BATCH, time.perf_counter() - started)
 
 
 # --------------------------------------------------------------------------- detector paths
@@ -305,11 +374,11 @@ async def unary(stub: detector_service_pb2_grpc.DetectorServiceStub, images: lis
             latencies.append(time.perf_counter() - started)
             responses.append(response)
     check(all(r.model == MODEL_NAME for r in responses), "Detect answered from another model")
-    return Result(
+    return timed(
         "(b) detector Detect, unary, 1 client",
-        p50_ms=ms(percentile(latencies, 50)),
-        p95_ms=ms(percentile(latencies, 95)),
-        images_per_s=len(latencies) / sum(latencies),
+        len(latencies),
+        sum(latencies),
+        latencies,
         timing_ms=timing_ms(responses),
         mean_batch=sizes.mean,
         boxes_per_image=statistics.mean(len(r.detections.boxes) for r in responses),
@@ -348,9 +417,10 @@ async def streams(
         check([a.frame_id for a in answers] == list(range(per_stream)), f"{label}: frames missing or out of order")
         failed = [a.error_message for a in answers if a.error_code]
         check(not failed, f"{label}: {len(failed)} frames failed, e.g. {failed[:1]}")
-    return Result(
+    return timed(
         label,
-        images_per_s=count * per_stream / elapsed,
+        count * per_stream,
+        elapsed,
         timing_ms=timing_ms([a.result for answers in answered for a in answers]),
         mean_batch=sizes.mean,
     )
@@ -428,7 +498,7 @@ async def raw_triton(
                 shm.destroy_shared_memory_region(region)
     bar.close()
     label = ("tensor ready" if images is None else "JPEG -> decode+letterbox") + (", shm" if shared_memory else "")
-    return Result(f"(d) tritonclient.aio x{concurrency}, {label}", images_per_s=concurrency * per_worker / elapsed)
+    return timed(f"(d) tritonclient.aio x{concurrency}, {label}", concurrency * per_worker, elapsed)
 
 
 # --------------------------------------------------------------------------- run
@@ -512,9 +582,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory(prefix="visionloop-detector-bench-") as tmp:
         workdir = Path(tmp)
-        folder, description = model_folder(args.model, workdir)
-        info, weights = read_model_folder(folder)
         images = make_images(args.images)
+        folder, description = model_folder(args.model, workdir, images)
+        info, weights = read_model_folder(folder)
         prepared = prepare(images, info.input)
         report["model"] = description
         report["images"] = {
@@ -527,14 +597,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["client_side_prepare_ms"] = {"decode": prepared.decode_ms, "preprocess": prepared.preprocess_ms}
 
         tensors = prepared.tensors
-        results.update(await asyncio.to_thread(raw_onnxruntime, weights, info, images, tensors, args.requests))
+        raw = await asyncio.to_thread(RawSession, weights, info, images, tensors)
+        # Every path is measured in args.rounds rounds, interleaved with the paths it is compared
+        # with: a machine whose speed drifts (other jobs, turbo, a neighbour VM) then slows the
+        # raw path and the detector alike instead of whichever happened to run in the slow minute.
+        rounds: dict[str, list[Result]] = {}
 
+        def add(key: str, result: Result) -> None:
+            rounds.setdefault(key, []).append(result)
+
+        per_round = max(1, args.requests // args.rounds)
+        frames = max(1, args.frames // args.rounds)
         settings = DetectorSettings(port=0, data_dir=workdir / "detector-ort", model_paths=f"{MODEL_NAME}={folder}")
         async with running_detector(settings) as stub:
-            results["b"] = await unary(stub, images, args.requests)
-            results["c"] = await streams(
-                stub, images, args.streams, args.frames, f"(c) detector, {args.streams} DetectStreams"
-            )
+            for _ in range(args.rounds):
+                add("a1_ready", await asyncio.to_thread(raw.single, False, per_round))
+                add("a1", await asyncio.to_thread(raw.single, True, per_round))
+                add("b", await unary(stub, images, per_round))
+            for _ in range(args.rounds):
+                add("a8_ready", await asyncio.to_thread(raw.batched, False, per_round))
+                add("a8", await asyncio.to_thread(raw.batched, True, per_round))
+                label = f"(c) detector, {args.streams} DetectStreams"
+                add("c", await streams(stub, images, args.streams, frames, label))
+        del raw
 
         if not args.skip_triton:
             triton = TritonServer(workdir / "triton-models", workdir / "triton")
@@ -550,19 +635,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     triton_model_repository=triton.repository,
                 )
                 async with running_detector(settings) as stub:  # writes and loads the Triton entry
-                    total = args.streams * args.frames
+                    total = args.streams * frames
                     url, count = triton.grpc_url, args.streams
-                    # In the request (what a plain client does), then through shared memory as the
-                    # detector does on one machine: ready-made tensors, and from the JPEGs.
-                    results["d_ready"] = await raw_triton(url, MODEL_NAME, info, None, tensors, total, count, False)
-                    results["d_shm"] = await raw_triton(url, MODEL_NAME, info, None, tensors, total, count, True)
-                    results["d"] = await raw_triton(url, MODEL_NAME, info, images, tensors, total, count, True)
-                    results["e"] = await streams(
-                        stub, images, args.streams, args.frames, f"(e) detector on Triton, {args.streams} streams"
-                    )
+                    for _ in range(args.rounds):
+                        # In the request (what a plain client does), then through shared memory as the
+                        # detector does on one machine: ready-made tensors, and from the JPEGs.
+                        add("d_ready", await raw_triton(url, MODEL_NAME, info, None, tensors, total, count, False))
+                        add("d_shm", await raw_triton(url, MODEL_NAME, info, None, tensors, total, count, True))
+                        add("d", await raw_triton(url, MODEL_NAME, info, images, tensors, total, count, True))
+                        label = f"(e) detector on Triton, {args.streams} streams"
+                        add("e", await streams(stub, images, args.streams, frames, label))
             finally:
                 await asyncio.to_thread(triton.stop)
+        order = ["a1_ready", "a8_ready", "a1", "a8", "b", "c", "d_ready", "d_shm", "d", "e"]
+        results = {key: merge(rounds[key]) for key in order if key in rounds}
     judge(results)
+    report["rounds"] = args.rounds
     report["results"] = {key: asdict(r) for key, r in results.items()}
     report["table"] = table(results, report)
     return report
@@ -571,18 +659,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--model", type=Path, metavar="PATH", help="model zip / folder, or a YOLOv8 ONNX export (default: synthetic)"
+        "--model",
+        default="stub",
+        metavar="MODEL",
+        help="stub (synthetic YOLOv8 layout, default), reference (the reference trainer's CenterNet), "
+        "or a model zip / folder / YOLOv8 ONNX export",
     )
     parser.add_argument("--images", type=int, default=32, help="distinct JPEGs, cycled (default 32)")
     parser.add_argument("--requests", type=int, default=300, help="timed runs for (a) and (b) (default 300)")
     parser.add_argument("--streams", type=int, default=8, help="concurrent streams / requests (default 8)")
     parser.add_argument("--frames", type=int, default=60, help="frames per stream for (c), (d), (e) (default 60)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds the runs are split into (default 3)")
     parser.add_argument("--skip-triton", action="store_true", help="leave out (d) and (e)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers as JSON")
     args = parser.parse_args(argv)
-    if min(args.images, args.requests, args.streams, args.frames) < 1:
-        parser.error("--images, --requests, --streams and --frames must be at least 1")
-    if args.model is not None and not args.model.exists():
+    if min(args.images, args.requests, args.streams, args.frames, args.rounds) < 1:
+        parser.error("--images, --requests, --streams, --frames and --rounds must be at least 1")
+    if args.model not in ("stub", "reference") and not Path(args.model).exists():
         parser.error(f"--model {args.model} does not exist")
     configure_logging(level="warning", stream=sys.stderr)
 

@@ -127,6 +127,33 @@ def test_centernet_decoder_finds_peaks() -> None:
     assert found == [(0, [14.0, 10.0, 22.0, 18.0]), (1, [6.0, 26.0, 14.0, 34.0])]
 
 
+def test_centernet_peaks_are_exactly_the_3x3_local_maxima_above_the_threshold() -> None:
+    """Against the definition, cell by cell, on random maps with plateaus and ties at the borders."""
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        classes, height, width = int(rng.integers(1, 4)), int(rng.integers(1, 12)), int(rng.integers(1, 12))
+        heatmap = rng.random((classes, height, width)).astype(np.float32)
+        if trial % 2:
+            heatmap = np.round(heatmap * 3) / 3  # plateaus: equal neighbours are all peaks
+        size = rng.random((2, height, width)).astype(np.float32) * 20
+        offset = rng.random((2, height, width)).astype(np.float32)
+        threshold = float(rng.choice([0.0, 0.4, 0.9]))
+        expected = [
+            (c, y, x)
+            for c in range(classes)
+            for y in range(height)
+            for x in range(width)
+            if heatmap[c, y, x] >= threshold
+            and heatmap[c, y, x] >= heatmap[c, max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].max()
+        ]
+        found = decoders.centernet([heatmap, size, offset], threshold, 4)
+        assert found.classes.tolist() == [c for c, _, _ in expected]
+        assert found.scores.tolist() == [float(heatmap[p]) for p in expected]
+        centres = (found.boxes[:, :2] + found.boxes[:, 2:]) / 2
+        xs = [(x + offset[0, y, x]) * 4 for _, y, x in expected]
+        assert centres[:, 0].tolist() == pytest.approx(xs, abs=1e-3)
+
+
 def test_classifier_turns_logits_into_probabilities() -> None:
     probabilities = decoders.classifier([np.array([2.0, 0.0, -1.0], np.float32)])
     assert probabilities.sum() == pytest.approx(1.0)

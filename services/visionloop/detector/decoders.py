@@ -23,6 +23,7 @@ class Candidates:
     boxes: np.ndarray  # float, [K, 4]
 
 
+_NEIGHBOURS = np.ones((3, 3), np.uint8)
 EMPTY = Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 4), np.float32))
 
 
@@ -47,17 +48,22 @@ def centernet(outputs: list[np.ndarray], score_threshold: float, stride: int) ->
     """VisionLoop's reference layout: heatmap [C, H/s, W/s] (sigmoid scores), size [2, ...] (w, h in
     input pixels), offset [2, ...] (sub-cell x, y in cells). Peaks are 3x3 local maxima."""
     heatmap, size, offset = outputs[0], outputs[1], outputs[2]
-    padded = np.pad(heatmap, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
-    peaks = (heatmap >= windows.max(axis=(-1, -2))) & (heatmap >= score_threshold)
+    above = heatmap >= score_threshold
+    # A 3x3 max filter per class with candidates (cv2.dilate treats outside as -inf): a peak equals
+    # its neighbourhood's maximum. A numpy sliding-window max took 12 ms on a 640x640 input's maps.
+    peaks = np.zeros(heatmap.shape, bool)
+    for index in np.flatnonzero(above.reshape(above.shape[0], -1).any(axis=1)).tolist():
+        plane = np.asarray(heatmap[index], np.float32)
+        np.logical_and(above[index], plane >= cv2.dilate(plane, _NEIGHBOURS), out=peaks[index])
     cls, ys, xs = np.nonzero(peaks)
     if cls.size == 0:
         return EMPTY
+    scores = heatmap[cls, ys, xs]
     cx = (xs + offset[0, ys, xs]) * stride
     cy = (ys + offset[1, ys, xs]) * stride
     w, h = size[0, ys, xs], size[1, ys, xs]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-    return Candidates(cls.astype(np.int64), heatmap[cls, ys, xs].astype(np.float32), boxes)
+    return Candidates(cls.astype(np.int64), scores.astype(np.float32), boxes)
 
 
 def classifier(outputs: list[np.ndarray]) -> np.ndarray:
