@@ -10,7 +10,10 @@
    statements replayed on a plain DB-API cursor, so the difference is the service's overhead
    (target p95 < 50 ms).
 
-The hub runs in-process (as in ``tests/hub/conftest.py``) behind real gRPC on loopback.
+Uploads go to ``visionloop serve loop`` in its own process, as the hub is deployed (``--hub
+in-process`` runs it in the benchmark's process instead, as ``tests/hub/conftest.py`` does); the
+query part always runs it in-process, as it fills the tables and calls the handler directly.
+Real gRPC on loopback either way.
 
 Run from the repository root::
 
@@ -123,6 +126,23 @@ async def running_hub(settings: LoopSettings) -> AsyncIterator[tuple[Hub, grpc.a
             yield spec.context, channel
     finally:
         await server.stop(0)
+
+
+@contextlib.asynccontextmanager
+async def hub_process(settings: LoopSettings, workdir: Path) -> AsyncIterator[grpc.aio.Channel]:
+    """The hub as it is deployed: ``visionloop serve loop`` in a process of its own (started as
+    ``tests/harness.py`` starts services), so the benchmark's client does not share its
+    interpreter lock. Same settings as the in-process hub, passed as environment variables."""
+    from tests.harness import serve
+
+    env = {"VISIONLOOP_LOG_LEVEL": "info"}  # successful RPCs log at debug: not written
+    for name, spec in LoopSettings.model_fields.items():
+        if name in settings.model_fields_set and spec.alias and name not in ("port", "host"):
+            env[spec.alias] = str(getattr(settings, name))
+    with serve("loop", workdir, env) as service:
+        port = service.ports()["loop"]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            yield channel
 
 
 async def create_project(channel: grpc.aio.Channel, name: str) -> project_service_pb2.ProjectRef:
@@ -492,10 +512,11 @@ async def query_benchmark(
 # --------------------------------------------------------------------------- report
 
 
-def upload_table(results: list[Throughput], info: dict[str, Any]) -> str:
+def upload_table(results: list[Throughput], info: dict[str, Any], hub: str) -> str:
+    where = "its own process" if hub == "process" else "the benchmark's process"
     lines = [
         f"Upload throughput: {info['images']} JPEGs {info['width']}x{info['height']}, "
-        f"mean {info['mean_kib']:.0f} KiB, concurrency {info['concurrency']}",
+        f"mean {info['mean_kib']:.0f} KiB, concurrency {info['concurrency']}, hub in {where}",
         f"{'path':<40} {'images/s':>9} {'MB/s':>8} {'hub/raw':>8}  target >= {UPLOAD_TARGET:.1f}x",
     ]
     for r in results:
@@ -532,12 +553,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="visionloop-bench-") as tmp, open_stack(args.stack, Path(tmp)) as stack:
         report["description"] = stack.description
-        async with running_hub(stack.settings) as (hub, channel):
-            if args.only in (None, "upload"):
+        report["hub"] = args.hub
+        if args.only in (None, "upload"):
+            async with contextlib.AsyncExitStack() as hubs:
+                if args.hub == "process":
+                    channel = await hubs.enter_async_context(hub_process(stack.settings, Path(tmp)))
+                else:
+                    _, channel = await hubs.enter_async_context(running_hub(stack.settings))
                 uploads, info = await upload_benchmark(stack, channel, args.images, args.concurrency)
-                report["upload"] = {**info, "results": [asdict(r) for r in uploads]}
-                report["upload_table"] = upload_table(uploads, info)
-            if args.only in (None, "query"):
+            report["upload"] = {**info, "results": [asdict(r) for r in uploads]}
+            report["upload_table"] = upload_table(uploads, info, args.hub)
+        if args.only in (None, "query"):  # in-process: it fills the tables and calls the handler directly
+            async with running_hub(stack.settings) as (hub, channel):
                 latencies, info = await query_benchmark(hub, channel, args.rows, args.queries)
                 report["query"] = {
                     **info,
@@ -557,6 +584,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="client tasks / threads (default 8)")
     parser.add_argument("--queries", type=int, default=50, help="timed queries per query kind (default 50)")
     parser.add_argument("--only", choices=["upload", "query"], help="run one part only")
+    parser.add_argument(
+        "--hub",
+        choices=["process", "in-process"],
+        default="process",
+        help="uploads against `visionloop serve loop` in its own process (default, as deployed) or in this one",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers as JSON")
     args = parser.parse_args(argv)
     if args.rows < MIN_ROWS:  # the rarest filter must still fill a page
