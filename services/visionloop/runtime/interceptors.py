@@ -12,8 +12,8 @@ import hmac
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import lru_cache
 
 import grpc
@@ -225,10 +225,39 @@ class ExceptionInterceptor(ScopedInterceptor):
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")
 
 
+class ScopeChain(grpc.aio.ServerInterceptor):
+    """Scoped interceptors run as one, outermost first: one handler lookup, one ``RpcInfo`` and one
+    wrapped handler per call instead of one of each per interceptor. grpc.aio runs every server
+    interceptor as its own coroutine around the next; five of them cost ~0.3 ms per call."""
+
+    def __init__(self, links: Sequence[ScopedInterceptor]) -> None:
+        self.links = tuple(links)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
+            return handler
+        info = RpcInfo.from_call(handler_call_details, handler)
+        return wrap_handler(handler, lambda context: self.scope(info, context))
+
+    @asynccontextmanager
+    async def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        # Entered in order and left in reverse, exactly as nested interceptors: a scope that aborts
+        # on the way in (auth) leaves only the ones entered before it.
+        async with AsyncExitStack() as stack:
+            for link in self.links:
+                await stack.enter_async_context(link.scope(info, context))
+            yield
+
+
 def interceptor_chain(tokens: dict[str, str], streams: OpenStreamInterceptor) -> list[grpc.aio.ServerInterceptor]:
-    """The standard chain, outermost first. Auth is left out when no tokens are configured."""
-    chain: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor()]
+    """The standard chain, outermost first, as one interceptor. Auth is left out when no tokens are configured."""
+    links: list[ScopedInterceptor] = [RequestIdInterceptor()]
     if tokens:
-        chain.append(AuthInterceptor(tokens))
-    chain += [MetricsInterceptor(), streams, ExceptionInterceptor()]
-    return chain
+        links.append(AuthInterceptor(tokens))
+    links += [MetricsInterceptor(), streams, ExceptionInterceptor()]
+    return [ScopeChain(links)]
