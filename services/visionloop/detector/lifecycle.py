@@ -112,7 +112,7 @@ class ModelUpdater:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._next_retry())
         finally:
-            watcher.cancel()
+            await cancel_and_wait([watcher])  # its stream may swallow the first cancel
 
     def _next_retry(self) -> float:
         pending = [f.retry_at for f in self.failures.values() if f.attempts < self.max_attempts]
