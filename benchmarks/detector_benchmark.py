@@ -579,7 +579,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory(prefix="visionloop-detector-bench-") as tmp:
         workdir = Path(tmp)
         images = make_images(args.images)
@@ -619,7 +618,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 add("a8", await asyncio.to_thread(raw.batched, True, per_round))
                 label = f"(c) detector, {args.streams} DetectStreams"
                 add("c", await streams(stub, images, args.streams, frames, label))
-        del raw
+        del raw  # its session's threads are not needed next to Triton
 
         if not args.skip_triton:
             triton = TritonServer(workdir / "triton-models", workdir / "triton")
@@ -648,7 +647,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 await asyncio.to_thread(triton.stop)
         order = ["a1_ready", "a8_ready", "a1", "a8", "b", "c", "d_ready", "d_shm", "d", "e"]
-        results = {key: merge(rounds[key]) for key in order if key in rounds}
+        results: dict[str, Result] = {key: merge(rounds[key]) for key in order if key in rounds}
     judge(results)
     report["rounds"] = args.rounds
     report["results"] = {key: asdict(r) for key, r in results.items()}
