@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -109,3 +110,41 @@ async def test_stored_blobs_groups_concurrent_lookups(db: Database) -> None:
     answers = await asyncio.gather(*(blobs.contains(sha) for sha in asked))
     assert answers == [sha in stored for sha in asked]
     assert queries <= 2  # the first alone, all the others together
+
+
+class Named:
+    """A batchable write: adds a project; ``run_together`` adds a group of them with one flush."""
+
+    calls: ClassVar[list[list[str]]] = []
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, session: Session) -> str:
+        return self.run_together(session, [self])[0]
+
+    @staticmethod
+    def run_together(session: Session, items: list[Named]) -> list[str]:
+        Named.calls.append([item.name for item in items])
+        session.add_all(
+            schema.Project(organization="o", name=i.name, display_name="", description="", create_time=utcnow())
+            for i in items
+        )
+        session.flush()
+        return [f"together:{item.name}" for item in items]
+
+
+def test_batchable_writes_run_together_and_answer_in_order(db: Database) -> None:
+    Named.calls = []
+    outcomes = db.write_many_sync([Named("a"), add_project("b"), Named("c"), Named("d")])
+    assert outcomes == [(True, "together:a"), (True, "b"), (True, "together:c"), (True, "together:d")]
+    assert Named.calls == [["a", "c", "d"]]  # one set-based call for the three
+    assert project_names(db) == {"a", "b", "c", "d"}
+
+
+def test_a_failing_group_runs_batchable_writes_alone(db: Database) -> None:
+    Named.calls = []
+    outcomes = db.write_many_sync([Named("a"), add_project("b", fail=True), Named("c")])
+    assert [ok for ok, _ in outcomes] == [True, False, True]
+    assert Named.calls[-2:] == [["a"], ["c"]]  # after the rolled-back attempt, each alone
+    assert project_names(db) == {"a", "c"}

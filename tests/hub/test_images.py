@@ -351,3 +351,53 @@ async def test_concurrent_uploads_share_transactions_and_fail_alone(hub: HubClie
             ]
         )
         assert read == data
+
+
+async def test_a_group_of_new_images_is_recorded_together(hub: HubClient, project) -> None:
+    """Group commit's set-based path (``NewImage.run_together``): new images, the same bytes twice in
+    one group, bytes stored before and an unknown project, each with its own answer."""
+    from sqlalchemy import select
+
+    from visionloop.loop.db import schema
+    from visionloop.loop.images import NewImage, decode_image
+    from visionloop.runtime.errors import NotFound
+
+    before = await upload(hub, project, picture(500), tags=["old"])
+
+    def new(seed: int, *tags: str, ref: project_service_pb2.ProjectRef = project) -> NewImage:
+        image = decode_image(picture(seed), 1 << 30, 1 << 30)
+        return NewImage(ref, image, image_pb2.ImageMetadata(tags=tags, camera_id="cam-7"))
+
+    unknown = project_service_pb2.ProjectRef(organization="acme", project="nope")
+    db = hub.hub.db
+    seq = db.read_sync(lambda s: s.scalar(select(schema.Event.seq).order_by(schema.Event.seq.desc()).limit(1)))
+    together = [new(501, "a"), new(502, "b"), new(501, "c"), new(500, "d")]
+    outcomes = await asyncio.to_thread(db.write_many_sync, together)
+    assert all(ok for ok, _ in outcomes)
+    first, second, again, old = (value for _, value in outcomes)
+    assert [first.duplicate, second.duplicate, again.duplicate, old.duplicate] == [False, False, True, True]
+    assert again.metadata.id == first.metadata.id
+    assert list(again.metadata.tags) == ["a", "c"]
+    assert old.metadata.id == before.metadata.id
+    assert list(old.metadata.tags) == ["d", "old"]
+    assert first.metadata.camera_id == "cam-7"
+    assert first.metadata.width == 64
+
+    # A member that fails (unknown project) fails alone; the rest of its group commits.
+    [(failed, error), (ok, last)] = await asyncio.to_thread(db.write_many_sync, [new(503, ref=unknown), new(504)])
+    assert not failed
+    assert isinstance(error, NotFound)
+    assert ok
+    assert not last.duplicate
+    added = db.read_sync(
+        lambda s: s.scalars(select(schema.Event.subject).where(schema.Event.seq > seq).order_by(schema.Event.seq)).all()
+    )
+    assert added == [first.metadata.id, second.metadata.id, last.metadata.id]  # one event per new image
+    listed = await hub.images.ListImages(pb.ListImagesRequest(ref=project))
+    by_id = {i.id: list(i.tags) for i in listed.images}
+    assert by_id == {
+        before.metadata.id: ["d", "old"],
+        first.metadata.id: ["a", "c"],
+        second.metadata.id: ["b"],
+        last.metadata.id: [],
+    }

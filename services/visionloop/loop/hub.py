@@ -11,7 +11,7 @@ import functools
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -64,6 +64,13 @@ class EventBus:
         subject: str = "",
         detail: str = "",
     ) -> None:
+        EventBus.append_many(session, [(type_, project, subject, detail)])
+
+    @staticmethod
+    def append_many(session: Session, events: Sequence[tuple[int, AnyProject | None, str, str]]) -> None:
+        """Append (type, project, subject, detail) events in one statement."""
+        if not events:
+            return
         if session.get_bind().dialect.name == "postgresql":
             # Serialize event writers so a cursor never skips a row that commits later with a lower seq.
             # The lock lasts until the commit, so once per transaction is enough (group commit appends
@@ -75,18 +82,22 @@ class EventBus:
                 session.execute(_TAKE_EVENT_LOCK, {"key": _EVENT_LOCK})
                 if not nested:
                     session.info[_EVENT_LOCK_HELD] = transaction
-        # A plain INSERT rather than an ORM object: uploads append one event per image, and the
-        # unit of work's flush cost more than the statement.
+        # A plain INSERT rather than ORM objects: uploads append one event per image, and the unit
+        # of work's flush cost more than the statement.
+        now = utcnow()
         session.connection().execute(
             _INSERT_EVENT,
-            {
-                "type": type_,
-                "organization": project.organization if project else "",
-                "project": project.name if project else "",
-                "subject": subject,
-                "detail": detail,
-                "time": utcnow(),
-            },
+            [
+                {
+                    "type": type_,
+                    "organization": project.organization if project else "",
+                    "project": project.name if project else "",
+                    "subject": subject,
+                    "detail": detail,
+                    "time": now,
+                }
+                for type_, project, subject, detail in events
+            ],
         )
 
     def notify(self) -> None:

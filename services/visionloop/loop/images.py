@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,9 @@ CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_TAGS = 64
+# Rows per multi-row INSERT of images: psycopg caches its parse of a statement with at most 50
+# parameters (14 per image row); re-parsing a longer one on every group cost more than it saved.
+ROWS_PER_INSERT = 3
 
 
 @dataclass(frozen=True)
@@ -176,20 +180,50 @@ class Stored:
     duplicate: bool
 
 
-_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+_STATEMENTS: dict[str, tuple[Any, Any, Any]] = {}
 
 
-def _statements(dialect: str) -> tuple[Any, Any]:
-    """INSERT ... ON CONFLICT DO NOTHING for images (returning pk) and tags, built once per dialect."""
+def _statements(dialect: str) -> tuple[Any, Any, Any]:
+    """INSERT ... ON CONFLICT DO NOTHING for images (returning the pk; for many, the key too) and
+    tags, built once per dialect."""
     if dialect not in _STATEMENTS:
         insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        image = (
-            insert(schema.Image)
-            .on_conflict_do_nothing(index_elements=["project_pk", "sha256"])
-            .returning(schema.Image.pk)
+        image = insert(schema.Image).on_conflict_do_nothing(index_elements=["project_pk", "sha256"])
+        _STATEMENTS[dialect] = (
+            image.returning(schema.Image.pk),
+            image.returning(schema.Image.pk, schema.Image.project_pk, schema.Image.sha256).execution_options(
+                insertmanyvalues_page_size=ROWS_PER_INSERT
+            ),
+            insert(schema.ImageTag).on_conflict_do_nothing(),
         )
-        _STATEMENTS[dialect] = (image, insert(schema.ImageTag).on_conflict_do_nothing())
     return _STATEMENTS[dialect]
+
+
+def _image_values(project: AnyProject, image: DecodedImage, metadata: image_pb2.ImageMetadata) -> dict[str, Any]:
+    return {
+        "project_pk": project.pk,
+        "sha256": image.sha256,
+        "camera_id": metadata.camera_id[:128],
+        "source": metadata.source[:256],
+        "create_time": from_timestamp(metadata.create_time),
+        "upload_time": utcnow(),
+        "state": metadata.state or image_pb2.IMAGE_STATE_INBOX,
+        "width": image.width,
+        "height": image.height,
+        "content_type": image.content_type,
+        "size_bytes": len(image.data),
+        "priority": metadata.priority,
+        "annotation_count": 0,
+        "detection_count": 0,
+    }
+
+
+def _stored_row(session: Session, project: AnyProject, pk: int, duplicate: bool) -> Stored:
+    """The image as the database has it now (merged tags and labels included)."""
+    session.flush()
+    row = session.get(schema.Image, pk)
+    assert row is not None
+    return Stored(image_message(row, project, _tags(session, [row.pk])[row.pk]), duplicate)
 
 
 def _record(
@@ -207,25 +241,9 @@ def _record(
     """
     project = project_key(session, ref)
     tags = clean_tags(metadata.tags)
-    insert_image, insert_tags = _statements(session.get_bind().dialect.name)
+    insert_image, _, insert_tags = _statements(session.get_bind().dialect.name)
     connection = session.connection()
-    values = {
-        "project_pk": project.pk,
-        "sha256": image.sha256,
-        "camera_id": metadata.camera_id[:128],
-        "source": metadata.source[:256],
-        "create_time": from_timestamp(metadata.create_time),
-        "upload_time": utcnow(),
-        "state": metadata.state or image_pb2.IMAGE_STATE_INBOX,
-        "width": image.width,
-        "height": image.height,
-        "content_type": image.content_type,
-        "size_bytes": len(image.data),
-        "priority": metadata.priority,
-        "annotation_count": 0,
-        "detection_count": 0,
-    }
-    pk = connection.execute(insert_image, values).scalar()
+    pk = connection.execute(insert_image, _image_values(project, image, metadata)).scalar()
     duplicate = pk is None
     if duplicate:
         pk = session.scalar(
@@ -233,22 +251,73 @@ def _record(
         )
     if tags:
         connection.execute(insert_tags, [{"image_pk": pk, "tag": tag} for tag in tags])
-    row: schema.Image | None = None
-    if annotations or any(detections.ListFields()):
-        row = session.get(schema.Image, pk)
-        assert row is not None
-        for annotation in annotations:
-            add_annotation(session, project, row, annotation)
-        if any(detections.ListFields()):
-            put_detections(session, row, detections)
+    row = session.get(schema.Image, pk)
+    assert row is not None
+    for annotation in annotations:
+        add_annotation(session, project, row, annotation)
+    if any(detections.ListFields()):
+        put_detections(session, row, detections)
     if not duplicate:  # last: on PostgreSQL the event lock is then held only until the commit
         EventBus.append(session, event_service_pb2.EVENT_TYPE_IMAGE_ADDED, project, image.sha256)
-    if row is None and not duplicate:  # everything is known: no need to read it back (nor an ORM object)
-        return Stored(_new_image_message(values, project, tags), duplicate)
-    session.flush()
-    row = row or session.get(schema.Image, pk)
-    assert row is not None
-    return Stored(image_message(row, project, _tags(session, [row.pk])[row.pk]), duplicate)
+    return _stored_row(session, project, pk, duplicate)
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An upload without labels: group commit records these together, a few statements per group."""
+
+    ref: project_service_pb2.ProjectRef
+    image: DecodedImage
+    metadata: image_pb2.ImageMetadata
+
+    def __call__(self, session: Session) -> Stored:
+        return self.run_together(session, [self])[0]
+
+    @staticmethod
+    def run_together(session: Session, items: Sequence[NewImage]) -> list[Stored]:
+        """Insert the images, their tags and their events with one statement each.
+
+        An image already stored (or twice in the group) is merged as ``_record`` merges it. Per
+        row, SQLAlchemy costs more than PostgreSQL does, so a group of uploads pays it once per
+        statement rather than once per image and statement.
+        """
+        _, insert_images, insert_tags = _statements(session.get_bind().dialect.name)
+        projects = [project_key(session, item.ref) for item in items]
+        tags = [clean_tags(item.metadata.tags) for item in items]
+        values = [_image_values(p, item.image, item.metadata) for p, item in zip(projects, items, strict=True)]
+        connection = session.connection()
+        inserted = {(project_pk, sha256): pk for pk, project_pk, sha256 in connection.execute(insert_images, values)}
+        pks: list[int] = []
+        fresh: list[bool] = []
+        for project, item in zip(projects, items, strict=True):
+            pk = inserted.pop((project.pk, item.image.sha256), None)  # popped: a second copy is a duplicate
+            fresh.append(pk is not None)
+            if pk is None:
+                pk = session.scalar(
+                    select(schema.Image.pk).where(
+                        schema.Image.project_pk == project.pk, schema.Image.sha256 == item.image.sha256
+                    )
+                )
+            pks.append(pk)
+        rows = [{"image_pk": pk, "tag": tag} for pk, image_tags in zip(pks, tags, strict=True) for tag in image_tags]
+        if rows:
+            connection.execute(insert_tags, rows)
+        # Last: on PostgreSQL the event lock is then held only until the commit.
+        EventBus.append_many(
+            session,
+            [
+                (event_service_pb2.EVENT_TYPE_IMAGE_ADDED, project, item.image.sha256, "")
+                for project, item, new in zip(projects, items, fresh, strict=True)
+                if new
+            ],
+        )
+        # A new row is exactly what was inserted: no need to read it back (nor an ORM object).
+        return [
+            Stored(_new_image_message(row, project, image_tags), False)
+            if new
+            else _stored_row(session, project, pk, duplicate=True)
+            for row, project, image_tags, pk, new in zip(values, projects, tags, pks, fresh, strict=True)
+        ]
 
 
 async def store_image(
@@ -270,11 +339,16 @@ async def store_image(
     if created_blob:
         await hub.in_blob_worker(hub.store.put_bytes, key, image.data)
     labels = detections or detection_pb2.Detections()
+    record: Callable[[Session], Stored] = (
+        functools.partial(_record, ref=ref, image=image, metadata=metadata, annotations=annotations, detections=labels)
+        if annotations or any(labels.ListFields())
+        else NewImage(ref, image, metadata)
+    )
     try:
         try:
-            stored = await hub.db.write_grouped(lambda s: _record(s, ref, image, metadata, annotations, labels))
+            stored = await hub.db.write_grouped(record)
         except IntegrityError:  # the same bytes arrived concurrently: merge into the winner's row
-            stored = await hub.db.write_grouped(lambda s: _record(s, ref, image, metadata, annotations, labels))
+            stored = await hub.db.write_grouped(record)
     except BaseException:
         if created_blob:
             referenced = await hub.db.read(

@@ -12,7 +12,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -39,6 +39,35 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _begin(connection: Any) -> None:
         write = connection.get_execution_options().get("visionloop_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class Batchable(Protocol):
+    """A write that can also run together with others of its kind in one set-based call.
+
+    ``run_together(session, items)`` returns one result per item, in order; ``item(session)``
+    runs it alone (after a group failed, each item runs alone in its own savepoint).
+    """
+
+    def __call__(self, session: Session) -> Any: ...
+
+    @staticmethod
+    def run_together(session: Session, items: Sequence[Any]) -> list[Any]: ...
+
+
+def _run_together(session: Session, fns: Sequence[Callable[[Session], Any]]) -> list[Any]:
+    """Every fn's result in order; batchable fns of one kind go through one ``run_together`` call."""
+    results: list[Any] = [None] * len(fns)
+    kinds: dict[Callable[..., list[Any]], list[int]] = {}
+    for index, fn in enumerate(fns):
+        together = getattr(fn, "run_together", None)
+        if together is None:
+            results[index] = fn(session)
+        else:
+            kinds.setdefault(together, []).append(index)
+    for together, indices in kinds.items():
+        for index, result in zip(indices, together(session, [fns[i] for i in indices]), strict=True):
+            results[index] = result
+    return results
 
 
 class Database:
@@ -86,12 +115,13 @@ class Database:
     def write_many_sync(self, fns: Sequence[Callable[[Session], Any]]) -> list[tuple[bool, Any]]:
         """Run the fns in one transaction, each failing on its own; (ok, result or exception) per fn.
 
-        Optimistically without savepoints (two statements and a good deal of SQLAlchemy per fn);
-        if any fn fails, the transaction is rolled back and every fn runs again in its own savepoint.
+        Optimistically without savepoints (two statements and a good deal of SQLAlchemy per fn),
+        with ``Batchable`` fns of one kind run together; if any fn fails, the transaction is rolled
+        back and every fn runs again, alone, in its own savepoint.
         """
         try:
             with self._writer_lock, self._write.begin() as session:
-                results = [fn(session) for fn in fns]
+                results = _run_together(session, fns)
         except Exception as error:
             if len(fns) == 1:  # the rollback undid exactly that fn's writes, as a savepoint would
                 return [(False, error)]
