@@ -78,9 +78,12 @@ class DeployedModel:
         frame = await asyncio.to_thread(preprocess.decode, image, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS)
         rescale = model.info.input.rescale_type
         tensor, transform = await asyncio.to_thread(preprocess.prepare, frame, model.info.input, rescale)
-        outputs, _ = await model.batcher.submit(tensor)
         settings = postprocess.Settings.resolve(detector_service_pb2.DetectOptions(), model.info.detection_defaults)
-        return postprocess.to_detections(model.info, outputs, transform, (frame.width, frame.height), settings)
+        size = (frame.width, frame.height)
+        done = await model.batcher.submit(
+            tensor, lambda outputs: postprocess.to_detections(model.info, outputs, transform, size, settings)
+        )
+        return done.value
 
     async def close(self) -> None:
         for model in self._loaded.values():

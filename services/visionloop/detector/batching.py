@@ -2,6 +2,9 @@
 
 A request waits at most ``max_wait`` for company; while a batch runs, the next one fills up,
 so under load batches grow on their own and throughput grows with the number of cameras.
+Each request brings a ``finish`` (its post-processing); a batch's finishes run one after the
+other in one worker thread once its backend call returned, rather than one thread hop per frame
+with a dozen threads contending for the interpreter lock.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from prometheus_client import Histogram
@@ -22,6 +27,41 @@ BATCH_SIZE = Histogram(
 )
 
 Run = Callable[[list[np.ndarray]], Awaitable[list[np.ndarray]]]  # per-frame tensors -> batched outputs
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Batched(Generic[T]):
+    """One request's result and where its time went."""
+
+    value: T
+    queue_seconds: float  # submitted until its batch started
+    infer_seconds: float  # the batch's backend call
+    finish_seconds: float  # this request's own finish
+
+
+@dataclass
+class _Request:
+    tensor: np.ndarray
+    finish: Callable[[list[np.ndarray]], Any]
+    future: asyncio.Future[Batched[Any]]
+    queued: float = field(default_factory=time.perf_counter)
+
+
+def _finish_all(
+    requests: Sequence[tuple[int, _Request]], outputs: list[np.ndarray]
+) -> list[tuple[BaseException | None, Any, float]]:
+    """Each request's finish on its slice of the batch's outputs (blocking): (error, value, seconds)."""
+    done: list[tuple[BaseException | None, Any, float]] = []
+    for index, request in requests:
+        started = time.perf_counter()
+        try:
+            value = request.finish([output[index] for output in outputs])
+        except Exception as error:  # one frame's failure is that request's alone
+            done.append((error, None, time.perf_counter() - started))
+        else:
+            done.append((None, value, time.perf_counter() - started))
+    return done
 
 
 class MicroBatcher:
@@ -34,19 +74,18 @@ class MicroBatcher:
         # a few for a remote one, whose round trip would otherwise leave it idle.
         self._slots = asyncio.Semaphore(max(1, max_in_flight))
         self._running: set[asyncio.Task[None]] = set()
-        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[list[np.ndarray]]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._submitting = 0  # requests between submit() and the queue: company is on its way
 
-    async def submit(self, tensor: np.ndarray) -> tuple[list[np.ndarray], float]:
-        """Outputs for one CHW tensor (batch dimension removed) and the seconds it waited to be run."""
+    async def submit(self, tensor: np.ndarray, finish: Callable[[list[np.ndarray]], T]) -> Batched[T]:
+        """Run one CHW tensor (no batch dimension) in the next batch, then ``finish`` (blocking, in a
+        worker thread) on its outputs; its exception, if it raises, is this request's alone."""
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
-        future: asyncio.Future[list[np.ndarray]] = asyncio.get_running_loop().create_future()
-        queued = time.perf_counter()
-        self._queue.put_nowait((tensor, future))
-        outputs = await future
-        return outputs, getattr(future, "started", queued) - queued
+        future: asyncio.Future[Batched[T]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Request(tensor, finish, future))
+        return await future
 
     async def claim_idle(self) -> bool:
         """Hold a free slot for a lone request, which then runs decode, inference and post-processing
@@ -68,7 +107,7 @@ class MicroBatcher:
     def note_departure(self) -> None:
         self._submitting = max(0, self._submitting - 1)
 
-    async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future[list[np.ndarray]]]]:
+    async def _collect(self) -> list[_Request]:
         batch = [await self._queue.get()]
         deadline = time.perf_counter() + self.max_wait
         while len(batch) < self.max_batch:
@@ -84,7 +123,7 @@ class MicroBatcher:
                 batch.append(await asyncio.wait_for(self._queue.get(), remaining))
             except TimeoutError:
                 break
-        return [(tensor, future) for tensor, future in batch if not future.cancelled()]
+        return [request for request in batch if not request.future.cancelled()]
 
     async def _work(self) -> None:
         while True:
@@ -97,24 +136,33 @@ class MicroBatcher:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _execute(self, batch: list[tuple[np.ndarray, asyncio.Future[list[np.ndarray]]]]) -> None:
+    async def _execute(self, batch: list[_Request]) -> None:
         try:
             started = time.perf_counter()
-            for _, future in batch:
-                future.started = started  # type: ignore[attr-defined]
             BATCH_SIZE.labels(self.name).observe(len(batch))
             try:
-                outputs = await self._run([tensor for tensor, _ in batch])
-            except Exception as error:  # every request of the batch learns what went wrong
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                return
-            for index, (_, future) in enumerate(batch):
-                if not future.done():
-                    future.set_result([output[index] for output in outputs])
-        finally:
-            self._slots.release()
+                outputs = await self._run([request.tensor for request in batch])
+            finally:
+                self._slots.release()  # the next batch may run while this one is finished
+            inferred = time.perf_counter()
+            pending = [(index, request) for index, request in enumerate(batch) if not request.future.done()]
+            finished = await asyncio.to_thread(_finish_all, pending, outputs)
+            for (_, request), (error, value, seconds) in zip(pending, finished, strict=True):
+                if request.future.done():
+                    continue
+                if error is not None:
+                    request.future.set_exception(error)
+                else:
+                    queued = started - request.queued
+                    request.future.set_result(Batched(value, queued, inferred - started, seconds))
+        except Exception as error:  # the backend call failed: every request of the batch learns why
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(error)
+        finally:  # cancelled (closing): no request may wait forever
+            for request in batch:
+                if not request.future.done():
+                    request.future.cancel()
 
     async def close(self) -> None:
         for task in list(self._running):

@@ -1,7 +1,8 @@
 """DetectorService: what robots call.
 
 Decoding and pre-processing run in worker threads, inference in the backend's own thread (or
-in Triton), post-processing in a worker thread again, so the event loop only moves messages.
+in Triton), post-processing in a worker thread again (one per batch), so the event loop only
+moves messages.
 Every detection names the model version that produced it.
 """
 
@@ -139,13 +140,12 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
             prepared = await asyncio.to_thread(self._prepare, image, model.info.input, rescale)
         finally:
             model.batcher.note_departure()
-        submitted = time.perf_counter()
-        outputs, queued = await model.batcher.submit(prepared.tensor)
-        inferred = time.perf_counter()
-        # NMS and a hundred boxes into protobuf take a millisecond: on the event loop they would
-        # hold up every other camera's frames.
-        detections = await asyncio.to_thread(prepared.detections, model.info, outputs, settings)
-        return Run(prepared, detections, queued, inferred - submitted - queued, time.perf_counter() - inferred)
+        # NMS and a hundred boxes into protobuf take a millisecond: the batcher runs them in a worker
+        # thread, as on the event loop they would hold up every other camera's frames.
+        done = await model.batcher.submit(
+            prepared.tensor, lambda outputs: prepared.detections(model.info, outputs, settings)
+        )
+        return Run(prepared, done.value, done.queue_seconds, done.infer_seconds, done.finish_seconds)
 
     async def detect(self, image: image_pb2.Image, options: pb.DetectOptions) -> pb.DetectResponse:
         """One frame through decode, pre-process, batched inference and post-processing."""
