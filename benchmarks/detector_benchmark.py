@@ -13,10 +13,13 @@ Clients send pre-encoded 640x480 JPEGs; the raw paths get the tensors the detect
 pre-processing made from them, so the detector's extra work is decode + pre-process + gRPC +
 post-process, and its ``Timing`` answers say how much of it was which.
 
+The default model is the reference trainer's CenterNet (what the product deploys); ``--model
+stub`` is a 1 ms synthetic model, where the detector's fixed costs weigh most.
+
 Run from the repository root::
 
     .venv/bin/python -m benchmarks.detector_benchmark
-    .venv/bin/python -m benchmarks.detector_benchmark --skip-triton --json detector.json
+    .venv/bin/python -m benchmarks.detector_benchmark --model stub --skip-triton --json detector.json
     .venv/bin/python -m benchmarks.detector_benchmark --model yolov8n.onnx
 """
 
@@ -90,9 +93,10 @@ def percentile(values: Sequence[float], q: float) -> float:
 def model_folder(source: str, workdir: Path, images: list[bytes]) -> tuple[Path, str]:
     """A model folder (model.json + model.onnx) to benchmark, and a description of it.
 
-    ``stub`` (default): the synthetic YOLOv8-layout stub at 640x640. ``reference``: the reference
-    trainer's CenterNet at 640x640 (see ``reference_folder``). Else a model zip or folder (as
-    DETECTOR_MODEL_PATHS takes) or a bare YOLOv8 ONNX export, for which a model.json is written.
+    ``reference`` (default): the reference trainer's CenterNet at 640x640 (see ``reference_folder``),
+    the model the product trains and deploys. ``stub``: the synthetic YOLOv8-layout stub at 640x640.
+    Else a model zip or folder (as DETECTOR_MODEL_PATHS takes) or a bare YOLOv8 ONNX export, for
+    which a model.json is written.
     """
     folder = workdir / "model"
     if source == "stub":
@@ -659,9 +663,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model",
-        default="stub",
+        default="reference",
         metavar="MODEL",
-        help="stub (synthetic YOLOv8 layout, default), reference (the reference trainer's CenterNet), "
+        help="reference (the reference trainer's CenterNet, the model the product deploys; default), "
+        "stub (synthetic YOLOv8 layout, 1 ms of inference: the worst case for the ratios), "
         "or a model zip / folder / YOLOv8 ONNX export",
     )
     parser.add_argument("--images", type=int, default=32, help="distinct JPEGs, cycled (default 32)")

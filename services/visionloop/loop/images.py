@@ -218,6 +218,14 @@ def _image_values(project: AnyProject, image: DecodedImage, metadata: image_pb2.
     }
 
 
+def _existing_pk(session: Session, project: AnyProject, sha256: str) -> int:
+    pk = session.scalar(
+        select(schema.Image.pk).where(schema.Image.project_pk == project.pk, schema.Image.sha256 == sha256)
+    )
+    assert pk is not None, "a conflicting insert means the row exists"
+    return pk
+
+
 def _stored_row(session: Session, project: AnyProject, pk: int, duplicate: bool) -> Stored:
     """The image as the database has it now (merged tags and labels included)."""
     session.flush()
@@ -246,9 +254,7 @@ def _record(
     pk = connection.execute(insert_image, _image_values(project, image, metadata)).scalar()
     duplicate = pk is None
     if duplicate:
-        pk = session.scalar(
-            select(schema.Image.pk).where(schema.Image.project_pk == project.pk, schema.Image.sha256 == image.sha256)
-        )
+        pk = _existing_pk(session, project, image.sha256)
     if tags:
         connection.execute(insert_tags, [{"image_pk": pk, "tag": tag} for tag in tags])
     row = session.get(schema.Image, pk)
@@ -292,13 +298,7 @@ class NewImage:
         for project, item in zip(projects, items, strict=True):
             pk = inserted.pop((project.pk, item.image.sha256), None)  # popped: a second copy is a duplicate
             fresh.append(pk is not None)
-            if pk is None:
-                pk = session.scalar(
-                    select(schema.Image.pk).where(
-                        schema.Image.project_pk == project.pk, schema.Image.sha256 == item.image.sha256
-                    )
-                )
-            pks.append(pk)
+            pks.append(pk if pk is not None else _existing_pk(session, project, item.image.sha256))
         rows = [{"image_pk": pk, "tag": tag} for pk, image_tags in zip(pks, tags, strict=True) for tag in image_tags]
         if rows:
             connection.execute(insert_tags, rows)
