@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 from collections.abc import AsyncIterator
@@ -401,3 +402,42 @@ async def test_a_group_of_new_images_is_recorded_together(hub: HubClient, projec
         second.metadata.id: ["b"],
         last.metadata.id: [],
     }
+
+
+async def test_a_failed_upload_keeps_the_blob_a_concurrent_upload_of_the_same_bytes_needs(
+    hub: HubClient, project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two uploads of the same new bytes at once: both store the blob; one then fails (a negative box),
+    while the other's row is not committed yet. The failure must not delete the blob under it."""
+    data = picture(600)
+    failed = asyncio.Event()
+    write_grouped = hub.hub.db.write_grouped
+
+    async def held_back(fn):  # the good upload's row waits until the bad one has failed (or 1 s, if it cannot)
+        if not getattr(fn, "keywords", {}).get("annotations"):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(failed.wait(), 1.0)
+        return await write_grouped(fn)
+
+    monkeypatch.setattr(hub.hub.db, "write_grouped", held_back)
+    negative = annotation_pb2.Annotation(
+        category_name="weed",
+        shape=geometry_pb2.Shape(box=geometry_pb2.Box(x=1, y=2, width=-3, height=4)),
+        creator=annotation_pb2.Creator(person="anna"),
+    )
+    await _category(hub, project, "weed", category_pb2.CATEGORY_TYPE_BOX)
+
+    async def bad() -> None:
+        try:
+            await hub.images.UploadImage(
+                pb.UploadImageRequest(ref=project, image=pb.ImageUpload(data=data, annotations=[negative]))
+            )
+        finally:
+            failed.set()
+
+    good, refused = await asyncio.gather(upload(hub, project, data, tags=["good"]), bad(), return_exceptions=True)
+    assert isinstance(refused, grpc.aio.AioRpcError)
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert isinstance(good, pb.UploadImageResponse)
+    assert hub.hub.store.exists(image_key(good.metadata.id))  # the row that was kept has its blob
+    assert len(hub.hub.blob_locks) == 0  # no lock outlives its uploads

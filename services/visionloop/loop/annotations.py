@@ -212,6 +212,18 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
         source: str,
     ) -> datasets.Recorded:
         """Blobs first, then rows (as ``store_image``): a failed batch leaves no orphan blob."""
+        async with self.hub.blob_locks.hold_all(p.sha256 for p in batch):  # as uploads do: see store_image
+            return await self._store_blobs_and_rows(header, archive, batch, targets, tags, source)
+
+    async def _store_blobs_and_rows(
+        self,
+        header: pb.ImportDatasetHeader,
+        archive: datasets.Archive,
+        batch: Sequence[datasets.Prepared],
+        targets: dict[str, datasets.Target],
+        tags: Sequence[str],
+        source: str,
+    ) -> datasets.Recorded:
         stored = await self.hub.db.read(lambda s: datasets.stored_images(s, batch))
         created = await asyncio.to_thread(datasets.put_blobs, archive, batch, self.hub.store, stored)
 

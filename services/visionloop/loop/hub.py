@@ -11,7 +11,7 @@ import functools
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -168,6 +168,38 @@ class StoredBlobs:
             self._drainer = None
 
 
+class KeyedLocks:
+    """One asyncio lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    @contextlib.asynccontextmanager
+    async def hold_all(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        """Every key's lock, taken in sorted order so that two holders never wait on each other."""
+        async with contextlib.AsyncExitStack() as stack:
+            for key in sorted(set(keys)):
+                await stack.enter_async_context(self.hold(key))
+            yield
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 @dataclass
 class Hub:
     settings: LoopSettings
@@ -184,6 +216,8 @@ class Hub:
         default_factory=lambda: ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="hub-blob")
     )
     stored_blobs: StoredBlobs = field(init=False)
+    # Uploads and imports of the same bytes, one at a time (see images.store_image).
+    blob_locks: KeyedLocks = field(default_factory=KeyedLocks)
 
     def __post_init__(self) -> None:
         self.stored_blobs = StoredBlobs(self.db)

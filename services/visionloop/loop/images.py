@@ -331,14 +331,30 @@ async def store_image(
 ) -> Stored:
     """Validate (unless ``decoded`` already is), store the blob, record the row (or merge into the existing one)."""
     image = decoded or await hub.in_blob_worker(decode_image, data, hub.max_image_bytes, hub.max_image_pixels)
-    key = image_key(image.sha256)
+    # Uploads of the same bytes take turns: a failed one removes the blob it stored unless a row
+    # references it, and a concurrent upload of the same bytes whose row is not committed yet
+    # would otherwise lose its blob. Taking turns, the second finds the first's row and merges.
+    async with hub.blob_locks.hold(image.sha256):
+        stored = await _store(hub, ref, image, metadata, annotations, detections or detection_pb2.Detections())
+    if not stored.duplicate:
+        hub.events.notify()
+    return stored
 
+
+async def _store(
+    hub: Hub,
+    ref: project_service_pb2.ProjectRef,
+    image: DecodedImage,
+    metadata: image_pb2.ImageMetadata,
+    annotations: Sequence[annotation_pb2.Annotation],
+    labels: detection_pb2.Detections,
+) -> Stored:
+    key = image_key(image.sha256)
     # Rows commit only after their blob is stored, so a row with this hash proves the blob exists;
     # asking the database is cheaper than a HEAD request to S3.
     created_blob = not await hub.stored_blobs.contains(image.sha256)
     if created_blob:
         await hub.in_blob_worker(hub.store.put_bytes, key, image.data)
-    labels = detections or detection_pb2.Detections()
     record: Callable[[Session], Stored] = (
         functools.partial(_record, ref=ref, image=image, metadata=metadata, annotations=annotations, detections=labels)
         if annotations or any(labels.ListFields())
@@ -346,10 +362,13 @@ async def store_image(
     )
     try:
         try:
-            stored = await hub.db.write_grouped(record)
-        except IntegrityError:  # the same bytes arrived concurrently: merge into the winner's row
-            stored = await hub.db.write_grouped(record)
-    except BaseException:
+            return await hub.db.write_grouped(record)
+        except IntegrityError:  # the same bytes arrived concurrently at another replica: merge into its row
+            return await hub.db.write_grouped(record)
+    except Exception:
+        # Not on cancellation (a client's deadline, a disconnect): the group commit this row waits
+        # in may still commit it, and a row without its blob would be lost data; a blob without a
+        # row is only garbage.
         if created_blob:
             referenced = await hub.db.read(
                 lambda s: s.scalar(select(exists().where(schema.Image.sha256 == image.sha256)))
@@ -357,9 +376,6 @@ async def store_image(
             if not referenced:
                 await hub.in_blob_worker(hub.store.delete, key)
         raise
-    if not stored.duplicate:
-        hub.events.notify()
-    return stored
 
 
 def _encode_token(order: int, value: str, pk: int) -> str:
