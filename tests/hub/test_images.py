@@ -441,3 +441,33 @@ async def test_a_failed_upload_keeps_the_blob_a_concurrent_upload_of_the_same_by
     assert isinstance(good, pb.UploadImageResponse)
     assert hub.hub.store.exists(image_key(good.metadata.id))  # the row that was kept has its blob
     assert len(hub.hub.blob_locks) == 0  # no lock outlives its uploads
+
+
+async def test_an_upload_cancelled_while_its_row_commits_keeps_its_blob(
+    hub: HubClient, project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client gives up (deadline) while its row waits in a group commit that then succeeds: the row
+    must find its blob, so a cancelled upload does not remove it."""
+    import time
+
+    from sqlalchemy import func, select
+
+    from visionloop.loop.db import schema
+
+    data = picture(700)
+    sha = hashlib.sha256(data).hexdigest()
+    write_many = hub.hub.db.write_many_sync
+
+    def slow(fns):  # the group's transaction outlasts the client's deadline
+        time.sleep(1.0)
+        return write_many(fns)
+
+    monkeypatch.setattr(hub.hub.db, "write_many_sync", slow)
+    request = pb.UploadImageRequest(ref=project, image=pb.ImageUpload(data=data))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await hub.images.UploadImage(request, timeout=0.5)
+    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.sleep(1.5)  # the group commits after the client left
+    count = select(func.count()).select_from(schema.Image).where(schema.Image.sha256 == sha)
+    assert hub.hub.db.read_sync(lambda s: s.scalar(count)) == 1
+    assert hub.hub.store.exists(image_key(sha))
