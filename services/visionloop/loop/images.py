@@ -13,10 +13,10 @@ import functools
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from PIL import Image as PILImage
@@ -44,6 +44,7 @@ MAX_TAGS = 64
 # Rows per multi-row INSERT of images: psycopg caches its parse of a statement with at most 50
 # parameters (14 per image row); re-parsing a longer one on every group cost more than it saved.
 ROWS_PER_INSERT = 3
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,17 @@ async def store_image(
     return stored
 
 
+async def _settled(write: Awaitable[T]) -> T:
+    """``write``'s result. A group commit goes on without a caller that was cancelled, so such a
+    caller first waits for it to end: its turn on the blob lasts until the row's fate is known."""
+    task = asyncio.ensure_future(write)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
 async def _store(
     hub: Hub,
     ref: project_service_pb2.ProjectRef,
@@ -362,13 +374,13 @@ async def _store(
     )
     try:
         try:
-            return await hub.db.write_grouped(record)
+            return await _settled(hub.db.write_grouped(record))
         except IntegrityError:  # the same bytes arrived concurrently at another replica: merge into its row
-            return await hub.db.write_grouped(record)
+            return await _settled(hub.db.write_grouped(record))
     except Exception:
-        # Not on cancellation (a client's deadline, a disconnect): the group commit this row waits
-        # in may still commit it, and a row without its blob would be lost data; a blob without a
-        # row is only garbage.
+        # Not on cancellation (a client's deadline, a disconnect): the group commit may have
+        # committed the row anyway, and a row without its blob would be lost data; a blob without
+        # a row is only garbage.
         if created_blob:
             referenced = await hub.db.read(
                 lambda s: s.scalar(select(exists().where(schema.Image.sha256 == image.sha256)))
