@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from visionloop.runtime import tasks
-from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
+from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling, settled
 
 
 async def answer_swallowing_cancel(swallowed: list[int]) -> str:
@@ -106,3 +106,22 @@ async def test_a_task_that_had_failed_is_logged_not_raised(capsys: pytest.Captur
     err = capsys.readouterr()
     assert "background task had failed" in err.out + err.err
     assert "disk gone" in err.out + err.err
+
+
+async def test_settled_outlives_its_cancelled_caller() -> None:
+    """Cancelling the caller neither cancels the work nor returns before the work has ended."""
+    ended = asyncio.Event()
+
+    async def write() -> str:
+        await asyncio.sleep(0.3)
+        ended.set()
+        return "row"
+
+    assert await settled(write()) == "row"
+    ended.clear()
+    caller = asyncio.ensure_future(settled(write()))
+    await asyncio.sleep(0.05)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert ended.is_set()

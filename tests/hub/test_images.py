@@ -471,22 +471,3 @@ async def test_an_upload_cancelled_while_its_row_commits_keeps_its_blob(
     count = select(func.count()).select_from(schema.Image).where(schema.Image.sha256 == sha)
     assert hub.hub.db.read_sync(lambda s: s.scalar(count)) == 1
     assert hub.hub.store.exists(image_key(sha))
-
-
-async def test_a_cancelled_upload_keeps_its_turn_until_its_row_is_settled() -> None:
-    """``_settled``: cancelling the caller neither cancels the write nor returns before the write ended."""
-    from visionloop.loop.images import _settled
-
-    ended = asyncio.Event()
-
-    async def write() -> str:
-        await asyncio.sleep(0.3)
-        ended.set()
-        return "row"
-
-    caller = asyncio.ensure_future(_settled(write()))
-    await asyncio.sleep(0.05)
-    caller.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await caller
-    assert ended.is_set()

@@ -29,6 +29,7 @@ from visionloop.loop.transfer import check_sha256, receive_chunks
 from visionloop.loop.v1 import annotation_service_pb2 as pb
 from visionloop.loop.v1 import annotation_service_pb2_grpc
 from visionloop.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
+from visionloop.runtime.tasks import settled
 
 
 def _annotation_row(
@@ -211,36 +212,26 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
         tags: Sequence[str],
         source: str,
     ) -> datasets.Recorded:
-        """Blobs first, then rows (as ``store_image``): a failed batch leaves no orphan blob."""
-        async with self.hub.blob_locks.hold_all(p.sha256 for p in batch):  # as uploads do: see store_image
-            return await self._store_blobs_and_rows(header, archive, batch, targets, tags, source)
+        """Blobs first, then rows (as ``store_image``): a failed batch leaves no orphan blob. Like
+        uploads, it takes its turn on each of its images' bytes (see ``store_image``)."""
+        async with self.hub.blob_locks.hold_all(p.sha256 for p in batch):
+            stored = await self.hub.db.read(lambda s: datasets.stored_images(s, batch))
+            created = await asyncio.to_thread(datasets.put_blobs, archive, batch, self.hub.store, stored)
 
-    async def _store_blobs_and_rows(
-        self,
-        header: pb.ImportDatasetHeader,
-        archive: datasets.Archive,
-        batch: Sequence[datasets.Prepared],
-        targets: dict[str, datasets.Target],
-        tags: Sequence[str],
-        source: str,
-    ) -> datasets.Recorded:
-        stored = await self.hub.db.read(lambda s: datasets.stored_images(s, batch))
-        created = await asyncio.to_thread(datasets.put_blobs, archive, batch, self.hub.store, stored)
+            def record(session: Session) -> datasets.Recorded:
+                return datasets.record_batch(session, header.ref, batch, targets, tags, source)
 
-        def record(session: Session) -> datasets.Recorded:
-            return datasets.record_batch(session, header.ref, batch, targets, tags, source)
-
-        try:
             try:
-                return await self.hub.db.write(record)
-            except IntegrityError:  # some of the bytes arrived concurrently: merge into those rows
-                return await self.hub.db.write(record)
-        except Exception:
-            # Not on cancellation: the transaction may still commit and reference the blobs.
-            orphans = await self.hub.db.read(lambda s: datasets.unreferenced(s, created))
-            for key in orphans:
-                await asyncio.to_thread(self.hub.store.delete, key)
-            raise
+                try:
+                    return await settled(self.hub.db.write(record))
+                except IntegrityError:  # some of the bytes arrived concurrently: merge into those rows
+                    return await settled(self.hub.db.write(record))
+            except Exception:
+                # Not on cancellation: the transaction may have committed and reference the blobs.
+                orphans = await self.hub.db.read(lambda s: datasets.unreferenced(s, created))
+                for key in orphans:
+                    await asyncio.to_thread(self.hub.store.delete, key)
+                raise
 
     async def ExportDataset(
         self, request: pb.ExportDatasetRequest, context: grpc.aio.ServicerContext

@@ -13,10 +13,10 @@ import functools
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from PIL import Image as PILImage
@@ -36,6 +36,7 @@ from visionloop.loop.storage import CHUNK_BYTES
 from visionloop.loop.v1 import event_service_pb2, image_service_pb2_grpc, project_service_pb2
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.runtime.errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, ServiceError
+from visionloop.runtime.tasks import settled
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 DEFAULT_PAGE = 100
@@ -44,7 +45,6 @@ MAX_TAGS = 64
 # Rows per multi-row INSERT of images: psycopg caches its parse of a statement with at most 50
 # parameters (14 per image row); re-parsing a longer one on every group cost more than it saved.
 ROWS_PER_INSERT = 3
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -342,17 +342,6 @@ async def store_image(
     return stored
 
 
-async def _settled(write: Awaitable[T]) -> T:
-    """``write``'s result. A group commit goes on without a caller that was cancelled, so such a
-    caller first waits for it to end: its turn on the blob lasts until the row's fate is known."""
-    task = asyncio.ensure_future(write)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        raise
-
-
 async def _store(
     hub: Hub,
     ref: project_service_pb2.ProjectRef,
@@ -374,13 +363,13 @@ async def _store(
     )
     try:
         try:
-            return await _settled(hub.db.write_grouped(record))
+            return await settled(hub.db.write_grouped(record))
         except IntegrityError:  # the same bytes arrived concurrently at another replica: merge into its row
-            return await _settled(hub.db.write_grouped(record))
+            return await settled(hub.db.write_grouped(record))
     except Exception:
-        # Not on cancellation (a client's deadline, a disconnect): the group commit may have
-        # committed the row anyway, and a row without its blob would be lost data; a blob without
-        # a row is only garbage.
+        # Not on cancellation (a client's deadline, a disconnect): ``settled`` waited for the group
+        # commit, which may have committed the row anyway, and a row without its blob would be
+        # lost data; a blob without a row is only garbage.
         if created_blob:
             referenced = await hub.db.read(
                 lambda s: s.scalar(select(exists().where(schema.Image.sha256 == image.sha256)))

@@ -1,22 +1,28 @@
-"""Stopping background tasks for sure.
+"""Stopping background tasks for sure, and letting a write outlive its cancelled caller.
 
 A cancellation can get lost in grpc.aio: when it lands just after the call's status arrived but
 before the call's own task ran, the caller gets that status (say NOT_FOUND) as an ``AioRpcError``
 instead of ``CancelledError``. A loop that treats the error as "retry later" then runs on forever
 and its service never stops. Loops check ``raise_if_cancelling`` where they swallow errors, and
 ``cancel_and_wait`` cancels again until the task has really ended.
+
+``settled`` is the other way round: work that goes on without its caller (a group commit, a
+write in a thread) is waited for even when the caller is cancelled, so whatever the caller holds
+(a lock, a blob it may have to clean up) lasts until the work's outcome is known.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
+from typing import TypeVar
 
 from visionloop.runtime.logging import get_logger
 
 log = get_logger(__name__)
 
 RECANCEL_S = 2.0  # long enough for a cancelled task to finish its cleanup (closing a channel)
+T = TypeVar("T")
 
 
 def raise_if_cancelling() -> None:
@@ -45,3 +51,14 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[object] | None], within: 
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("background task had failed", task=task.get_name(), exc_info=error)
     return True
+
+
+async def settled(work: Awaitable[T]) -> T:
+    """``work``'s result; if the caller is cancelled meanwhile, ``work`` is not, and the caller's
+    ``CancelledError`` comes only once ``work`` has ended."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
