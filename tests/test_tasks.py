@@ -6,21 +6,9 @@ import asyncio
 
 import pytest
 
+from tests.cancellation import answer_swallowing_cancel
 from visionloop.runtime import tasks
 from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling, settled
-
-
-async def answer_swallowing_cancel(swallowed: list[int]) -> str:
-    """What grpc.aio does once in a while, when a cancel lands just after the call's status
-    arrived: the status wins (here the first cancel only, as that race is rare)."""
-    try:
-        await asyncio.sleep(3600)
-    except asyncio.CancelledError:
-        if swallowed:
-            raise
-        swallowed.append(1)
-        return "NOT_FOUND"
-    return "OK"
 
 
 async def retry_loop(swallowed: list[int], rounds: list[int], check: bool) -> None:

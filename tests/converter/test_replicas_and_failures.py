@@ -11,6 +11,7 @@ import pytest
 from google.protobuf import duration_pb2
 from sqlalchemy import select
 
+from tests.cancellation import answer_swallowing_cancel
 from tests.converter.conftest import HubClient, StartConverter, broken_pytorch_zip, onnx_stub_zip, pytorch_zip
 from visionloop.common.v1 import node_pb2
 from visionloop.converter.hub import ConverterHub
@@ -132,12 +133,7 @@ async def test_a_converter_stops_even_when_grpc_loses_the_cancellation(
 
     async def claim_losing_the_cancel(self: ConverterHub, *args: object, **kwargs: object) -> None:
         claiming.set()
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            if lost:
-                raise
-            lost.append(1)
+        await answer_swallowing_cancel(lost)
         return None  # as ConverterHub.claim returns for NOT_FOUND "no conversion pending"
 
     monkeypatch.setattr(ConverterHub, "claim", claim_losing_the_cancel)
