@@ -1,4 +1,4 @@
-"""Group commit and grouped blob lookups of the hub's database layer (SQLite, no gRPC)."""
+"""Group commit of the hub's database layer (SQLite, no gRPC)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from visionloop.loop.db import schema
 from visionloop.loop.db.engine import Database
-from visionloop.loop.hub import StoredBlobs, utcnow
+from visionloop.loop.hub import utcnow
 
 
 @pytest.fixture
@@ -68,48 +68,6 @@ async def test_write_grouped_answers_every_caller(db: Database) -> None:
     )
     assert [isinstance(r, ValueError) for r in results] == [name.endswith("7") for name in names]
     assert project_names(db) == {name for name in names if not name.endswith("7")}
-
-
-async def test_stored_blobs_groups_concurrent_lookups(db: Database) -> None:
-    db.write_sync(add_project("p"))
-    stored = [f"{i:064x}" for i in range(5)]
-    db.write_sync(
-        lambda s: s.execute(
-            insert(schema.Image),
-            [
-                {
-                    "project_pk": s.scalar(select(func.min(schema.Project.pk))),
-                    "sha256": sha,
-                    "camera_id": "",
-                    "source": "",
-                    "upload_time": utcnow(),
-                    "state": 1,
-                    "width": 1,
-                    "height": 1,
-                    "content_type": "image/jpeg",
-                    "size_bytes": 1,
-                    "priority": 0.0,
-                    "annotation_count": 0,
-                    "detection_count": 0,
-                }
-                for sha in stored
-            ],
-        )
-    )
-    queries = 0
-    read = db.read
-
-    async def counting_read(fn: Callable[[Session], object]) -> object:
-        nonlocal queries
-        queries += 1
-        return await read(fn)
-
-    db.read = counting_read  # type: ignore[method-assign]
-    blobs = StoredBlobs(db)
-    asked = stored + [f"{i:064x}" for i in range(100, 140)] + stored[:2]  # a hash may be asked twice at once
-    answers = await asyncio.gather(*(blobs.contains(sha) for sha in asked))
-    assert answers == [sha in stored for sha in asked]
-    assert queries <= 2  # the first alone, all the others together
 
 
 class Named:

@@ -471,3 +471,28 @@ async def test_an_upload_cancelled_while_its_row_commits_keeps_its_blob(
     count = select(func.count()).select_from(schema.Image).where(schema.Image.sha256 == sha)
     assert hub.hub.db.read_sync(lambda s: s.scalar(count)) == 1
     assert hub.hub.store.exists(image_key(sha))
+
+
+async def test_a_failed_upload_of_stored_bytes_keeps_their_blob(hub: HubClient, project) -> None:
+    """Uploads put their bytes even when the hub has them already; one that then fails (a negative box,
+    in another project) must not remove the blob the stored image's row references."""
+    data = picture(800)
+    stored = await upload(hub, project, data)
+    other = project_service_pb2.ProjectRef(organization=project.organization, project="rows")
+    await hub.projects.CreateProject(
+        project_service_pb2.CreateProjectRequest(project=project_service_pb2.Project(ref=other, display_name="Rows"))
+    )
+    await _category(hub, other, "weed", category_pb2.CATEGORY_TYPE_BOX)
+    negative = annotation_pb2.Annotation(
+        category_name="weed",
+        shape=geometry_pb2.Shape(box=geometry_pb2.Box(x=1, y=2, width=-3, height=4)),
+        creator=annotation_pb2.Creator(person="anna"),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await hub.images.UploadImage(
+            pb.UploadImageRequest(ref=other, image=pb.ImageUpload(data=data, annotations=[negative]))
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert not (await hub.images.ListImages(pb.ListImagesRequest(ref=other))).images
+    download = hub.images.DownloadImages(pb.DownloadImagesRequest(ref=project, image_ids=[stored.metadata.id]))
+    assert b"".join([r.chunk.data async for r in download if r.WhichOneof("part") == "chunk"]) == data

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import shutil
 import tempfile
 import weakref
@@ -114,60 +113,6 @@ class EventBus:
             await asyncio.wait_for(self._changed.wait(), timeout=self.poll_seconds)
 
 
-def _stored_hashes(session: Session, keys: list[str]) -> set[str]:
-    return set(session.scalars(select(schema.Image.sha256).where(schema.Image.sha256.in_(keys)).distinct()))
-
-
-class StoredBlobs:
-    """Answers "does any image row have this sha256?" for concurrent uploads, one query per group.
-
-    Rows commit only after their blob is stored, so a row proves the blob exists. While one query
-    runs, the hashes asked for meanwhile collect and go together in the next (as group commit does
-    for writes), so a burst of uploads costs a few transactions instead of one each.
-    """
-
-    max_group = 500
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._pending: dict[str, list[asyncio.Future[bool]]] = {}
-        self._drainer: asyncio.Task[None] | None = None  # referenced, so it is not garbage-collected
-
-    async def contains(self, sha256: str) -> bool:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(sha256, []).append(future)
-        if self._drainer is None:
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        group: dict[str, list[asyncio.Future[bool]]] = {}
-        try:
-            while self._pending:
-                keys = list(self._pending)[: self.max_group]
-                group = {key: self._pending.pop(key) for key in keys}
-                try:
-                    found = await self._db.read(functools.partial(_stored_hashes, keys=keys))
-                except Exception as error:  # every caller of the group learns it
-                    for futures in group.values():
-                        for future in futures:
-                            if not future.done():
-                                future.set_exception(error)
-                    continue
-                for key, futures in group.items():
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(key in found)
-        except BaseException:  # cancelled (the loop is closing): no caller may wait forever
-            for futures in [*group.values(), *self._pending.values()]:
-                for future in futures:
-                    future.cancel()
-            self._pending.clear()
-            raise
-        finally:
-            self._drainer = None
-
-
 class KeyedLocks:
     """One asyncio lock per key, kept only while someone holds or waits for it."""
 
@@ -215,12 +160,8 @@ class Hub:
     blob_workers: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="hub-blob")
     )
-    stored_blobs: StoredBlobs = field(init=False)
     # Uploads and imports of the same bytes, one at a time (see images.store_image).
     blob_locks: KeyedLocks = field(default_factory=KeyedLocks)
-
-    def __post_init__(self) -> None:
-        self.stored_blobs = StoredBlobs(self.db)
 
     def now(self) -> datetime:
         return utcnow() + self.clock_offset
