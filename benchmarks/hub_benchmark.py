@@ -37,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,7 @@ from typing import Any
 import grpc
 import numpy as np
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, event, insert, select, text
 from tqdm import tqdm
 
@@ -129,10 +131,16 @@ async def running_hub(settings: LoopSettings) -> AsyncIterator[tuple[Hub, grpc.a
 
 
 @contextlib.asynccontextmanager
-async def hub_process(settings: LoopSettings, workdir: Path) -> AsyncIterator[grpc.aio.Channel]:
+async def hub_process(
+    settings: LoopSettings, workdir: Path
+) -> AsyncIterator[tuple[grpc.aio.Channel, Callable[[], float]]]:
     """The hub as it is deployed: ``visionloop serve loop`` in a process of its own (started as
     ``tests/harness.py`` starts services), so the benchmark's client does not share its
-    interpreter lock. Same settings as the in-process hub, passed as environment variables."""
+    interpreter lock. Same settings as the in-process hub, passed as environment variables.
+
+    Yields the channel and a function reading the hub's ``process_cpu_seconds_total`` from its
+    metrics endpoint: CPU per image is steadier than images/s on a machine shared with others.
+    """
     from tests.harness import serve
 
     env = {"VISIONLOOP_LOG_LEVEL": "info"}  # successful RPCs log at debug: not written
@@ -141,8 +149,18 @@ async def hub_process(settings: LoopSettings, workdir: Path) -> AsyncIterator[gr
             env[spec.alias] = str(getattr(settings, name))
     with serve("loop", workdir, env) as service:
         port = service.ports()["loop"]
+        metrics = f"http://127.0.0.1:{service.metrics_port()}/metrics"
+
+        def cpu_seconds() -> float:
+            with urllib.request.urlopen(metrics, timeout=10) as response:
+                text_ = response.read().decode()
+            for family in text_string_to_metric_families(text_):
+                if family.name == "process_cpu_seconds":
+                    return float(family.samples[0].value)
+            raise RuntimeError(f"{metrics} has no process_cpu_seconds_total")
+
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
-            yield channel
+            yield channel, cpu_seconds
 
 
 async def create_project(channel: grpc.aio.Channel, name: str) -> project_service_pb2.ProjectRef:
@@ -193,6 +211,7 @@ class Throughput:
     images_per_s: float = 0.0
     mb_per_s: float = 0.0
     ratio: float | None = None  # vs the raw store
+    hub_cpu_ms: float | None = None  # the hub process's CPU time per image (hub in its own process)
 
     def __post_init__(self) -> None:
         self.images_per_s = self.images / self.seconds
@@ -277,7 +296,11 @@ async def hub_stream(
 
 
 async def upload_benchmark(
-    stack: Stack, channel: grpc.aio.Channel, count: int, concurrency: int
+    stack: Stack,
+    channel: grpc.aio.Channel,
+    count: int,
+    concurrency: int,
+    hub_cpu_seconds: Callable[[], float] | None = None,
 ) -> tuple[list[Throughput], dict[str, Any]]:
     warm = concurrency  # untimed uploads first: connections, folders, prepared statements
     set_a = pictures(count + warm, seed=1, desc="generate JPEGs (set A)")
@@ -297,17 +320,24 @@ async def upload_benchmark(
         for r in range(RAW_ROUNDS)
     ]
     raw_s = statistics.median(raw_rounds)
+    cpu = hub_cpu_seconds or (lambda: float("nan"))
     await hub_unary(stub, ref, set_a[:warm], concurrency, "UploadImage warm-up")
+    cpu_start = await asyncio.to_thread(cpu)
     unary_s = await hub_unary(stub, ref, set_a[warm:], concurrency, "hub UploadImage")
+    unary_cpu = await asyncio.to_thread(cpu) - cpu_start
     # Set B: the hub deduplicates by content, so the stream needs bytes it has not seen.
     await hub_stream(stub, ref, set_b[:warm], concurrency, "UploadImages warm-up")
+    cpu_start = await asyncio.to_thread(cpu)
     stream_s = await hub_stream(stub, ref, set_b[warm:], concurrency, "hub UploadImages")
+    stream_cpu = await asyncio.to_thread(cpu) - cpu_start
 
     raw = Throughput(f"raw {stack.raw_store_name}", count, raw_s, total_a)
     unary = Throughput("hub ImageService.UploadImage", count, unary_s, total_a)
     streamed = Throughput("hub ImageService.UploadImages", count, stream_s, total_b)
-    for result in (unary, streamed):
+    for result, cpu_s in ((unary, unary_cpu), (streamed, stream_cpu)):
         result.ratio = result.images_per_s / raw.images_per_s
+        if hub_cpu_seconds is not None:
+            result.hub_cpu_ms = cpu_s * 1000 / count
     info = {
         "images": count,
         "width": WIDTH,
@@ -517,12 +547,13 @@ def upload_table(results: list[Throughput], info: dict[str, Any], hub: str) -> s
     lines = [
         f"Upload throughput: {info['images']} JPEGs {info['width']}x{info['height']}, "
         f"mean {info['mean_kib']:.0f} KiB, concurrency {info['concurrency']}, hub in {where}",
-        f"{'path':<40} {'images/s':>9} {'MB/s':>8} {'hub/raw':>8}  target >= {UPLOAD_TARGET:.1f}x",
+        f"{'path':<40} {'images/s':>9} {'MB/s':>8} {'hub CPU/img':>12} {'hub/raw':>8}  target >= {UPLOAD_TARGET:.1f}x",
     ]
     for r in results:
         verdict = "" if r.ratio is None else ("ok" if r.ratio >= UPLOAD_TARGET else "MISS")
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}x"
-        lines.append(f"{r.path:<40} {r.images_per_s:>9.1f} {r.mb_per_s:>8.1f} {ratio:>8}  {verdict}")
+        cpu = "" if r.hub_cpu_ms is None else f"{r.hub_cpu_ms:.1f} ms"
+        lines.append(f"{r.path:<40} {r.images_per_s:>9.1f} {r.mb_per_s:>8.1f} {cpu:>12} {ratio:>8}  {verdict}")
     return "\n".join(lines)
 
 
@@ -556,11 +587,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["hub"] = args.hub
         if args.only in (None, "upload"):
             async with contextlib.AsyncExitStack() as hubs:
+                cpu_seconds: Callable[[], float] | None = None
                 if args.hub == "process":
-                    channel = await hubs.enter_async_context(hub_process(stack.settings, Path(tmp)))
+                    channel, cpu_seconds = await hubs.enter_async_context(hub_process(stack.settings, Path(tmp)))
                 else:
                     _, channel = await hubs.enter_async_context(running_hub(stack.settings))
-                uploads, info = await upload_benchmark(stack, channel, args.images, args.concurrency)
+                uploads, info = await upload_benchmark(stack, channel, args.images, args.concurrency, cpu_seconds)
             report["upload"] = {**info, "results": [asdict(r) for r in uploads]}
             report["upload_table"] = upload_table(uploads, info, args.hub)
         if args.only in (None, "query"):  # in-process: it fills the tables and calls the handler directly
