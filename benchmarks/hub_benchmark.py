@@ -3,7 +3,8 @@
 1. Upload throughput: N generated JPEGs through ``ImageService.UploadImage`` (unary) and
    ``ImageService.UploadImages`` (batch stream) from several concurrent client tasks, versus
    ``ObjectStore.put_bytes`` of the same bytes straight into a separate folder / bucket from as
-   many threads. Reports images/s, MB/s and hub/raw (target >= 0.7x).
+   many threads. Reports images/s, MB/s, the hub process's CPU per image and hub/raw (target
+   >= 0.7x), as medians of interleaved rounds.
 2. Query latency: the first page (100 images) of ``ImageService.ListImages`` over a project with
    ``--rows`` images (bulk-inserted into the database, not uploaded), newest and priority order,
    unfiltered and with a tag or a state filter. Reports p50/p95 of the RPC and of the same SQL
@@ -71,7 +72,7 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 WIDTH, HEIGHT = 640, 480
 PAGE = 100
 MB = 1_000_000
-RAW_ROUNDS = 3
+ROUNDS = 5  # interleaved upload rounds per path
 
 
 def check(condition: bool, message: str) -> None:
@@ -300,53 +301,76 @@ async def upload_benchmark(
     channel: grpc.aio.Channel,
     count: int,
     concurrency: int,
+    rounds: int = ROUNDS,
     hub_cpu_seconds: Callable[[], float] | None = None,
 ) -> tuple[list[Throughput], dict[str, Any]]:
+    """The raw store, UploadImage and UploadImages in interleaved rounds (in a rotating order).
+
+    A path's figures are medians over the rounds, and hub/raw is the median of the per-round
+    ratios: on a machine whose speed drifts (shared cores), a slow spell then slows both sides of
+    a ratio rather than one path. Every hub round uploads pictures the hub has not seen (it
+    deduplicates by content); the raw store, a separate folder / bucket, gets the unary round's.
+    """
     warm = concurrency  # untimed uploads first: connections, folders, prepared statements
-    set_a = pictures(count + warm, seed=1, desc="generate JPEGs (set A)")
-    set_b = pictures(count + warm, seed=2, desc="generate JPEGs (set B)")
-    sizes = [len(d) for d in set_a[warm:]]
-    total_a, total_b = sum(sizes), sum(len(d) for d in set_b[warm:])
+    pics = pictures(2 * (rounds * count + warm), seed=1, desc="generate JPEGs")
+    unary_sets = [pics[i * count : (i + 1) * count] for i in range(rounds)]
+    stream_sets = [pics[(rounds + i) * count : (rounds + i + 1) * count] for i in range(rounds)]
+    warm_unary, warm_stream = pics[2 * rounds * count :][:warm], pics[2 * rounds * count + warm :]
     stub = image_service_pb2_grpc.ImageServiceStub(channel)
     ref = await create_project(channel, "upload")
-
-    # The raw store is a separate folder / bucket, so the hub sees set A as new bytes too.
-    await asyncio.to_thread(raw_put, stack.raw_store, set_a[:warm], concurrency, "raw warm-up")
-    # The raw path is short and at the mercy of the disk: the median of a few rounds (fresh keys each).
-    raw_rounds = [
-        await asyncio.to_thread(
-            raw_put, stack.raw_store, set_a[warm:], concurrency, f"raw put_bytes {r + 1}/{RAW_ROUNDS}", f"r{r}/"
-        )
-        for r in range(RAW_ROUNDS)
-    ]
-    raw_s = statistics.median(raw_rounds)
     cpu = hub_cpu_seconds or (lambda: float("nan"))
-    await hub_unary(stub, ref, set_a[:warm], concurrency, "UploadImage warm-up")
-    cpu_start = await asyncio.to_thread(cpu)
-    unary_s = await hub_unary(stub, ref, set_a[warm:], concurrency, "hub UploadImage")
-    unary_cpu = await asyncio.to_thread(cpu) - cpu_start
-    # Set B: the hub deduplicates by content, so the stream needs bytes it has not seen.
-    await hub_stream(stub, ref, set_b[:warm], concurrency, "UploadImages warm-up")
-    cpu_start = await asyncio.to_thread(cpu)
-    stream_s = await hub_stream(stub, ref, set_b[warm:], concurrency, "hub UploadImages")
-    stream_cpu = await asyncio.to_thread(cpu) - cpu_start
 
-    raw = Throughput(f"raw {stack.raw_store_name}", count, raw_s, total_a)
-    unary = Throughput("hub ImageService.UploadImage", count, unary_s, total_a)
-    streamed = Throughput("hub ImageService.UploadImages", count, stream_s, total_b)
-    for result, cpu_s in ((unary, unary_cpu), (streamed, stream_cpu)):
-        result.ratio = result.images_per_s / raw.images_per_s
+    await asyncio.to_thread(raw_put, stack.raw_store, warm_unary, concurrency, "raw warm-up", "warm/")
+    await hub_unary(stub, ref, warm_unary, concurrency, "UploadImage warm-up")
+    await hub_stream(stub, ref, warm_stream, concurrency, "UploadImages warm-up")
+
+    seconds: dict[str, list[float]] = {"raw": [], "unary": [], "stream": []}
+    cpu_ms: dict[str, list[float]] = {"unary": [], "stream": []}
+
+    async def timed(name: str, r: int) -> float:
+        tag = f"{r + 1}/{rounds}"
+        if name == "raw":
+            return await asyncio.to_thread(
+                raw_put, stack.raw_store, unary_sets[r], concurrency, f"raw put_bytes {tag}", f"r{r}/"
+            )
+        if name == "unary":
+            return await hub_unary(stub, ref, unary_sets[r], concurrency, f"hub UploadImage {tag}")
+        return await hub_stream(stub, ref, stream_sets[r], concurrency, f"hub UploadImages {tag}")
+
+    order = ["raw", "unary", "stream"]
+    for r in range(rounds):
+        for name in order[r % 3 :] + order[: r % 3]:
+            cpu_start = await asyncio.to_thread(cpu)
+            seconds[name].append(await timed(name, r))
+            if name in cpu_ms:
+                cpu_ms[name].append((await asyncio.to_thread(cpu) - cpu_start) * 1000 / count)
+
+    def result(path: str, name: str, sets: list[list[bytes]]) -> Throughput:
+        size = statistics.median(sum(len(d) for d in images) for images in sets)
+        return Throughput(path, count, statistics.median(seconds[name]), int(size))
+
+    raw_result = result(f"raw {stack.raw_store_name}", "raw", unary_sets)
+    unary_result = result("hub ImageService.UploadImage", "unary", unary_sets)
+    stream_result = result("hub ImageService.UploadImages", "stream", stream_sets)
+    ratios: dict[str, list[float]] = {}
+    for name, path_result in (("unary", unary_result), ("stream", stream_result)):
+        ratios[name] = [raw_s / hub_s for raw_s, hub_s in zip(seconds["raw"], seconds[name], strict=True)]
+        path_result.ratio = statistics.median(ratios[name])
         if hub_cpu_seconds is not None:
-            result.hub_cpu_ms = cpu_s * 1000 / count
+            path_result.hub_cpu_ms = statistics.median(cpu_ms[name])
+    sizes = [len(d) for images in unary_sets + stream_sets for d in images]
     info = {
         "images": count,
+        "rounds": rounds,
         "width": WIDTH,
         "height": HEIGHT,
         "mean_kib": statistics.mean(sizes) / 1024,
         "concurrency": concurrency,
-        "raw_round_seconds": raw_rounds,
+        "round_seconds": seconds,
+        "round_ratios": ratios,
+        "round_hub_cpu_ms": cpu_ms if hub_cpu_seconds is not None else None,
     }
-    return [raw, unary, streamed], info
+    return [raw_result, unary_result, stream_result], info
 
 
 # --------------------------------------------------------------------------- queries
@@ -545,8 +569,9 @@ async def query_benchmark(
 def upload_table(results: list[Throughput], info: dict[str, Any], hub: str) -> str:
     where = "its own process" if hub == "process" else "the benchmark's process"
     lines = [
-        f"Upload throughput: {info['images']} JPEGs {info['width']}x{info['height']}, "
-        f"mean {info['mean_kib']:.0f} KiB, concurrency {info['concurrency']}, hub in {where}",
+        f"Upload throughput: {info['images']} JPEGs {info['width']}x{info['height']} per round, "
+        f"mean {info['mean_kib']:.0f} KiB, concurrency {info['concurrency']}, hub in {where}; "
+        f"medians of {info['rounds']} interleaved rounds (hub/raw: of the per-round ratios)",
         f"{'path':<40} {'images/s':>9} {'MB/s':>8} {'hub CPU/img':>12} {'hub/raw':>8}  target >= {UPLOAD_TARGET:.1f}x",
     ]
     for r in results:
@@ -554,6 +579,8 @@ def upload_table(results: list[Throughput], info: dict[str, Any], hub: str) -> s
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}x"
         cpu = "" if r.hub_cpu_ms is None else f"{r.hub_cpu_ms:.1f} ms"
         lines.append(f"{r.path:<40} {r.images_per_s:>9.1f} {r.mb_per_s:>8.1f} {cpu:>12} {ratio:>8}  {verdict}")
+    for name, ratios in info["round_ratios"].items():
+        lines.append(f"  {name} hub/raw per round: " + ", ".join(f"{x:.2f}x" for x in ratios))
     return "\n".join(lines)
 
 
@@ -592,7 +619,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     channel, cpu_seconds = await hubs.enter_async_context(hub_process(stack.settings, Path(tmp)))
                 else:
                     _, channel = await hubs.enter_async_context(running_hub(stack.settings))
-                uploads, info = await upload_benchmark(stack, channel, args.images, args.concurrency, cpu_seconds)
+                uploads, info = await upload_benchmark(
+                    stack, channel, args.images, args.concurrency, args.rounds, cpu_seconds
+                )
             report["upload"] = {**info, "results": [asdict(r) for r in uploads]}
             report["upload_table"] = upload_table(uploads, info, args.hub)
         if args.only in (None, "query"):  # in-process: it fills the tables and calls the handler directly
@@ -609,11 +638,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", choices=["sqlite", "postgres"], default="sqlite", help="default: sqlite")
-    parser.add_argument("--images", type=int, default=400, help="images per upload path (default 400)")
+    parser.add_argument("--images", type=int, default=400, help="images per upload path and round (default 400)")
     parser.add_argument(
         "--rows", type=int, default=100_000, help="images in the query project (default 100000, at least 10000)"
     )
     parser.add_argument("--concurrency", type=int, default=8, help="client tasks / threads (default 8)")
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help=f"interleaved upload rounds per path (default {ROUNDS})"
+    )
     parser.add_argument("--queries", type=int, default=50, help="timed queries per query kind (default 50)")
     parser.add_argument("--only", choices=["upload", "query"], help="run one part only")
     parser.add_argument(
@@ -626,8 +658,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < MIN_ROWS:  # the rarest filter must still fill a page
         parser.error(f"--rows must be at least {MIN_ROWS:,} so that every query fills a page of {PAGE}")
-    if args.images < 1 or args.concurrency < 1 or args.queries < 1:
-        parser.error("--images, --concurrency and --queries must be at least 1")
+    if min(args.images, args.concurrency, args.queries, args.rounds) < 1:
+        parser.error("--images, --concurrency, --queries and --rounds must be at least 1")
     configure_logging(level="warning", stream=sys.stderr)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's S3 server logs every request
 
