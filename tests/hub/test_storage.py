@@ -1,0 +1,126 @@
+"""The S3 object store against moto's S3 server: the presigned small put, its errors and retries."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import os
+import threading
+from collections.abc import Iterator
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from tests.hub.stacks import free_port
+from visionloop.loop import storage
+from visionloop.loop.storage import S3ObjectStore
+
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+)
+
+
+def store_for(endpoint: str, s3_settings: dict[str, str], bucket: str = "store-tests") -> S3ObjectStore:
+    return S3ObjectStore(endpoint, bucket, s3_settings["s3_access_key_id"], s3_settings["s3_secret_access_key"])
+
+
+@pytest.fixture
+def store(s3_settings: dict[str, str]) -> S3ObjectStore:
+    made = store_for(s3_settings["s3_endpoint"], s3_settings)
+    made.ensure_bucket()
+    return made
+
+
+class BusyStore(http.server.BaseHTTPRequestHandler):
+    """Answers the first ``refuse`` PUTs with 503 SlowDown, then relays every request to ``upstream``."""
+
+    refuse: ClassVar[int] = 0
+    upstream: ClassVar[str] = ""
+    puts: ClassVar[int] = 0
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).puts += 1
+        if type(self).puts <= type(self).refuse:
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(SLOW_DOWN)))
+            self.end_headers()
+            self.wfile.write(SLOW_DOWN)
+            return
+        target = urlsplit(type(self).upstream)
+        relay = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+        relay.request("PUT", self.path, body=body, headers=dict(self.headers.items()))
+        answer = relay.getresponse()
+        data = answer.read()
+        self.send_response(answer.status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        relay.close()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def busy_store(s3_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[type[BusyStore]]:
+    """A busy S3 endpoint in front of moto on loopback; back-off shortened to keep the test quick."""
+    monkeypatch.setattr(storage, "MAX_BACKOFF_SECONDS", 0.01)
+    handler = type("Busy", (BusyStore,), {"upstream": s3_settings["s3_endpoint"], "puts": 0, "refuse": 0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    handler.endpoint = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    try:
+        yield handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_put_bytes_round_trip_and_put_again(store: S3ObjectStore) -> None:
+    data = os.urandom(100_000)
+    store.put_bytes("images/ab/abc", data)
+    store.put_bytes("images/ab/abc", data)  # content-addressed: putting the same bytes again is harmless
+    assert store.read_bytes("images/ab/abc") == data
+    assert store.size("images/ab/abc") == len(data)
+    assert b"".join(store.read_chunks("images/ab/abc", offset=10, chunk_bytes=4096)) == data[10:]
+
+
+def test_a_refused_put_raises_the_client_error_put_object_raises(s3_settings: dict[str, str]) -> None:
+    missing = store_for(s3_settings["s3_endpoint"], s3_settings, bucket="no-such-bucket")
+    with pytest.raises(ClientError) as caught:
+        missing.put_bytes("images/ab/abc", b"bytes")
+    assert caught.value.operation_name == "PutObject"
+    assert caught.value.response["Error"]["Code"] == "NoSuchBucket"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_a_busy_store_is_retried(store: S3ObjectStore, s3_settings: dict[str, str], busy_store) -> None:
+    busy_store.refuse = 2
+    data = os.urandom(5_000)
+    store_for(busy_store.endpoint, s3_settings).put_bytes("images/cd/cde", data)
+    assert busy_store.puts == 3
+    assert store.read_bytes("images/cd/cde") == data
+
+
+def test_a_store_that_stays_busy_fails_after_the_last_attempt(
+    store: S3ObjectStore, s3_settings: dict[str, str], busy_store
+) -> None:
+    busy_store.refuse = 100
+    with pytest.raises(ClientError) as caught:
+        store_for(busy_store.endpoint, s3_settings).put_bytes("images/ef/efg", b"bytes")
+    assert caught.value.response["Error"]["Code"] == "SlowDown"
+    assert busy_store.puts == storage.PUT_ATTEMPTS
+    assert not store.exists("images/ef/efg")
+
+
+def test_an_unreachable_store_fails_after_the_last_attempt(
+    s3_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "MAX_BACKOFF_SECONDS", 0.01)
+    with pytest.raises(EndpointConnectionError):
+        store_for(f"http://127.0.0.1:{free_port()}", s3_settings).put_bytes("images/gh/ghi", b"bytes")
