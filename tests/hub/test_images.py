@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import numpy as np
@@ -496,3 +496,74 @@ async def test_a_failed_upload_of_stored_bytes_keeps_their_blob(hub: HubClient, 
     assert not (await hub.images.ListImages(pb.ListImagesRequest(ref=other))).images
     download = hub.images.DownloadImages(pb.DownloadImagesRequest(ref=project, image_ids=[stored.metadata.id]))
     assert b"".join([r.chunk.data async for r in download if r.WhichOneof("part") == "chunk"]) == data
+
+
+def _stream_of(
+    project, images: list[bytes], tail: Sequence[pb.UploadImagesRequest] = ()
+) -> AsyncIterator[pb.UploadImagesRequest]:
+    """An UploadImages stream: per image a header (tag ``s<sequence>``) and one chunk, then ``tail``."""
+
+    async def stream() -> AsyncIterator[pb.UploadImagesRequest]:
+        yield pb.UploadImagesRequest(ref=project)
+        for sequence, data in enumerate(images):
+            blob = transfer_pb2.BlobHeader(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+            metadata = image_pb2.ImageMetadata(tags=[f"s{sequence}"])
+            yield pb.UploadImagesRequest(header=pb.ImageHeader(sequence=sequence, blob=blob, metadata=metadata))
+            yield pb.UploadImagesRequest(chunk=transfer_pb2.BlobChunk(offset=0, data=data))
+        for message in tail:
+            yield message
+
+    return stream()
+
+
+async def test_a_stream_stores_its_images_together_and_answers_in_order(
+    hub: HubClient, project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Later images of a stream are stored while earlier ones are still being put; the answers
+    still come in order, and of two copies in one stream the first is stored, the second merged."""
+    import threading
+    import time
+
+    lock, busy, most = threading.Lock(), 0, 0
+    put_bytes = hub.hub.store.put_bytes
+
+    def slow_put(key: str, data: bytes) -> None:
+        nonlocal busy, most
+        with lock:
+            busy += 1
+            most = max(most, busy)
+        time.sleep(0.2)  # a slow store: what a stream waited for before its next image
+        try:
+            put_bytes(key, data)
+        finally:
+            with lock:
+                busy -= 1
+
+    monkeypatch.setattr(hub.hub.store, "put_bytes", slow_put)
+    images = [picture(900), picture(901), picture(902), picture(901), picture(903), picture(904)]
+    results = [r async for r in hub.images.UploadImages(_stream_of(project, images))]
+    assert [r.sequence for r in results] == list(range(len(images)))
+    assert [r.error_code for r in results] == [0] * len(images)
+    assert [r.duplicate for r in results] == [False, False, False, True, False, False]
+    assert list(results[3].metadata.tags) == ["s1", "s3"]
+    assert most >= 3  # one at a time before
+    listed = await hub.images.ListImages(pb.ListImagesRequest(ref=project))
+    assert len(listed.images) == 5
+
+
+async def test_a_malformed_stream_first_answers_the_images_it_delivered(hub: HubClient, project) -> None:
+    images = [picture(910), picture(911), picture(912)]
+    stray = pb.UploadImagesRequest(chunk=transfer_pb2.BlobChunk(offset=5, data=b"stray"))
+    answers: list[pb.UploadImagesResponse] = []
+
+    async def read_all() -> None:
+        async for answer in hub.images.UploadImages(_stream_of(project, images, [stray])):
+            answers.append(answer)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await read_all()
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "chunk offset 5" in caught.value.details()
+    assert [(a.sequence, a.error_code) for a in answers] == [(0, 0), (1, 0)]  # the third was still arriving
+    listed = await hub.images.ListImages(pb.ListImagesRequest(ref=project))
+    assert {i.id for i in listed.images} == {hashlib.sha256(d).hexdigest() for d in images[:2]}

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import functools
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,7 @@ from visionloop.loop.storage import CHUNK_BYTES
 from visionloop.loop.v1 import event_service_pb2, image_service_pb2_grpc, project_service_pb2
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.runtime.errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, ServiceError
-from visionloop.runtime.tasks import settled
+from visionloop.runtime.tasks import cancel_and_wait, settled
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 DEFAULT_PAGE = 100
@@ -45,6 +46,9 @@ MAX_TAGS = 64
 # Rows per multi-row INSERT of images: psycopg caches its parse of a statement with at most 50
 # parameters (14 per image row); re-parsing a longer one on every group cost more than it saved.
 ROWS_PER_INSERT = 3
+# Images of one UploadImages stream being stored at once, and the most bytes they may hold.
+STREAM_WINDOW = 8
+STREAM_WINDOW_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -395,6 +399,54 @@ def _page_size(value: int, default: int = DEFAULT_PAGE) -> int:
     return value or default
 
 
+class StreamWindow:
+    """The images of one UploadImages stream being stored at once, oldest first.
+
+    Bounded in images and in bytes. An image waits for an earlier one with the same announced
+    sha256, so the first of two copies in a stream is stored and the second is its duplicate, as
+    when they are sent one after the other.
+    """
+
+    def __init__(self, images: int, max_bytes: int) -> None:
+        self._images = images
+        self._max_bytes = max_bytes
+        self._held = 0
+        self._items: collections.deque[tuple[asyncio.Task[pb.UploadImagesResponse], int, str]] = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def must_wait(self, size: int, sha256: str) -> bool:
+        """Whether an image of ``size`` bytes must wait for the oldest before it starts."""
+        return bool(self._items) and (
+            len(self._items) >= self._images
+            or self._held + size > self._max_bytes
+            or (bool(sha256) and any(other == sha256 for _, _, other in self._items))
+        )
+
+    def start(self, store: Awaitable[pb.UploadImagesResponse], size: int, sha256: str) -> None:
+        self._items.append((asyncio.ensure_future(store), size, sha256))
+        self._held += size
+
+    def oldest_done(self) -> bool:
+        return bool(self._items) and self._items[0][0].done()
+
+    async def oldest(self) -> pb.UploadImagesResponse:
+        """The oldest image's answer, once it is stored (or refused)."""
+        task, size, _ = self._items[0]
+        try:
+            return await task
+        finally:
+            if task.done():  # not if this wait was cancelled: ``close`` waits for it to end
+                self._items.popleft()
+                self._held -= size
+
+    async def close(self) -> None:
+        """Cancel what is still being stored and wait until it has ended."""
+        await cancel_and_wait(task for task, _, _ in self._items)
+        self._items.clear()
+
+
 class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -411,69 +463,100 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
     async def UploadImages(
         self, request_iterator: AsyncIterator[pb.UploadImagesRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.UploadImagesResponse]:
+        """Images are stored while later ones arrive, up to a window per stream; answers go in order.
+
+        One at a time, a stream waited for each image's put and commit before reading the next:
+        a robot streaming a folder kept one image in flight. The window is bounded in images and
+        in bytes, and reading stops while it is full, so gRPC flow control holds the client back.
+        """
         ref: project_service_pb2.ProjectRef | None = None
         header: pb.ImageHeader | None = None
         buffer = bytearray()
+        window = StreamWindow(STREAM_WINDOW, STREAM_WINDOW_BYTES)
 
-        async def finish() -> pb.UploadImagesResponse:
+        async def admit() -> AsyncIterator[pb.UploadImagesResponse]:
+            """Start storing the image just received, after answering the ones it must wait for."""
+            assert ref is not None
             assert header is not None
-            blob = header.blob
-            try:
-                if len(buffer) != blob.size_bytes:
-                    raise InvalidArgument(
-                        f"image {header.sequence}: got {len(buffer)} bytes, header announced {blob.size_bytes}"
-                    )
-                hub = self.hub
-                data = bytes(buffer)
-                image = await hub.in_blob_worker(
-                    check_and_decode, data, blob.sha256, header.sequence, hub.max_image_bytes, hub.max_image_pixels
-                )
-                stored = await store_image(
-                    hub,
-                    ref,
-                    data,
-                    header.metadata,
-                    header.annotations,
-                    header.detections,  # type: ignore[arg-type]
-                    decoded=image,
-                )
-            except ServiceError as error:
-                return pb.UploadImagesResponse(
-                    sequence=header.sequence, error_code=error.code.value[0], error_message=error.message
-                )
-            return pb.UploadImagesResponse(
-                sequence=header.sequence, metadata=stored.metadata, duplicate=stored.duplicate
-            )
+            sha256 = header.blob.sha256.lower()
+            while window.must_wait(len(buffer), sha256):
+                yield await window.oldest()
+            window.start(self._store_streamed(ref, header, bytes(buffer)), len(buffer), sha256)
 
-        async for message in request_iterator:
-            if ref is None:
-                if not message.HasField("ref"):
-                    raise InvalidArgument("the first UploadImagesRequest must carry ref (organization, project)")
-                ref = message.ref
-            part = message.WhichOneof("part")
-            if part == "header":
-                if header is not None:
-                    yield await finish()
-                header, buffer = message.header, bytearray()
-                if header.blob.size_bytes > self.hub.max_image_bytes:
-                    raise ResourceExhausted(
-                        f"image {header.sequence} announces {header.blob.size_bytes} bytes; "
-                        f"the limit is {self.hub.max_image_bytes} bytes"
-                    )
-            elif part == "chunk":
-                if header is None:
-                    raise InvalidArgument("a chunk arrived before any ImageHeader")
-                if message.chunk.offset != len(buffer):
-                    raise InvalidArgument(
-                        f"image {header.sequence}: chunk offset {message.chunk.offset}, expected {len(buffer)}"
-                    )
-                buffer.extend(message.chunk.data)
-                if len(buffer) > header.blob.size_bytes:
-                    raise InvalidArgument(
-                        f"image {header.sequence}: more bytes than the {header.blob.size_bytes} announced"
-                    )
-        if header is not None:
-            yield await finish()
+        try:
+            try:
+                async for message in request_iterator:
+                    if ref is None:
+                        if not message.HasField("ref"):
+                            raise InvalidArgument(
+                                "the first UploadImagesRequest must carry ref (organization, project)"
+                            )
+                        ref = message.ref
+                    part = message.WhichOneof("part")
+                    if part == "header":
+                        if header is not None:
+                            async for answer in admit():
+                                yield answer
+                        while window.oldest_done():
+                            yield await window.oldest()
+                        header, buffer = message.header, bytearray()
+                        if header.blob.size_bytes > self.hub.max_image_bytes:
+                            raise ResourceExhausted(
+                                f"image {header.sequence} announces {header.blob.size_bytes} bytes; "
+                                f"the limit is {self.hub.max_image_bytes} bytes"
+                            )
+                    elif part == "chunk":
+                        if header is None:
+                            raise InvalidArgument("a chunk arrived before any ImageHeader")
+                        if message.chunk.offset != len(buffer):
+                            raise InvalidArgument(
+                                f"image {header.sequence}: chunk offset {message.chunk.offset}, expected {len(buffer)}"
+                            )
+                        buffer.extend(message.chunk.data)
+                        if len(buffer) > header.blob.size_bytes:
+                            raise InvalidArgument(
+                                f"image {header.sequence}: more bytes than the {header.blob.size_bytes} announced"
+                            )
+            except ServiceError:  # a malformed stream: first the answers for the images it did deliver
+                while window:
+                    yield await window.oldest()
+                raise
+            if header is not None:
+                async for answer in admit():
+                    yield answer
+            while window:
+                yield await window.oldest()
+        finally:  # the client went away or an image failed unexpectedly: stop the rest
+            await window.close()
+
+    async def _store_streamed(
+        self, ref: project_service_pb2.ProjectRef, header: pb.ImageHeader, data: bytes
+    ) -> pb.UploadImagesResponse:
+        """One image of an UploadImages stream: its answer, refusals included."""
+        blob = header.blob
+        hub = self.hub
+        try:
+            if len(data) != blob.size_bytes:
+                raise InvalidArgument(
+                    f"image {header.sequence}: got {len(data)} bytes, header announced {blob.size_bytes}"
+                )
+            image = await hub.in_blob_worker(
+                check_and_decode, data, blob.sha256, header.sequence, hub.max_image_bytes, hub.max_image_pixels
+            )
+            stored = await store_image(
+                hub,
+                ref,
+                data,
+                header.metadata,
+                header.annotations,
+                header.detections,  # type: ignore[arg-type]
+                decoded=image,
+            )
+        except ServiceError as error:
+            return pb.UploadImagesResponse(
+                sequence=header.sequence, error_code=error.code.value[0], error_message=error.message
+            )
+        return pb.UploadImagesResponse(sequence=header.sequence, metadata=stored.metadata, duplicate=stored.duplicate)
 
     async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.GetImageResponse:
         def read(session: Session) -> pb.GetImageResponse:
