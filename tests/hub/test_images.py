@@ -20,6 +20,13 @@ from visionloop.loop.images import image_key
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2
 
+# A box annotation the hub refuses (INVALID_ARGUMENT, "negative size"): an upload that fails late.
+NEGATIVE_BOX = annotation_pb2.Annotation(
+    category_name="weed",
+    shape=geometry_pb2.Shape(box=geometry_pb2.Box(x=1, y=2, width=-3, height=4)),
+    creator=annotation_pb2.Creator(person="anna"),
+)
+
 
 async def upload(hub: HubClient, ref, data: bytes, **metadata) -> pb.UploadImageResponse:
     return await hub.images.UploadImage(
@@ -122,14 +129,9 @@ async def test_upload_with_annotations_and_detections(hub: HubClient, project) -
     assert got.annotations[0].creator.person == "anna"
     assert got.detections.boxes[0].confidence == pytest.approx(0.42)
 
-    negative = annotation_pb2.Annotation(
-        category_name="weed",
-        shape=geometry_pb2.Shape(box=geometry_pb2.Box(x=1, y=2, width=-3, height=4)),
-        creator=annotation_pb2.Creator(person="anna"),
-    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await hub.images.UploadImage(
-            pb.UploadImageRequest(ref=project, image=pb.ImageUpload(data=picture(9), annotations=[negative]))
+            pb.UploadImageRequest(ref=project, image=pb.ImageUpload(data=picture(9), annotations=[NEGATIVE_BOX]))
         )
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "negative size" in caught.value.details()
@@ -420,17 +422,12 @@ async def test_a_failed_upload_keeps_the_blob_a_concurrent_upload_of_the_same_by
         return await write_grouped(fn)
 
     monkeypatch.setattr(hub.hub.db, "write_grouped", held_back)
-    negative = annotation_pb2.Annotation(
-        category_name="weed",
-        shape=geometry_pb2.Shape(box=geometry_pb2.Box(x=1, y=2, width=-3, height=4)),
-        creator=annotation_pb2.Creator(person="anna"),
-    )
     await _category(hub, project, "weed", category_pb2.CATEGORY_TYPE_BOX)
 
     async def bad() -> None:
         try:
             await hub.images.UploadImage(
-                pb.UploadImageRequest(ref=project, image=pb.ImageUpload(data=data, annotations=[negative]))
+                pb.UploadImageRequest(ref=project, image=pb.ImageUpload(data=data, annotations=[NEGATIVE_BOX]))
             )
         finally:
             failed.set()
@@ -483,14 +480,9 @@ async def test_a_failed_upload_of_stored_bytes_keeps_their_blob(hub: HubClient, 
         project_service_pb2.CreateProjectRequest(project=project_service_pb2.Project(ref=other, display_name="Rows"))
     )
     await _category(hub, other, "weed", category_pb2.CATEGORY_TYPE_BOX)
-    negative = annotation_pb2.Annotation(
-        category_name="weed",
-        shape=geometry_pb2.Shape(box=geometry_pb2.Box(x=1, y=2, width=-3, height=4)),
-        creator=annotation_pb2.Creator(person="anna"),
-    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await hub.images.UploadImage(
-            pb.UploadImageRequest(ref=other, image=pb.ImageUpload(data=data, annotations=[negative]))
+            pb.UploadImageRequest(ref=other, image=pb.ImageUpload(data=data, annotations=[NEGATIVE_BOX]))
         )
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert not (await hub.images.ListImages(pb.ListImagesRequest(ref=other))).images
