@@ -8,6 +8,7 @@ protocol, pip-installable, so it runs here where no MinIO binary can be download
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -85,17 +86,23 @@ def postgres_server() -> Iterator[str]:
 
 
 @contextmanager
-def s3_server() -> Iterator[dict[str, str]]:
+def s3_server(check_signatures: bool = False) -> Iterator[dict[str, str]]:
     """Run moto's S3 server in its own process on a free port; yield the hub's S3 settings.
 
     A separate process keeps the server off the tests' (and benchmarks') interpreter lock,
-    like a real S3 endpoint would be.
+    like a real S3 endpoint would be. moto accepts any credentials unless ``check_signatures``:
+    then it checks every request's SigV4 signature (and IAM policy), and the settings carry an
+    access key it issued to a user allowed everything on S3.
     """
     port = free_port()
+    env = dict(os.environ)
+    if check_signatures:  # the first three requests (the IAM calls below) go unchecked
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 30
@@ -107,11 +114,15 @@ def s3_server() -> Iterator[dict[str, str]]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"moto's S3 server did not start on port {port}") from None
                 time.sleep(0.05)
+        endpoint = f"http://127.0.0.1:{port}"
+        key_id = secret = "testing"
+        if check_signatures:
+            key_id, secret = _s3_user(endpoint)
         yield {
-            "s3_endpoint": f"http://127.0.0.1:{port}",
+            "s3_endpoint": endpoint,
             "s3_bucket": "visionloop",
-            "s3_access_key_id": "testing",
-            "s3_secret_access_key": "testing",
+            "s3_access_key_id": key_id,
+            "s3_secret_access_key": secret,
         }
     finally:
         proc.terminate()
@@ -119,3 +130,17 @@ def s3_server() -> Iterator[dict[str, str]]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _s3_user(endpoint: str) -> tuple[str, str]:
+    """Create an IAM user allowed everything on S3 in moto; its access key id and secret."""
+    import boto3
+
+    iam = boto3.client(
+        "iam", endpoint_url=endpoint, aws_access_key_id="setup", aws_secret_access_key="setup", region_name="us-east-1"
+    )
+    iam.create_user(UserName="hub")
+    key = iam.create_access_key(UserName="hub")["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="hub", PolicyName="s3", PolicyDocument=json.dumps(policy))
+    return key["AccessKeyId"], key["SecretAccessKey"]

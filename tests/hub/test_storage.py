@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from tests.hub.stacks import free_port
+from tests.hub.stacks import free_port, s3_server
 from visionloop.loop import storage
 from visionloop.loop.storage import S3ObjectStore
 
@@ -124,3 +124,40 @@ def test_an_unreachable_store_fails_after_the_last_attempt(
     monkeypatch.setattr(storage, "MAX_BACKOFF_SECONDS", 0.01)
     with pytest.raises(EndpointConnectionError):
         store_for(f"http://127.0.0.1:{free_port()}", s3_settings).put_bytes("images/gh/ghi", b"bytes")
+
+
+@pytest.fixture(scope="module")
+def signed_s3() -> Iterator[dict[str, str]]:
+    """moto checking every request's SigV4 signature, with an access key it issued."""
+    with s3_server(check_signatures=True) as settings:
+        yield settings
+
+
+def test_put_bytes_signs_as_s3_checks_it(signed_s3: dict[str, str]) -> None:
+    """moto recomputes each signature: keys with spaces, non-ASCII and reserved characters (under a
+    prefix) go up, are listed under their own name and read back; boto3 reads them with its own
+    signing, so a put under a differently encoded name would not be found."""
+    store = S3ObjectStore(
+        signed_s3["s3_endpoint"],
+        "signed",
+        signed_s3["s3_access_key_id"],
+        signed_s3["s3_secret_access_key"],
+        prefix="team a/ü+x=1",
+    )
+    store.ensure_bucket()
+    for key in ["images/ab/abc", "models/v 1.2/model (1).zip", "exports/ümlaut&co;=x/a+b.zip"]:
+        data = os.urandom(3_000)
+        store.put_bytes(key, data)
+        assert store.read_bytes(key) == data
+    listed = store._client.list_objects_v2(Bucket="signed")["Contents"]
+    assert "team a/ü+x=1/exports/ümlaut&co;=x/a+b.zip" in {item["Key"] for item in listed}
+
+
+def test_a_wrong_secret_is_refused_without_retries(signed_s3: dict[str, str], busy_store) -> None:
+    busy_store.upstream = signed_s3["s3_endpoint"]  # counts the attempts on their way to moto
+    wrong = S3ObjectStore(busy_store.endpoint, "signed", signed_s3["s3_access_key_id"], "not the secret")
+    with pytest.raises(ClientError) as caught:
+        wrong.put_bytes("images/ab/abc", b"bytes")
+    assert caught.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert busy_store.puts == 1

@@ -17,13 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 CHUNK_BYTES = 1024 * 1024
 # A small put's attempts and back-off, as the client's "standard" retry mode has them.
 PUT_ATTEMPTS = 5
 MAX_BACKOFF_SECONDS = 20.0
 RETRY_STATUSES = frozenset({500, 502, 503, 504})  # 503 is S3's SlowDown
-PRESIGN_SECONDS = 900
 
 
 class BlobNotFound(KeyError):
@@ -137,23 +137,24 @@ class S3ObjectStore:
             # hashing every body again for the signature cost a tenth of each small put's CPU.
             # (Over HTTPS botocore skips that hash anyway.)
             s3={"addressing_style": "path", "payload_signing_enabled": False},
-            signature_version="s3v4",  # presigned URLs too (botocore would presign with SigV2)
             retries={"max_attempts": PUT_ATTEMPTS, "mode": "standard"},
             # One pooled connection per thread that may call the client at once (botocore's default
             # is 10); calls beyond the pool's size open and drop a connection each time.
             max_pool_connections=max_connections,
         )
-        self._client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
+        session = boto3.session.Session(
             aws_access_key_id=access_key_id or None,
             aws_secret_access_key=secret_access_key or None,
             region_name=region,
-            config=config,
         )
+        self._client = session.client("s3", endpoint_url=endpoint, config=config)
         self._transfer = TransferConfig(multipart_threshold=8 * CHUNK_BYTES, multipart_chunksize=8 * CHUNK_BYTES)
-        # put_bytes' transport: botocore's own urllib3 session, with the client's pool size,
-        # timeouts and the environment's proxies.
+        # put_bytes signs and sends its request itself: the session's credentials (refreshed as
+        # boto3 refreshes them), the client's region and endpoint, botocore's urllib3 transport
+        # with the client's pool size, timeouts and the environment's proxies.
+        self._credentials = session.get_credentials()
+        self._region = self._client.meta.region_name
+        self._bucket_url = f"{self._client.meta.endpoint_url.rstrip('/')}/{quote(bucket)}/"
         self._http = URLLib3Session(
             proxies=get_environ_proxies(self._client.meta.endpoint_url),
             timeout=(config.connect_timeout, config.read_timeout),
@@ -178,29 +179,31 @@ class S3ObjectStore:
         self._client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        """PUT the bytes to a URL the client presigned, on botocore's urllib3 transport.
+        """One PUT signed by botocore's SigV4 signer, sent on botocore's urllib3 transport.
 
-        On the wire it is put_object's request, signed by the same client (credentials, region,
-        endpoint, addressing), without put_object's per-call event hooks, user-agent rebuild and
-        response parsing: a quarter less CPU per 100 KB image (2.8 against 3.7 ms, moto, the
-        benchmark machine), and the put is the largest part of the hub's CPU per upload.
-        Content-MD5 is signed, so the store refuses damaged bytes (BadDigest). Retries follow the
+        The request put_object sends (path-style URL, Content-MD5, SigV4 with the session's
+        credentials and the client's region, payload unsigned as configured), without
+        put_object's per-call event hooks, endpoint rules, user-agent rebuild and response
+        parsing: 40 % less CPU per 100 KB image (1.4 against 2.3 ms against moto on the
+        benchmark machine), and the put is the largest part of the hub's CPU per upload. The
+        store refuses damaged bytes by their Content-MD5 (BadDigest). Retries follow the
         client's standard mode; a refusal raises the ``ClientError`` put_object would raise.
         """
+        from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
-        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
         from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
+        if self._credentials is None:
+            raise NoCredentialsError
         md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-        url = self._client.generate_presigned_url(
-            "put_object",
-            Params={"Bucket": self.bucket, "Key": self._key(key), "ContentMD5": md5},
-            ExpiresIn=PRESIGN_SECONDS,
-        )
-        request = AWSRequest("PUT", url, data=data, headers={"Content-MD5": md5}).prepare()
+        url = self._bucket_url + quote(self._key(key), safe="/~")
         for attempt in range(1, PUT_ATTEMPTS + 1):
+            request = AWSRequest("PUT", url, data=data, headers={"Content-MD5": md5})
+            request.context["client_config"] = self._client.meta.config  # payload_signing_enabled
+            S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3", self._region).add_auth(request)
             try:
-                response = self._http.send(request)
+                response = self._http.send(request.prepare())
             except (BotocoreConnectionError, HTTPClientError):
                 if attempt == PUT_ATTEMPTS:
                     raise
