@@ -1,4 +1,4 @@
-"""The S3 object store against moto's S3 server: the presigned small put, its errors and retries."""
+"""The S3 object store against moto's S3 server: the small put it signs itself, its errors and retries."""
 
 from __future__ import annotations
 
