@@ -318,7 +318,6 @@ async def upload_benchmark(
     warm_unary, warm_stream = pics[2 * rounds * count :][:warm], pics[2 * rounds * count + warm :]
     stub = image_service_pb2_grpc.ImageServiceStub(channel)
     ref = await create_project(channel, "upload")
-    cpu = hub_cpu_seconds or (lambda: float("nan"))
 
     await asyncio.to_thread(raw_put, stack.raw_store, warm_unary, concurrency, "raw warm-up", "warm/")
     await hub_unary(stub, ref, warm_unary, concurrency, "UploadImage warm-up")
@@ -340,10 +339,12 @@ async def upload_benchmark(
     order = ["raw", "unary", "stream"]
     for r in range(rounds):
         for name in order[r % 3 :] + order[: r % 3]:
-            cpu_start = await asyncio.to_thread(cpu)
+            if name == "raw" or hub_cpu_seconds is None:
+                seconds[name].append(await timed(name, r))
+                continue
+            cpu_start = await asyncio.to_thread(hub_cpu_seconds)
             seconds[name].append(await timed(name, r))
-            if name in cpu_ms:
-                cpu_ms[name].append((await asyncio.to_thread(cpu) - cpu_start) * 1000 / count)
+            cpu_ms[name].append((await asyncio.to_thread(hub_cpu_seconds) - cpu_start) * 1000 / count)
 
     def result(path: str, name: str, sets: list[list[bytes]]) -> Throughput:
         size = statistics.median(sum(len(d) for d in images) for images in sets)

@@ -249,8 +249,9 @@ def _record(
 ) -> Stored:
     """Insert the image (or find the existing one) and merge tags and labels.
 
-    Plain INSERT ... ON CONFLICT statements rather than ORM objects: this runs once per uploaded
-    frame, and the ORM's bookkeeping costs more than the SQL here.
+    For uploads with labels (the detector's frames carry detections); ``NewImage`` records the
+    others. Plain INSERT ... ON CONFLICT statements rather than ORM objects: the ORM's bookkeeping
+    costs more than the SQL here.
     """
     project = project_key(session, ref)
     tags = clean_tags(metadata.tags)
