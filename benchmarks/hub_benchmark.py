@@ -3,8 +3,9 @@
 1. Upload throughput: N generated JPEGs through ``ImageService.UploadImage`` (unary) and
    ``ImageService.UploadImages`` (batch stream) from several concurrent client tasks, versus
    ``ObjectStore.put_bytes`` of the same bytes straight into a separate folder / bucket from as
-   many threads. Reports images/s, MB/s, the hub process's CPU per image and hub/raw (target
-   >= 0.7x), as medians of interleaved rounds.
+   many threads. Reports images/s, MB/s, the hub process's CPU per image, how many of the
+   machine's cores were busy (everything on it: client, hub, database, S3 server) and hub/raw
+   (target >= 0.7x), as medians of interleaved rounds.
 2. Query latency: the first page (100 images) of ``ImageService.ListImages`` over a project with
    ``--rows`` images (bulk-inserted into the database, not uploaded), newest and priority order,
    unfiltered and with a tag or a state filter. Reports p50/p95 of the RPC and of the same SQL
@@ -213,10 +214,25 @@ class Throughput:
     mb_per_s: float = 0.0
     ratio: float | None = None  # vs the raw store
     hub_cpu_ms: float | None = None  # the hub process's CPU time per image (hub in its own process)
+    busy_cores: float | None = None  # the whole machine's busy CPU seconds per second (Linux)
 
     def __post_init__(self) -> None:
         self.images_per_s = self.images / self.seconds
         self.mb_per_s = self.bytes / MB / self.seconds
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the machine's cores have spent busy since boot, from Linux's /proc/stat (else None).
+
+    Busy is user, nice, system, irq and softirq time. Idle, iowait and steal are left out: steal is
+    time the hypervisor gave to other guests while this one wanted to run.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in stat.readline().split()[1:8])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def raw_put(store: ObjectStore, images: Sequence[bytes], concurrency: int, desc: str, prefix: str = "") -> float:
@@ -325,6 +341,7 @@ async def upload_benchmark(
 
     seconds: dict[str, list[float]] = {"raw": [], "unary": [], "stream": []}
     cpu_ms: dict[str, list[float]] = {"unary": [], "stream": []}
+    busy: dict[str, list[float]] = {"raw": [], "unary": [], "stream": []}  # machine cores busy per round
 
     async def timed(name: str, r: int) -> float:
         tag = f"{r + 1}/{rounds}"
@@ -339,16 +356,22 @@ async def upload_benchmark(
     order = ["raw", "unary", "stream"]
     for r in range(rounds):
         for name in order[r % 3 :] + order[: r % 3]:
-            if name == "raw" or hub_cpu_seconds is None:
-                seconds[name].append(await timed(name, r))
-                continue
-            cpu_start = await asyncio.to_thread(hub_cpu_seconds)
+            hub_cpu = hub_cpu_seconds if name != "raw" else None
+            cpu_start = await asyncio.to_thread(hub_cpu) if hub_cpu else 0.0
+            busy_start = machine_busy_seconds()
             seconds[name].append(await timed(name, r))
-            cpu_ms[name].append((await asyncio.to_thread(hub_cpu_seconds) - cpu_start) * 1000 / count)
+            busy_end = machine_busy_seconds()
+            if busy_start is not None and busy_end is not None:
+                busy[name].append((busy_end - busy_start) / seconds[name][-1])
+            if hub_cpu:
+                cpu_ms[name].append((await asyncio.to_thread(hub_cpu) - cpu_start) * 1000 / count)
 
     def result(path: str, name: str, sets: list[list[bytes]]) -> Throughput:
         size = statistics.median(sum(len(d) for d in images) for images in sets)
-        return Throughput(path, count, statistics.median(seconds[name]), int(size))
+        throughput = Throughput(path, count, statistics.median(seconds[name]), int(size))
+        if busy[name]:
+            throughput.busy_cores = statistics.median(busy[name])
+        return throughput
 
     raw_result = result(f"raw {stack.raw_store_name}", "raw", unary_sets)
     unary_result = result("hub ImageService.UploadImage", "unary", unary_sets)
@@ -370,6 +393,8 @@ async def upload_benchmark(
         "round_seconds": seconds,
         "round_ratios": ratios,
         "round_hub_cpu_ms": cpu_ms if hub_cpu_seconds is not None else None,
+        "round_busy_cores": busy,
+        "cpus": os.cpu_count(),
     }
     return [raw_result, unary_result, stream_result], info
 
@@ -573,13 +598,17 @@ def upload_table(results: list[Throughput], info: dict[str, Any], hub: str) -> s
         f"Upload throughput: {info['images']} JPEGs {info['width']}x{info['height']} per round, "
         f"mean {info['mean_kib']:.0f} KiB, concurrency {info['concurrency']}, hub in {where}; "
         f"medians of {info['rounds']} interleaved rounds (hub/raw: of the per-round ratios)",
-        f"{'path':<40} {'images/s':>9} {'MB/s':>8} {'hub CPU/img':>12} {'hub/raw':>8}  target >= {UPLOAD_TARGET:.1f}x",
+        f"{'path':<40} {'images/s':>9} {'MB/s':>8} {'hub CPU/img':>12} {'cores busy':>11} {'hub/raw':>8}  "
+        f"target >= {UPLOAD_TARGET:.1f}x",
     ]
     for r in results:
         verdict = "" if r.ratio is None else ("ok" if r.ratio >= UPLOAD_TARGET else "MISS")
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}x"
         cpu = "" if r.hub_cpu_ms is None else f"{r.hub_cpu_ms:.1f} ms"
-        lines.append(f"{r.path:<40} {r.images_per_s:>9.1f} {r.mb_per_s:>8.1f} {cpu:>12} {ratio:>8}  {verdict}")
+        cores = "" if r.busy_cores is None else f"{r.busy_cores:.2f}/{info['cpus']}"
+        lines.append(
+            f"{r.path:<40} {r.images_per_s:>9.1f} {r.mb_per_s:>8.1f} {cpu:>12} {cores:>11} {ratio:>8}  {verdict}"
+        )
     for name, ratios in info["round_ratios"].items():
         lines.append(f"  {name} hub/raw per round: " + ", ".join(f"{x:.2f}x" for x in ratios))
     return "\n".join(lines)
