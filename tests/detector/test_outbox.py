@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.harness import REPO
+from tests.harness import REPO, eventually
 from tests.hub.pictures import picture
 from tests.hub.stacks import free_port
 from visionloop.client.channel import ChannelConfig, create_aio_channel
@@ -62,14 +62,6 @@ def item(seed: int, tag: str | None = None, data: bytes | None = None) -> ImageU
 
 def tags_of(uploads: Sequence[ImageUpload]) -> list[str]:
     return [upload.metadata.tags[0] for upload in uploads]
-
-
-async def eventually(check: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {within}s")
-        await asyncio.sleep(0.01)
 
 
 def files(folder: Path, lane: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""The S3 object store against moto's S3 server: the small put it signs itself, its errors and retries."""
+"""The object stores: listing on both; the S3 store against moto's S3 server: the small put it signs
+itself, its errors and retries."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import http.server
 import os
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -15,7 +18,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from tests.hub.stacks import free_port, s3_server
 from visionloop.loop import storage
-from visionloop.loop.storage import S3ObjectStore
+from visionloop.loop.storage import BlobNotFound, LocalObjectStore, ObjectStore, S3ObjectStore
 
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -23,8 +26,12 @@ SLOW_DOWN = (
 )
 
 
-def store_for(endpoint: str, s3_settings: dict[str, str], bucket: str = "store-tests") -> S3ObjectStore:
-    return S3ObjectStore(endpoint, bucket, s3_settings["s3_access_key_id"], s3_settings["s3_secret_access_key"])
+def store_for(
+    endpoint: str, s3_settings: dict[str, str], bucket: str = "store-tests", prefix: str = ""
+) -> S3ObjectStore:
+    return S3ObjectStore(
+        endpoint, bucket, s3_settings["s3_access_key_id"], s3_settings["s3_secret_access_key"], prefix=prefix
+    )
 
 
 @pytest.fixture
@@ -32,6 +39,32 @@ def store(s3_settings: dict[str, str]) -> S3ObjectStore:
     made = store_for(s3_settings["s3_endpoint"], s3_settings)
     made.ensure_bucket()
     return made
+
+
+@pytest.mark.parametrize("kind", ["folder", "s3"])
+def test_list_keys_names_a_folder_s_blobs_and_when_they_were_written(
+    kind: str, tmp_path: Path, s3_settings: dict[str, str]
+) -> None:
+    made: ObjectStore
+    if kind == "s3":  # under a store prefix, which the listed keys leave out
+        s3 = store_for(s3_settings["s3_endpoint"], s3_settings, "list-tests", prefix="tenant-a")
+        s3.ensure_bucket()
+        made = s3
+    else:
+        made = LocalObjectStore(tmp_path / "blobs")
+    before = datetime.now(UTC) - timedelta(seconds=2)  # S3 keeps whole seconds
+    for key in ("images/ab/one", "images/cd/two", "images-old/x", "models/m.zip"):
+        made.put_bytes(key, b"data")
+    listed = dict(made.list_keys("images/"))
+    assert sorted(listed) == ["images/ab/one", "images/cd/two"]
+    for key, modified in listed.items():
+        assert before <= modified <= datetime.now(UTC) + timedelta(seconds=1)
+        assert abs(made.last_modified(key) - modified) < timedelta(seconds=2)
+    assert list(made.list_keys("nothing/")) == []
+    with pytest.raises(BlobNotFound):
+        made.last_modified("images/ab/none")
+    with pytest.raises(ValueError, match="a folder ending in '/'"):
+        list(made.list_keys("images"))
 
 
 class BusyStore(http.server.BaseHTTPRequestHandler):
@@ -137,13 +170,7 @@ def test_put_bytes_signs_as_s3_checks_it(signed_s3: dict[str, str]) -> None:
     """moto recomputes each signature: keys with spaces, non-ASCII and reserved characters (under a
     prefix) go up, are listed under their own name and read back; boto3 reads them with its own
     signing, so a put under a differently encoded name would not be found."""
-    store = S3ObjectStore(
-        signed_s3["s3_endpoint"],
-        "signed",
-        signed_s3["s3_access_key_id"],
-        signed_s3["s3_secret_access_key"],
-        prefix="team a/ü+x=1",
-    )
+    store = store_for(signed_s3["s3_endpoint"], signed_s3, "signed", prefix="team a/ü+x=1")
     store.ensure_bucket()
     for key in ["images/ab/abc", "models/v 1.2/model (1).zip", "exports/ümlaut&co;=x/a+b.zip"]:
         data = os.urandom(3_000)

@@ -22,6 +22,7 @@ from visionloop.loop.metrics import MetricsRefresher
 from visionloop.loop.models import ModelServicer
 from visionloop.loop.nodes import NodeServicer
 from visionloop.loop.projects import ProjectServicer
+from visionloop.loop.sweeper import BlobSweeper
 from visionloop.loop.trainings import TrainingServicer
 from visionloop.loop.v1 import (
     annotation_service_pb2,
@@ -92,6 +93,11 @@ def create(settings: LoopSettings) -> ServiceSpec:
         hub.close()
 
     refresher = MetricsRefresher(hub)  # hub gauges (images, queue, storage), refreshed after the migration
+    sweeper = BlobSweeper(hub, settings.blob_sweep_seconds, settings.blob_sweep_grace_seconds)
     return ServiceSpec(
-        name="loop", mounts=mounts, on_start=[start, refresher.start], on_stop=[close, refresher.stop], context=hub
+        name="loop",
+        mounts=mounts,
+        on_start=[start, refresher.start, sweeper.start],
+        on_stop=[sweeper.stop, refresher.stop, close],
+        context=hub,
     )

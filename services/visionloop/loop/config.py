@@ -34,6 +34,20 @@ class LoopSettings(ServiceSettings):
     s3_access_key_id: str = Field("", alias="S3_ACCESS_KEY_ID", description="S3 access key id.", repr=False)
     s3_secret_access_key: str = Field("", alias="S3_SECRET_ACCESS_KEY", description="S3 secret key.", repr=False)
     s3_region: str = Field("us-east-1", alias="S3_REGION", description="S3 region.")
+    blob_sweep_seconds: float = Field(
+        3600.0,
+        alias="VISIONLOOP_BLOB_SWEEP_SECONDS",
+        ge=0,
+        description="How often the hub deletes image blobs that no image row references (left by a crash "
+        "between an upload's put and its commit, or by a cancelled upload); 0 turns the sweep off.",
+    )
+    blob_sweep_grace_seconds: float = Field(
+        3600.0,
+        alias="VISIONLOOP_BLOB_SWEEP_GRACE_SECONDS",
+        ge=0,
+        description="How long a blob without a row is left alone before the sweep deletes it: longer than "
+        "any upload takes from its put to its commit.",
+    )
 
     @field_validator("database_url")
     @classmethod

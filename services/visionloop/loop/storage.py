@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -38,6 +39,10 @@ class ObjectStore(Protocol):
     def size(self, key: str) -> int: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def last_modified(self, key: str) -> datetime: ...
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        """Every key under ``prefix`` (a folder such as ``images/``) with the time it was last written."""
+        ...
 
 
 def _check_key(key: str) -> str:
@@ -45,6 +50,14 @@ def _check_key(key: str) -> str:
     if not key or key.startswith("/") or any(p in {"", ".", ".."} for p in parts):
         raise ValueError(f"invalid object key {key!r}")
     return key
+
+
+def _check_prefix(prefix: str) -> str:
+    """A folder of keys, ``images/``: a key followed by a slash."""
+    if not prefix.endswith("/"):
+        raise ValueError(f"invalid key prefix {prefix!r}: a folder ending in '/'")
+    _check_key(prefix.removesuffix("/"))
+    return prefix
 
 
 class LocalObjectStore:
@@ -108,6 +121,25 @@ class LocalObjectStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def last_modified(self, key: str) -> datetime:
+        try:
+            return datetime.fromtimestamp(self._path(key).stat().st_mtime, UTC)
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        base = self.root / _check_prefix(prefix)
+        for folder, _, names in os.walk(base):
+            for name in names:
+                if name.startswith(".tmp-"):  # a write under way (or one a crash interrupted)
+                    continue
+                path = Path(folder, name)
+                try:
+                    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                except FileNotFoundError:  # deleted since the folder was read
+                    continue
+                yield path.relative_to(self.root).as_posix(), modified
 
 
 class S3ObjectStore:
@@ -262,3 +294,21 @@ class S3ObjectStore:
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def last_modified(self, key: str) -> datetime:
+        from botocore.exceptions import ClientError
+
+        try:
+            modified: datetime = self._client.head_object(Bucket=self.bucket, Key=self._key(key))["LastModified"]
+        except ClientError:
+            raise BlobNotFound(key) from None
+        return modified
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        bucket_prefix = f"{self.prefix}/" if self.prefix else ""
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=bucket_prefix + _check_prefix(prefix)
+        )
+        for page in pages:
+            for item in page.get("Contents", ()):
+                yield item["Key"].removeprefix(bucket_prefix), item["LastModified"]

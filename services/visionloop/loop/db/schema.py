@@ -92,7 +92,7 @@ class Image(Base):
         Index("ix_images_project_priority", "project_pk", "priority", "pk"),
         Index("ix_images_project_state", "project_pk", "state"),
         Index("ix_images_project_camera", "project_pk", "camera_id"),
-        Index("ix_images_sha256", "sha256"),  # "is this blob stored?" across projects, on every upload
+        Index("ix_images_sha256", "sha256"),  # "does a row of any project use this blob?" (failed uploads, sweep)
     )
 
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)

@@ -1,0 +1,126 @@
+"""The blob sweep: deletes image blobs that no image row references, once they are old enough.
+
+An upload puts its blob before it commits its row and deletes the blob again if the row cannot
+be written. A blob can still end up without a row: the hub dies between the put and the commit,
+a client cancels its upload once the put has started (the put completes; nothing is cleaned up
+after a cancellation, as the row may have committed), or an import is interrupted. The sweep
+collects those.
+
+It never races an upload of the same bytes in this hub: it deletes under the upload's per-hash
+lock, after checking the rows again, and only a blob that has not been written again since
+the grace period began (an upload refreshes it by putting it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from visionloop.loop.db import schema
+from visionloop.loop.hub import Hub
+from visionloop.loop.images import image_key
+from visionloop.loop.storage import BlobNotFound
+from visionloop.runtime.logging import get_logger
+from visionloop.runtime.tasks import cancel_and_wait
+
+log = get_logger(__name__)
+
+BATCH = 500  # keys listed, and looked up in the database, at a time
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+SWEPT = Counter("visionloop_hub_blobs_swept", "Image blobs without an image row that the sweep deleted.")
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    listed: int  # image blobs in the store
+    deleted: int
+    seconds: float
+
+
+def _referenced(session: Session, hashes: Sequence[str]) -> set[str]:
+    """Of ``hashes``, those an image row of any project references."""
+    return set(session.scalars(select(schema.Image.sha256).where(schema.Image.sha256.in_(hashes)).distinct()))
+
+
+def _old_blobs(listing: Iterator[tuple[str, datetime]], cutoff: datetime) -> Iterator[tuple[str, str]]:
+    """(sha256, key) of the image blobs last written before ``cutoff``; other keys are left alone."""
+    for key, modified in listing:
+        sha256 = key.rpartition("/")[2]
+        if modified < cutoff and _SHA256.match(sha256) and key == image_key(sha256):
+            yield sha256, key
+
+
+async def sweep_images(hub: Hub, grace: timedelta) -> SweepResult:
+    """Delete the image blobs that no row references and that nobody wrote during the last ``grace``."""
+    started = time.perf_counter()
+    cutoff = hub.now() - grace
+    listed = deleted = 0
+
+    def counted(listing: Iterator[tuple[str, datetime]]) -> Iterator[tuple[str, datetime]]:
+        nonlocal listed
+        for item in listing:
+            listed += 1
+            yield item
+
+    candidates = _old_blobs(counted(hub.store.list_keys("images/")), cutoff)
+    while batch := await hub.in_blob_worker(lambda: list(itertools.islice(candidates, BATCH))):
+        referenced = await hub.db.read(lambda s, hashes=[sha for sha, _ in batch]: _referenced(s, hashes))
+        for sha256, key in batch:
+            if sha256 not in referenced and await _delete_unreferenced(hub, sha256, key, cutoff):
+                deleted += 1
+                SWEPT.inc()
+    return SweepResult(listed, deleted, time.perf_counter() - started)
+
+
+async def _delete_unreferenced(hub: Hub, sha256: str, key: str, cutoff: datetime) -> bool:
+    # An upload of these bytes in this hub holds the lock from its put to its commit: wait for it,
+    # then look again. A blob written since the listing belongs to an upload under way (another
+    # replica's, too): keep it.
+    async with hub.blob_locks.hold(sha256):
+        if await hub.db.read(lambda s: _referenced(s, [sha256])):
+            return False
+        try:
+            if await hub.in_blob_worker(hub.store.last_modified, key) >= cutoff:
+                return False
+        except BlobNotFound:
+            return False
+        await hub.in_blob_worker(hub.store.delete, key)
+        return True
+
+
+class BlobSweeper:
+    """Start/stop hooks for the hub's ServiceSpec: a sweep every ``interval`` seconds (0: never)."""
+
+    def __init__(self, hub: Hub, interval: float, grace: float) -> None:
+        self._hub = hub
+        self._interval = interval
+        self._grace = timedelta(seconds=grace)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, _server: object) -> None:
+        if self._interval > 0:
+            self._task = asyncio.create_task(self._run(), name="hub-blob-sweep")
+
+    async def stop(self, _server: object) -> None:
+        if self._task is not None:
+            await cancel_and_wait([self._task])
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                result = await sweep_images(self._hub, self._grace)
+            except Exception:  # the store or the database is away: try again next time
+                log.warning("blob sweep failed", exc_info=True)
+                continue
+            log.info("blob sweep", listed=result.listed, deleted=result.deleted, seconds=round(result.seconds, 3))

@@ -1,0 +1,170 @@
+"""The blob sweep: image blobs that no row references are deleted once old enough; nothing in use is."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from datetime import timedelta
+
+import grpc
+import pytest
+from prometheus_client import REGISTRY
+
+from tests.harness import eventually
+from tests.hub.conftest import CHANNEL_OPTIONS, HubClient
+from tests.hub.pictures import picture
+from visionloop.loop import app
+from visionloop.loop.config import LoopSettings
+from visionloop.loop.images import image_key
+from visionloop.loop.sweeper import sweep_images
+from visionloop.loop.v1 import image_service_pb2 as pb
+from visionloop.loop.v1 import project_service_pb2
+from visionloop.runtime.server import GrpcServer
+
+GRACE = timedelta(hours=1)
+
+
+async def upload(hub: HubClient, ref: project_service_pb2.ProjectRef, data: bytes) -> pb.UploadImageResponse:
+    return await hub.images.UploadImage(pb.UploadImageRequest(ref=ref, image=pb.ImageUpload(data=data)))
+
+
+async def put_orphan(hub: HubClient, seed: int) -> str:
+    """A blob stored the way an upload stores one, with no row (as a crash before the commit leaves it)."""
+    data = picture(seed)
+    key = image_key(hashlib.sha256(data).hexdigest())
+    await asyncio.to_thread(hub.hub.store.put_bytes, key, data)
+    return key
+
+
+async def exists(hub: HubClient, key: str) -> bool:
+    return await asyncio.to_thread(hub.hub.store.exists, key)
+
+
+async def test_the_sweep_deletes_old_blobs_that_no_row_references(hub: HubClient, project) -> None:
+    kept = image_key((await upload(hub, project, picture(10))).metadata.id)
+    orphans = [await put_orphan(hub, seed) for seed in (11, 12)]
+    others = ["images/notes.txt", "models/acme/weeds/1.0/onnx.zip"]  # not image blobs: never touched
+    for key in others:
+        await asyncio.to_thread(hub.hub.store.put_bytes, key, b"not an image")
+
+    fresh = await sweep_images(hub.hub, GRACE)
+    assert (fresh.listed, fresh.deleted) == (4, 0)  # everything was written just now
+
+    hub.hub.clock_offset = timedelta(hours=2)
+    swept = await sweep_images(hub.hub, GRACE)
+    assert (swept.listed, swept.deleted) == (4, 2)
+    assert [await exists(hub, key) for key in orphans] == [False, False]
+    assert await exists(hub, kept)
+    assert [await exists(hub, key) for key in others] == [True, True]
+    image = await hub.images.GetImage(pb.GetImageRequest(ref=project, image_id=kept.rsplit("/", 1)[1]))
+    assert image.metadata.size_bytes > 0
+    assert (await sweep_images(hub.hub, GRACE)).deleted == 0  # nothing left to collect
+
+
+async def test_a_cancelled_upload_leaves_a_blob_the_sweep_collects(
+    hub: HubClient, project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client gives up while the blob is being put: the put completes without a row to use it."""
+    data = picture(20)
+    key = image_key(hashlib.sha256(data).hexdigest())
+    put = hub.hub.store.put_bytes
+
+    def slow_put(key: str, data: bytes) -> None:
+        time.sleep(0.6)
+        put(key, data)
+
+    monkeypatch.setattr(hub.hub.store, "put_bytes", slow_put)
+    request = pb.UploadImageRequest(ref=project, image=pb.ImageUpload(data=data))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await hub.images.UploadImage(request, timeout=0.2)
+    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    await eventually(lambda: hub.hub.store.exists(key), what="the put")
+    listed = await hub.images.ListImages(pb.ListImagesRequest(ref=project))
+    assert list(listed.images) == []
+
+    hub.hub.clock_offset = timedelta(hours=2)
+    assert (await sweep_images(hub.hub, GRACE)).deleted == 1
+    assert not await exists(hub, key)
+
+
+async def test_a_blob_whose_row_is_being_committed_survives_the_sweep(
+    hub: HubClient, project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep finds the blob of an upload whose row is not committed yet: it waits for the upload
+    (its per-hash lock), looks again, and keeps the blob."""
+    data = picture(30)
+    sha256 = hashlib.sha256(data).hexdigest()
+    release = asyncio.Event()
+    write_grouped = hub.hub.db.write_grouped
+
+    async def held_back(fn):
+        await release.wait()
+        return await write_grouped(fn)
+
+    sweep_waits = asyncio.Event()
+    hold = hub.hub.blob_locks.hold
+    holders: list[str] = []
+
+    def watched(key: str):
+        holders.append(key)
+        if holders.count(sha256) == 2:  # the upload took the lock first; this is the sweep
+            sweep_waits.set()
+        return hold(key)
+
+    monkeypatch.setattr(hub.hub.db, "write_grouped", held_back)
+    monkeypatch.setattr(hub.hub.blob_locks, "hold", watched)
+    uploading = asyncio.create_task(upload(hub, project, data))
+    await eventually(lambda: hub.hub.store.exists(image_key(sha256)), what="the put")  # its row waits
+
+    hub.hub.clock_offset = timedelta(hours=2)
+    sweeping = asyncio.create_task(sweep_images(hub.hub, GRACE))
+    await asyncio.wait_for(sweep_waits.wait(), 10)
+    release.set()
+    response = await uploading
+    assert (await sweeping).deleted == 0
+    assert not response.duplicate
+    assert await exists(hub, image_key(sha256))
+
+
+async def test_a_blob_written_again_after_the_listing_survives_the_sweep(
+    hub: HubClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload on another replica puts the same bytes again after the sweep listed them (old then):
+    the sweep looks at the blob once more before deleting it, and keeps it."""
+    key = await put_orphan(hub, 50)
+    list_keys = hub.hub.store.list_keys
+
+    def listed_earlier(prefix: str):
+        for listed, modified in list_keys(prefix):
+            yield listed, modified - timedelta(hours=2)
+
+    monkeypatch.setattr(hub.hub.store, "list_keys", listed_earlier)
+    assert (await sweep_images(hub.hub, GRACE)).deleted == 0
+    assert await exists(hub, key)
+
+
+def swept_total() -> float:
+    return REGISTRY.get_sample_value("visionloop_hub_blobs_swept_total") or 0.0
+
+
+async def test_the_hub_sweeps_on_its_schedule(hub_settings: LoopSettings) -> None:
+    settings = hub_settings.model_copy(update={"blob_sweep_seconds": 0.2, "blob_sweep_grace_seconds": 0.0})
+    spec = app.create(settings)
+    server = GrpcServer(spec, settings)
+    port = await server.start()
+    before = swept_total()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            client = HubClient(channel, spec.context, port)
+            key = await put_orphan(client, 40)
+            await eventually(lambda: not client.hub.store.exists(key), what="the sweep")
+    finally:
+        await server.stop(0)
+    assert swept_total() >= before + 1
+
+
+def test_the_sweep_can_be_turned_off() -> None:
+    assert LoopSettings(VISIONLOOP_BLOB_SWEEP_SECONDS="0").blob_sweep_seconds == 0
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        LoopSettings(VISIONLOOP_BLOB_SWEEP_GRACE_SECONDS="-1")
