@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,23 +46,27 @@ def s3_settings() -> Iterator[dict[str, str]]:
 _counter = iter(range(1_000_000))
 
 
+def cluster_storage(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A fresh database on the session's PostgreSQL server and a fresh bucket on its S3 server."""
+    base = request.getfixturevalue("postgres_url")
+    # One database per test keeps tests independent on one server.
+    import psycopg
+
+    name = f"hub_{next(_counter)}_{abs(hash(request.node.nodeid)) % 10**8}"
+    admin_url = base.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    s3 = dict(request.getfixturevalue("s3_settings"))
+    s3["s3_bucket"] = name.replace("_", "-")
+    return {"database_url": base.rsplit("/", 1)[0] + f"/{name}", **s3}
+
+
 @pytest.fixture(params=STACKS)
 def hub_settings(request: pytest.FixtureRequest, tmp_path: Path) -> LoopSettings:
     """Settings for a fresh, empty hub on the requested stack."""
     overrides: dict[str, Any] = {"port": 0, "data_dir": tmp_path / "hub", "host": "127.0.0.1"}
     if request.param == "postgres":
-        base = request.getfixturevalue("postgres_url")
-        # One database per test keeps tests independent on one server.
-        import psycopg
-
-        name = f"hub_{next(_counter)}_{abs(hash(request.node.nodeid)) % 10**8}"
-        admin_url = base.rsplit("/", 1)[0] + "/postgres"
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        overrides["database_url"] = base.rsplit("/", 1)[0] + f"/{name}"
-        s3 = dict(request.getfixturevalue("s3_settings"))
-        s3["s3_bucket"] = name.replace("_", "-")
-        overrides.update(s3)
+        overrides.update(cluster_storage(request))
     return LoopSettings(**overrides)
 
 
@@ -87,15 +92,24 @@ class HubClient:
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
 
+@contextlib.asynccontextmanager
+async def running_hub(settings: LoopSettings) -> AsyncIterator[HubClient]:
+    """A hub started from ``settings`` (real gRPC on loopback) and a client for it."""
+    spec = app.create(settings)
+    server = GrpcServer(spec, settings)
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            yield HubClient(channel, spec.context, port)
+    finally:
+        await server.stop(0)
+
+
 @pytest.fixture
 async def hub(hub_settings: LoopSettings) -> AsyncIterator[HubClient]:
-    """A running hub (real gRPC on loopback) and a client for it."""
-    spec = app.create(hub_settings)
-    server = GrpcServer(spec, hub_settings)
-    port = await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
-        yield HubClient(channel, spec.context, port)
-    await server.stop(0)
+    """A running hub and a client for it."""
+    async with running_hub(hub_settings) as client:
+        yield client
 
 
 REF = project_service_pb2.ProjectRef(organization="acme", project="weeds")

@@ -12,15 +12,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.harness import eventually
-from tests.hub.conftest import CHANNEL_OPTIONS, HubClient
+from tests.hub.conftest import HubClient, running_hub
 from tests.hub.pictures import picture
-from visionloop.loop import app
 from visionloop.loop.config import LoopSettings
 from visionloop.loop.images import image_key
 from visionloop.loop.sweeper import sweep_images
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2
-from visionloop.runtime.server import GrpcServer
 
 GRACE = timedelta(hours=1)
 
@@ -151,21 +149,14 @@ def swept_total() -> float:
 @pytest.mark.parametrize("interval", [0.2, 0.0], ids=["every-0.2s", "off"])
 async def test_the_hub_sweeps_on_its_schedule_unless_turned_off(hub_settings: LoopSettings, interval: float) -> None:
     settings = hub_settings.model_copy(update={"blob_sweep_seconds": interval, "blob_sweep_grace_seconds": 0.0})
-    spec = app.create(settings)
-    server = GrpcServer(spec, settings)
-    port = await server.start()
     before = swept_total()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
-            client = HubClient(channel, spec.context, port)
-            key = await put_orphan(client, 40)
-            if interval:
-                await eventually(lambda: not client.hub.store.exists(key), what="the sweep")
-            else:
-                await asyncio.sleep(1.0)
-                assert await exists(client, key)
-    finally:
-        await server.stop(0)
+    async with running_hub(settings) as client:
+        key = await put_orphan(client, 40)
+        if interval:
+            await eventually(lambda: not client.hub.store.exists(key), what="the sweep")
+        else:
+            await asyncio.sleep(1.0)
+            assert await exists(client, key)
     assert swept_total() == before + (1 if interval else 0)
 
 

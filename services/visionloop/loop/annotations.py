@@ -14,7 +14,7 @@ from visionloop.common.v1 import transfer_pb2
 from visionloop.loop import datasets
 from visionloop.loop.db import schema
 from visionloop.loop.hub import Hub, check_ref, get_project, utcnow
-from visionloop.loop.images import clean_tags, get_image
+from visionloop.loop.images import clean_tags, discard_blobs, get_image
 from visionloop.loop.labels import (
     add_annotation,
     annotation_message,
@@ -228,9 +228,7 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
                     return await settled(self.hub.db.write(record))
             except Exception:
                 # Not on cancellation: the transaction may have committed and reference the blobs.
-                orphans = await self.hub.db.read(lambda s: datasets.unreferenced(s, created))
-                for key in orphans:
-                    await asyncio.to_thread(self.hub.store.delete, key)
+                await discard_blobs(self.hub, created)
                 raise
 
     async def ExportDataset(

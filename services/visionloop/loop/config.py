@@ -34,6 +34,14 @@ class LoopSettings(ServiceSettings):
     s3_access_key_id: str = Field("", alias="S3_ACCESS_KEY_ID", description="S3 access key id.", repr=False)
     s3_secret_access_key: str = Field("", alias="S3_SECRET_ACCESS_KEY", description="S3 secret key.", repr=False)
     s3_region: str = Field("us-east-1", alias="S3_REGION", description="S3 region.")
+    hub_replicas: int = Field(
+        1,
+        alias="VISIONLOOP_HUB_REPLICAS",
+        ge=1,
+        description="Hub processes sharing this database and object store (the Helm chart sets it from "
+        "loop.replicas). With more than one, a failed upload leaves its blob to the blob sweep instead of "
+        "deleting it: another replica may be storing the same bytes.",
+    )
     blob_sweep_seconds: float = Field(
         3600.0,
         alias="VISIONLOOP_BLOB_SWEEP_SECONDS",

@@ -50,7 +50,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from visionloop.common.v1 import category_pb2, geometry_pb2, image_pb2
@@ -731,26 +731,18 @@ def stored_images(session: Session, batch: Sequence[Prepared]) -> set[str]:
 
 
 def put_blobs(archive: Archive, batch: Sequence[Prepared], store: ObjectStore, stored: set[str]) -> list[str]:
-    """Store the bytes of the images not in ``stored``; returns their keys.
+    """Store the bytes of the images not in ``stored``; returns their sha256.
 
     No existence check per blob: keys are content addresses, so rewriting one changes nothing,
     and a round trip saved per image is most of an import's time on S3.
     """
 
     def put(prepared: Prepared) -> str:
-        key = image_key(prepared.sha256)
-        store.put_bytes(key, archive.read(prepared.path, prepared.size_bytes))
-        return key
+        store.put_bytes(image_key(prepared.sha256), archive.read(prepared.path, prepared.size_bytes))
+        return prepared.sha256
 
     with ThreadPoolExecutor(IO_THREADS) as pool:
         return list(pool.map(put, [p for p in batch if p.sha256 not in stored]))
-
-
-def unreferenced(session: Session, keys: Sequence[str]) -> list[str]:
-    """Of the blobs an aborted batch created, those no image row points at (safe to delete)."""
-    return [
-        key for key in keys if not session.scalar(select(exists().where(schema.Image.sha256 == key.rsplit("/", 1)[-1])))
-    ]
 
 
 def batches(items: Sequence[Prepared], size: int = BATCH_IMAGES) -> Iterator[Sequence[Prepared]]:

@@ -373,11 +373,30 @@ async def _store(
     except Exception:
         # Not on cancellation (a client's deadline, a disconnect): ``settled`` waited for the group
         # commit, which may have committed the row anyway, and a row without its blob would be
-        # lost data; a blob without a row is only garbage. A row of any project may use the blob.
-        referenced = await hub.db.read(lambda s: s.scalar(select(exists().where(schema.Image.sha256 == image.sha256))))
-        if not referenced:
-            await hub.in_blob_worker(hub.store.delete, key)
+        # lost data; a blob without a row is only garbage (the sweep collects it).
+        await discard_blobs(hub, [image.sha256])
         raise
+
+
+def referenced_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
+    """Of ``hashes``, those an image row of any project references."""
+    return set(session.scalars(select(schema.Image.sha256).where(schema.Image.sha256.in_(hashes)).distinct()))
+
+
+async def discard_blobs(hub: Hub, hashes: Sequence[str]) -> None:
+    """After a failed write, delete the blobs of ``hashes`` that no image row references.
+
+    The caller holds the hashes' per-hash locks, which keep this process's uploads of the same
+    bytes away, but not another replica's: one may have put the same bytes and not committed its
+    row yet. With several replicas the blobs are left to the sweep, which deletes only blobs
+    nobody wrote during its grace period.
+    """
+    if hub.replicas > 1 or not hashes:
+        return
+    referenced = await hub.db.read(lambda s: referenced_hashes(s, hashes))
+    for sha256 in hashes:
+        if sha256 not in referenced:
+            await hub.in_blob_worker(hub.store.delete, image_key(sha256))
 
 
 def _encode_token(order: int, value: str, pk: int) -> str:

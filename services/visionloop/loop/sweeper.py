@@ -3,8 +3,8 @@
 An upload puts its blob before it commits its row and deletes the blob again if the row cannot
 be written. A blob can still end up without a row: the hub dies between the put and the commit,
 a client cancels its upload once the put has started (the put completes; nothing is cleaned up
-after a cancellation, as the row may have committed), or an import is interrupted. The sweep
-collects those.
+after a cancellation, as the row may have committed), an import is interrupted, or, with several
+hub replicas, an upload fails (see ``images.discard_blobs``). The sweep collects those.
 
 It never races an upload of the same bytes in this hub: it deletes under the upload's per-hash
 lock, after checking the rows again, and only a blob that has not been written again since
@@ -17,17 +17,14 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from visionloop.loop.db import schema
 from visionloop.loop.hub import Hub
-from visionloop.loop.images import image_key
+from visionloop.loop.images import image_key, referenced_hashes
 from visionloop.loop.storage import BlobNotFound
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.tasks import cancel_and_wait
@@ -45,11 +42,6 @@ class SweepResult:
     listed: int  # image blobs in the store
     deleted: int
     seconds: float
-
-
-def _referenced(session: Session, hashes: Sequence[str]) -> set[str]:
-    """Of ``hashes``, those an image row of any project references."""
-    return set(session.scalars(select(schema.Image.sha256).where(schema.Image.sha256.in_(hashes)).distinct()))
 
 
 def _old_blobs(listing: Iterator[tuple[str, datetime]], cutoff: datetime) -> Iterator[tuple[str, str]]:
@@ -74,7 +66,7 @@ async def sweep_images(hub: Hub, grace: timedelta) -> SweepResult:
 
     candidates = _old_blobs(counted(hub.store.list_keys("images/")), cutoff)
     while batch := await hub.in_blob_worker(lambda: list(itertools.islice(candidates, BATCH))):
-        referenced = await hub.db.read(lambda s, hashes=[sha for sha, _ in batch]: _referenced(s, hashes))
+        referenced = await hub.db.read(lambda s, hashes=[sha for sha, _ in batch]: referenced_hashes(s, hashes))
         for sha256, key in batch:
             if sha256 not in referenced and await _delete_unreferenced(hub, sha256, key, cutoff):
                 deleted += 1
@@ -87,7 +79,7 @@ async def _delete_unreferenced(hub: Hub, sha256: str, key: str, cutoff: datetime
     # then look again. A blob written since the listing belongs to an upload under way (another
     # replica's, too): keep it.
     async with hub.blob_locks.hold(sha256):
-        if await hub.db.read(lambda s: _referenced(s, [sha256])):
+        if await hub.db.read(lambda s: referenced_hashes(s, [sha256])):
             return False
         try:
             if await hub.in_blob_worker(hub.store.last_modified, key) >= cutoff:

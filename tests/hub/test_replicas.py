@@ -1,0 +1,92 @@
+"""Two hub replicas on one PostgreSQL database and one S3 bucket, as the Helm chart runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.hub.conftest import REF, HubClient, cluster_storage, running_hub
+from tests.hub.pictures import picture
+from visionloop.common.v1 import annotation_pb2, geometry_pb2
+from visionloop.loop.config import LoopSettings
+from visionloop.loop.images import image_key
+from visionloop.loop.sweeper import sweep_images
+from visionloop.loop.v1 import image_service_pb2 as pb
+from visionloop.loop.v1 import project_service_pb2
+
+# Refused inside the row's transaction, after the blob was put: the project has no such category.
+UNKNOWN_CATEGORY = annotation_pb2.Annotation(
+    category_name="no-such-category",
+    shape=geometry_pb2.Shape(box=geometry_pb2.Box(x=1, y=2, width=3, height=4)),
+    creator=annotation_pb2.Creator(person="anna"),
+)
+
+
+@pytest.fixture
+async def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[HubClient, HubClient]]:
+    storage = cluster_storage(request)
+    settings = [
+        LoopSettings(port=0, host="127.0.0.1", data_dir=tmp_path / name, hub_replicas=2, **storage)
+        for name in ("a", "b")
+    ]
+    async with running_hub(settings[0]) as first, running_hub(settings[1]) as second:
+        await first.projects.CreateProject(
+            project_service_pb2.CreateProjectRequest(project=project_service_pb2.Project(ref=REF))
+        )
+        yield first, second
+
+
+def upload_request(data: bytes, *annotations: annotation_pb2.Annotation) -> pb.UploadImageRequest:
+    return pb.UploadImageRequest(ref=REF, image=pb.ImageUpload(data=data, annotations=annotations))
+
+
+async def test_a_failed_upload_on_one_replica_keeps_the_blob_another_replica_is_storing(
+    replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replica B has put the bytes and waits to commit its row while replica A's upload of the same
+    bytes fails: A's per-hash lock does not cover B, so A must not delete the blob."""
+    a, b = replicas
+    data = picture(60)
+    failed = asyncio.Event()
+    write_grouped = b.hub.db.write_grouped
+
+    async def held_back(fn):  # B's row waits until A's upload has failed (or 5 s, if it cannot)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(failed.wait(), 5.0)
+        return await write_grouped(fn)
+
+    monkeypatch.setattr(b.hub.db, "write_grouped", held_back)
+
+    async def refused_by_a() -> None:
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await a.images.UploadImage(upload_request(data, UNKNOWN_CATEGORY))
+            assert "no-such-category" in (caught.value.details() or "")
+        finally:
+            failed.set()
+
+    stored_by_b, _ = await asyncio.gather(b.images.UploadImage(upload_request(data)), refused_by_a())
+    assert not stored_by_b.duplicate
+    assert await asyncio.to_thread(b.hub.store.read_bytes, image_key(stored_by_b.metadata.id)) == data
+
+
+async def test_with_several_replicas_a_failed_upload_leaves_its_blob_to_the_sweep(
+    replicas: tuple[HubClient, HubClient],
+) -> None:
+    a, _ = replicas
+    data = picture(61)
+    key = image_key(hashlib.sha256(data).hexdigest())
+    with pytest.raises(grpc.aio.AioRpcError):
+        await a.images.UploadImage(upload_request(data, UNKNOWN_CATEGORY))
+    assert await asyncio.to_thread(a.hub.store.exists, key)  # another replica might have needed it
+
+    a.hub.clock_offset = timedelta(hours=2)
+    assert (await sweep_images(a.hub, timedelta(hours=1))).deleted == 1
+    assert not await asyncio.to_thread(a.hub.store.exists, key)
