@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.harness import eventually
 from tests.hub.conftest import REF, HubClient, cluster_storage, running_hub
 from tests.hub.pictures import picture
 from visionloop.common.v1 import annotation_pb2, geometry_pb2
@@ -90,3 +92,42 @@ async def test_with_several_replicas_a_failed_upload_leaves_its_blob_to_the_swee
     a.hub.clock_offset = timedelta(hours=2)
     assert (await sweep_images(a.hub, timedelta(hours=1))).deleted == 1
     assert not await asyncio.to_thread(a.hub.store.exists, key)
+
+
+async def test_one_replica_sweeps_at_a_time(
+    replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sweep lists the whole store: while replica A sweeps, replica B's sweep stands aside."""
+    a, b = replicas
+    listing = threading.Event()
+    go_on = threading.Event()
+    list_keys = a.hub.store.list_keys
+
+    def slow_listing(prefix: str):
+        listing.set()
+        go_on.wait(10)
+        yield from list_keys(prefix)
+
+    monkeypatch.setattr(a.hub.store, "list_keys", slow_listing)
+    sweeping = asyncio.create_task(sweep_images(a.hub, timedelta(hours=1)))
+    await eventually(listing.is_set, what="A's listing")
+    assert not (await sweep_images(b.hub, timedelta(hours=1))).swept
+    go_on.set()
+    assert (await sweeping).swept
+    assert (await sweep_images(b.hub, timedelta(hours=1))).swept  # A is done: B's turn
+
+
+async def test_a_failed_sweep_lets_the_next_one_run(
+    replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's lock lives on a connection that is closed however the sweep ends."""
+    a, b = replicas
+
+    def unreachable(prefix: str):
+        raise ConnectionError("the store is away")
+        yield  # a generator, as list_keys is
+
+    monkeypatch.setattr(a.hub.store, "list_keys", unreachable)
+    with pytest.raises(ConnectionError):
+        await sweep_images(a.hub, timedelta(hours=1))
+    assert (await sweep_images(b.hub, timedelta(hours=1))).swept

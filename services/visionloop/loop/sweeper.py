@@ -32,6 +32,7 @@ from visionloop.runtime.tasks import cancel_and_wait
 log = get_logger(__name__)
 
 BATCH = 500  # keys listed, and looked up in the database, at a time
+_SWEEP_LOCK = 7_004_244  # pg_advisory_lock key: one hub replica sweeps at a time
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 SWEPT = Counter("visionloop_hub_blobs_swept", "Image blobs without an image row that the sweep deleted.")
@@ -39,9 +40,10 @@ SWEPT = Counter("visionloop_hub_blobs_swept", "Image blobs without an image row 
 
 @dataclass(frozen=True)
 class SweepResult:
-    listed: int  # image blobs in the store
-    deleted: int
-    seconds: float
+    swept: bool  # False: another hub replica was sweeping
+    listed: int = 0  # keys under images/ in the store
+    deleted: int = 0
+    seconds: float = 0.0
 
 
 def _old_blobs(listing: Iterator[tuple[str, datetime]], cutoff: datetime) -> Iterator[tuple[str, str]]:
@@ -53,7 +55,13 @@ def _old_blobs(listing: Iterator[tuple[str, datetime]], cutoff: datetime) -> Ite
 
 
 async def sweep_images(hub: Hub, grace: timedelta) -> SweepResult:
-    """Delete the image blobs that no row references and that nobody wrote during the last ``grace``."""
+    """Delete the image blobs that no row references and that nobody wrote during the last ``grace``,
+    unless another hub replica is sweeping (each would list the whole store)."""
+    async with hub.db.only_replica(_SWEEP_LOCK) as alone:
+        return await _sweep(hub, grace) if alone else SweepResult(swept=False)
+
+
+async def _sweep(hub: Hub, grace: timedelta) -> SweepResult:
     started = time.perf_counter()
     cutoff = hub.now() - grace
     listed = deleted = 0
@@ -71,7 +79,7 @@ async def sweep_images(hub: Hub, grace: timedelta) -> SweepResult:
             if sha256 not in referenced and await _delete_unreferenced(hub, sha256, key, cutoff):
                 deleted += 1
                 SWEPT.inc()
-    return SweepResult(listed, deleted, time.perf_counter() - started)
+    return SweepResult(True, listed, deleted, time.perf_counter() - started)
 
 
 async def _delete_unreferenced(hub: Hub, sha256: str, key: str, cutoff: datetime) -> bool:
@@ -114,5 +122,8 @@ class BlobSweeper:
                 result = await sweep_images(self._hub, self._grace)
             except Exception:  # the store or the database is away: try again next time
                 log.warning("blob sweep failed", exc_info=True)
+                continue
+            if not result.swept:
+                log.info("blob sweep skipped: another hub replica is sweeping")
                 continue
             log.info("blob sweep", listed=result.listed, deleted=result.deleted, seconds=round(result.seconds, 3))

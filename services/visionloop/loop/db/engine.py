@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+
+from visionloop.runtime.tasks import settled
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -153,8 +155,37 @@ class Database:
             self._batcher = _WriteBatcher(self)
         return await self._batcher.submit(fn)
 
+    @contextlib.asynccontextmanager
+    async def only_replica(self, key: int) -> AsyncIterator[bool]:
+        """Whether this process may run, for the block, a job one hub replica at a time should run.
+
+        On PostgreSQL: PostgreSQL's session advisory lock ``key``, if no other process holds it.
+        The lock lives on a connection of its own that is closed afterwards, never returned to the
+        pool: however the block ends, the server releases the lock. On SQLite: always (one process).
+        """
+        if self.dialect != "postgresql":
+            yield True
+            return
+        connection = await asyncio.to_thread(self.engine.connect)
+        try:
+            # settled: a cancelled caller still waits for the query, so the discard never runs beside it
+            yield await settled(asyncio.to_thread(_try_advisory_lock, connection, key))
+        finally:
+            await asyncio.to_thread(_discard, connection)
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _try_advisory_lock(connection: Connection, key: int) -> bool:
+    held = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
+    connection.commit()  # the lock is the session's: no transaction stays open while it is held
+    return held
+
+
+def _discard(connection: Connection) -> None:
+    connection.invalidate()  # closes the DB-API connection, which releases its session locks
+    connection.close()
 
 
 class _WriteBatcher:
