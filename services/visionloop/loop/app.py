@@ -93,7 +93,7 @@ def create(settings: LoopSettings) -> ServiceSpec:
         hub.close()
 
     refresher = MetricsRefresher(hub)  # hub gauges (images, queue, storage), refreshed after the migration
-    sweeper = BlobSweeper(hub, settings.blob_sweep_seconds, settings.blob_sweep_grace_seconds)
+    sweeper = BlobSweeper(hub)
     return ServiceSpec(
         name="loop",
         mounts=mounts,

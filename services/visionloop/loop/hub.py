@@ -162,8 +162,6 @@ class Hub:
     )
     # Uploads and imports of the same bytes, one at a time (see images.store_image).
     blob_locks: KeyedLocks = field(default_factory=KeyedLocks)
-    # Hub processes sharing the database and the store; the locks above only cover this one.
-    replicas: int = 1
 
     def now(self) -> datetime:
         return utcnow() + self.clock_offset
@@ -199,9 +197,7 @@ class Hub:
         shutil.rmtree(spool, ignore_errors=True)  # partial uploads of a previous run are garbage
         spool.mkdir(parents=True)
         host = settings.public_address or f"{settings.host}:{settings.port}"
-        return cls(
-            settings=settings, db=Database(url), store=store, spool=spool, host=host, replicas=settings.hub_replicas
-        )
+        return cls(settings=settings, db=Database(url), store=store, spool=spool, host=host)
 
     def spool_file(self) -> Path:
         """A fresh temporary file for an incoming upload; the caller deletes it."""

@@ -391,7 +391,7 @@ async def discard_blobs(hub: Hub, hashes: Sequence[str]) -> None:
     row yet. With several replicas the blobs are left to the sweep, which deletes only blobs
     nobody wrote during its grace period.
     """
-    if hub.replicas > 1 or not hashes:
+    if hub.settings.hub_replicas > 1 or not hashes:
         return
     referenced = await hub.db.read(lambda s: referenced_hashes(s, hashes))
     for sha256 in hashes:

@@ -110,11 +110,14 @@ class LocalObjectStore:
         except FileNotFoundError:
             raise BlobNotFound(key) from None
 
-    def size(self, key: str) -> int:
+    def _stat(self, key: str) -> os.stat_result:
         try:
-            return self._path(key).stat().st_size
+            return self._path(key).stat()
         except FileNotFoundError:
             raise BlobNotFound(key) from None
+
+    def size(self, key: str) -> int:
+        return self._stat(key).st_size
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -123,10 +126,7 @@ class LocalObjectStore:
         self._path(key).unlink(missing_ok=True)
 
     def last_modified(self, key: str) -> datetime:
-        try:
-            return datetime.fromtimestamp(self._path(key).stat().st_mtime, UTC)
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
+        return datetime.fromtimestamp(self._stat(key).st_mtime, UTC)
 
     def list_keys(self, prefix: str) -> Iterator[tuple[str, datetime]]:
         base = self.root / _check_prefix(prefix)
@@ -277,13 +277,17 @@ class S3ObjectStore:
         finally:
             body.close()
 
-    def size(self, key: str) -> int:
+    def _head(self, key: str) -> dict[str, Any]:
         from botocore.exceptions import ClientError
 
         try:
-            return int(self._client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+            head: dict[str, Any] = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError:
             raise BlobNotFound(key) from None
+        return head
+
+    def size(self, key: str) -> int:
+        return int(self._head(key)["ContentLength"])
 
     def exists(self, key: str) -> bool:
         try:
@@ -296,12 +300,7 @@ class S3ObjectStore:
         self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def last_modified(self, key: str) -> datetime:
-        from botocore.exceptions import ClientError
-
-        try:
-            modified: datetime = self._client.head_object(Bucket=self.bucket, Key=self._key(key))["LastModified"]
-        except ClientError:
-            raise BlobNotFound(key) from None
+        modified: datetime = self._head(key)["LastModified"]
         return modified
 
     def list_keys(self, prefix: str) -> Iterator[tuple[str, datetime]]:

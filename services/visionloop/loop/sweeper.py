@@ -99,12 +99,12 @@ async def _delete_unreferenced(hub: Hub, sha256: str, key: str, cutoff: datetime
 
 
 class BlobSweeper:
-    """Start/stop hooks for the hub's ServiceSpec: a sweep every ``interval`` seconds (0: never)."""
+    """Start/stop hooks for the hub's ServiceSpec: a sweep every ``blob_sweep_seconds`` (0: never)."""
 
-    def __init__(self, hub: Hub, interval: float, grace: float) -> None:
+    def __init__(self, hub: Hub) -> None:
         self._hub = hub
-        self._interval = interval
-        self._grace = timedelta(seconds=grace)
+        self._interval = hub.settings.blob_sweep_seconds
+        self._grace = timedelta(seconds=hub.settings.blob_sweep_grace_seconds)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, _server: object) -> None:
