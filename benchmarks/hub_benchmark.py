@@ -74,6 +74,7 @@ WIDTH, HEIGHT = 640, 480
 PAGE = 100
 MB = 1_000_000
 ROUNDS = 5  # interleaved upload rounds per path
+PROCESS = "process"  # the hub's CPU seconds in all, beside its thread pools' (hub_process)
 
 
 def check(condition: bool, message: str) -> None:
@@ -140,8 +141,9 @@ async def hub_process(
     ``tests/harness.py`` starts services), so the benchmark's client does not share its
     interpreter lock. Same settings as the in-process hub, passed as environment variables.
 
-    Yields the channel and a function reading the hub's ``process_cpu_seconds_total`` from its
-    metrics endpoint: CPU per image is steadier than images/s on a machine shared with others.
+    Yields the channel and a function reading the hub's CPU seconds from its metrics endpoint:
+    ``process_cpu_seconds_total`` as ``"process"``, and ``visionloop_thread_cpu_seconds_total`` by
+    thread pool. CPU per image is steadier than images/s on a machine shared with others.
     """
     from tests.harness import serve
 
@@ -153,13 +155,18 @@ async def hub_process(
         port = service.ports()["loop"]
         metrics = f"http://127.0.0.1:{service.metrics_port()}/metrics"
 
-        def cpu_seconds() -> float:
+        def cpu_seconds() -> dict[str, float]:
             with urllib.request.urlopen(metrics, timeout=10) as response:
                 text_ = response.read().decode()
+            seconds: dict[str, float] = {}
             for family in text_string_to_metric_families(text_):
                 if family.name == "process_cpu_seconds":
-                    return float(family.samples[0].value)
-            raise RuntimeError(f"{metrics} has no process_cpu_seconds_total")
+                    seconds[PROCESS] = float(family.samples[0].value)
+                elif family.name == "visionloop_thread_cpu_seconds":
+                    seconds.update((sample.labels["pool"], sample.value) for sample in family.samples)
+            if PROCESS not in seconds:
+                raise RuntimeError(f"{metrics} has no process_cpu_seconds_total")
+            return seconds
 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
             yield channel, cpu_seconds
@@ -214,6 +221,7 @@ class Throughput:
     mb_per_s: float = 0.0
     ratio: float | None = None  # vs the raw store
     hub_cpu_ms: float | None = None  # the hub process's CPU time per image (hub in its own process)
+    hub_pool_cpu_ms: dict[str, float] | None = None  # the same by thread pool
     busy_cores: float | None = None  # the whole machine's busy CPU seconds per second (Linux)
 
     def __post_init__(self) -> None:
@@ -318,7 +326,7 @@ async def upload_benchmark(
     count: int,
     concurrency: int,
     rounds: int = ROUNDS,
-    hub_cpu_seconds: Callable[[], float] | None = None,
+    hub_cpu_seconds: Callable[[], dict[str, float]] | None = None,
 ) -> tuple[list[Throughput], dict[str, Any]]:
     """The raw store, UploadImage and UploadImages in interleaved rounds (in a rotating order).
 
@@ -340,7 +348,7 @@ async def upload_benchmark(
     await hub_stream(stub, ref, warm_stream, concurrency, "UploadImages warm-up")
 
     seconds: dict[str, list[float]] = {"raw": [], "unary": [], "stream": []}
-    cpu_ms: dict[str, list[float]] = {"unary": [], "stream": []}
+    cpu_ms: dict[str, list[dict[str, float]]] = {"unary": [], "stream": []}  # per round: "process" and pools
     busy: dict[str, list[float]] = {"raw": [], "unary": [], "stream": []}  # machine cores busy per round
 
     async def timed(name: str, r: int) -> float:
@@ -357,14 +365,15 @@ async def upload_benchmark(
     for r in range(rounds):
         for name in order[r % 3 :] + order[: r % 3]:
             hub_cpu = hub_cpu_seconds if name != "raw" else None
-            cpu_start = await asyncio.to_thread(hub_cpu) if hub_cpu else 0.0
+            cpu_start = await asyncio.to_thread(hub_cpu) if hub_cpu else {}
             busy_start = machine_busy_seconds()
             seconds[name].append(await timed(name, r))
             busy_end = machine_busy_seconds()
             if busy_start is not None and busy_end is not None:
                 busy[name].append((busy_end - busy_start) / seconds[name][-1])
             if hub_cpu:
-                cpu_ms[name].append((await asyncio.to_thread(hub_cpu) - cpu_start) * 1000 / count)
+                cpu_end = await asyncio.to_thread(hub_cpu)
+                cpu_ms[name].append({k: (v - cpu_start.get(k, 0.0)) * 1000 / count for k, v in cpu_end.items()})
 
     def result(path: str, name: str, sets: list[list[bytes]]) -> Throughput:
         size = statistics.median(sum(len(d) for d in images) for images in sets)
@@ -381,7 +390,11 @@ async def upload_benchmark(
         ratios[name] = [raw_s / hub_s for raw_s, hub_s in zip(seconds["raw"], seconds[name], strict=True)]
         path_result.ratio = statistics.median(ratios[name])
         if hub_cpu_seconds is not None:
-            path_result.hub_cpu_ms = statistics.median(cpu_ms[name])
+            keys = sorted({k for per_round in cpu_ms[name] for k in per_round} - {PROCESS})
+            path_result.hub_cpu_ms = statistics.median(per_round[PROCESS] for per_round in cpu_ms[name])
+            path_result.hub_pool_cpu_ms = {
+                k: statistics.median(per_round.get(k, 0.0) for per_round in cpu_ms[name]) for k in keys
+            }
     sizes = [len(d) for images in unary_sets + stream_sets for d in images]
     info = {
         "images": count,
@@ -611,6 +624,13 @@ def upload_table(results: list[Throughput], info: dict[str, Any], hub: str) -> s
         )
     for name, ratios in info["round_ratios"].items():
         lines.append(f"  {name} hub/raw per round: " + ", ".join(f"{x:.2f}x" for x in ratios))
+    for r in results:
+        if r.hub_pool_cpu_ms:
+            pools = sorted(r.hub_pool_cpu_ms.items(), key=lambda item: -item[1])
+            lines.append(
+                f"  {r.path.rpartition('.')[2]} hub CPU/img by thread pool: "
+                + ", ".join(f"{pool} {ms:.2f} ms" for pool, ms in pools if ms >= 0.005)
+            )
     return "\n".join(lines)
 
 
@@ -644,7 +664,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["hub"] = args.hub
         if args.only in (None, "upload"):
             async with contextlib.AsyncExitStack() as hubs:
-                cpu_seconds: Callable[[], float] | None = None
+                cpu_seconds: Callable[[], dict[str, float]] | None = None
                 if args.hub == "process":
                     channel, cpu_seconds = await hubs.enter_async_context(hub_process(stack.settings, Path(tmp)))
                 else:

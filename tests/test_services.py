@@ -61,6 +61,10 @@ def test_service_starts_and_is_observable(service: str, tmp_path: Path) -> None:
             'grpc_service="visionloop.ops.v1.OpsService",grpc_type="unary"} 1.0'
         ) in body
         assert "grpc_server_handling_seconds_bucket" in body
+        # CPU by thread pool; asyncio's default pool (the hub opens its database there) is named natively too
+        assert 'visionloop_thread_cpu_seconds_total{pool="main"}' in body
+        if service == "loop":
+            assert 'visionloop_thread_cpu_seconds_total{pool="asyncio"}' in body
 
         # ...and in a JSON log line carrying the request id.
         records = [r for r in proc.lines if r.get("request_id") == request_id]

@@ -42,7 +42,6 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -65,6 +64,7 @@ from visionloop.loop.v1 import annotation_service_pb2 as pb
 from visionloop.loop.v1 import event_service_pb2, project_service_pb2
 from visionloop.runtime.archives import zip_entry_problem
 from visionloop.runtime.errors import DataLoss, InvalidArgument, ServiceError
+from visionloop.runtime.threads import named_executor
 
 MIB = 1024**2
 GIB = 1024**3
@@ -551,7 +551,7 @@ def prepare(archive: Archive, dataset: Dataset, max_bytes: int, max_pixels: int)
     """Decode every image (in parallel: Pillow releases the GIL) and merge repeated bytes."""
     result = Preparation()
     seen: dict[str, Prepared] = {}
-    with ThreadPoolExecutor(IO_THREADS) as pool:
+    with named_executor(IO_THREADS, "hub-dataset") as pool:
         found = pool.map(lambda m: _inspect(archive, m, max_bytes, max_pixels), dataset.members)
         try:
             outcomes = list(found)
@@ -741,7 +741,7 @@ def put_blobs(archive: Archive, batch: Sequence[Prepared], store: ObjectStore, s
         store.put_bytes(image_key(prepared.sha256), archive.read(prepared.path, prepared.size_bytes))
         return prepared.sha256
 
-    with ThreadPoolExecutor(IO_THREADS) as pool:
+    with named_executor(IO_THREADS, "hub-dataset") as pool:
         return list(pool.map(put, [p for p in batch if p.sha256 not in stored]))
 
 
@@ -824,7 +824,7 @@ def _blobs(store: ObjectStore, images: Sequence[ExportImage]) -> Iterator[bytes]
         except BlobNotFound:
             raise DataLoss(f"image {image.sha256} is missing from the object store") from None
 
-    with ThreadPoolExecutor(IO_THREADS) as pool:
+    with named_executor(IO_THREADS, "hub-dataset") as pool:
         for start in range(0, len(images), 4 * IO_THREADS):  # bounds the bytes held in memory
             yield from pool.map(read, images[start : start + 4 * IO_THREADS])
 

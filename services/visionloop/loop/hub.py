@@ -26,6 +26,7 @@ from visionloop.loop.db.engine import Database
 from visionloop.loop.storage import LocalObjectStore, ObjectStore, S3ObjectStore
 from visionloop.loop.v1 import project_service_pb2
 from visionloop.runtime.errors import InvalidArgument, NotFound
+from visionloop.runtime.threads import named_executor
 
 _EVENT_LOCK = 7_004_243  # pg_advisory_xact_lock key: event rows commit in sequence order
 # Blob writes wait on the disk or the network: more of them in flight than the default executor
@@ -157,9 +158,7 @@ class Hub:
     max_image_pixels: int = 100_000_000
     # Leases and heartbeats read the clock through ``now()``; tests move it forward instead of sleeping.
     clock_offset: timedelta = timedelta(0)
-    blob_workers: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="hub-blob")
-    )
+    blob_workers: ThreadPoolExecutor = field(default_factory=lambda: named_executor(BLOB_WORKERS, "hub-blob"))
     # Uploads and imports of the same bytes, one at a time (see images.store_image).
     blob_locks: KeyedLocks = field(default_factory=KeyedLocks)
 

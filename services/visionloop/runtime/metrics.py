@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import Counter, Histogram, Info, start_http_server
+from prometheus_client import REGISTRY, Counter, Histogram, Info, start_http_server
+
+from visionloop.runtime.threads import ThreadCpuCollector
 
 # Buckets from 0.5 ms: a detector answers in a few milliseconds; hub uploads take seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -36,6 +38,7 @@ AUTH_FAILURES = Counter(
     ["grpc_service", "reason"],
 )
 BUILD_INFO = Info("visionloop_build", "VisionLoop version and the services this process runs.")
+REGISTRY.register(ThreadCpuCollector())
 
 
 class MetricsServer:

@@ -29,6 +29,7 @@ from visionloop.runtime.interceptors import OpenStreamInterceptor, interceptor_c
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.metrics import BUILD_INFO, MetricsServer
 from visionloop.runtime.ops import OpsServicer
+from visionloop.runtime.threads import named_executor
 from visionloop.runtime.tls import server_credentials
 
 log = get_logger("visionloop.server")
@@ -172,6 +173,8 @@ async def run(
     port an earlier one bound (``visionloop up`` points every node at the hub this way).
     """
     loop = asyncio.get_running_loop()
+    # asyncio's own default pool (to_thread, run_in_executor(None, ...)), its threads named natively
+    loop.set_default_executor(named_executor(None, "asyncio"))
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

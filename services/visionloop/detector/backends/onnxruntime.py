@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from visionloop.detector.backends.base import BackendError, stack
+from visionloop.runtime.threads import named_executor
 
 
 class OnnxRuntimeBackend:
@@ -23,7 +23,7 @@ class OnnxRuntimeBackend:
         self.output_names = list(output_names)
         self.max_batch_size = max_batch_size
         # One runner thread: ORT parallelises inside a run; more runners only fight over the cores.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+        self._executor = named_executor(1, "onnxruntime")
         self._buffer: np.ndarray | None = None  # the runner thread's batch buffer (runs never overlap)
 
     @classmethod

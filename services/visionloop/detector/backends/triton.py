@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any
 
@@ -23,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 from visionloop.detector.backends.base import BackendError, stack
 from visionloop.detector.backends.triton_shm import InputRegions, is_loopback
 from visionloop.runtime.logging import get_logger
+from visionloop.runtime.threads import named_executor
 
 log = get_logger(__name__)
 
@@ -72,7 +72,7 @@ class TritonBackend:
         # request of tens of MB would otherwise stall the event loop, and several threads keep
         # several batches in flight, as Triton's own dynamic batcher expects.
         self._infer_client: grpcclient.InferenceServerClient | None = None
-        self._executor = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="triton")
+        self._executor = named_executor(self.max_in_flight, "triton")
 
     @classmethod
     async def load(
