@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import generate_latest
 
 import visionloop.runtime.metrics  # noqa: F401  registers the collector
-from visionloop.runtime.threads import name_native_thread, named_executor, pool_of, thread_cpu_seconds
+from visionloop.runtime.threads import ThreadCpu, live_threads, name_native_thread, named_executor, pool_of
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
 
@@ -61,13 +61,31 @@ def test_pools_are_told_apart_by_name() -> None:
 
 
 def test_cpu_a_pool_uses_is_counted_under_its_name() -> None:
+    cpu = ThreadCpu()
     with named_executor(1, "vl-burner") as pool:
-        before = thread_cpu_seconds()["vl-burner"]  # 0: the pool has no thread yet
+        assert cpu.totals()["vl-burner"] == 0  # the pool starts its thread on the first task
         used = pool.submit(burn, 0.3).result()
-        after = thread_cpu_seconds()
+        after = cpu.totals()
         # Linux counts in clock ticks (10 ms)
-        assert after["vl-burner"] - before == pytest.approx(used, abs=0.05)
+        assert after["vl-burner"] == pytest.approx(used, abs=0.05)
         assert after["main"] > 0
         exported = generate_latest().decode()
     assert 'visionloop_thread_cpu_seconds_total{pool="vl-burner"}' in exported
     assert 'visionloop_thread_cpu_seconds_total{pool="main"}' in exported
+
+
+def test_a_pool_keeps_its_count_once_its_threads_end() -> None:
+    """A counter: the pool's figure must not fall back when its threads exit (Prometheus would read a reset)."""
+    cpu = ThreadCpu()
+    with named_executor(2, "vl-ending") as pool:
+        used = sum(pool.map(burn, [0.2, 0.2]))
+        during = cpu.totals()["vl-ending"]
+    # join() returns before the OS thread is gone: wait until /proc no longer lists the pool's threads
+    deadline = time.monotonic() + 5
+    while any(pool_name == "vl-ending" for pool_name, _ in live_threads().values()):
+        assert time.monotonic() < deadline, "the pool's threads did not exit"
+        time.sleep(0.01)
+    assert cpu.totals()["vl-ending"] == during == pytest.approx(used, abs=0.05)
+    with named_executor(1, "vl-ending") as pool:
+        more = pool.submit(burn, 0.1).result()
+        assert cpu.totals()["vl-ending"] == pytest.approx(used + more, abs=0.05)

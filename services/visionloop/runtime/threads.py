@@ -62,32 +62,57 @@ def pool_of(native_name: str, process_name: str, main: bool) -> str:
     return "other" if native_name == process_name else _INDEX.sub("", native_name)
 
 
-def thread_cpu_seconds() -> Counter[str]:
-    """CPU seconds (user + system) this process's live threads have used, summed by pool.
-
-    Threads that have exited are no longer listed, so a pool's figure can fall back when one of
-    its threads ends; pools here keep their threads for the life of the process.
-    """
+def live_threads() -> dict[tuple[str, int], tuple[str, float]]:
+    """This process's live threads: (thread id, start time) -> (pool, CPU seconds, user + system)."""
     ticks = os.sysconf("SC_CLK_TCK")
     pid = str(os.getpid())
-    totals: Counter[str] = Counter()
+    threads: dict[tuple[str, int], tuple[str, float]] = {}
     try:
         process_name = (_TASKS / pid / "comm").read_text().rstrip("\n")
     except FileNotFoundError:  # not Linux
-        return totals
+        return threads
     for task in _TASKS.iterdir():
         try:
             name = (task / "comm").read_text().rstrip("\n")
-            # Fields after the parenthesised name; utime and stime are the 14th and 15th of stat(5).
+            # The fields after the parenthesised name: utime, stime and starttime are stat(5)'s
+            # 14th, 15th and 22nd.
             fields = (task / "stat").read_text().rpartition(")")[2].split()
         except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             continue
-        totals[pool_of(name, process_name, task.name == pid)] += (int(fields[11]) + int(fields[12])) / ticks
-    return totals
+        seconds = (int(fields[11]) + int(fields[12])) / ticks
+        threads[(task.name, int(fields[19]))] = (pool_of(name, process_name, task.name == pid), seconds)
+    return threads
+
+
+class ThreadCpu:
+    """CPU seconds by pool that never go back: a thread that has ended keeps what it was last seen using.
+
+    /proc lists live threads only; what an ended thread used after the last look is not counted.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, int], tuple[str, float]] = {}
+        self._ended: Counter[str] = Counter()
+
+    def totals(self) -> Counter[str]:
+        with self._lock:
+            live = live_threads()
+            for key, (pool, seconds) in self._seen.items():
+                if key not in live:
+                    self._ended[pool] += seconds
+            self._seen = live
+            totals = Counter(self._ended)
+            for pool, seconds in live.values():
+                totals[pool] += seconds
+            return totals
 
 
 class ThreadCpuCollector(Collector):
     """``visionloop_thread_cpu_seconds_total{pool}``, read from ``/proc`` at each scrape."""
+
+    def __init__(self) -> None:
+        self.cpu = ThreadCpu()
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(
@@ -96,6 +121,6 @@ class ThreadCpuCollector(Collector):
             "asyncio the blocking calls it hands off (SQL among them), other the threads nobody named.",
             labels=["pool"],
         )
-        for pool, seconds in sorted(thread_cpu_seconds().items()):
+        for pool, seconds in sorted(self.cpu.totals().items()):
             family.add_metric([pool], seconds)
         yield family
