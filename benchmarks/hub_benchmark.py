@@ -243,8 +243,34 @@ def machine_busy_seconds() -> float | None:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def raw_put(store: ObjectStore, images: Sequence[bytes], concurrency: int, desc: str, prefix: str = "") -> float:
-    """Seconds to put every image into ``store`` from ``concurrency`` threads (keys as the hub names them)."""
+@dataclass
+class Timed:
+    """A path's round: its wall time, and the machine's busy CPU seconds over exactly that time."""
+
+    seconds: float
+    busy: float | None
+
+
+class Stopwatch:
+    """Wall time and machine busy time of the block, read at the same two moments."""
+
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        self._busy = machine_busy_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy = machine_busy_seconds()
+        self.timed = Timed(
+            time.perf_counter() - self._start,
+            None if busy is None or self._busy is None else busy - self._busy,
+        )
+
+
+def raw_put(store: ObjectStore, images: Sequence[bytes], concurrency: int, desc: str, prefix: str = "") -> Timed:
+    """Put every image into ``store`` from ``concurrency`` threads (keys as the hub names them).
+
+    Timed from the first put to the last, the keys' hashing before it left out."""
     keys = [prefix + image_key(hashlib.sha256(d).hexdigest()) for d in images]
     with tqdm(total=len(images), desc=desc, unit="img", leave=False) as bar:
 
@@ -253,9 +279,9 @@ def raw_put(store: ObjectStore, images: Sequence[bytes], concurrency: int, desc:
             bar.update()
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            start = time.perf_counter()
-            list(pool.map(put, zip(keys, images, strict=True)))
-            return time.perf_counter() - start
+            with Stopwatch() as watch:
+                list(pool.map(put, zip(keys, images, strict=True)))
+            return watch.timed
 
 
 async def hub_unary(
@@ -264,8 +290,8 @@ async def hub_unary(
     images: Sequence[bytes],
     concurrency: int,
     desc: str,
-) -> float:
-    """Seconds to upload every image with UploadImage from ``concurrency`` client tasks."""
+) -> Timed:
+    """Upload every image with UploadImage from ``concurrency`` client tasks."""
     pending = iter(images)
     metadata = image_pb2.ImageMetadata(tags=["benchmark"], camera_id="cam-0")
     with tqdm(total=len(images), desc=desc, unit="img", leave=False) as bar:
@@ -278,9 +304,9 @@ async def hub_unary(
                 check(not response.duplicate, "benchmark pictures must be new to the hub")
                 bar.update()
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - start
+        with Stopwatch() as watch:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return watch.timed
 
 
 async def hub_stream(
@@ -289,8 +315,8 @@ async def hub_stream(
     images: Sequence[bytes],
     concurrency: int,
     desc: str,
-) -> float:
-    """Seconds to upload every image with ``concurrency`` parallel UploadImages streams."""
+) -> Timed:
+    """Upload every image with ``concurrency`` parallel UploadImages streams."""
     metadata = image_pb2.ImageMetadata(tags=["benchmark"], camera_id="cam-0")
     batches = [list(enumerate(images))[i::concurrency] for i in range(concurrency)]
     with tqdm(total=len(images), desc=desc, unit="img", leave=False) as bar:
@@ -315,9 +341,9 @@ async def hub_stream(
                 bar.update()
             check(received == len(batch), "one response per image")
 
-        start = time.perf_counter()
-        await asyncio.gather(*(stream(batch) for batch in batches if batch))
-        return time.perf_counter() - start
+        with Stopwatch() as watch:
+            await asyncio.gather(*(stream(batch) for batch in batches if batch))
+        return watch.timed
 
 
 async def upload_benchmark(
@@ -351,7 +377,7 @@ async def upload_benchmark(
     cpu_ms: dict[str, list[dict[str, float]]] = {"unary": [], "stream": []}  # per round: "process" and pools
     busy: dict[str, list[float]] = {"raw": [], "unary": [], "stream": []}  # machine cores busy per round
 
-    async def timed(name: str, r: int) -> float:
+    async def timed(name: str, r: int) -> Timed:
         tag = f"{r + 1}/{rounds}"
         if name == "raw":
             return await asyncio.to_thread(
@@ -366,11 +392,10 @@ async def upload_benchmark(
         for name in order[r % 3 :] + order[: r % 3]:
             hub_cpu = hub_cpu_seconds if name != "raw" else None
             cpu_start = await asyncio.to_thread(hub_cpu) if hub_cpu else {}
-            busy_start = machine_busy_seconds()
-            seconds[name].append(await timed(name, r))
-            busy_end = machine_busy_seconds()
-            if busy_start is not None and busy_end is not None:
-                busy[name].append((busy_end - busy_start) / seconds[name][-1])
+            round_ = await timed(name, r)
+            seconds[name].append(round_.seconds)
+            if round_.busy is not None:
+                busy[name].append(round_.busy / round_.seconds)
             if hub_cpu:
                 cpu_end = await asyncio.to_thread(hub_cpu)
                 cpu_ms[name].append({k: (v - cpu_start.get(k, 0.0)) * 1000 / count for k, v in cpu_end.items()})
