@@ -6,10 +6,10 @@ sends the items to the hub in batches.
 
 On disk, ``folder/high/`` and ``folder/normal/`` hold one file per item, named by a strictly
 increasing nanosecond stamp, so sorting names gives enqueue order, across restarts too. A file is
-written as ``<name>.tmp``, fsynced, renamed to ``<name>.item`` and the folder fsynced: once ``put``
-returned, the item survives ``kill -9`` and power loss. Leftover ``.tmp`` files are items nobody
-was told about; they are deleted on start. Each file carries a CRC so a damaged item is noticed
-(and dropped) instead of being sent as garbage.
+written aside (``runtime.files.atomic_writer``), fsynced, renamed to ``<name>.item`` and the
+folder fsynced: once ``put`` returned, the item survives ``kill -9`` and power loss. Leftover
+``.tmp`` files are items nobody was told about; they are deleted on start. Each file carries a CRC
+so a damaged item is noticed (and dropped) instead of being sent as garbage.
 
 Delivery: an item is deleted only after the hub answered for it, so a crash between sending and
 deleting sends it again; the hub deduplicates by content hash (the same bytes are one image, tags
@@ -54,7 +54,7 @@ from visionloop.detector.v1 import detector_service_pb2 as detector_pb
 from visionloop.loop.v1 import image_service_pb2, image_service_pb2_grpc, project_service_pb2, project_service_pb2_grpc
 from visionloop.runtime.config import PeerSettings
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from visionloop.runtime.files import write_atomically
+from visionloop.runtime.files import TEMP_SUFFIX, fsync_dir, write_atomically
 from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
 
 log = structlog.stdlib.get_logger(__name__)
@@ -72,7 +72,6 @@ STOPPED = detector_pb.OUTBOX_MODE_STOPPED
 _MAGIC = b"VLO1"
 _HEADER = struct.Struct(">4sI")  # magic, crc32 of the payload
 _ITEM = ".item"
-_TEMP = ".tmp"
 _STOPPED_FILE = "stopped"  # present while an operator has stopped uploads
 
 ITEMS = Gauge("visionloop_outbox_items", "Items waiting in the detector's outbox.", ["lane"])
@@ -176,24 +175,6 @@ def _decode(blob: bytes) -> ImageUpload:
         raise ValueError(f"does not parse: {error}") from None
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_suffix(_TEMP)
-    with open(temp, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp, path)
-    _fsync_dir(path.parent)  # makes the rename itself durable
-
-
 def _unlink_all(paths: Iterable[Path]) -> None:
     # Deletions need no fsync: an item that reappears after a crash is sent again and deduplicated.
     for path in paths:
@@ -209,13 +190,13 @@ def _scan(folder: Path) -> dict[Lane, list[tuple[str, int]]]:
         items: list[tuple[str, int]] = []
         with os.scandir(lane_dir) as entries:
             for entry in entries:
-                if entry.name.endswith(_TEMP):
+                if entry.name.endswith(TEMP_SUFFIX):  # also the bare <id>.tmp of earlier versions
                     os.unlink(entry.path)
                     log.info("outbox removed a half-written item", file=entry.path)
                 elif entry.name.endswith(_ITEM) and entry.name.removesuffix(_ITEM).isdigit():
                     items.append((entry.name.removesuffix(_ITEM), entry.stat().st_size))
         found[lane] = sorted(items)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return found
 
 
@@ -353,7 +334,7 @@ class Outbox:
 
     def _write(self, lane: Lane, item_id: str, blob: bytes, victims: list[Path]) -> None:
         _unlink_all(victims)  # first, so the folder stays within its bound
-        _write_atomically(self.folder / lane / f"{item_id}{_ITEM}", blob)
+        write_atomically(self.folder / lane / f"{item_id}{_ITEM}", blob)
 
     def _written(self, lane: Lane, item_id: str, write: asyncio.Future[None]) -> None:
         self._writing.discard(item_id)

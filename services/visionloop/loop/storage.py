@@ -12,13 +12,14 @@ import hashlib
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
+
+from visionloop.runtime.files import atomic_writer, is_temporary, write_atomically
 
 CHUNK_BYTES = 1024 * 1024
 # A small put's attempts and back-off, as the client's "standard" retry mode has them.
@@ -70,29 +71,12 @@ class LocalObjectStore:
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
 
-    def _atomic_write(self, key: str, write: Any) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                write(out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     def put_file(self, key: str, path: Path) -> None:
-        def copy(out: Any) -> None:
-            with path.open("rb") as src:
-                shutil.copyfileobj(src, out, CHUNK_BYTES)
-
-        self._atomic_write(key, copy)
+        with atomic_writer(self._path(key)) as out, path.open("rb") as src:
+            shutil.copyfileobj(src, out, CHUNK_BYTES)
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self._atomic_write(key, lambda out: out.write(data))
+        write_atomically(self._path(key), data)
 
     def read_chunks(self, key: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         try:
@@ -132,7 +116,7 @@ class LocalObjectStore:
         base = self.root / _check_prefix(prefix)
         for folder, _, names in os.walk(base):
             for name in names:
-                if name.startswith(".tmp-"):  # a write under way (or one a crash interrupted)
+                if is_temporary(name):  # a write under way (or one a crash interrupted)
                     continue
                 path = Path(folder, name)
                 try:
