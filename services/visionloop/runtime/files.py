@@ -35,9 +35,9 @@ def make_dirs(path: Path) -> None:
     if path.is_dir():
         return
     make_dirs(path.parent)
-    with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
+    with contextlib.suppress(FileExistsError):  # made meanwhile by another writer, whose flush may not be done
         path.mkdir()
-        fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
