@@ -15,6 +15,7 @@ from tests.hub.stacks import postgres_server, s3_server
 from visionloop.loop import app
 from visionloop.loop.config import LoopSettings
 from visionloop.loop.hub import Hub
+from visionloop.loop.storage import LocalObjectStore, ObjectStore, S3ObjectStore
 from visionloop.loop.v1 import (
     annotation_service_pb2_grpc,
     deployment_service_pb2_grpc,
@@ -26,6 +27,7 @@ from visionloop.loop.v1 import (
     project_service_pb2_grpc,
     training_service_pb2_grpc,
 )
+from visionloop.runtime.files import is_temporary
 from visionloop.runtime.server import GrpcServer
 
 STACKS = ["sqlite", "postgres"]
@@ -122,3 +124,23 @@ async def project(hub: HubClient) -> project_service_pb2.ProjectRef:
         project_service_pb2.CreateProjectRequest(project=project_service_pb2.Project(ref=REF, display_name="Weeds"))
     )
     return REF
+
+
+def start_partial_write(store: ObjectStore, key: str) -> None:
+    """A write as a crash leaves it: a partial file beside the key, or an S3 multipart upload with a part."""
+    if isinstance(store, S3ObjectStore):
+        client, bucket_key = store._client, store._key(key)
+        upload = client.create_multipart_upload(Bucket=store.bucket, Key=bucket_key)["UploadId"]
+        client.upload_part(Bucket=store.bucket, Key=bucket_key, UploadId=upload, PartNumber=1, Body=b"part")
+    else:
+        assert isinstance(store, LocalObjectStore)
+        path = store.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_name(f".{path.name}.0badf00d.tmp").write_bytes(b"half writ")
+
+
+def partial_writes(store: ObjectStore) -> int:
+    if isinstance(store, S3ObjectStore):
+        return len(store._client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []))
+    assert isinstance(store, LocalObjectStore)
+    return sum(1 for path in store.root.rglob("*") if is_temporary(path.name))

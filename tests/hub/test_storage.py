@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from tests.hub.conftest import partial_writes, start_partial_write
 from tests.hub.stacks import free_port, s3_server
 from visionloop.loop import storage
 from visionloop.loop.storage import BlobNotFound, LocalObjectStore, ObjectStore, S3ObjectStore
@@ -67,6 +68,32 @@ def test_list_keys_names_a_folder_s_blobs_and_when_they_were_written(
         made.last_modified("images/ab/none")
     with pytest.raises(ValueError, match="a folder ending in '/'"):
         list(made.list_keys("images"))
+
+
+@pytest.mark.parametrize("kind", ["folder", "s3"])
+def test_discard_partial_writes_removes_the_unfinished_writes_a_crash_left(
+    kind: str, tmp_path: Path, s3_settings: dict[str, str]
+) -> None:
+    made: ObjectStore
+    if kind == "s3":
+        s3 = store_for(s3_settings["s3_endpoint"], s3_settings, "partial-tests", prefix="tenant-a")
+        s3.ensure_bucket()
+        other = store_for(s3_settings["s3_endpoint"], s3_settings, "partial-tests", prefix="tenant-b")
+        start_partial_write(other, "models/elsewhere.zip")  # another store's prefix: not ours to abort
+        made = s3
+    else:
+        made = LocalObjectStore(tmp_path / "blobs")
+    made.put_bytes("images/ab/done", b"complete")
+    start_partial_write(made, "images/ab/cut")
+    start_partial_write(made, "models/acme/weeds/1.0/onnx.zip")
+    before = partial_writes(made)
+    assert made.discard_partial_writes(datetime.now(UTC) - timedelta(minutes=10)) == 0  # may still be under way
+    assert partial_writes(made) == before
+    assert made.discard_partial_writes(datetime.now(UTC) + timedelta(seconds=2)) == 2
+    assert partial_writes(made) == before - 2
+    assert made.read_bytes("images/ab/done") == b"complete"
+    assert sorted(key for key, _ in made.list_keys("images/")) == ["images/ab/done"]
+    assert made.discard_partial_writes(datetime.now(UTC) + timedelta(seconds=2)) == 0
 
 
 class BusyStore(http.server.BaseHTTPRequestHandler):

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.harness import eventually
-from tests.hub.conftest import HubClient, running_hub
+from tests.hub.conftest import HubClient, partial_writes, running_hub, start_partial_write
 from tests.hub.pictures import picture
 from visionloop.loop.config import LoopSettings
 from visionloop.loop.images import image_key
@@ -140,6 +140,20 @@ async def test_a_blob_written_again_after_the_listing_survives_the_sweep(
     monkeypatch.setattr(hub.hub.store, "list_keys", listed_earlier)
     assert (await sweep_images(hub.hub, GRACE)).deleted == 0
     assert await exists(hub, key)
+
+
+async def test_the_sweep_discards_the_unfinished_writes_a_crash_left(hub: HubClient) -> None:
+    """A partial file in the data folder, or an S3 multipart upload (a model zip) never completed."""
+    await asyncio.to_thread(start_partial_write, hub.hub.store, "models/acme/weeds/1.0/onnx.zip")
+    before = REGISTRY.get_sample_value("visionloop_hub_partial_writes_discarded_total") or 0.0
+
+    assert (await sweep_images(hub.hub, GRACE)).partial == 0  # it may still be under way
+    assert await asyncio.to_thread(partial_writes, hub.hub.store) == 1
+
+    hub.hub.clock_offset = timedelta(hours=2)
+    assert (await sweep_images(hub.hub, GRACE)).partial == 1
+    assert await asyncio.to_thread(partial_writes, hub.hub.store) == 0
+    assert REGISTRY.get_sample_value("visionloop_hub_partial_writes_discarded_total") == before + 1
 
 
 def swept_total() -> float:

@@ -8,6 +8,7 @@ runs them in worker threads.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import random
@@ -43,6 +44,14 @@ class ObjectStore(Protocol):
     def last_modified(self, key: str) -> datetime: ...
     def list_keys(self, prefix: str) -> Iterator[tuple[str, datetime]]:
         """Every key under ``prefix`` (a folder such as ``images/``) with the time it was last written."""
+        ...
+
+    def discard_partial_writes(self, started_before: datetime) -> int:
+        """Remove the writes a crash left unfinished that began before ``started_before``; how many.
+
+        Partial files in a folder, multipart uploads never completed nor aborted in S3 (their parts
+        are stored, and billed, until then).
+        """
         ...
 
 
@@ -124,6 +133,18 @@ class LocalObjectStore:
                 except FileNotFoundError:  # deleted since the folder was read
                     continue
                 yield path.relative_to(self.root).as_posix(), modified
+
+    def discard_partial_writes(self, started_before: datetime) -> int:
+        removed = 0
+        for folder, _, names in os.walk(self.root):
+            for name in filter(is_temporary, names):
+                path = Path(folder, name)
+                # The last write into it: a partial file still being written is never that old.
+                with contextlib.suppress(FileNotFoundError):  # finished (renamed) or removed meanwhile
+                    if datetime.fromtimestamp(path.stat().st_mtime, UTC) < started_before:
+                        path.unlink()
+                        removed += 1
+        return removed
 
 
 class S3ObjectStore:
@@ -295,3 +316,36 @@ class S3ObjectStore:
         for page in pages:
             for item in page.get("Contents", ()):
                 yield item["Key"].removeprefix(bucket_prefix), item["LastModified"]
+
+    def discard_partial_writes(self, started_before: datetime) -> int:
+        from botocore.exceptions import ClientError
+
+        removed = 0
+        pages = self._client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else ""
+        )
+        for page in pages:
+            for upload in page.get("Uploads", ()):
+                if upload["Initiated"] >= started_before or self._part_since(upload, started_before):
+                    continue
+                try:
+                    self._client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                except ClientError as error:  # completed or aborted meanwhile
+                    if error.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                        raise
+                    continue
+                removed += 1
+        return removed
+
+    def _part_since(self, upload: dict[str, Any], since: datetime) -> bool:
+        """Whether a part of the multipart upload was stored at ``since`` or later: it is under way.
+
+        (A big model over a slow link can take longer than the grace period; and moto reports every
+        upload as initiated in 2010, while its parts carry their real times.)
+        """
+        pages = self._client.get_paginator("list_parts").paginate(
+            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
+        return any(part["LastModified"] >= since for page in pages for part in page.get("Parts", ()))

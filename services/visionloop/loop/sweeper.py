@@ -9,6 +9,10 @@ hub replicas, an upload fails (see ``images.discard_blobs``). The sweep collects
 It never races an upload of the same bytes in this hub: it deletes under the upload's per-hash
 lock, after checking the rows again, and only a blob that has not been written again since
 the grace period began (an upload refreshes it by putting it again).
+
+The same round discards the writes a crash left unfinished, anywhere in the store, once older
+than the grace period: partial files in the data folder, S3 multipart uploads (a model zip)
+never completed nor aborted, whose parts S3 keeps, and bills, until someone aborts them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ _SWEEP_LOCK = 7_004_244  # pg_advisory_lock key: one hub replica sweeps at a tim
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 SWEPT = Counter("visionloop_hub_blobs_swept", "Image blobs without an image row that the sweep deleted.")
+PARTIAL = Counter(
+    "visionloop_hub_partial_writes_discarded",
+    "Unfinished writes a crash left in the object store (partial files, S3 multipart uploads) the sweep removed.",
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class SweepResult:
     swept: bool  # False: another hub replica was sweeping
     listed: int = 0  # keys under images/ in the store
     deleted: int = 0
+    partial: int = 0  # unfinished writes discarded
     seconds: float = 0.0
 
 
@@ -79,7 +88,9 @@ async def _sweep(hub: Hub, grace: timedelta) -> SweepResult:
             if sha256 not in referenced and await _delete_unreferenced(hub, sha256, key, cutoff):
                 deleted += 1
                 SWEPT.inc()
-    return SweepResult(True, listed, deleted, time.perf_counter() - started)
+    partial = await hub.in_blob_worker(hub.store.discard_partial_writes, cutoff)
+    PARTIAL.inc(partial)
+    return SweepResult(True, listed, deleted, partial, time.perf_counter() - started)
 
 
 async def _delete_unreferenced(hub: Hub, sha256: str, key: str, cutoff: datetime) -> bool:
@@ -126,4 +137,10 @@ class BlobSweeper:
             if not result.swept:
                 log.info("blob sweep skipped: another hub replica is sweeping")
                 continue
-            log.info("blob sweep", listed=result.listed, deleted=result.deleted, seconds=round(result.seconds, 3))
+            log.info(
+                "blob sweep",
+                listed=result.listed,
+                deleted=result.deleted,
+                partial_writes=result.partial,
+                seconds=round(result.seconds, 3),
+            )
