@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from visionloop.loop.db import schema
@@ -106,3 +106,12 @@ def test_a_failing_group_runs_batchable_writes_alone(db: Database) -> None:
     assert [ok for ok, _ in outcomes] == [True, False, True]
     assert Named.calls[-2:] == [["a"], ["c"]]  # after the rolled-back attempt, each alone
     assert project_names(db) == {"a", "c"}
+
+
+def test_sqlite_commits_reach_the_disk_before_the_hub_answers(db: Database) -> None:
+    """synchronous=FULL (2): under NORMAL a WAL commit can roll back on a power cut, after the hub
+    answered and a robot deleted its copy of the image."""
+    modes = db.read_sync(
+        lambda s: (s.execute(text("PRAGMA synchronous")).scalar(), s.execute(text("PRAGMA journal_mode")).scalar())
+    )
+    assert modes == (2, "wal")
