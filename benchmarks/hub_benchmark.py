@@ -55,7 +55,6 @@ from sqlalchemy import Engine, event, insert, select, text
 from tqdm import tqdm
 
 from visionloop.common.v1 import image_pb2, transfer_pb2
-from visionloop.loop import app
 from visionloop.loop.config import LoopSettings
 from visionloop.loop.db import schema
 from visionloop.loop.hub import Hub
@@ -64,9 +63,10 @@ from visionloop.loop.storage import CHUNK_BYTES, LocalObjectStore, ObjectStore, 
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.loop.v1 import image_service_pb2_grpc, project_service_pb2, project_service_pb2_grpc
 from visionloop.runtime.logging import configure_logging
-from visionloop.runtime.server import GrpcServer
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # also as `python benchmarks/hub_benchmark.py`: tests/ runs the hub and its servers
+    sys.path.insert(0, str(REPO))
 UPLOAD_TARGET = 0.7  # hub throughput / raw store throughput
 QUERY_TARGET_MS = 50.0  # p95 of one ListImages page
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
@@ -108,8 +108,6 @@ def open_stack(name: str, workdir: Path) -> Iterator[Stack]:
             "LocalObjectStore.put_bytes",
         )
         return
-    if str(REPO) not in sys.path:  # also works as `python benchmarks/hub_benchmark.py`
-        sys.path.insert(0, str(REPO))
     from tests.hub.stacks import postgres_server, s3_server
 
     with postgres_server() as url, s3_server() as s3:
@@ -118,19 +116,6 @@ def open_stack(name: str, workdir: Path) -> Iterator[Stack]:
         raw = S3ObjectStore(s3["s3_endpoint"], "raw-benchmark", s3["s3_access_key_id"], s3["s3_secret_access_key"])
         raw.ensure_bucket()
         yield Stack(name, "PostgreSQL + S3 (moto)", LoopSettings(**overrides), raw, "S3ObjectStore.put_bytes")
-
-
-@contextlib.asynccontextmanager
-async def running_hub(settings: LoopSettings) -> AsyncIterator[tuple[Hub, grpc.aio.Channel]]:
-    """The hub exactly as tests/hub/conftest.py starts it: in-process, real gRPC on loopback."""
-    spec = app.create(settings)
-    server = GrpcServer(spec, settings)
-    port = await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
-            yield spec.context, channel
-    finally:
-        await server.stop(0)
 
 
 @contextlib.asynccontextmanager
@@ -678,6 +663,8 @@ def query_table(results: list[Latency], info: dict[str, Any]) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from tests.hub.conftest import running_hub  # in-process, as the hub tests start it
+
     report: dict[str, Any] = {
         "stack": args.stack,
         "python": platform.python_version(),
@@ -693,15 +680,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if args.hub == "process":
                     channel, cpu_seconds = await hubs.enter_async_context(hub_process(stack.settings, Path(tmp)))
                 else:
-                    _, channel = await hubs.enter_async_context(running_hub(stack.settings))
+                    channel = (await hubs.enter_async_context(running_hub(stack.settings))).channel
                 uploads, info = await upload_benchmark(
                     stack, channel, args.images, args.concurrency, args.rounds, cpu_seconds
                 )
             report["upload"] = {**info, "results": [asdict(r) for r in uploads]}
             report["upload_table"] = upload_table(uploads, info, args.hub)
         if args.only in (None, "query"):  # in-process: it fills the tables and calls the handler directly
-            async with running_hub(stack.settings) as (hub, channel):
-                latencies, info = await query_benchmark(hub, channel, args.rows, args.queries)
+            async with running_hub(stack.settings) as client:
+                latencies, info = await query_benchmark(client.hub, client.channel, args.rows, args.queries)
                 report["query"] = {
                     **info,
                     "results": [{**asdict(r), "overhead_p50_ms": r.overhead_p50_ms} for r in latencies],

@@ -70,6 +70,10 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
+def _modified(stat: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(stat.st_mtime, UTC)
+
+
 class LocalObjectStore:
     """Blobs as files under ``root``."""
 
@@ -119,7 +123,7 @@ class LocalObjectStore:
         self._path(key).unlink(missing_ok=True)
 
     def last_modified(self, key: str) -> datetime:
-        return datetime.fromtimestamp(self._stat(key).st_mtime, UTC)
+        return _modified(self._stat(key))
 
     def list_keys(self, prefix: str) -> Iterator[tuple[str, datetime]]:
         base = self.root / _check_prefix(prefix)
@@ -129,7 +133,7 @@ class LocalObjectStore:
                     continue
                 path = Path(folder, name)
                 try:
-                    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                    modified = _modified(path.stat())
                 except FileNotFoundError:  # deleted since the folder was read
                     continue
                 yield path.relative_to(self.root).as_posix(), modified
@@ -141,7 +145,7 @@ class LocalObjectStore:
                 path = Path(folder, name)
                 # The last write into it: a partial file still being written is never that old.
                 with contextlib.suppress(FileNotFoundError):  # finished (renamed) or removed meanwhile
-                    if datetime.fromtimestamp(path.stat().st_mtime, UTC) < started_before:
+                    if _modified(path.stat()) < started_before:
                         path.unlink()
                         removed += 1
         return removed
@@ -200,9 +204,13 @@ class S3ObjectStore:
         self._put_output = self._client.meta.service_model.operation_model("PutObject").output_shape
         self._parser = create_parser("rest-xml")
 
+    @property
+    def _bucket_prefix(self) -> str:
+        """What every key of this store starts with in the bucket: ``prefix/``, or nothing."""
+        return f"{self.prefix}/" if self.prefix else ""
+
     def _key(self, key: str) -> str:
-        _check_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
+        return self._bucket_prefix + _check_key(key)
 
     def ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError
@@ -309,20 +317,19 @@ class S3ObjectStore:
         return modified
 
     def list_keys(self, prefix: str) -> Iterator[tuple[str, datetime]]:
-        bucket_prefix = f"{self.prefix}/" if self.prefix else ""
         pages = self._client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=bucket_prefix + _check_prefix(prefix)
+            Bucket=self.bucket, Prefix=self._bucket_prefix + _check_prefix(prefix)
         )
         for page in pages:
             for item in page.get("Contents", ()):
-                yield item["Key"].removeprefix(bucket_prefix), item["LastModified"]
+                yield item["Key"].removeprefix(self._bucket_prefix), item["LastModified"]
 
     def discard_partial_writes(self, started_before: datetime) -> int:
         from botocore.exceptions import ClientError
 
         removed = 0
         pages = self._client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else ""
+            Bucket=self.bucket, Prefix=self._bucket_prefix
         )
         for page in pages:
             for upload in page.get("Uploads", ()):
