@@ -4,8 +4,9 @@
    ``ImageService.UploadImages`` (batch stream) from several concurrent client tasks, versus
    ``ObjectStore.put_bytes`` of the same bytes straight into a separate folder / bucket from as
    many threads. Reports images/s, MB/s, the hub process's CPU per image, how many of the
-   machine's cores were busy (everything on it: client, hub, database, S3 server) and hub/raw
-   (target >= 0.7x), as medians of interleaved rounds.
+   machine's cores were busy (everything on it: client, hub, database, S3 server), the machine's
+   CPU per image split by those processes, and hub/raw (target >= 0.7x), as medians of
+   interleaved rounds.
 2. Query latency: the first page (100 images) of ``ImageService.ListImages`` over a project with
    ``--rows`` images (bulk-inserted into the database, not uploaded), newest and priority order,
    unfiltered and with a tag or a state filter. Reports p50/p95 of the RPC and of the same SQL
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import functools
 import hashlib
@@ -63,6 +65,7 @@ from visionloop.loop.storage import CHUNK_BYTES, LocalObjectStore, ObjectStore, 
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.loop.v1 import image_service_pb2_grpc, project_service_pb2, project_service_pb2_grpc
 from visionloop.runtime.logging import configure_logging
+from visionloop.runtime.threads import cpu_and_start
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # also as `python benchmarks/hub_benchmark.py`: tests/ runs the hub and its servers
@@ -75,6 +78,7 @@ PAGE = 100
 MB = 1_000_000
 ROUNDS = 5  # interleaved upload rounds per path
 PROCESS = "process"  # the hub's CPU seconds in all, beside its thread pools' (hub_process)
+CLIENT = "client"  # the benchmark's own process: raw puts, or the gRPC client
 
 
 def check(condition: bool, message: str) -> None:
@@ -208,6 +212,7 @@ class Throughput:
     hub_cpu_ms: float | None = None  # the hub process's CPU time per image (hub in its own process)
     hub_pool_cpu_ms: dict[str, float] | None = None  # the same by thread pool
     busy_cores: float | None = None  # the whole machine's busy CPU seconds per second (Linux)
+    process_cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU time per image by process role
 
     def __post_init__(self) -> None:
         self.images_per_s = self.images / self.seconds
@@ -228,28 +233,76 @@ def machine_busy_seconds() -> float | None:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def process_role(pid: int, comm: str, cmdline: bytes) -> str:
+    """Which part of the benchmark a process is, for the CPU split by process."""
+    if pid == os.getpid():
+        return CLIENT
+    if b"moto.server" in cmdline:
+        return "S3 server"
+    if comm.startswith("postgres"):
+        return "PostgreSQL"
+    if b"serve\0loop" in cmdline:
+        return "hub"
+    return "other"
+
+
+def process_cpu() -> dict[tuple[int, int], tuple[str, float]]:
+    """Each live process's role (``process_role``) and CPU seconds (user + system) from Linux's
+    /proc, keyed by process id and start time; empty elsewhere."""
+    processes: dict[tuple[int, int], tuple[str, float]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                comm = Path(entry.path, "comm").read_text().rstrip("\n")
+                cmdline = Path(entry.path, "cmdline").read_bytes()
+                seconds, start = cpu_and_start(Path(entry.path, "stat"))
+            except OSError:  # ended meanwhile
+                continue
+            processes[int(entry.name), start] = (process_role(int(entry.name), comm, cmdline), seconds)
+    return processes
+
+
+def cpu_by_process(
+    before: dict[tuple[int, int], tuple[str, float]], after: dict[tuple[int, int], tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds each role's processes spent between two ``process_cpu`` readings.
+
+    A process that ended in between is missing from ``after`` and its share is lost: the servers
+    and the hub live through the whole benchmark, and PostgreSQL's backends through the hub's
+    connection pool.
+    """
+    totals: dict[str, float] = collections.defaultdict(float)
+    for key, (role, seconds) in after.items():
+        totals[role] += seconds - before.get(key, (role, 0.0))[1]
+    return dict(totals)
+
+
 @dataclass
 class Timed:
-    """A path's round: its wall time, and the machine's busy CPU seconds over exactly that time."""
+    """A path's round: its wall time, and over exactly that time the machine's busy CPU seconds and
+    the CPU seconds of its processes by role."""
 
     seconds: float
     busy: float | None
+    processes: dict[str, float]
 
 
 class Stopwatch:
-    """Wall time and machine busy time of the block, read at the same two moments."""
+    """Wall time, machine busy time and CPU time by process of the block, read at the same two moments."""
 
     def __enter__(self) -> Stopwatch:
+        self._processes = process_cpu()
         self._start = time.perf_counter()
         self._busy = machine_busy_seconds()
         return self
 
     def __exit__(self, *exc: object) -> None:
         busy = machine_busy_seconds()
-        self.timed = Timed(
-            time.perf_counter() - self._start,
-            None if busy is None or self._busy is None else busy - self._busy,
-        )
+        seconds = time.perf_counter() - self._start
+        processes = cpu_by_process(self._processes, process_cpu())
+        self.timed = Timed(seconds, None if busy is None or self._busy is None else busy - self._busy, processes)
 
 
 def raw_put(store: ObjectStore, images: Sequence[bytes], concurrency: int, desc: str, prefix: str = "") -> Timed:
@@ -361,6 +414,7 @@ async def upload_benchmark(
     seconds: dict[str, list[float]] = {"raw": [], "unary": [], "stream": []}
     cpu_ms: dict[str, list[dict[str, float]]] = {"unary": [], "stream": []}  # per round: "process" and pools
     busy: dict[str, list[float]] = {"raw": [], "unary": [], "stream": []}  # machine cores busy per round
+    by_process: dict[str, list[dict[str, float]]] = {"raw": [], "unary": [], "stream": []}  # CPU ms/img
 
     async def timed(name: str, r: int) -> Timed:
         tag = f"{r + 1}/{rounds}"
@@ -381,6 +435,7 @@ async def upload_benchmark(
             seconds[name].append(round_.seconds)
             if round_.busy is not None:
                 busy[name].append(round_.busy / round_.seconds)
+            by_process[name].append({role: cpu * 1000 / count for role, cpu in round_.processes.items()})
             if hub_cpu:
                 cpu_end = await asyncio.to_thread(hub_cpu)
                 cpu_ms[name].append({k: (v - cpu_start.get(k, 0.0)) * 1000 / count for k, v in cpu_end.items()})
@@ -390,6 +445,10 @@ async def upload_benchmark(
         throughput = Throughput(path, count, statistics.median(seconds[name]), int(size))
         if busy[name]:
             throughput.busy_cores = statistics.median(busy[name])
+        roles = {role for per_round in by_process[name] for role in per_round}
+        throughput.process_cpu_ms = {
+            role: statistics.median(per_round.get(role, 0.0) for per_round in by_process[name]) for role in roles
+        }
         return throughput
 
     raw_result = result(f"raw {stack.raw_store_name}", "raw", unary_sets)
@@ -417,6 +476,7 @@ async def upload_benchmark(
         "round_ratios": ratios,
         "round_hub_cpu_ms": cpu_ms if hub_cpu_seconds is not None else None,
         "round_busy_cores": busy,
+        "round_process_cpu_ms": by_process,
         "cpus": os.cpu_count(),
     }
     return [raw_result, unary_result, stream_result], info
@@ -615,6 +675,12 @@ async def query_benchmark(
 # --------------------------------------------------------------------------- report
 
 
+def milliseconds(parts: dict[str, float]) -> str:
+    """``name 1.23 ms, ...``, largest first, leaving out what rounds to nothing."""
+    ordered = sorted(parts.items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} {ms:.2f} ms" for name, ms in ordered if ms >= 0.005)
+
+
 def upload_table(results: list[Throughput], info: dict[str, Any], hub: str) -> str:
     where = "its own process" if hub == "process" else "the benchmark's process"
     lines = [
@@ -635,12 +701,14 @@ def upload_table(results: list[Throughput], info: dict[str, Any], hub: str) -> s
     for name, ratios in info["round_ratios"].items():
         lines.append(f"  {name} hub/raw per round: " + ", ".join(f"{x:.2f}x" for x in ratios))
     for r in results:
-        if r.hub_pool_cpu_ms:
-            pools = sorted(r.hub_pool_cpu_ms.items(), key=lambda item: -item[1])
+        path = r.path.split()[-1].rpartition(".")[2]  # put_bytes, UploadImage, UploadImages
+        if r.process_cpu_ms:
             lines.append(
-                f"  {r.path.rpartition('.')[2]} hub CPU/img by thread pool: "
-                + ", ".join(f"{pool} {ms:.2f} ms" for pool, ms in pools if ms >= 0.005)
+                f"  {path} machine CPU/img by process: {milliseconds(r.process_cpu_ms)}"
+                f" (sum {sum(r.process_cpu_ms.values()):.2f} ms)"
             )
+        if r.hub_pool_cpu_ms:
+            lines.append(f"  {path} hub CPU/img by thread pool: {milliseconds(r.hub_pool_cpu_ms)}")
     return "\n".join(lines)
 
 

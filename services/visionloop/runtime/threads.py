@@ -62,9 +62,18 @@ def pool_of(native_name: str, process_name: str, main: bool) -> str:
     return "other" if native_name == process_name else _INDEX.sub("", native_name)
 
 
+def cpu_and_start(stat: Path) -> tuple[float, int]:
+    """CPU seconds (user + system) and start time (clock ticks after boot) of the process or
+    thread whose ``/proc`` stat file ``stat`` is; (process id, start time) names it for good, as
+    ids are reused."""
+    # The fields after the parenthesised name: utime, stime and starttime are proc(5)'s 14th,
+    # 15th and 22nd.
+    fields = stat.read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[19])
+
+
 def live_threads() -> dict[tuple[str, int], tuple[str, float]]:
     """This process's live threads: (thread id, start time) -> (pool, CPU seconds, user + system)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     pid = str(os.getpid())
     threads: dict[tuple[str, int], tuple[str, float]] = {}
     try:
@@ -74,13 +83,10 @@ def live_threads() -> dict[tuple[str, int], tuple[str, float]]:
     for task in _TASKS.iterdir():
         try:
             name = (task / "comm").read_text().rstrip("\n")
-            # The fields after the parenthesised name: utime, stime and starttime are stat(5)'s
-            # 14th, 15th and 22nd.
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            seconds, start = cpu_and_start(task / "stat")
         except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             continue
-        seconds = (int(fields[11]) + int(fields[12])) / ticks
-        threads[(task.name, int(fields[19]))] = (pool_of(name, process_name, task.name == pid), seconds)
+        threads[(task.name, start)] = (pool_of(name, process_name, task.name == pid), seconds)
     return threads
 
 

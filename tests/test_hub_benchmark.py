@@ -1,0 +1,42 @@
+"""The hub benchmark's CPU split by process (benchmarks/hub_benchmark.py), read from Linux's /proc."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.hub_benchmark import CLIENT, cpu_by_process, process_cpu, process_role
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads Linux's /proc")
+
+SPIN = "import time\nstart = time.process_time()\nwhile time.process_time() - start < {seconds}: pass\n"
+
+
+def spin(seconds: float) -> None:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+
+
+def test_processes_are_told_apart_by_role() -> None:
+    assert process_role(12, "python", b"python\0-m\0moto.server\0-p\x005000\0") == "S3 server"
+    assert process_role(13, "postgres", b"postgres: visionloop hub 127.0.0.1(5151) idle\0") == "PostgreSQL"
+    assert process_role(14, "visionloop", b"/repo/.venv/bin/python\0/repo/.venv/bin/visionloop\0serve\0loop\0") == "hub"
+    assert process_role(15, "bash", b"bash\0") == "other"
+
+
+def test_cpu_between_two_readings_is_split_by_role() -> None:
+    before = process_cpu()
+    child = subprocess.Popen([sys.executable, "-c", SPIN.format(seconds=0.3) + "input()\n"], stdin=subprocess.PIPE)
+    try:
+        spin(0.2)
+        time.sleep(0.5)  # the child spins meanwhile, then waits on its input
+        spent = cpu_by_process(before, process_cpu())
+    finally:
+        child.communicate(b"\n", timeout=30)
+    assert spent[CLIENT] >= 0.19  # this process: at least its own spin (one clock tick short at worst)
+    assert spent["other"] >= 0.29  # the child's spin, from its start on (it was not in the first reading)
