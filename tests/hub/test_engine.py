@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import psycopg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from visionloop.loop.db import engine as engine_module
 from visionloop.loop.db import schema
 from visionloop.loop.db.engine import Database
 from visionloop.loop.hub import utcnow
+
+from .conftest import cluster_storage
 
 
 @pytest.fixture
@@ -115,3 +119,56 @@ def test_sqlite_commits_reach_the_disk_before_the_hub_answers(db: Database) -> N
         lambda s: (s.execute(text("PRAGMA synchronous")).scalar(), s.execute(text("PRAGMA journal_mode")).scalar())
     )
     assert modes == (2, "wal")
+
+
+@pytest.fixture
+def postgres_db(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A fresh database on the tests' PostgreSQL server, its connections named ``engine-test``."""
+    database = Database(cluster_storage(request)["database_url"] + "?application_name=engine-test")
+    database.migrate()
+    yield database
+    database.close()
+
+
+def select_one(db: Database) -> int:
+    return int(db.read_sync(lambda s: s.scalar(text("SELECT 1"))))
+
+
+def count_pings(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The real ping, counted."""
+    pings: list[int] = []
+    ping = db.engine.dialect.do_ping
+
+    def counted(dbapi_connection: Any) -> bool:
+        pings.append(1)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(db.engine.dialect, "do_ping", counted)
+    return pings
+
+
+def test_a_connection_the_server_dropped_is_replaced_before_use(
+    postgres_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL restarted, a proxy timed the connection out: the pool's idle connection is dead."""
+    assert select_one(postgres_db) == 1  # one connection now waits in the pool
+    with psycopg.connect(postgres_db.url.split("?")[0]) as admin:  # outside the pool
+        dropped = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'engine-test'"
+        ).fetchone()
+    assert dropped == (1,)
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_S", 0.0)  # the pool's connection counts as idle
+    assert select_one(postgres_db) == 1
+    assert project_names(postgres_db) == set()
+
+
+def test_a_connection_used_just_now_is_not_pinged(postgres_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under load the write connection is back in the pool many times a second: no round trip each time."""
+    pings = count_pings(postgres_db, monkeypatch)
+    for name in ("a", "b", "c"):
+        postgres_db.write_sync(add_project(name))
+    assert project_names(postgres_db) == {"a", "b", "c"}
+    assert len(pings) == 0
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_S", 0.0)
+    select_one(postgres_db)
+    assert len(pings) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -17,7 +18,9 @@ from typing import Any, Protocol, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from visionloop.runtime.tasks import settled
 
@@ -44,6 +47,38 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _begin(connection: Any) -> None:
         write = connection.get_execution_options().get("visionloop_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+# A pooled connection used this recently is handed out without a ping (as HikariCP does, 500 ms
+# there): under load the write connection goes back and forth many times a second, and SQLAlchemy's
+# pool_pre_ping would cost every transaction a round trip. One that sat idle longer is pinged first.
+PING_AFTER_IDLE_S = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Replace a pooled connection the server dropped (restart, idle timeout, failover) before use.
+
+    SQLAlchemy's ``pool_pre_ping``, but skipped for a connection checked in less than
+    ``PING_AFTER_IDLE_S`` ago. A failed ping raises ``DisconnectionError``: the pool then discards
+    the connection and checks out another (a fresh one), up to three times.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        checked_in = record.info.get(_CHECKED_IN)
+        if checked_in is not None and time.monotonic() - checked_in < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError(f"pooled connection failed its ping: {error}") from error
+
+
+_CHECKED_IN = "visionloop.checked_in"
 
 
 class Batchable(Protocol):
@@ -81,14 +116,14 @@ class Database:
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):  # a file never drops a connection: no pre-ping round trip
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        else:
-            kwargs["pool_pre_ping"] = True
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         self.engine = create_engine(url, **kwargs)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             _sqlite_pragmas(self.engine)
+        else:
+            _ping_when_idle(self.engine)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         # Only SQLite needs writers queued in-process; PostgreSQL takes row locks as needed.
         self._writer_lock: threading.Lock | contextlib.nullcontext[None] = (
