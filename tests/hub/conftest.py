@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -144,3 +145,21 @@ def partial_writes(store: ObjectStore) -> int:
         return len(store._client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []))
     assert isinstance(store, LocalObjectStore)
     return sum(1 for path in store.root.rglob("*") if is_temporary(path.name))
+
+
+def upload_takes_its_turn_after(hub: HubClient, event: asyncio.Event, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """The first caller of ``blob_locks.hold`` (an upload, its put done) waits for ``event`` before
+    taking its turn; later callers take theirs at once. Returns an event set once the first called."""
+    hold = hub.hub.blob_locks.hold
+    waiting = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def held_back(key: str) -> AsyncIterator[None]:
+        if not waiting.is_set():
+            waiting.set()
+            await asyncio.wait_for(event.wait(), 10)
+        async with hold(key):
+            yield
+
+    monkeypatch.setattr(hub.hub.blob_locks, "hold", held_back)
+    return waiting

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.hub.conftest import HubClient
+from tests.hub.conftest import HubClient, upload_takes_its_turn_after
 from tests.hub.pictures import picture
 from visionloop.common.v1 import annotation_pb2, category_pb2, detection_pb2, geometry_pb2, image_pb2, transfer_pb2
 from visionloop.loop.images import image_key
@@ -438,6 +438,33 @@ async def test_a_failed_upload_keeps_the_blob_a_concurrent_upload_of_the_same_by
     assert isinstance(good, pb.UploadImageResponse)
     assert hub.hub.store.exists(image_key(good.metadata.id))  # the row that was kept has its blob
     assert len(hub.hub.blob_locks) == 0  # no lock outlives its uploads
+
+
+async def test_an_upload_puts_its_bytes_again_if_a_failed_upload_deleted_them_before_its_turn(
+    hub: HubClient, project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads put their bytes before taking their turn on them. Here a good upload's put has landed;
+    then an upload of the same bytes takes its turn, fails (a negative box) and deletes the blob, which
+    no row references yet. The good upload, taking its turn after, must store the bytes again."""
+    data = picture(650)
+    await _category(hub, project, "weed", category_pb2.CATEGORY_TYPE_BOX)
+    failed = asyncio.Event()
+    put_done = upload_takes_its_turn_after(hub, failed, monkeypatch)
+    good = asyncio.create_task(upload(hub, project, data, tags=["good"]))
+    await asyncio.wait_for(put_done.wait(), 10)
+    assert hub.hub.store.exists(image_key(hashlib.sha256(data).hexdigest()))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await hub.images.UploadImage(
+            pb.UploadImageRequest(ref=project, image=pb.ImageUpload(data=data, annotations=[NEGATIVE_BOX]))
+        )
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert not hub.hub.store.exists(image_key(hashlib.sha256(data).hexdigest()))  # the failure deleted it
+    failed.set()
+    stored = await good
+    assert not stored.duplicate
+    assert hub.hub.store.exists(image_key(stored.metadata.id))
+    download = hub.images.DownloadImages(pb.DownloadImagesRequest(ref=project, image_ids=[stored.metadata.id]))
+    assert b"".join([r.chunk.data async for r in download if r.WhichOneof("part") == "chunk"]) == data
 
 
 async def test_an_upload_cancelled_while_its_row_commits_keeps_its_blob(

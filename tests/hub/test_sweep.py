@@ -12,7 +12,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.harness import eventually
-from tests.hub.conftest import HubClient, partial_writes, running_hub, start_partial_write
+from tests.hub.conftest import (
+    HubClient,
+    partial_writes,
+    running_hub,
+    start_partial_write,
+    upload_takes_its_turn_after,
+)
 from tests.hub.pictures import picture
 from visionloop.loop.config import LoopSettings
 from visionloop.loop.images import image_key
@@ -123,6 +129,26 @@ async def test_a_blob_whose_row_is_being_committed_survives_the_sweep(
     assert (await sweeping).deleted == 0
     assert not response.duplicate
     assert await exists(hub, image_key(sha256))
+
+
+async def test_an_upload_whose_put_landed_before_the_sweep_deleted_its_bytes_puts_them_again(
+    hub: HubClient, project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload's put lands on an old orphan's bytes just before the sweep, holding their turn,
+    deletes them (its last look came first). The upload takes its turn after and stores them again."""
+    data = picture(35)
+    key = image_key(hashlib.sha256(data).hexdigest())
+    swept = asyncio.Event()
+    put_done = upload_takes_its_turn_after(hub, swept, monkeypatch)
+    hub.hub.clock_offset = timedelta(hours=2)  # every blob looks old to the sweep, the upload's too
+    uploading = asyncio.create_task(upload(hub, project, data))
+    await asyncio.wait_for(put_done.wait(), 10)
+    assert (await sweep_images(hub.hub, GRACE)).deleted == 1
+    assert not await exists(hub, key)
+    swept.set()
+    response = await uploading
+    assert not response.duplicate
+    assert await exists(hub, key)
 
 
 async def test_a_blob_written_again_after_the_listing_survives_the_sweep(

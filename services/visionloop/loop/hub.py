@@ -161,6 +161,9 @@ class Hub:
     blob_workers: ThreadPoolExecutor = field(default_factory=lambda: named_executor(BLOB_WORKERS, "hub-blob"))
     # Uploads and imports of the same bytes, one at a time (see images.store_image).
     blob_locks: KeyedLocks = field(default_factory=KeyedLocks)
+    # Image blobs deleted so far (``delete_blob``): an upload that put its blob before taking its
+    # turn puts it again if this moved meanwhile (see images.store_image).
+    blob_deletions: int = 0
 
     def now(self) -> datetime:
         return utcnow() + self.clock_offset
@@ -168,6 +171,11 @@ class Hub:
     async def in_blob_worker(self, fn: Callable[..., T], *args: object) -> T:
         """Run blocking blob work (decoding, hashing, object store calls) in ``blob_workers``."""
         return await asyncio.get_running_loop().run_in_executor(self.blob_workers, fn, *args)
+
+    async def delete_blob(self, key: str) -> None:
+        """Delete an image blob; the caller holds its turn on the bytes (``blob_locks``)."""
+        self.blob_deletions += 1  # before the delete: an upload's put may land while it runs
+        await self.in_blob_worker(self.store.delete, key)
 
     def close(self) -> None:
         self.blob_workers.shutdown(wait=False)

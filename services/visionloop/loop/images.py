@@ -33,7 +33,7 @@ from visionloop.loop.db import schema
 from visionloop.loop.hub import AnyProject, EventBus, Hub, get_project, project_key, utcnow
 from visionloop.loop.labels import add_annotation, get_detections, list_annotations, put_detections
 from visionloop.loop.protos import from_timestamp, to_timestamp
-from visionloop.loop.storage import CHUNK_BYTES
+from visionloop.loop.storage import CHUNK_BYTES, ObjectStore
 from visionloop.loop.v1 import event_service_pb2, image_service_pb2_grpc, project_service_pb2
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.runtime.errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, ServiceError
@@ -333,21 +333,44 @@ async def store_image(
     metadata: image_pb2.ImageMetadata,
     annotations: Sequence[annotation_pb2.Annotation] = (),
     detections: detection_pb2.Detections | None = None,
-    decoded: DecodedImage | None = None,
+    validate: Callable[[bytes], DecodedImage] | None = None,
 ) -> Stored:
-    """Validate (unless ``decoded`` already is), store the blob, record the row (or merge into the existing one)."""
-    image = decoded or await hub.in_blob_worker(decode_image, data, hub.max_image_bytes, hub.max_image_pixels)
-    # Uploads of the same bytes take turns: a failed one removes the blob it stored unless a row
-    # references it, and a concurrent upload of the same bytes whose row is not committed yet
-    # would otherwise lose its blob. Taking turns, the second finds the first's row and merges.
+    """Validate, store the blob, record the row (or merge into the existing one).
+
+    ``validate`` (blocking) proves the bytes an image; by default ``decode_image`` with the hub's
+    limits. It and the put run in one blob-worker call.
+    """
+    deletions = hub.blob_deletions
+    image = await hub.in_blob_worker(
+        _validated_and_put,
+        hub.store,
+        data,
+        validate or functools.partial(decode_image, max_bytes=hub.max_image_bytes, max_pixels=hub.max_image_pixels),
+    )
+    # Uploads of the same bytes take turns from here to their commit: a failed one removes the
+    # blob unless a row references it, and a concurrent upload of the same bytes whose row is not
+    # committed yet would lose its blob. Taking turns, the second finds the first's row and merges.
+    # The put came before the turn (one thread hop instead of two), so if any blob was deleted
+    # since (a failed upload's, the sweep's), it may have been these bytes: put them again.
     async with hub.blob_locks.hold(image.sha256):
-        stored = await _store(hub, ref, image, metadata, annotations, detections or detection_pb2.Detections())
+        if hub.blob_deletions != deletions:
+            await hub.in_blob_worker(hub.store.put_bytes, image_key(image.sha256), image.data)
+        stored = await _record_stored(hub, ref, image, metadata, annotations, detections or detection_pb2.Detections())
     if not stored.duplicate:
         hub.events.notify()
     return stored
 
 
-async def _store(
+def _validated_and_put(store: ObjectStore, data: bytes, validate: Callable[[bytes], DecodedImage]) -> DecodedImage:
+    """Validate, then put (blocking). Even bytes the hub may have already: a content-addressed put
+    is idempotent, and asking the database first cost every new image a query (a fifth of the
+    hub's CPU per upload) to save the rare duplicate one put."""
+    image = validate(data)
+    store.put_bytes(image_key(image.sha256), image.data)
+    return image
+
+
+async def _record_stored(
     hub: Hub,
     ref: project_service_pb2.ProjectRef,
     image: DecodedImage,
@@ -355,11 +378,7 @@ async def _store(
     annotations: Sequence[annotation_pb2.Annotation],
     labels: detection_pb2.Detections,
 ) -> Stored:
-    key = image_key(image.sha256)
-    # Put even bytes the hub may have already: a content-addressed put is idempotent, and asking the
-    # database first cost every new image a query (a fifth of the hub's CPU per upload) to save
-    # the rare duplicate one put.
-    await hub.in_blob_worker(hub.store.put_bytes, key, image.data)
+    """The row of an image whose blob is stored; if it cannot be written, the blob is discarded."""
     record: Callable[[Session], Stored] = (
         functools.partial(_record, ref=ref, image=image, metadata=metadata, annotations=annotations, detections=labels)
         if annotations or any(labels.ListFields())
@@ -396,7 +415,7 @@ async def discard_blobs(hub: Hub, hashes: Sequence[str]) -> None:
     referenced = await hub.db.read(lambda s: referenced_hashes(s, hashes))
     for sha256 in hashes:
         if sha256 not in referenced:
-            await hub.in_blob_worker(hub.store.delete, image_key(sha256))
+            await hub.delete_blob(image_key(sha256))
 
 
 def _encode_token(order: int, value: str, pk: int) -> str:
@@ -560,9 +579,6 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
                 raise InvalidArgument(
                     f"image {header.sequence}: got {len(data)} bytes, header announced {blob.size_bytes}"
                 )
-            image = await hub.in_blob_worker(
-                check_and_decode, data, blob.sha256, header.sequence, hub.max_image_bytes, hub.max_image_pixels
-            )
             stored = await store_image(
                 hub,
                 ref,
@@ -570,7 +586,13 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
                 header.metadata,
                 header.annotations,
                 header.detections,  # type: ignore[arg-type]
-                decoded=image,
+                functools.partial(
+                    check_and_decode,
+                    expected_sha256=blob.sha256,
+                    sequence=header.sequence,
+                    max_bytes=hub.max_image_bytes,
+                    max_pixels=hub.max_image_pixels,
+                ),
             )
         except ServiceError as error:
             return pb.UploadImagesResponse(

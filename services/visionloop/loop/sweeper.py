@@ -94,9 +94,10 @@ async def _sweep(hub: Hub, grace: timedelta) -> SweepResult:
 
 
 async def _delete_unreferenced(hub: Hub, sha256: str, key: str, cutoff: datetime) -> bool:
-    # An upload of these bytes in this hub holds the lock from its put to its commit: wait for it,
-    # then look again. A blob written since the listing belongs to an upload under way (another
-    # replica's, too): keep it.
+    # An upload of these bytes in this hub holds the lock from just after its put to its commit:
+    # wait for it, then look again; one whose put lands while this deletes puts again (see
+    # images.store_image). A blob written since the listing belongs to an upload under way
+    # (another replica's, too): keep it.
     async with hub.blob_locks.hold(sha256):
         if await hub.db.read(lambda s: referenced_hashes(s, [sha256])):
             return False
@@ -105,7 +106,7 @@ async def _delete_unreferenced(hub: Hub, sha256: str, key: str, cutoff: datetime
                 return False
         except BlobNotFound:
             return False
-        await hub.in_blob_worker(hub.store.delete, key)
+        await hub.delete_blob(key)
         return True
 
 
