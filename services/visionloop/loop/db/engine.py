@@ -53,32 +53,30 @@ def _sqlite_pragmas(engine: Engine) -> None:
 # there): under load the write connection goes back and forth many times a second, and SQLAlchemy's
 # pool_pre_ping would cost every transaction a round trip. One that sat idle longer is pinged first.
 PING_AFTER_IDLE_S = 1.0
+_LAST_USED = "visionloop.last_used"  # ConnectionPoolEntry.info: when it was connected or last checked in
 
 
 def _ping_when_idle(engine: Engine) -> None:
     """Replace a pooled connection the server dropped (restart, idle timeout, failover) before use.
 
-    SQLAlchemy's ``pool_pre_ping``, but skipped for a connection checked in less than
+    SQLAlchemy's ``pool_pre_ping``, but skipped for a connection made or checked in less than
     ``PING_AFTER_IDLE_S`` ago. A failed ping raises ``DisconnectionError``: the pool then discards
     the connection and checks out another (a fresh one), up to three times.
     """
 
+    @event.listens_for(engine, "connect")
     @event.listens_for(engine, "checkin")
-    def _checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        record.info[_CHECKED_IN] = time.monotonic()
+    def _used(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_LAST_USED] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
-        checked_in = record.info.get(_CHECKED_IN)
-        if checked_in is not None and time.monotonic() - checked_in < PING_AFTER_IDLE_S:
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < PING_AFTER_IDLE_S:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
             raise DisconnectionError(f"pooled connection failed its ping: {error}") from error
-
-
-_CHECKED_IN = "visionloop.checked_in"
 
 
 class Batchable(Protocol):
