@@ -1,4 +1,4 @@
-"""Group commit of the hub's database layer (SQLite, no gRPC)."""
+"""The hub's database layer, without gRPC: group commit (SQLite), pooled connections (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from tests.hub.conftest import cluster_storage
 from visionloop.loop.db import engine as engine_module
 from visionloop.loop.db import schema
 from visionloop.loop.db.engine import Database
 from visionloop.loop.hub import utcnow
-
-from .conftest import cluster_storage
 
 
 @pytest.fixture
