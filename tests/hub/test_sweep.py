@@ -134,8 +134,9 @@ async def test_a_blob_whose_row_is_being_committed_survives_the_sweep(
 async def test_an_upload_whose_put_landed_before_the_sweep_deleted_its_bytes_puts_them_again(
     hub: HubClient, project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An upload's put lands on an old orphan's bytes just before the sweep, holding their turn,
-    deletes them (its last look came first). The upload takes its turn after and stores them again."""
+    """The sweep deletes bytes an upload has put but not yet taken its turn on (here every blob looks
+    old to it, as an orphan's would if the put landed just after the sweep's last look). The upload
+    takes its turn after the sweep and stores the bytes again."""
     data = picture(35)
     key = image_key(hashlib.sha256(data).hexdigest())
     swept = asyncio.Event()
