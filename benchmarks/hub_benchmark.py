@@ -65,7 +65,7 @@ from visionloop.loop.storage import CHUNK_BYTES, LocalObjectStore, ObjectStore, 
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.loop.v1 import image_service_pb2_grpc, project_service_pb2, project_service_pb2_grpc
 from visionloop.runtime.logging import configure_logging
-from visionloop.runtime.threads import cpu_and_start
+from visionloop.runtime.threads import read_stat
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # also as `python benchmarks/hub_benchmark.py`: tests/ runs the hub and its servers
@@ -255,9 +255,8 @@ def process_cpu() -> dict[tuple[int, int], tuple[str, float]]:
             if not entry.name.isdigit():
                 continue
             try:
-                comm = Path(entry.path, "comm").read_text().rstrip("\n")
+                comm, seconds, start = read_stat(Path(entry.path, "stat"))
                 cmdline = Path(entry.path, "cmdline").read_bytes()
-                seconds, start = cpu_and_start(Path(entry.path, "stat"))
             except OSError:  # ended meanwhile
                 continue
             processes[int(entry.name), start] = (process_role(int(entry.name), comm, cmdline), seconds)

@@ -62,32 +62,31 @@ def pool_of(native_name: str, process_name: str, main: bool) -> str:
     return "other" if native_name == process_name else _INDEX.sub("", native_name)
 
 
-def cpu_and_start(stat: Path) -> tuple[float, int]:
-    """CPU seconds (user + system) and start time (clock ticks after boot) of the process or
-    thread whose ``/proc`` stat file ``stat`` is; (process id, start time) names it for good, as
-    ids are reused."""
-    # The fields after the parenthesised name: utime, stime and starttime are proc(5)'s 14th,
-    # 15th and 22nd.
-    fields = stat.read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[19])
+def read_stat(stat: Path) -> tuple[str, float, int]:
+    """Name, CPU seconds (user + system) and start time (clock ticks after boot) of the process or
+    thread whose ``/proc`` stat file ``stat`` is, in one read; (id, start time) names it for good,
+    as ids are reused."""
+    text = stat.read_text()
+    name, _, rest = text[text.index("(") + 1 :].rpartition(")")
+    # After the parenthesised name: utime, stime and starttime are proc(5)'s 14th, 15th and 22nd.
+    fields = rest.split()
+    return name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[19])
 
 
 def live_threads() -> dict[tuple[str, int], tuple[str, float]]:
     """This process's live threads: (thread id, start time) -> (pool, CPU seconds, user + system)."""
     pid = str(os.getpid())
-    threads: dict[tuple[str, int], tuple[str, float]] = {}
-    try:
-        process_name = (_TASKS / pid / "comm").read_text().rstrip("\n")
-    except FileNotFoundError:  # not Linux
-        return threads
+    if not _TASKS.is_dir():  # not Linux
+        return {}
+    tasks: list[tuple[str, str, float, int]] = []
     for task in _TASKS.iterdir():
         try:
-            name = (task / "comm").read_text().rstrip("\n")
-            seconds, start = cpu_and_start(task / "stat")
+            tasks.append((task.name, *read_stat(task / "stat")))
         except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             continue
-        threads[(task.name, start)] = (pool_of(name, process_name, task.name == pid), seconds)
-    return threads
+    # the main thread's name is the process's: a thread nobody named carries it too
+    process_name = next((name for tid, name, _, _ in tasks if tid == pid), "")
+    return {(tid, start): (pool_of(name, process_name, tid == pid), seconds) for tid, name, seconds, start in tasks}
 
 
 class ThreadCpu:
