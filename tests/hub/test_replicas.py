@@ -12,12 +12,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from tests.harness import eventually
-from tests.hub.conftest import REF, HubClient, cluster_storage, running_hub
+from tests.hub.conftest import REF, HubClient, cluster_storage, running_hub, upload_takes_its_turn_after
 from tests.hub.pictures import picture
+from tests.hub.test_datasets import generated_coco, import_zip
 from visionloop.common.v1 import annotation_pb2, geometry_pb2
+from visionloop.loop import blob_fence, datasets
 from visionloop.loop.config import LoopSettings
+from visionloop.loop.db import schema
 from visionloop.loop.images import image_key
 from visionloop.loop.sweeper import sweep_images
 from visionloop.loop.v1 import image_service_pb2 as pb
@@ -131,3 +136,129 @@ async def test_a_failed_sweep_lets_the_next_one_run(
     with pytest.raises(ConnectionError):
         await sweep_images(a.hub, timedelta(hours=1))
     assert (await sweep_images(b.hub, timedelta(hours=1))).swept
+
+
+# --- the sweep of one replica and the uploads of another -------------------------------------
+
+GRACE = timedelta(hours=1)
+
+
+async def upload(hub: HubClient, data: bytes) -> pb.UploadImageResponse:
+    return await hub.images.UploadImage(upload_request(data))
+
+
+async def stored_bytes(hub: HubClient, data: bytes) -> bytes | None:
+    key = image_key(hashlib.sha256(data).hexdigest())
+    return (
+        await asyncio.to_thread(hub.hub.store.read_bytes, key)
+        if await asyncio.to_thread(hub.hub.store.exists, key)
+        else None
+    )
+
+
+async def test_an_upload_whose_bytes_another_replica_swept_after_its_put_stores_them_again(
+    replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B has put the bytes and not committed its row when A's sweep deletes them (to A every blob
+    looks old, as an orphan's would if B's put landed just after A's last look). B's per-process
+    deletion count does not see A's sweep; the sweep's log does, and B puts the bytes again."""
+    a, b = replicas
+    data = picture(70)
+    swept = asyncio.Event()
+    put_done = upload_takes_its_turn_after(b, swept, monkeypatch)
+    a.hub.clock_offset = timedelta(hours=2)
+    uploading = asyncio.create_task(upload(b, data))
+    await asyncio.wait_for(put_done.wait(), 10)
+    assert (await sweep_images(a.hub, GRACE)).deleted == 1
+    assert await stored_bytes(b, data) is None
+    swept.set()
+    response = await uploading
+    assert not response.duplicate
+    assert await stored_bytes(b, data) == data
+    assert b.hub.swept_seq >= 1  # what B learnt fences its next uploads
+
+
+async def test_an_upload_whose_put_lands_while_another_replica_sweeps_the_bytes_stores_them_again(
+    replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A's sweep has found an old orphan unreferenced and looked at its time when B puts the same
+    bytes (a robot sending the frame again) and commits: B's row waits for A's delete, then finds it
+    in the sweep's log and puts the bytes again."""
+    a, b = replicas
+    data = picture(71)
+    key = image_key(hashlib.sha256(data).hexdigest())
+    await asyncio.to_thread(a.hub.store.put_bytes, key, data)  # the orphan of an earlier attempt
+    a.hub.clock_offset = timedelta(hours=2)
+    loop = asyncio.get_running_loop()
+    put_by_b = threading.Event()
+    b_put = b.hub.store.put_bytes
+
+    def watched_put(key: str, data: bytes) -> None:
+        b_put(key, data)
+        put_by_b.set()
+
+    monkeypatch.setattr(b.hub.store, "put_bytes", watched_put)
+    uploads: list[asyncio.Future[pb.UploadImageResponse]] = []
+    a_last_modified = a.hub.store.last_modified
+
+    def b_uploads_meanwhile(key: str):  # in A's database thread, between its look and its delete
+        modified = a_last_modified(key)
+        if not uploads:
+            uploads.append(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(upload(b, data), loop), loop=loop))
+            assert put_by_b.wait(10), "B's put"
+        return modified
+
+    monkeypatch.setattr(a.hub.store, "last_modified", b_uploads_meanwhile)
+    assert (await sweep_images(a.hub, GRACE)).deleted == 1
+    response = await asyncio.wait_for(uploads[0], 10)
+    assert not response.duplicate
+    assert await stored_bytes(b, data) == data
+
+
+async def test_an_import_whose_bytes_another_replica_swept_after_its_put_stores_them_again(
+    replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = replicas
+    archive, _ = generated_coco(3, ["weed"])
+    put_blobs = datasets.put_blobs
+    put_done, swept = threading.Event(), threading.Event()
+
+    def put_then_wait(*args, **kwargs):
+        created = put_blobs(*args, **kwargs)
+        if not put_done.is_set():
+            put_done.set()
+            assert swept.wait(10), "A's sweep"
+        return created
+
+    monkeypatch.setattr(datasets, "put_blobs", put_then_wait)
+    a.hub.clock_offset = timedelta(hours=2)
+    importing = asyncio.create_task(import_zip(b, REF, archive))
+    await eventually(put_done.is_set, what="B's puts")
+    assert (await sweep_images(a.hub, GRACE)).deleted == 3
+    swept.set()
+    response = await importing
+    assert response.images_added == 3
+    images = await b.images.ListImages(pb.ListImagesRequest(ref=REF))
+    for image in images.images:
+        key = image_key(image.id)
+        assert await asyncio.to_thread(b.hub.store.exists, key), f"{key} is gone"
+
+
+async def test_the_sweep_forgets_its_deletions_once_no_upload_can_be_fenced_by_them(
+    replicas: tuple[HubClient, HubClient],
+) -> None:
+    a, _ = replicas
+    for seed in (72, 73):
+        data = picture(seed)
+        await asyncio.to_thread(a.hub.store.put_bytes, image_key(hashlib.sha256(data).hexdigest()), data)
+    a.hub.clock_offset = timedelta(hours=2)
+    assert (await sweep_images(a.hub, GRACE)).deleted == 2
+    assert await a.hub.db.read(swept_blobs) == 2  # an upload that put the bytes before may still commit
+
+    a.hub.clock_offset = blob_fence.KEEP_SWEPT + timedelta(hours=3)
+    assert (await sweep_images(a.hub, GRACE)).deleted == 0
+    assert await a.hub.db.read(swept_blobs) == 0
+
+
+def swept_blobs(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(schema.SweptBlob)) or 0

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from visionloop.common.v1 import transfer_pb2
-from visionloop.loop import datasets
+from visionloop.loop import blob_fence, datasets
 from visionloop.loop.db import schema
 from visionloop.loop.hub import Hub, check_ref, get_project, utcnow
 from visionloop.loop.images import clean_tags, discard_blobs, get_image
@@ -214,21 +214,32 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
     ) -> datasets.Recorded:
         """Blobs first, then rows (as ``store_image``): a failed batch leaves no orphan blob. Like
         uploads, it takes its turn on each of its images' bytes (see ``store_image``)."""
-        async with self.hub.blob_locks.hold_all(p.sha256 for p in batch):
-            stored = await self.hub.db.read(lambda s: datasets.stored_images(s, batch))
-            created = await asyncio.to_thread(datasets.put_blobs, archive, batch, self.hub.store, stored)
+        hub = self.hub
+        swept_seq = hub.swept_seq if hub.fenced else None  # before the puts: another replica may sweep
+        async with hub.blob_locks.hold_all(p.sha256 for p in batch):
+            stored = await hub.db.read(lambda s: datasets.stored_images(s, batch))
+            created = await asyncio.to_thread(datasets.put_blobs, archive, batch, hub.store, stored)
 
-            def record(session: Session) -> datasets.Recorded:
-                return datasets.record_batch(session, header.ref, batch, targets, tags, source)
+            async def commit(swept_seq: int | None) -> datasets.Recorded:
+                def record(session: Session) -> datasets.Recorded:
+                    if swept_seq is not None:
+                        blob_fence.check(session, [(sha256, swept_seq) for sha256 in created])
+                    return datasets.record_batch(session, header.ref, batch, targets, tags, source)
+
+                try:
+                    return await settled(hub.db.write(record))
+                except IntegrityError:  # some of the bytes arrived concurrently: merge into those rows
+                    return await settled(hub.db.write(record))
+
+            async def put_again(hashes: Sequence[str]) -> None:
+                again = [p for p in batch if p.sha256 in hashes]
+                await asyncio.to_thread(datasets.put_blobs, archive, again, hub.store, set())
 
             try:
-                try:
-                    return await settled(self.hub.db.write(record))
-                except IntegrityError:  # some of the bytes arrived concurrently: merge into those rows
-                    return await settled(self.hub.db.write(record))
+                return await blob_fence.committed(hub, swept_seq, commit, put_again)
             except Exception:
                 # Not on cancellation: the transaction may have committed and reference the blobs.
-                await discard_blobs(self.hub, created)
+                await discard_blobs(hub, created)
                 raise
 
     async def ExportDataset(

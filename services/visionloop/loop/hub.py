@@ -164,6 +164,16 @@ class Hub:
     # Image blobs deleted so far (``delete_blob``): an upload that put its blob before taking its
     # turn puts it again if this moved meanwhile (see images.store_image).
     blob_deletions: int = 0
+    # With several replicas: how far the sweep's deletion log went, as last read (see blob_fence).
+    swept_seq: int = 0
+
+    @property
+    def fenced(self) -> bool:
+        """Whether other hub replicas may sweep: uploads then check the sweep's log (``blob_fence``)."""
+        return self.settings.hub_replicas > 1 and self.db.dialect == "postgresql"
+
+    def note_swept_seq(self, seq: int) -> None:
+        self.swept_seq = max(self.swept_seq, seq)
 
     def now(self) -> datetime:
         return utcnow() + self.clock_offset

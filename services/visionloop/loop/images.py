@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from visionloop.common.v1 import annotation_pb2, detection_pb2, image_pb2, transfer_pb2
+from visionloop.loop import blob_fence
 from visionloop.loop.db import schema
 from visionloop.loop.hub import AnyProject, EventBus, Hub, get_project, project_key, utcnow
 from visionloop.loop.labels import add_annotation, get_detections, list_annotations, put_detections
@@ -277,13 +278,16 @@ def _record(
     metadata: image_pb2.ImageMetadata,
     annotations: Sequence[annotation_pb2.Annotation],
     detections: detection_pb2.Detections,
+    swept_seq: int | None = None,
 ) -> Stored:
     """Insert the image (or find the existing one) and merge tags and labels.
 
     For uploads with labels (the detector's frames carry detections); ``NewImage`` records the
     others. Plain INSERT ... ON CONFLICT statements rather than ORM objects: the ORM's bookkeeping
-    costs more than the SQL here.
+    costs more than the SQL here. ``swept_seq``: see ``NewImage``.
     """
+    if swept_seq is not None:
+        blob_fence.check(session, [(image.sha256, swept_seq)])
     project = project_key(session, ref)
     tags = clean_tags(metadata.tags)
     insert_image, _, insert_tags = _statements(session.get_bind().dialect.name)
@@ -312,6 +316,8 @@ class NewImage:
     ref: project_service_pb2.ProjectRef
     image: DecodedImage
     metadata: image_pb2.ImageMetadata
+    # With several hub replicas: the sweep's log as read before the put (see blob_fence.check).
+    swept_seq: int | None = None
 
     def __call__(self, session: Session) -> Stored:
         return self.run_together(session, [self])[0]
@@ -324,6 +330,7 @@ class NewImage:
         row, SQLAlchemy costs more than PostgreSQL does, so a group of uploads pays it once per
         statement rather than once per image and statement.
         """
+        blob_fence.check(session, [(item.image.sha256, item.swept_seq) for item in items if item.swept_seq is not None])
         _, insert_images, insert_tags = _statements(session.get_bind().dialect.name)
         projects = [project_key(session, item.ref) for item in items]
         tags = [clean_tags(item.metadata.tags) for item in items]
@@ -372,6 +379,7 @@ async def store_image(
     limits. It and the put run in one blob-worker call.
     """
     deletions = hub.blob_deletions
+    swept_seq = hub.swept_seq if hub.fenced else None  # before the put: another replica may sweep
     image = await hub.in_blob_worker(
         _validated_and_put,
         hub.store,
@@ -386,7 +394,9 @@ async def store_image(
     async with hub.blob_locks.hold(image.sha256):
         if hub.blob_deletions != deletions:
             await hub.in_blob_worker(hub.store.put_bytes, image_key(image.sha256), image.data)
-        stored = await _record_stored(hub, ref, image, metadata, annotations, detections or detection_pb2.Detections())
+        stored = await _record_stored(
+            hub, ref, image, metadata, annotations, detections or detection_pb2.Detections(), swept_seq
+        )
     if not stored.duplicate:
         hub.events.notify()
     return stored
@@ -408,18 +418,35 @@ async def _record_stored(
     metadata: image_pb2.ImageMetadata,
     annotations: Sequence[annotation_pb2.Annotation],
     labels: detection_pb2.Detections,
+    swept_seq: int | None,
 ) -> Stored:
     """The row of an image whose blob is stored; if it cannot be written, the blob is discarded."""
-    record: Callable[[Session], Stored] = (
-        functools.partial(_record, ref=ref, image=image, metadata=metadata, annotations=annotations, detections=labels)
-        if annotations or any(labels.ListFields())
-        else NewImage(ref, image, metadata)
-    )
-    try:
+    labelled = bool(annotations) or any(labels.ListFields())
+
+    async def commit(swept_seq: int | None) -> Stored:
+        record: Callable[[Session], Stored] = (
+            functools.partial(
+                _record,
+                ref=ref,
+                image=image,
+                metadata=metadata,
+                annotations=annotations,
+                detections=labels,
+                swept_seq=swept_seq,
+            )
+            if labelled
+            else NewImage(ref, image, metadata, swept_seq)
+        )
         try:
             return await settled(hub.db.write_grouped(record))
         except IntegrityError:  # the same bytes arrived concurrently at another replica: merge into its row
             return await settled(hub.db.write_grouped(record))
+
+    async def put_again(_: Sequence[str]) -> None:
+        await hub.in_blob_worker(hub.store.put_bytes, image_key(image.sha256), image.data)
+
+    try:
+        return await blob_fence.committed(hub, swept_seq, commit, put_again)
     except Exception:
         # Not on cancellation (a client's deadline, a disconnect): ``settled`` waited for the group
         # commit, which may have committed the row anyway, and a row without its blob would be

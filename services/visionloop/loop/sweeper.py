@@ -8,7 +8,8 @@ hub replicas, an upload fails (see ``images.discard_blobs``). The sweep collects
 
 It never races an upload of the same bytes in this hub: it deletes under the upload's per-hash
 lock, after checking the rows again, and only a blob that has not been written again since
-the grace period began (an upload refreshes it by putting it again).
+the grace period began (an upload refreshes it by putting it again). With several replicas the
+database fences another replica's uploads as well (``blob_fence``).
 
 The same round discards the writes a crash left unfinished, anywhere in the store, once older
 than the grace period: partial files in the data folder, S3 multipart uploads (a model zip)
@@ -27,6 +28,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
+from visionloop.loop import blob_fence
 from visionloop.loop.hub import Hub
 from visionloop.loop.images import image_key, referenced_hashes
 from visionloop.loop.storage import BlobNotFound
@@ -88,12 +90,23 @@ async def _sweep(hub: Hub, grace: timedelta) -> SweepResult:
             if sha256 not in referenced and await _delete_unreferenced(hub, sha256, key, cutoff):
                 deleted += 1
                 SWEPT.inc()
+    if hub.fenced:
+        await hub.db.write(lambda s: blob_fence.forget_old(s, hub.now()))
     partial = await hub.in_blob_worker(hub.store.discard_partial_writes, cutoff)
     PARTIAL.inc(partial)
     return SweepResult(True, listed, deleted, partial, time.perf_counter() - started)
 
 
 async def _delete_unreferenced(hub: Hub, sha256: str, key: str, cutoff: datetime) -> bool:
+    if hub.fenced:  # another replica's upload may be storing these bytes: the database fences it
+        now = hub.now()
+        async with hub.blob_locks.hold(sha256):
+            hub.blob_deletions += 1  # this replica's uploads see it as they see delete_blob's
+            return await hub.db.write(lambda s: blob_fence.delete_unreferenced(s, hub.store, sha256, key, cutoff, now))
+    return await _delete_in_turn(hub, sha256, key, cutoff)
+
+
+async def _delete_in_turn(hub: Hub, sha256: str, key: str, cutoff: datetime) -> bool:
     # An upload of these bytes in this hub holds the lock from just after its put to its commit:
     # wait for it, then look again; one whose put lands while this deletes puts again (see
     # images.store_image). A blob written since the listing belongs to an upload under way

@@ -271,3 +271,14 @@ class Event(Base):
     subject: Mapped[str] = mapped_column(String(256), default="")
     detail: Mapped[str] = mapped_column(String(256), default="")
     time: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SweptBlob(Base):
+    """The image blobs the sweep deleted while several hub replicas ran (see ``loop/blob_fence.py``)."""
+
+    __tablename__ = "swept_blobs"
+    __table_args__ = (Index("ix_swept_blobs_sha256", "sha256", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    time: Mapped[datetime] = mapped_column(UtcDateTime())
