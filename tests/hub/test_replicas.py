@@ -178,6 +178,31 @@ async def test_an_upload_whose_bytes_another_replica_swept_after_its_put_stores_
     assert b.hub.swept_seq >= 1  # what B learnt fences its next uploads
 
 
+async def test_an_upload_that_cannot_outrun_the_sweep_is_aborted_with_nothing_recorded(
+    replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the sweep to delete the bytes again after every new put (here: no new put is allowed),
+    the upload gives up with ABORTED, records nothing, and says to upload again."""
+    a, b = replicas
+    monkeypatch.setattr(blob_fence, "ATTEMPTS", 1)
+    data = picture(74)
+    swept = asyncio.Event()
+    put_done = upload_takes_its_turn_after(b, swept, monkeypatch)
+    a.hub.clock_offset = timedelta(hours=2)
+    uploading = asyncio.create_task(upload(b, data))
+    await asyncio.wait_for(put_done.wait(), 10)
+    assert (await sweep_images(a.hub, GRACE)).deleted == 1
+    swept.set()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await uploading
+    assert caught.value.code() is grpc.StatusCode.ABORTED
+    assert hashlib.sha256(data).hexdigest() in (caught.value.details() or "")
+    assert "upload it again" in (caught.value.details() or "")
+    assert not (await b.images.ListImages(pb.ListImagesRequest(ref=REF))).images
+    assert (await upload(b, data)).metadata.id == hashlib.sha256(data).hexdigest()  # and it still can
+    assert await stored_bytes(b, data) == data
+
+
 async def test_an_upload_whose_put_lands_while_another_replica_sweeps_the_bytes_stores_them_again(
     replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:

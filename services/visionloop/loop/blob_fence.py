@@ -56,9 +56,10 @@ class BlobGone(Aborted):
     def __init__(self, sha256s: Iterable[str], swept_seq: int) -> None:
         self.sha256s = sorted(set(sha256s))
         self.swept_seq = swept_seq  # read before the new put: fences the retry
+        named = ", ".join(self.sha256s[:3]) + (f" and {len(self.sha256s) - 3} more" if len(self.sha256s) > 3 else "")
         super().__init__(
-            f"the blob sweep of another hub replica deleted image {', '.join(self.sha256s)} while it was "
-            "being stored; nothing was recorded: upload it again"
+            f"the blob sweep of another hub replica deleted image {named} while it was being stored; "
+            "nothing was recorded: upload it again"
         )
 
 
@@ -119,11 +120,13 @@ async def committed(
 ) -> T:
     """``commit(swept_seq)``; while it finds bytes the sweep deleted after their put (``check``
     raised ``BlobGone``), put those again and commit again, fenced by the log as just read."""
-    for _ in range(ATTEMPTS - 1):
+    for attempt in range(1, ATTEMPTS + 1):
         try:
             return await commit(swept_seq)
         except BlobGone as gone:
-            hub.note_swept_seq(gone.swept_seq)
+            hub.note_swept_seq(gone.swept_seq)  # the client's next try starts from here too
+            if attempt == ATTEMPTS:
+                raise
             swept_seq = gone.swept_seq
             await put_again(gone.sha256s)
-    return await commit(swept_seq)
+    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -40,7 +40,8 @@ class LoopSettings(ServiceSettings):
         ge=1,
         description="Hub processes sharing this database and object store (the Helm chart sets it from "
         "loop.replicas). With more than one, a failed upload leaves its blob to the blob sweep instead of "
-        "deleting it: another replica may be storing the same bytes.",
+        "deleting it (another replica may be storing the same bytes), and an upload's row transaction "
+        "checks that no replica's sweep deleted its bytes after its put.",
     )
     blob_sweep_seconds: float = Field(
         3600.0,
