@@ -243,6 +243,8 @@ async def test_an_upload_whose_put_lands_while_another_replica_sweeps_the_bytes_
 async def test_an_import_whose_bytes_another_replica_swept_after_its_put_stores_them_again(
     replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """As an upload: B's import has put a batch's bytes and not committed its rows when A's sweep
+    deletes them; B finds the deletions in the sweep's log and puts those bytes again."""
     a, b = replicas
     archive, _ = generated_coco(3, ["weed"])
     put_blobs = datasets.put_blobs
@@ -264,6 +266,7 @@ async def test_an_import_whose_bytes_another_replica_swept_after_its_put_stores_
     response = await importing
     assert response.images_added == 3
     images = await b.images.ListImages(pb.ListImagesRequest(ref=REF))
+    assert len(images.images) == 3
     for image in images.images:
         key = image_key(image.id)
         assert await asyncio.to_thread(b.hub.store.exists, key), f"{key} is gone"
@@ -272,6 +275,8 @@ async def test_an_import_whose_bytes_another_replica_swept_after_its_put_stores_
 async def test_the_sweep_forgets_its_deletions_once_no_upload_can_be_fenced_by_them(
     replicas: tuple[HubClient, HubClient],
 ) -> None:
+    """An entry of the log can fence only an upload that put its bytes before the deletion: one a
+    day old is dropped."""
     a, _ = replicas
     for seed in (72, 73):
         data = picture(seed)
