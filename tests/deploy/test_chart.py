@@ -333,6 +333,22 @@ def test_pod_disruption_budgets_and_labels(rendered: tuple[str, list[dict[str, A
         assert any(d["spec"]["selector"]["matchLabels"] == selector for d in deployments.values())
 
 
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_hubs_count_the_one_an_upgrade_adds(replicas: int) -> None:
+    """An upgrade runs a new hub beside the old ones before stopping one, so even one replica's hub
+    runs as one of several: it fences its uploads against another hub's blob sweep."""
+    values = load_values(CHART / "ci" / "minimal-values.yaml")
+    values.setdefault("loop", {})["replicas"] = replicas
+    deployment = by_kind(render(values), "Deployment")["vl-visionloop-loop"]
+    assert deployment["spec"]["replicas"] == replicas
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["VISIONLOOP_HUB_REPLICAS"] == str(replicas + 1)
+
+
 def test_helm_test_pod_checks_health_of_every_enabled_service() -> None:
     documents = render(load_values(CHART / "ci" / "full-values.yaml"))
     pod = by_kind(documents, "Pod")["vl-visionloop-test"]

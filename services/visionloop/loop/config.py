@@ -38,10 +38,11 @@ class LoopSettings(ServiceSettings):
         1,
         alias="VISIONLOOP_HUB_REPLICAS",
         ge=1,
-        description="Hub processes sharing this database and object store (the Helm chart sets it from "
-        "loop.replicas). With more than one, a failed upload leaves its blob to the blob sweep instead of "
-        "deleting it (another replica may be storing the same bytes), and an upload's row transaction "
-        "checks that no replica's sweep deleted its bytes after its put.",
+        description="Hub processes that may run at once on this database and object store (the Helm chart "
+        "sets it to loop.replicas plus one, for the hub an upgrade starts before it stops an old one). "
+        "With more than one, a failed upload leaves its blob to the blob sweep instead of deleting it "
+        "(another hub may be storing the same bytes), and an upload's row transaction checks that no "
+        "hub's sweep deleted its bytes after its put.",
     )
     blob_sweep_seconds: float = Field(
         3600.0,
