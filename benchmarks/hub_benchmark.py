@@ -100,9 +100,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def open_stack(name: str, workdir: Path) -> Iterator[Stack]:
+def open_stack(name: str, workdir: Path, hub_replicas: int = 1) -> Iterator[Stack]:
     """Settings for a fresh hub plus a separate raw store on the same back end."""
     overrides: dict[str, Any] = {"port": 0, "host": "127.0.0.1", "data_dir": workdir / "hub"}
+    if hub_replicas > 1:  # as the Helm chart runs the hub: its uploads check the sweep's log
+        overrides["hub_replicas"] = hub_replicas
     if name == "sqlite":
         yield Stack(
             name,
@@ -119,7 +121,10 @@ def open_stack(name: str, workdir: Path) -> Iterator[Stack]:
         overrides.update(s3)
         raw = S3ObjectStore(s3["s3_endpoint"], "raw-benchmark", s3["s3_access_key_id"], s3["s3_secret_access_key"])
         raw.ensure_bucket()
-        yield Stack(name, "PostgreSQL + S3 (moto)", LoopSettings(**overrides), raw, "S3ObjectStore.put_bytes")
+        description = "PostgreSQL + S3 (moto)"
+        if hub_replicas > 1:
+            description += f", VISIONLOOP_HUB_REPLICAS={hub_replicas} (uploads fenced against other hubs' sweeps)"
+        yield Stack(name, description, LoopSettings(**overrides), raw, "S3ObjectStore.put_bytes")
 
 
 @contextlib.asynccontextmanager
@@ -738,7 +743,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    with tempfile.TemporaryDirectory(prefix="visionloop-bench-") as tmp, open_stack(args.stack, Path(tmp)) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="visionloop-bench-") as tmp,
+        open_stack(args.stack, Path(tmp), args.hub_replicas) as stack,
+    ):
         report["description"] = stack.description
         report["hub"] = args.hub
         if args.only in (None, "upload"):
@@ -783,12 +791,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="process",
         help="uploads against `visionloop serve loop` in its own process (default, as deployed) or in this one",
     )
+    parser.add_argument(
+        "--hub-replicas",
+        type=int,
+        default=1,
+        help="VISIONLOOP_HUB_REPLICAS for the hub (default 1; the Helm chart runs 2 or more, which fences "
+        "uploads against other hubs' blob sweeps on PostgreSQL)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers as JSON")
     args = parser.parse_args(argv)
     if args.rows < MIN_ROWS:  # the rarest filter must still fill a page
         parser.error(f"--rows must be at least {MIN_ROWS:,} so that every query fills a page of {PAGE}")
-    if min(args.images, args.concurrency, args.queries, args.rounds) < 1:
-        parser.error("--images, --concurrency, --queries and --rounds must be at least 1")
+    if min(args.images, args.concurrency, args.queries, args.rounds, args.hub_replicas) < 1:
+        parser.error("--images, --concurrency, --queries, --rounds and --hub-replicas must be at least 1")
     configure_logging(level="warning", stream=sys.stderr)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's S3 server logs every request
 

@@ -22,8 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import Integer, bindparam, delete, exists, func, insert, select, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import delete, exists, insert, select, text
 from sqlalchemy.orm import Session
 
 from visionloop.loop.db import schema
@@ -40,11 +39,10 @@ T = TypeVar("T")
 _LOCK_CLASS = 7_004
 # How long a deletion stays in the log: longer than any upload takes from its put to its commit.
 KEEP_SWEPT = timedelta(days=1)
-_KEYS = bindparam("keys", type_=postgresql.ARRAY(Integer))
-_LOCK_SHARED = text(
-    "SELECT pg_advisory_xact_lock_shared(:class, key) FROM unnest(:keys) AS key ORDER BY key"
-).bindparams(_KEYS)
 _LOCK = text("SELECT pg_advisory_xact_lock(:class, :key)")
+# An upload's two statements go straight to psycopg: through SQLAlchemy each cost as much again.
+_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(%s, key) FROM unnest(%s::integer[]) AS key ORDER BY key"
+_SWEPT_SINCE = "SELECT sha256, max(seq) FROM swept_blobs WHERE sha256 = ANY(%s) AND seq > %s GROUP BY sha256"
 # Rounds of put-again-and-commit before the client is asked to retry (a sweep deletes a blob only
 # once nobody wrote it for the grace period, so a second round is already unheard of).
 ATTEMPTS = 3
@@ -75,15 +73,10 @@ def check(session: Session, puts: Iterable[tuple[str, int]]) -> None:
     if not puts:
         return
     hashes = sorted({sha256 for sha256, _ in puts})
-    session.execute(_LOCK_SHARED, {"class": _LOCK_CLASS, "keys": sorted({_lock_key(h) for h in hashes})})
-    latest: dict[str, int] = {
-        sha256: seq
-        for sha256, seq in session.execute(
-            select(schema.SweptBlob.sha256, func.max(schema.SweptBlob.seq))
-            .where(schema.SweptBlob.sha256.in_(hashes), schema.SweptBlob.seq > min(seq for _, seq in puts))
-            .group_by(schema.SweptBlob.sha256)
-        )
-    }
+    with session.connection().connection.cursor() as cursor:  # the transaction's own connection
+        cursor.execute(_LOCK_SHARED, (_LOCK_CLASS, sorted({_lock_key(h) for h in hashes})))
+        cursor.execute(_SWEPT_SINCE, (hashes, min(seq for _, seq in puts)))
+        latest: dict[str, int] = dict(cursor.fetchall())
     gone = [sha256 for sha256, seq in puts if latest.get(sha256, 0) > seq]
     if gone:
         raise BlobGone(gone, max(latest.values()))
