@@ -156,14 +156,11 @@ async def stored_bytes(hub: HubClient, data: bytes) -> bytes | None:
     )
 
 
-async def test_an_upload_whose_bytes_another_replica_swept_after_its_put_stores_them_again(
-    replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """B has put the bytes and not committed its row when A's sweep deletes them (to A every blob
-    looks old, as an orphan's would if B's put landed just after A's last look). B's per-process
-    deletion count does not see A's sweep; the sweep's log does, and B puts the bytes again."""
-    a, b = replicas
-    data = picture(70)
+async def swept_before_its_commit(
+    a: HubClient, b: HubClient, data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> asyncio.Task[pb.UploadImageResponse]:
+    """B's upload of ``data``, let go after A's sweep (to which every blob looks old) deleted the
+    bytes between B's put and B's commit."""
     swept = asyncio.Event()
     put_done = upload_takes_its_turn_after(b, swept, monkeypatch)
     a.hub.clock_offset = timedelta(hours=2)
@@ -172,7 +169,18 @@ async def test_an_upload_whose_bytes_another_replica_swept_after_its_put_stores_
     assert (await sweep_images(a.hub, GRACE)).deleted == 1
     assert await stored_bytes(b, data) is None
     swept.set()
-    response = await uploading
+    return uploading
+
+
+async def test_an_upload_whose_bytes_another_replica_swept_after_its_put_stores_them_again(
+    replicas: tuple[HubClient, HubClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B has put the bytes and not committed its row when A's sweep deletes them (to A every blob
+    looks old, as an orphan's would if B's put landed just after A's last look). B's per-process
+    deletion count does not see A's sweep; the sweep's log does, and B puts the bytes again."""
+    a, b = replicas
+    data = picture(70)
+    response = await (await swept_before_its_commit(a, b, data, monkeypatch))
     assert not response.duplicate
     assert await stored_bytes(b, data) == data
     assert b.hub.swept_seq >= 1  # what B learnt fences its next uploads
@@ -186,13 +194,7 @@ async def test_an_upload_that_cannot_outrun_the_sweep_is_aborted_with_nothing_re
     a, b = replicas
     monkeypatch.setattr(blob_fence, "ATTEMPTS", 1)
     data = picture(74)
-    swept = asyncio.Event()
-    put_done = upload_takes_its_turn_after(b, swept, monkeypatch)
-    a.hub.clock_offset = timedelta(hours=2)
-    uploading = asyncio.create_task(upload(b, data))
-    await asyncio.wait_for(put_done.wait(), 10)
-    assert (await sweep_images(a.hub, GRACE)).deleted == 1
-    swept.set()
+    uploading = await swept_before_its_commit(a, b, data, monkeypatch)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await uploading
     assert caught.value.code() is grpc.StatusCode.ABORTED
