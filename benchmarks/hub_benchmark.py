@@ -6,7 +6,8 @@
    many threads. Reports images/s, MB/s, the hub process's CPU per image, how many of the
    machine's cores were busy (everything on it: client, hub, database, S3 server), the machine's
    CPU per image split by those processes, and hub/raw (target >= 0.7x), as medians of
-   interleaved rounds.
+   interleaved rounds; then the most images/s the machine allows each path (``machine_bound``),
+   which tells a ratio the hub sets from one the machine sets.
 2. Query latency: the first page (100 images) of ``ImageService.ListImages`` over a project with
    ``--rows`` images (bulk-inserted into the database, not uploaded), newest and priority order,
    unfiltered and with a tag or a state filter. Reports p50/p95 of the RPC and of the same SQL
@@ -79,6 +80,7 @@ MB = 1_000_000
 ROUNDS = 5  # interleaved upload rounds per path
 PROCESS = "process"  # the hub's CPU seconds in all, beside its thread pools' (hub_process)
 CLIENT = "client"  # the benchmark's own process: raw puts, or the gRPC client
+S3_SERVER = "S3 server"  # moto: Python, its work under one interpreter lock
 
 
 def check(condition: bool, message: str) -> None:
@@ -218,10 +220,30 @@ class Throughput:
     hub_pool_cpu_ms: dict[str, float] | None = None  # the same by thread pool
     busy_cores: float | None = None  # the whole machine's busy CPU seconds per second (Linux)
     process_cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU time per image by process role
+    bound_per_s: float | None = None  # the most images/s this machine allows the path (machine_bound)
+    bound_by: str = ""  # what sets that bound
 
     def __post_init__(self) -> None:
         self.images_per_s = self.images / self.seconds
         self.mb_per_s = self.bytes / MB / self.seconds
+
+
+def machine_bound(process_cpu_ms: dict[str, float], cores: int) -> tuple[float, str] | None:
+    """The most images/s this machine allows a path, from its CPU per image by process, and what sets it.
+
+    All the path's processes together get at most ``cores`` cores, and the S3 server (moto) at most
+    one: its work runs under one interpreter lock. Comparing the paths' bounds tells a ratio the
+    hub's code sets from one the machine sets: the raw path stops at the S3 server's core, while
+    the hub paths, doing more work per image beside it, share all of the cores.
+    """
+    total = sum(process_cpu_ms.values())
+    if total <= 0:
+        return None
+    bounds = [(cores * 1000 / total, f"{cores} cores at {total:.2f} ms of machine CPU per image")]
+    s3 = process_cpu_ms.get(S3_SERVER, 0.0)
+    if s3 > 0:
+        bounds.append((1000 / s3, f"the S3 server's one core at {s3:.2f} ms per image"))
+    return min(bounds)
 
 
 def machine_busy_seconds() -> float | None:
@@ -243,7 +265,7 @@ def process_role(pid: int, comm: str, cmdline: bytes) -> str:
     if pid == os.getpid():
         return CLIENT
     if b"moto.server" in cmdline:
-        return "S3 server"
+        return S3_SERVER
     if comm.startswith("postgres"):
         return "PostgreSQL"
     if b"serve\0loop" in cmdline:
@@ -453,6 +475,9 @@ async def upload_benchmark(
         throughput.process_cpu_ms = {
             role: statistics.median(per_round.get(role, 0.0) for per_round in by_process[name]) for role in roles
         }
+        bound = machine_bound(throughput.process_cpu_ms, os.cpu_count() or 1)
+        if bound is not None:
+            throughput.bound_per_s, throughput.bound_by = bound
         return throughput
 
     raw_result = result(f"raw {stack.raw_store_name}", "raw", unary_sets)
@@ -713,6 +738,16 @@ def upload_table(results: list[Throughput], info: dict[str, Any], hub: str) -> s
             )
         if r.hub_pool_cpu_ms:
             lines.append(f"  {path} hub CPU/img by thread pool: {milliseconds(r.hub_pool_cpu_ms)}")
+    raw = results[0]
+    for r in results:
+        if r.bound_per_s is None:
+            continue
+        path = r.path.split()[-1].rpartition(".")[2]
+        versus = f" = {r.bound_per_s / raw.bound_per_s:.2f}x raw's" if r is not raw and raw.bound_per_s else ""
+        lines.append(
+            f"  {path}: this machine allows at most {r.bound_per_s:.0f} img/s ({r.bound_by}){versus};"
+            f" it ran at {r.images_per_s / r.bound_per_s:.0%} of that"
+        )
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""The hub benchmark's CPU split by process (benchmarks/hub_benchmark.py), read from Linux's /proc."""
+"""benchmarks/hub_benchmark.py: its CPU split by process (from Linux's /proc) and the bound it sets each path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.hub_benchmark import CLIENT, cpu_by_process, process_cpu, process_role
+from benchmarks.hub_benchmark import CLIENT, S3_SERVER, cpu_by_process, machine_bound, process_cpu, process_role
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads Linux's /proc")
 
@@ -40,3 +40,20 @@ def test_cpu_between_two_readings_is_split_by_role() -> None:
         child.communicate(b"\n", timeout=30)
     assert spent[CLIENT] >= 0.19  # this process: at least its own spin (one clock tick short at worst)
     assert spent["other"] >= 0.29  # the child's spin, from its start on (it was not in the first reading)
+
+
+def test_a_paths_bound_is_its_cores_or_the_s3_servers_one_core_whichever_is_less() -> None:
+    # The raw path: moto's 1.6 ms per image fill its one core before the two cores are full.
+    assert machine_bound({S3_SERVER: 1.6, CLIENT: 0.6}, cores=2) == (
+        pytest.approx(625.0),
+        "the S3 server's one core at 1.60 ms per image",
+    )
+    # A hub path: 4 ms per image in all fill two cores first.
+    rate, by = machine_bound({"hub": 2.0, S3_SERVER: 1.6, CLIENT: 0.2, "PostgreSQL": 0.2}, cores=2)
+    assert rate == pytest.approx(500.0)
+    assert by == "2 cores at 4.00 ms of machine CPU per image"
+    assert machine_bound({"hub": 2.0}, cores=4) == (
+        pytest.approx(2000.0),
+        "4 cores at 2.00 ms of machine CPU per image",
+    )
+    assert machine_bound({}, cores=2) is None
