@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def leave(code: int) -> None:
+def leave(code: int) -> NoReturn:
     """End a rank's process without the interpreter's teardown, its outputs flushed.
 
     A gloo worker thread may still be releasing the last collective's work (our final barrier,
