@@ -227,6 +227,11 @@ class Throughput:
         self.images_per_s = self.images / self.seconds
         self.mb_per_s = self.bytes / MB / self.seconds
 
+    @property
+    def call(self) -> str:
+        """The call the path times: put_bytes, UploadImage or UploadImages."""
+        return self.path.split()[-1].rpartition(".")[2]
+
 
 def machine_bound(process_cpu_ms: dict[str, float], cores: int) -> tuple[float, str] | None:
     """The most images/s this machine allows a path, from its CPU per image by process, and what sets it.
@@ -730,22 +735,20 @@ def upload_table(results: list[Throughput], info: dict[str, Any], hub: str) -> s
     for name, ratios in info["round_ratios"].items():
         lines.append(f"  {name} hub/raw per round: " + ", ".join(f"{x:.2f}x" for x in ratios))
     for r in results:
-        path = r.path.split()[-1].rpartition(".")[2]  # put_bytes, UploadImage, UploadImages
         if r.process_cpu_ms:
             lines.append(
-                f"  {path} machine CPU/img by process: {milliseconds(r.process_cpu_ms)}"
+                f"  {r.call} machine CPU/img by process: {milliseconds(r.process_cpu_ms)}"
                 f" (sum {sum(r.process_cpu_ms.values()):.2f} ms)"
             )
         if r.hub_pool_cpu_ms:
-            lines.append(f"  {path} hub CPU/img by thread pool: {milliseconds(r.hub_pool_cpu_ms)}")
+            lines.append(f"  {r.call} hub CPU/img by thread pool: {milliseconds(r.hub_pool_cpu_ms)}")
     raw = results[0]
     for r in results:
         if r.bound_per_s is None:
             continue
-        path = r.path.split()[-1].rpartition(".")[2]
         versus = f" = {r.bound_per_s / raw.bound_per_s:.2f}x raw's" if r is not raw and raw.bound_per_s else ""
         lines.append(
-            f"  {path}: this machine allows at most {r.bound_per_s:.0f} img/s ({r.bound_by}){versus};"
+            f"  {r.call}: this machine allows at most {r.bound_per_s:.0f} img/s ({r.bound_by}){versus};"
             f" it ran at {r.images_per_s / r.bound_per_s:.0%} of that"
         )
     return "\n".join(lines)
