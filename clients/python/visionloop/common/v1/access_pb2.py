@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!visionloop/common/v1/access.proto\x12\x14visionloop.common.v1\x1a google/protobuf/descriptor.proto\"3\n\x06\x41\x63\x63\x65ss\x12)\n\x05roles\x18\x01 \x03(\x0e\x32\x1a.visionloop.common.v1.Role*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_ROBOT\x10\x01\x12\x12\n\x0eROLE_ANNOTATOR\x10\x02\x12\r\n\tROLE_NODE\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04:N\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x1c.visionloop.common.v1.Accessb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!visionloop/common/v1/access.proto\x12\x14visionloop.common.v1\x1a google/protobuf/descriptor.proto\"3\n\x06\x41\x63\x63\x65ss\x12)\n\x05roles\x18\x01 \x03(\x0e\x32\x1a.visionloop.common.v1.Role*\xd7\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_ROBOT\x10\x01\x12\x12\n\x0eROLE_ANNOTATOR\x10\x02\x12\x11\n\tROLE_NODE\x10\x03\x1a\x02\x08\x01\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\x11\n\rROLE_OPERATOR\x10\x05\x12\x16\n\x12ROLE_DETECTOR_NODE\x10\x06\x12\x15\n\x11ROLE_TRAINER_NODE\x10\x07\x12\x17\n\x13ROLE_CONVERTER_NODE\x10\x08\x12\x17\n\x13ROLE_ANNOTATOR_NODE\x10\t:N\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x1c.visionloop.common.v1.Accessb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.common.v1.access_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=146
-  _globals['_ROLE']._serialized_end=241
+  _globals['_ROLE'].values_by_name["ROLE_NODE"]._loaded_options = None
+  _globals['_ROLE'].values_by_name["ROLE_NODE"]._serialized_options = b'\010\001'
+  _globals['_ROLE']._serialized_start=147
+  _globals['_ROLE']._serialized_end=362
   _globals['_ACCESS']._serialized_start=93
   _globals['_ACCESS']._serialized_end=144
 # @@protoc_insertion_point(module_scope)

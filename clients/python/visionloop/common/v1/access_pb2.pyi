@@ -15,11 +15,21 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_ANNOTATOR: _ClassVar[Role]
     ROLE_NODE: _ClassVar[Role]
     ROLE_ADMIN: _ClassVar[Role]
+    ROLE_OPERATOR: _ClassVar[Role]
+    ROLE_DETECTOR_NODE: _ClassVar[Role]
+    ROLE_TRAINER_NODE: _ClassVar[Role]
+    ROLE_CONVERTER_NODE: _ClassVar[Role]
+    ROLE_ANNOTATOR_NODE: _ClassVar[Role]
 ROLE_UNSPECIFIED: Role
 ROLE_ROBOT: Role
 ROLE_ANNOTATOR: Role
 ROLE_NODE: Role
 ROLE_ADMIN: Role
+ROLE_OPERATOR: Role
+ROLE_DETECTOR_NODE: Role
+ROLE_TRAINER_NODE: Role
+ROLE_CONVERTER_NODE: Role
+ROLE_ANNOTATOR_NODE: Role
 ACCESS_FIELD_NUMBER: _ClassVar[int]
 access: _descriptor.FieldDescriptor
 

@@ -152,14 +152,15 @@ class DetectorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetOperationMode(self, request, context):
-        """Switches between detecting and idle (e.g. while a robot is parked).
+        """Switches between detecting and idle (e.g. while the robots are parked).
+        The mode is shared by every robot of the detector: operators only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetOutboxMode(self, request, context):
-        """Starts or pauses sending the outbox to the hub.
+        """Starts or pauses sending the outbox to the hub. Operators only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -167,7 +168,7 @@ class DetectorServiceServicer:
 
     def SetVersionControl(self, request, context):
         """Chooses how the model version is picked: follow the hub, pause updates,
-        or pin a version.
+        or pin a version. Operators only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

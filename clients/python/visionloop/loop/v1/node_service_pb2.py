@@ -27,7 +27,7 @@ from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_
 from visionloop.common.v1 import node_pb2 as visionloop_dot_common_dot_v1_dot_node__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%visionloop/loop/v1/node_service.proto\x12\x12visionloop.loop.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!visionloop/common/v1/access.proto\x1a\x1fvisionloop/common/v1/node.proto\"G\n\x13RegisterNodeRequest\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\"\x7f\n\x14RegisterNodeResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"D\n\x10HeartbeatRequest\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\"J\n\x11HeartbeatResponse\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"C\n\x0fGetNodeResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\"Y\n\x10ListNodesRequest\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.visionloop.common.v1.NodeType\x12\x17\n\x0finclude_offline\x18\x02 \x01(\x08\"D\n\x11ListNodesResponse\x12/\n\x05nodes\x18\x01 \x03(\x0b\x32 .visionloop.common.v1.NodeStatus2\x9e\x03\n\x0bNodeService\x12j\n\x0cRegisterNode\x12\'.visionloop.loop.v1.RegisterNodeRequest\x1a(.visionloop.loop.v1.RegisterNodeResponse\"\x07\xca\xf3\x18\x03\n\x01\x03\x12\x61\n\tHeartbeat\x12$.visionloop.loop.v1.HeartbeatRequest\x1a%.visionloop.loop.v1.HeartbeatResponse\"\x07\xca\xf3\x18\x03\n\x01\x03\x12\\\n\x07GetNode\x12\".visionloop.loop.v1.GetNodeRequest\x1a#.visionloop.loop.v1.GetNodeResponse\"\x08\xca\xf3\x18\x04\n\x02\x02\x03\x12\x62\n\tListNodes\x12$.visionloop.loop.v1.ListNodesRequest\x1a%.visionloop.loop.v1.ListNodesResponse\"\x08\xca\xf3\x18\x04\n\x02\x02\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%visionloop/loop/v1/node_service.proto\x12\x12visionloop.loop.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!visionloop/common/v1/access.proto\x1a\x1fvisionloop/common/v1/node.proto\"G\n\x13RegisterNodeRequest\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\"\x7f\n\x14RegisterNodeResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"D\n\x10HeartbeatRequest\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\"J\n\x11HeartbeatResponse\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"C\n\x0fGetNodeResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\"Y\n\x10ListNodesRequest\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.visionloop.common.v1.NodeType\x12\x17\n\x0finclude_offline\x18\x02 \x01(\x08\"D\n\x11ListNodesResponse\x12/\n\x05nodes\x18\x01 \x03(\x0b\x32 .visionloop.common.v1.NodeStatus2\xa6\x03\n\x0bNodeService\x12m\n\x0cRegisterNode\x12\'.visionloop.loop.v1.RegisterNodeRequest\x1a(.visionloop.loop.v1.RegisterNodeResponse\"\n\xca\xf3\x18\x06\n\x04\x06\x07\x08\x03\x12\x64\n\tHeartbeat\x12$.visionloop.loop.v1.HeartbeatRequest\x1a%.visionloop.loop.v1.HeartbeatResponse\"\n\xca\xf3\x18\x06\n\x04\x06\x07\x08\x03\x12]\n\x07GetNode\x12\".visionloop.loop.v1.GetNodeRequest\x1a#.visionloop.loop.v1.GetNodeResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12\x63\n\tListNodes\x12$.visionloop.loop.v1.ListNodesRequest\x1a%.visionloop.loop.v1.ListNodesResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.loop.v1.node_ser
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODESERVICE'].methods_by_name['RegisterNode']._loaded_options = None
-  _globals['_NODESERVICE'].methods_by_name['RegisterNode']._serialized_options = b'\312\363\030\003\n\001\003'
+  _globals['_NODESERVICE'].methods_by_name['RegisterNode']._serialized_options = b'\312\363\030\006\n\004\006\007\010\003'
   _globals['_NODESERVICE'].methods_by_name['Heartbeat']._loaded_options = None
-  _globals['_NODESERVICE'].methods_by_name['Heartbeat']._serialized_options = b'\312\363\030\003\n\001\003'
+  _globals['_NODESERVICE'].methods_by_name['Heartbeat']._serialized_options = b'\312\363\030\006\n\004\006\007\010\003'
   _globals['_NODESERVICE'].methods_by_name['GetNode']._loaded_options = None
-  _globals['_NODESERVICE'].methods_by_name['GetNode']._serialized_options = b'\312\363\030\004\n\002\002\003'
+  _globals['_NODESERVICE'].methods_by_name['GetNode']._serialized_options = b'\312\363\030\005\n\003\002\005\003'
   _globals['_NODESERVICE'].methods_by_name['ListNodes']._loaded_options = None
-  _globals['_NODESERVICE'].methods_by_name['ListNodes']._serialized_options = b'\312\363\030\004\n\002\002\003'
+  _globals['_NODESERVICE'].methods_by_name['ListNodes']._serialized_options = b'\312\363\030\005\n\003\002\005\003'
   _globals['_REGISTERNODEREQUEST']._serialized_start=161
   _globals['_REGISTERNODEREQUEST']._serialized_end=232
   _globals['_REGISTERNODERESPONSE']._serialized_start=234
@@ -59,5 +59,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTNODESRESPONSE']._serialized_start=704
   _globals['_LISTNODESRESPONSE']._serialized_end=772
   _globals['_NODESERVICE']._serialized_start=775
-  _globals['_NODESERVICE']._serialized_end=1189
+  _globals['_NODESERVICE']._serialized_end=1197
 # @@protoc_insertion_point(module_scope)
