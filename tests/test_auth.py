@@ -35,6 +35,8 @@ def test_roles_and_tokens(tmp_path: Path) -> None:
 
             # Probes need no token.
             assert health_status(channel) == SERVING
+            # The broad node role still works, with a warning to give each node kind its own token.
+            assert any("deprecated role 'node'" in r["event"] for r in proc.lines if r.get("level") == "warning")
 
             assert call(channel, "GetProject", get, None) is grpc.StatusCode.UNAUTHENTICATED
             assert call(channel, "GetProject", get, "not-a-token") is grpc.StatusCode.UNAUTHENTICATED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from tests.harness import VISIONLOOP, base_env
 from visionloop.detector.config import DetectorSettings
 from visionloop.loop.config import LoopSettings
+from visionloop.runtime.access import Scope
 from visionloop.runtime.config import ConfigError, load_settings
 from visionloop.trainer.config import TrainerSettings
 
@@ -82,5 +84,45 @@ def test_valid_environment_and_flag_override(monkeypatch: pytest.MonkeyPatch, tm
     assert settings.min_uncertain_threshold == 0.2
     assert settings.port == 7000  # the flag wins over the environment
     assert settings.data_dir == tmp_path
-    assert settings.tokens() == {"r1": "robot", "a1": "admin", "r2": "robot"}
+    tokens = settings.tokens()
+    assert [grant.role for grant in tokens.grants_of("r1")] == ["robot"]
+    assert [grant.role for grant in tokens.grants_of("a1")] == ["admin"]
+    assert tokens.grants_of("r3") == []
     assert "r1" not in repr(settings)
+
+
+def test_token_entries_take_digests_and_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    digest = hashlib.sha256(b"det-secret").hexdigest()
+    monkeypatch.setenv(
+        "VISIONLOOP_AUTH_TOKENS",
+        f"detector_node@acme/weeds=sha256:{digest},operator@acme=op-secret,robot=op-secret",
+    )
+    tokens = load_settings(DetectorSettings).tokens()
+    (detector,) = tokens.grants_of("det-secret")  # known by its digest only
+    assert (detector.role, detector.scope) == ("detector_node", Scope("acme", "weeds"))
+    assert tokens.grants_of(f"sha256:{digest}") == []  # the digest itself is no token
+    # One token in two entries holds both grants.
+    assert {(g.role, g.scope) for g in tokens.grants_of("op-secret")} == {
+        ("operator", Scope("acme")),
+        ("robot", None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("robot=top-secret,superuser=top-secret", "entry 2: unknown role 'superuser'"),
+        ("robot:top-secret", "entry 1 is not role=token"),
+        ("robot@Acme=top-secret", "entry 1 is not role=token"),
+        ("robot@acme/weeds/x=top-secret", "entry 1 is not role=token"),
+        ("robot=sha256:top-secret", "entry 1: a digest is sha256: and 64 lower-case hex digits"),
+    ],
+)
+def test_bad_token_entries_are_named_without_their_secret(
+    value: str, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VISIONLOOP_AUTH_TOKENS", value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(LoopSettings)
+    assert str(caught.value).startswith(f"configuration error: VISIONLOOP_AUTH_TOKENS: {reason}")
+    assert "top-secret" not in str(caught.value)

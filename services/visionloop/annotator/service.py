@@ -23,6 +23,7 @@ from visionloop.annotator.v1 import annotator_service_pb2_grpc
 from visionloop.annotator.watcher import PriorityWatcher
 from visionloop.common.v1 import annotation_pb2, category_pb2, geometry_pb2
 from visionloop.loop.v1 import project_service_pb2
+from visionloop.runtime import access
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -68,6 +69,8 @@ class AnnotatorServicer(annotator_service_pb2_grpc.AnnotatorServiceServicer):
         project = project or self.default_ref.project
         if not _NAME.match(organization) or not _NAME.match(project):
             raise InvalidArgument("organization and project must be 1-64 characters of a-z, 0-9, '_' and '-'")
+        # The hub sees the annotator's own token: a caller's token limited to a project is checked here.
+        access.check_project(organization, project)
         return project_service_pb2.ProjectRef(organization=organization, project=project)
 
     # --- sessions ---------------------------------------------------------------------------

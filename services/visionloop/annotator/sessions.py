@@ -18,6 +18,7 @@ from visionloop.annotator.classical import Result
 from visionloop.annotator.prompts import Item, Prompts
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2
+from visionloop.runtime import access
 from visionloop.runtime.errors import NotFound
 
 MAX_SESSIONS = 64
@@ -76,6 +77,7 @@ class Sessions:
         session = self._open.get(session_id)
         if session is None:
             raise NotFound(f"session {session_id!r} is not open (closed, expired or never opened); open a new one")
+        access.check_project(session.ref.organization, session.ref.project)  # the caller's token may be limited
         self._open.move_to_end(session_id)
         return session
 

@@ -41,4 +41,11 @@ def create(settings: ConverterSettings) -> ServiceSpec:
             await servicer.converter.stop()
             await servicer.converter.hub.close()
 
-    return ServiceSpec(name="converter", mounts=[mount], on_start=[start], on_stop=[stop], context=servicer)
+    return ServiceSpec(
+        name="converter",
+        mounts=[mount],
+        on_start=[start],
+        on_stop=[stop],
+        context=servicer,
+        project=None if settings.all_projects else (settings.loop_organization, settings.loop_project),
+    )

@@ -13,6 +13,7 @@ from visionloop.converter.v1 import converter_service_pb2 as pb
 from visionloop.converter.v1 import converter_service_pb2_grpc
 from visionloop.converter.worker import Converter
 from visionloop.loop.v1 import model_service_pb2, project_service_pb2
+from visionloop.runtime import access
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -71,6 +72,8 @@ class ConverterServicer(converter_service_pb2_grpc.ConverterServiceServicer):
     async def Convert(self, request: pb.ConvertRequest, context: grpc.aio.ServicerContext) -> pb.ConvertResponse:
         _check(request)
         converter = self._running()
+        # The hub sees the converter's own token: a caller's token limited to a project is checked here.
+        access.check_project(request.organization, request.project)
         ref = project_service_pb2.ProjectRef(organization=request.organization, project=request.project)
         key = model_service_pb2.ModelKey(ref=ref, version=request.version)
         target = request.target_format
@@ -147,4 +150,5 @@ class ConverterServicer(converter_service_pb2_grpc.ConverterServiceServicer):
         if request.limit < 0:
             raise InvalidArgument("limit must not be negative (0: 50)")
         limit = request.limit or DEFAULT_LIMIT
-        return pb.ListConversionsResponse(conversions=list(self._running().recent)[:limit])
+        shown = [c for c in self._running().recent if access.may_use(c.organization, c.project)]
+        return pb.ListConversionsResponse(conversions=shown[:limit])

@@ -133,4 +133,11 @@ def create(settings: DetectorSettings) -> ServiceSpec:
         await sender.close()
         await models.close()
 
-    return ServiceSpec(name="detector", mounts=[mount], on_start=[start], on_stop=[close], context=servicer)
+    return ServiceSpec(
+        name="detector",
+        mounts=[mount],
+        on_start=[start],
+        on_stop=[close],
+        context=servicer,
+        project=(settings.loop_organization, settings.loop_project),  # robots' frames go to this project
+    )

@@ -17,6 +17,7 @@ from visionloop.loop.hub import Hub, check_ref
 from visionloop.loop.protos import to_timestamp
 from visionloop.loop.v1 import event_service_pb2 as pb
 from visionloop.loop.v1 import event_service_pb2_grpc, project_service_pb2
+from visionloop.runtime import access
 from visionloop.runtime.errors import InvalidArgument
 
 BATCH = 500
@@ -48,6 +49,8 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
             cursor = await self.hub.db.read(lambda s: s.scalar(select(func.max(schema.Event.seq))) or 0)
         if request.HasField("ref") and (request.ref.organization or request.ref.project):
             check_ref(request.ref)
+        else:
+            access.check_every_project("ref")
         types = [t for t in request.types if t != pb.EVENT_TYPE_UNSPECIFIED]
 
         def batch(session: Session, after: int) -> list[schema.Event]:

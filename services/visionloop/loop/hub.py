@@ -25,6 +25,7 @@ from visionloop.loop.db import schema
 from visionloop.loop.db.engine import Database
 from visionloop.loop.storage import LocalObjectStore, ObjectStore, S3ObjectStore
 from visionloop.loop.v1 import project_service_pb2
+from visionloop.runtime import access
 from visionloop.runtime.errors import InvalidArgument, NotFound
 from visionloop.runtime.threads import named_executor
 
@@ -223,8 +224,17 @@ class Hub:
 
 
 def check_ref(ref: project_service_pb2.ProjectRef) -> None:
+    """INVALID_ARGUMENT for an incomplete ref; PERMISSION_DENIED when the caller's token is limited to
+    other projects (every request naming a project passes here, through ``get_project`` at the latest)."""
     if not ref.organization or not ref.project:
         raise InvalidArgument("ref.organization and ref.project are required, e.g. acme / weeds")
+    access.check_project(ref.organization, ref.project)
+
+
+def check_in_scope(project: schema.Project) -> None:
+    """PERMISSION_DENIED when the caller's token is limited to other projects, for rows found by their
+    own id (trainings, conversions, nodes) rather than through a ref."""
+    access.check_project(project.organization, project.name)
 
 
 @dataclass(frozen=True)
@@ -242,7 +252,11 @@ _project_keys: weakref.WeakKeyDictionary[Engine, dict[tuple[str, str], ProjectKe
 
 
 def project_key(session: Session, ref: project_service_pb2.ProjectRef) -> ProjectKey:
-    """``get_project`` for hot paths: remembered per database after the first lookup."""
+    """``get_project`` for hot paths: remembered per database after the first lookup.
+
+    Not checked against the caller's token: group commit runs it for many calls in one worker
+    thread, outside each call's context. Callers check the ref first (``check_ref``).
+    """
     engine = session.get_bind().engine
     known = _project_keys.setdefault(engine, {})
     key = known.get((ref.organization, ref.project))

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from visionloop.common.v1 import annotation_pb2, detection_pb2, image_pb2, transfer_pb2
 from visionloop.loop import blob_fence
 from visionloop.loop.db import schema
-from visionloop.loop.hub import AnyProject, EventBus, Hub, get_project, project_key, utcnow
+from visionloop.loop.hub import AnyProject, EventBus, Hub, check_ref, get_project, project_key, utcnow
 from visionloop.loop.labels import add_annotation, get_detections, list_annotations, put_detections
 from visionloop.loop.protos import from_timestamp, to_timestamp
 from visionloop.loop.storage import CHUNK_BYTES, ObjectStore
@@ -378,6 +378,7 @@ async def store_image(
     ``validate`` (blocking) proves the bytes an image; by default ``decode_image`` with the hub's
     limits. It and the put run in one blob-worker call.
     """
+    check_ref(ref)  # here, in the call's context: the row is recorded by group commit
     deletions = hub.blob_deletions
     swept_seq = hub.swept_seq if hub.fenced else None  # before the put: another replica may sweep
     image = await hub.in_blob_worker(
@@ -589,6 +590,7 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
                                 "the first UploadImagesRequest must carry ref (organization, project)"
                             )
                         ref = message.ref
+                        check_ref(ref)  # a token limited to another project stops before any bytes
                     part = message.WhichOneof("part")
                     if part == "header":
                         if header is not None:

@@ -31,7 +31,7 @@ from visionloop.common.v1 import model_pb2, transfer_pb2
 from visionloop.converter.v1 import converter_service_pb2 as converter_pb
 from visionloop.loop.db import schema
 from visionloop.loop.deployments import follows_latest
-from visionloop.loop.hub import EventBus, Hub, check_ref, get_project, utcnow
+from visionloop.loop.hub import EventBus, Hub, check_in_scope, check_ref, get_project, utcnow
 from visionloop.loop.protos import to_timestamp
 from visionloop.loop.storage import BlobNotFound
 from visionloop.loop.transfer import check_sha256, hash_file, receive_chunks
@@ -40,6 +40,7 @@ from visionloop.loop.v1 import model_service_pb2 as pb
 from visionloop.loop.v1 import model_service_pb2_grpc
 from visionloop.loop.v1 import project_service_pb2 as project_pb
 from visionloop.loop.versions import get_model, next_version, parse_version
+from visionloop.runtime import access
 from visionloop.runtime.archives import zip_entry_problem
 from visionloop.runtime.errors import (
     Aborted,
@@ -611,6 +612,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             raise InvalidArgument("target_formats must name at least one format, e.g. onnx_fp16")
         lease = _lease(request)
         scoped = bool(request.ref.organization or request.ref.project)
+        if not scoped:
+            access.check_every_project("ref")
 
         def claim(session: Session) -> pb.ClaimConversionResponse:
             now = self.hub.now()
@@ -675,6 +678,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             row = session.get(schema.Conversion, request.conversion_id)
             if row is None:
                 raise NotFound(f"conversion {request.conversion_id!r} does not exist")
+            converted = session.get(schema.Model, row.model_pk)
+            owner = session.get(schema.Project, converted.project_pk) if converted else None
+            if owner is not None:
+                check_in_scope(owner)
             if row.state != converter_pb.CONVERSION_STATE_RUNNING:
                 state = converter_pb.ConversionState.Name(row.state)  # type: ignore[arg-type]
                 raise FailedPrecondition(f"conversion {row.id} is {state}, not running; claim it first")

@@ -19,7 +19,8 @@ from visionloop.loop.db import schema
 from visionloop.loop.hub import Hub
 from visionloop.loop.v1 import node_service_pb2 as pb
 from visionloop.loop.v1 import node_service_pb2_grpc
-from visionloop.runtime.errors import Aborted, InvalidArgument, NotFound
+from visionloop.runtime import access
+from visionloop.runtime.errors import Aborted, InvalidArgument, NotFound, PermissionDenied
 
 _MAX_NODE_ID = 128
 _MAX_NAME = 256
@@ -40,6 +41,18 @@ def _check_status(status: node_pb2.NodeStatus, registering: bool) -> None:
         raise InvalidArgument("status.type is required (detector, trainer, converter or annotator)")
     if status.state == node_pb2.NODE_STATE_OFFLINE:
         raise InvalidArgument("status.state NODE_STATE_OFFLINE is set by the hub only; report the node's own state")
+
+
+def _visible(status: node_pb2.NodeStatus) -> bool:
+    """Whether the caller's token may see or speak for a node: one limited to projects, only for
+    nodes working for them (not for multi-project nodes)."""
+    return access.may_use(status.organization, status.project)
+
+
+def _check_visible(status: node_pb2.NodeStatus) -> None:
+    if not _visible(status):
+        works_for = f"{status.organization}/{status.project}" if status.organization else "every project"
+        raise PermissionDenied(f"node {status.node_id!r} works for {works_for}, which this token may not use")
 
 
 class NodeServicer(node_service_pb2_grpc.NodeServiceServicer):
@@ -79,13 +92,16 @@ class NodeServicer(node_service_pb2_grpc.NodeServiceServicer):
         self, request: pb.RegisterNodeRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterNodeResponse:
         _check_status(request.status, registering=True)
+        _check_visible(request.status)
 
         def register(session: Session) -> node_pb2.NodeStatus:
             status = node_pb2.NodeStatus()
             status.CopyFrom(request.status)
             now = self.hub.now()
             row = session.get(schema.Node, status.node_id)
-            if row is None:
+            if row is not None:
+                _check_visible(node_pb2.NodeStatus.FromString(row.status))  # another project's node keeps its id
+            else:
                 row = schema.Node(node_id=status.node_id, register_time=now)
                 session.add(row)
             self._store(row, status, now)
@@ -100,6 +116,7 @@ class NodeServicer(node_service_pb2_grpc.NodeServiceServicer):
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext) -> pb.HeartbeatResponse:
         _check_status(request.status, registering=False)
+        _check_visible(request.status)
 
         def beat(session: Session) -> None:
             row = session.get(schema.Node, request.status.node_id)
@@ -108,6 +125,7 @@ class NodeServicer(node_service_pb2_grpc.NodeServiceServicer):
                     f"node {request.status.node_id!r} is not registered; call RegisterNode first "
                     "(and again whenever the hub answers NOT_FOUND, e.g. after a hub reset)"
                 )
+            _check_visible(node_pb2.NodeStatus.FromString(row.status))
             status = node_pb2.NodeStatus()
             status.CopyFrom(request.status)
             # A heartbeat may leave out what registration fixed.
@@ -126,7 +144,9 @@ class NodeServicer(node_service_pb2_grpc.NodeServiceServicer):
             row = session.get(schema.Node, request.node_id)
             if row is None:
                 raise NotFound(f"node {request.node_id!r} is not registered; list nodes with ListNodes")
-            return self._shown(row, self.hub.now())
+            status = self._shown(row, self.hub.now())
+            _check_visible(status)
+            return status
 
         return pb.GetNodeResponse(status=await self.hub.db.read(get))
 
@@ -136,7 +156,7 @@ class NodeServicer(node_service_pb2_grpc.NodeServiceServicer):
             if request.type != node_pb2.NODE_TYPE_UNSPECIFIED:
                 query = query.where(schema.Node.type == request.type)
             now = self.hub.now()
-            shown = [self._shown(row, now) for row in session.scalars(query)]
+            shown = [status for row in session.scalars(query) if _visible(status := self._shown(row, now))]
             if request.include_offline:
                 return shown
             return [status for status in shown if status.state != node_pb2.NODE_STATE_OFFLINE]

@@ -16,6 +16,7 @@ from visionloop.loop.hub import Hub, check_ref, get_project, utcnow
 from visionloop.loop.protos import to_timestamp
 from visionloop.loop.v1 import project_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2_grpc
+from visionloop.runtime import access
 from visionloop.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -74,6 +75,7 @@ class ProjectServicer(project_service_pb2_grpc.ProjectServiceServicer):
         for label, value in (("organization", ref.organization), ("project", ref.project)):
             if not _IDENTIFIER.match(value):
                 raise InvalidArgument(f"project.ref.{label} {value!r} must be 1-64 characters of a-z, 0-9, '_' and '-'")
+        check_ref(ref)
 
         def create(session: Session) -> schema.Project:
             row = schema.Project(
@@ -105,7 +107,7 @@ class ProjectServicer(project_service_pb2_grpc.ProjectServiceServicer):
             query = select(schema.Project).order_by(schema.Project.organization, schema.Project.name)
             if request.organization:
                 query = query.where(schema.Project.organization == request.organization)
-            return list(session.scalars(query))
+            return [row for row in session.scalars(query) if access.may_use(row.organization, row.name)]
 
         return pb.ListProjectsResponse(projects=[project_message(r) for r in await self.hub.db.read(list_)])
 

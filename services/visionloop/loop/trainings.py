@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 from visionloop.common.v1 import training_pb2
 from visionloop.loop.db import schema
 from visionloop.loop.deployments import lock_project
-from visionloop.loop.hub import Hub, check_ref, get_project
+from visionloop.loop.hub import Hub, check_in_scope, check_ref, get_project
 from visionloop.loop.protos import to_timestamp
 from visionloop.loop.v1 import event_service_pb2, training_service_pb2_grpc
 from visionloop.loop.v1 import training_service_pb2 as pb
 from visionloop.loop.versions import find_model, parse_version
+from visionloop.runtime import access
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 DEFAULT_FORMATS = ("pytorch", "onnx")
@@ -67,10 +68,14 @@ def training_message(row: schema.Training, project: schema.Project) -> training_
     )
 
 
-def _message(session: Session, row: schema.Training) -> training_pb2.Training:
+def _project(session: Session, row: schema.Training) -> schema.Project:
     project = session.get(schema.Project, row.project_pk)
     assert project is not None  # trainings are deleted with their project
-    return training_message(row, project)
+    return project
+
+
+def _message(session: Session, row: schema.Training) -> training_pb2.Training:
+    return training_message(row, _project(session, row))
 
 
 def _require(value: str, field: str) -> None:
@@ -91,6 +96,7 @@ def _locked_training(session: Session, training_id: str) -> schema.Training:
     ).one_or_none()
     if row is None:
         raise NotFound(f"training {training_id!r} does not exist; list trainings with ListTrainings")
+    check_in_scope(_project(session, row))
     return row
 
 
@@ -233,6 +239,7 @@ class TrainingServicer(training_service_pb2_grpc.TrainingServiceServicer):
             row = session.get(schema.Training, request.training_id)
             if row is None:
                 raise NotFound(f"training {request.training_id!r} does not exist; list trainings with ListTrainings")
+            check_in_scope(_project(session, row))
             return _message(session, row)
 
         return pb.GetTrainingResponse(training=await self.hub.db.read(get))
@@ -263,6 +270,8 @@ class TrainingServicer(training_service_pb2_grpc.TrainingServiceServicer):
         by_project = bool(request.ref.organization or request.ref.project)
         if by_project:
             check_ref(request.ref)
+        elif not request.training_id:
+            access.check_every_project("ref")
         variants = list(request.model_variants)
 
         def claim(session: Session) -> training_pb2.Training | None:

@@ -18,9 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from visionloop.client.channel import ChannelConfig
 from visionloop.client.loop import LoopClient
 from visionloop.loop.v1 import project_service_pb2
-
-ROLES = ("robot", "annotator", "node", "admin")
-_TOKEN_PAIR = re.compile(r"^(?P<role>[a-z]+)=(?P<token>\S+)$")
+from visionloop.runtime import access
 
 
 class ConfigError(Exception):
@@ -66,7 +64,10 @@ class ServiceSettings(BaseSettings):
     auth_tokens: str = Field(
         "",
         alias="VISIONLOOP_AUTH_TOKENS",
-        description="Comma-separated role=token pairs (roles: robot, annotator, node, admin); empty disables auth.",
+        description=(
+            "Tokens accepted: comma-separated role[@organization[/project]]=token entries, the token as itself "
+            f"or as sha256:<hex digest>; roles {', '.join(access.ROLES)}; empty disables auth."
+        ),
         repr=False,
     )
     tls_cert: Path | None = Field(None, alias="VISIONLOOP_TLS_CERT", description="Server certificate chain (PEM).")
@@ -100,14 +101,8 @@ class ServiceSettings(BaseSettings):
 
     @field_validator("auth_tokens")
     @classmethod
-    def _token_pairs(cls, value: str) -> str:
-        for pair in filter(None, (p.strip() for p in value.split(","))):
-            match = _TOKEN_PAIR.match(pair)
-            if not match:
-                # Never echo the pair: it holds a secret.
-                raise ValueError("expected comma-separated role=token pairs")
-            if match["role"] not in ROLES:
-                raise ValueError(f"unknown role {match['role']!r}; roles are {', '.join(ROLES)}")
+    def _token_entries(cls, value: str) -> str:
+        access.parse_tokens(value)  # its errors never echo an entry: entries hold secrets
         return value
 
     @field_validator("tls_cert", "tls_key", "tls_client_ca")
@@ -125,10 +120,9 @@ class ServiceSettings(BaseSettings):
             raise ValueError("VISIONLOOP_TLS_CLIENT_CA (mutual TLS) needs VISIONLOOP_TLS_CERT and VISIONLOOP_TLS_KEY")
         return self
 
-    def tokens(self) -> dict[str, str]:
-        """Map token -> role."""
-        pairs = (p.strip() for p in self.auth_tokens.split(","))
-        return {token: role for role, _, token in (p.partition("=") for p in pairs if p)}
+    def tokens(self) -> access.Tokens:
+        """The tokens this service accepts (none: auth is off)."""
+        return access.Tokens(access.parse_tokens(self.auth_tokens))
 
 
 class PeerSettings(BaseSettings):

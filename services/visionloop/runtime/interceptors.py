@@ -8,7 +8,6 @@ metrics record the code the client actually sees.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 import time
 import uuid
@@ -21,7 +20,7 @@ import structlog
 from google.protobuf import descriptor_pool
 
 from visionloop.common.v1 import access_pb2
-from visionloop.runtime import errors
+from visionloop.runtime import access, errors
 from visionloop.runtime.metrics import AUTH_FAILURES, GRPC_HANDLED, GRPC_HANDLING_SECONDS, GRPC_STARTED
 from visionloop.runtime.rpc import RpcInfo, status_of, wrap_handler
 
@@ -101,17 +100,20 @@ def allowed_roles(full_method: str) -> frozenset[str] | None:
 
 
 class AuthInterceptor(ScopedInterceptor):
-    """Bearer-token auth with roles. ``tokens`` maps token -> role; tokens are never logged."""
+    """Bearer-token auth with roles, and projects a token is limited to; tokens are never logged.
 
-    def __init__(self, tokens: dict[str, str]) -> None:
-        self._tokens = tuple(tokens.items())
+    ``project``: the one (organization, project) this service serves, e.g. a detector's
+    LOOP_PROJECT; a token limited to other projects may not call it at all.
+    """
 
-    def _role_of(self, presented: str) -> str | None:
-        role_found = None
-        for token, role in self._tokens:  # compare against every token: constant time per token
-            if hmac.compare_digest(token.encode(), presented.encode()):
-                role_found = role
-        return role_found
+    def __init__(self, tokens: access.Tokens, project: tuple[str, str] | None = None) -> None:
+        self._tokens = tokens
+        self._project = project
+        if access.LEGACY_NODE_ROLE in tokens.roles():
+            log.warning(
+                "VISIONLOOP_AUTH_TOKENS grants the deprecated role 'node', which may call what every node kind "
+                "may; give each node kind its own token: " + ", ".join(access.NODE_ROLES.values())
+            )
 
     @asynccontextmanager
     async def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
@@ -127,17 +129,26 @@ class AuthInterceptor(ScopedInterceptor):
                 grpc.StatusCode.UNAUTHENTICATED,
                 "missing credentials: send metadata 'authorization: Bearer <token>'",
             )
-        role = self._role_of(presented.strip())
-        if role is None:
+        grants = self._tokens.grants_of(presented.strip())
+        if not grants:
             AUTH_FAILURES.labels(info.service, "invalid").inc()
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid token")
-        if role not in allowed:
+        usable = [grant for grant in grants if grant.role in allowed]
+        if not usable:
+            AUTH_FAILURES.labels(info.service, "forbidden").inc()
+            held = ", ".join(f"'{role}'" for role in sorted({grant.role for grant in grants}))
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"role {held} may not call {info.service}/{info.method} (allowed: {', '.join(sorted(allowed))})",
+            )
+        caller = access.Caller.of(usable)
+        if self._project is not None and not caller.may_use(*self._project):
             AUTH_FAILURES.labels(info.service, "forbidden").inc()
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"role '{role}' may not call {info.service}/{info.method} (allowed: {', '.join(sorted(allowed))})",
+                f"this token is limited to {caller.limits()}; this service serves {'/'.join(self._project)}",
             )
-        with structlog.contextvars.bound_contextvars(role=role):
+        with structlog.contextvars.bound_contextvars(role=",".join(caller.roles)), access.acting_as(caller):
             yield
 
 
@@ -243,10 +254,13 @@ class ScopeChain(ScopedInterceptor):
             yield
 
 
-def interceptor_chain(tokens: dict[str, str], streams: OpenStreamInterceptor) -> list[grpc.aio.ServerInterceptor]:
-    """The standard chain, outermost first, as one interceptor. Auth is left out when no tokens are configured."""
+def interceptor_chain(
+    tokens: access.Tokens, streams: OpenStreamInterceptor, project: tuple[str, str] | None = None
+) -> list[grpc.aio.ServerInterceptor]:
+    """The standard chain, outermost first, as one interceptor. Auth is left out when no tokens are configured;
+    ``project``: see ``AuthInterceptor``."""
     links: list[ScopedInterceptor] = [RequestIdInterceptor()]
     if tokens:
-        links.append(AuthInterceptor(tokens))
+        links.append(AuthInterceptor(tokens, project))
     links += [MetricsInterceptor(), streams, ExceptionInterceptor()]
     return [ScopeChain(links)]

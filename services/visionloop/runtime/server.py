@@ -64,6 +64,9 @@ class ServiceSpec:
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
     context: Any = None  # the service's shared state, reachable by in-process tests and tools
+    # The one (organization, project) the service works for, e.g. a detector's LOOP_PROJECT:
+    # tokens limited to other projects may not call it at all.
+    project: tuple[str, str] | None = None
 
 
 def bind_address(host: str, port: int) -> str:
@@ -95,7 +98,7 @@ class GrpcServer:
         """Build, bind and start the server; health turns SERVING once the start hooks ran."""
         max_bytes = self.settings.max_message_bytes
         server = grpc.aio.server(
-            interceptors=interceptor_chain(self.settings.tokens(), self._streams),
+            interceptors=interceptor_chain(self.settings.tokens(), self._streams, self.spec.project),
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),

@@ -199,4 +199,11 @@ def create(settings: TrainerSettings) -> ServiceSpec:
     async def stop(server: GrpcServer) -> None:
         await worker.stop()
 
-    return ServiceSpec(name="trainer", mounts=[mount], on_start=[start], on_stop=[stop], context=worker)
+    return ServiceSpec(
+        name="trainer",
+        mounts=[mount],
+        on_start=[start],
+        on_stop=[stop],
+        context=worker,
+        project=(settings.loop_organization, settings.loop_project),  # it claims this project's trainings only
+    )
