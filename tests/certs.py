@@ -84,3 +84,43 @@ def make_pki(folder: Path) -> Pki:
     pki.client_cert.write_bytes(client_pem)
     _write_key(client_key, pki.client_key)
     return pki
+
+
+def self_signed(folder: Path, not_before: datetime.datetime, not_after: datetime.datetime) -> tuple[Path, Path]:
+    """A self-signed localhost certificate valid from ``not_before`` to ``not_after``, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("localhost"))
+        .issuer_name(_name("localhost"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "self-signed.pem", folder / "self-signed-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, key_path)
+    return cert_path, key_path
+
+
+def encrypted_copy(key_path: Path, target: Path, password: bytes = b"secret") -> Path:
+    """``key_path``'s key written to ``target`` encrypted with ``password``."""
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    target.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password),
+        )
+    )
+    return target
+
+
+def der_copy(cert_path: Path, target: Path) -> Path:
+    """``cert_path``'s first certificate written to ``target`` as DER."""
+    certificate = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
+    target.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+    return target

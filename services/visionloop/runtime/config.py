@@ -18,7 +18,25 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from visionloop.client.channel import ChannelConfig
 from visionloop.client.loop import LoopClient
 from visionloop.loop.v1 import project_service_pb2
-from visionloop.runtime import access
+from visionloop.runtime import access, tls
+
+
+def _certificate_file(value: Path | None) -> Path | None:
+    """A file of PEM certificates; the reason it is not, otherwise (gRPC would only say 'Failed to bind')."""
+    if value is not None:
+        if not value.is_file():
+            raise ValueError(f"file {value} does not exist")
+        tls.load_certificates(value)
+    return value
+
+
+def _key_file(value: Path | None) -> Path | None:
+    """A file holding an unencrypted PEM private key; the reason it is not, otherwise."""
+    if value is not None:
+        if not value.is_file():
+            raise ValueError(f"file {value} does not exist")
+        tls.load_private_key(value)
+    return value
 
 
 class ConfigError(Exception):
@@ -105,12 +123,15 @@ class ServiceSettings(BaseSettings):
         access.parse_tokens(value)  # its errors never echo an entry: entries hold secrets
         return value
 
-    @field_validator("tls_cert", "tls_key", "tls_client_ca")
+    @field_validator("tls_cert", "tls_client_ca")
     @classmethod
-    def _server_files_exist(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"file {value} does not exist")
-        return value
+    def _server_certificates(cls, value: Path | None) -> Path | None:
+        return _certificate_file(value)
+
+    @field_validator("tls_key")
+    @classmethod
+    def _server_key(cls, value: Path | None) -> Path | None:
+        return _key_file(value)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:
@@ -118,6 +139,8 @@ class ServiceSettings(BaseSettings):
             raise ValueError("VISIONLOOP_TLS_CERT and VISIONLOOP_TLS_KEY must be set together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("VISIONLOOP_TLS_CLIENT_CA (mutual TLS) needs VISIONLOOP_TLS_CERT and VISIONLOOP_TLS_KEY")
+        if self.tls_cert is not None and self.tls_key is not None:
+            tls.check_key_pair(self.tls_cert, self.tls_key, "VISIONLOOP_TLS_CERT", "VISIONLOOP_TLS_KEY")
         return self
 
     def tokens(self) -> access.Tokens:
@@ -185,12 +208,23 @@ class PeerSettings(BaseSettings):
             raise ValueError("use 1-64 characters of a-z, 0-9, '_' and '-'")
         return value
 
-    @field_validator("loop_ssl_cert_path", "loop_client_cert", "loop_client_key")
+    @field_validator("loop_ssl_cert_path", "loop_client_cert")
     @classmethod
-    def _peer_files_exist(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"file {value} does not exist")
-        return value
+    def _peer_certificates(cls, value: Path | None) -> Path | None:
+        return _certificate_file(value)
+
+    @field_validator("loop_client_key")
+    @classmethod
+    def _peer_key(cls, value: Path | None) -> Path | None:
+        return _key_file(value)
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> Self:
+        if (self.loop_client_cert is None) != (self.loop_client_key is None):
+            raise ValueError("LOOP_CLIENT_CERT and LOOP_CLIENT_KEY must be set together")
+        if self.loop_client_cert is not None and self.loop_client_key is not None:
+            tls.check_key_pair(self.loop_client_cert, self.loop_client_key, "LOOP_CLIENT_CERT", "LOOP_CLIENT_KEY")
+        return self
 
 
 S = TypeVar("S", bound=BaseSettings)
