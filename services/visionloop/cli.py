@@ -20,6 +20,7 @@ from visionloop.runtime.config import ConfigError, PeerSettings, ServiceSettings
 from visionloop.runtime.logging import configure_logging
 from visionloop.runtime.server import GrpcServer, run
 from visionloop.services import SERVICES, ServiceEntry
+from visionloop.tokens_command import tokens
 
 _LOCAL_HOSTS = {"0.0.0.0", "127.0.0.1", "::", "[::]", "localhost"}
 
@@ -198,6 +199,7 @@ def settings_command(service: str) -> None:
 for _command in hub_commands.COMMANDS:
     cli.add_command(_command)
 cli.add_command(detect)
+cli.add_command(tokens)
 cli.add_command(annotate)
 cli.add_command(demo_commands.demo)
 cli.add_command(demo_commands.experiment)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import ALERTS, CHART, DASHBOARDS, accepted_env, validate_settings
+from visionloop.runtime.access import Scope, Tokens, parse_tokens
 
 KUBE_VERSION = "1.31.0"
 VALUE_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -83,8 +84,11 @@ OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = {
 
 # What the chart's Secrets hold, by key, for building settings from rendered environments.
 SECRET_SAMPLES = {
-    "auth-tokens": "admin=a1,robot=r1,annotator=x1,node=n1",
-    "node-token": "n1",
+    "auth-tokens": "admin=a1,robot=r1,annotator=x1,detector_node@demo/demo=d1,trainer_node=t1",
+    "detector-token": "d1",
+    "trainer-token": "t1",
+    "converter-token": "c1",
+    "annotator-node-token": "n1",
     "database-url": "postgresql://u:p@db:5432/visionloop",
     "s3-access-key-id": "key",
     "s3-secret-access-key": "secret",
@@ -269,12 +273,54 @@ def test_triton_gpu_can_be_switched_off() -> None:
     assert "nvidia.com/gpu" not in limits
 
 
+# The auth Secret's key for each node kind's own token (LOOP_TOKEN), and the role it holds.
+NODE_TOKENS = {
+    "detector": ("detector-token", "detector_node"),
+    "trainer": ("trainer-token", "trainer_node"),
+    "converter": ("converter-token", "converter_node"),
+    "annotator": ("annotator-node-token", "annotator_node"),
+}
+
+
+def test_each_node_gets_its_own_kinds_token_and_no_service_holds_the_admin_token() -> None:
+    values = load_values(CHART / "ci" / "full-values.yaml")
+    values["auth"]["tokens"]["node"] = "legacy-node-token"
+    documents = render(values)
+    auth = by_kind(documents, "Secret")["vl-visionloop-auth"]["stringData"]
+    assert auth["admin-token"] == "admin-token-for-tests"  # given in the values
+    accepted = Tokens(parse_tokens(auth["auth-tokens"]))
+    # The accepted list holds digests only: no token of any role is in it.
+    for key, token in auth.items():
+        if key != "auth-tokens":
+            assert token not in auth["auth-tokens"], key
+    assert [(g.role, g.scope) for g in accepted.grants_of("admin-token-for-tests")] == [("admin", None)]
+    assert [g.role for g in accepted.grants_of("legacy-node-token")] == ["node"]  # accepted, given to no pod
+    deployments = by_kind(documents, "Deployment")
+    for service in SERVICES:
+        container = deployments[f"vl-visionloop-{service}"]["spec"]["template"]["spec"]["containers"][0]
+        keys = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "valueFrom" in e}
+        assert keys["VISIONLOOP_AUTH_TOKENS"] == "auth-tokens", service
+        secrets = {key for name, key in keys.items() if name in ("VISIONLOOP_AUTH_TOKENS", "LOOP_TOKEN")}
+        assert "admin-token" not in secrets, service
+        if service == "loop":
+            assert "LOOP_TOKEN" not in keys
+            continue
+        key, role = NODE_TOKENS[service]
+        assert keys["LOOP_TOKEN"] == key, service
+        limited = Scope("demo", "demo") if service in ("detector", "trainer") else None
+        assert [(g.role, g.scope) for g in accepted.grants_of(auth[key])] == [(role, limited)], service
+
+
 def test_secrets_hold_credentials_and_tokens() -> None:
     documents = render(load_values(CHART / "ci" / "full-values.yaml"))
     secrets = by_kind(documents, "Secret")
     auth = secrets["vl-visionloop-auth"]["stringData"]
-    assert auth["auth-tokens"].startswith("admin=admin-token-for-tests,robot=")
-    assert len(auth["node-token"]) == 40
+    assert set(auth) == {
+        "auth-tokens",
+        *(f"{role}-token" for role in ("admin", "operator", "robot", "annotator")),
+        *(key for key, _ in NODE_TOKENS.values()),
+    }
+    assert len(auth["detector-token"]) == 40
     credentials = secrets["vl-visionloop-credentials"]["stringData"]
     assert credentials["database-url"] == "postgresql://visionloop:visionloop@vl-visionloop-postgresql:5432/visionloop"
     assert set(credentials) >= {"s3-access-key-id", "s3-secret-access-key"}

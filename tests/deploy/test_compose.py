@@ -17,7 +17,9 @@ from click.testing import CliRunner
 
 from tests.deploy.conftest import DEPLOY, REPO, accepted_env, validate_settings
 from visionloop.cli import cli
+from visionloop.runtime.access import Scope, Tokens, parse_tokens
 from visionloop.services import SERVICES
+from visionloop.tokens_command import CREDENTIALS
 
 COMPOSE = REPO / "docker-compose.yml"
 _INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::-(?P<default>[^}]*))?\}")
@@ -37,9 +39,10 @@ def load(path: Path) -> dict[str, Any]:
     return yaml.load(path.read_text(), Loader=ComposeLoader)
 
 
-def interpolate(value: Any) -> str:
-    """Compose's ``${NAME:-default}`` with nothing set in the environment."""
-    return _INTERPOLATION.sub(lambda m: m.group("default") or "", str(value))
+def interpolate(value: Any, env: dict[str, str] | None = None) -> str:
+    """Compose's ``${NAME:-default}`` with ``env`` (default: nothing) set in the environment."""
+    env = env or {}
+    return _INTERPOLATION.sub(lambda m: env.get(m.group("name")) or m.group("default") or "", str(value))
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +196,30 @@ def test_dockerfiles_are_multi_stage_pinned_non_root_with_exec_entrypoints(name:
     assert ("torch" in text or "trainer" in text) if name.endswith("trainer") else "[trainer]" not in text
     for path in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
         assert (REPO / path).exists(), path
+
+
+def test_each_node_gets_its_own_kinds_token_and_no_service_holds_the_admin_token(compose: dict[str, Any]) -> None:
+    """With the .env `visionloop tokens` writes, as the compose file's header says."""
+    result = CliRunner().invoke(cli, ["tokens", "--project", "demo/demo"])
+    assert result.exit_code == 0, result.output
+    dotenv = dict(line.split("=", 1) for line in result.output.splitlines() if line and not line.startswith("#"))
+    by_role = {c.role: dotenv[c.env] for c in CREDENTIALS}
+    assert len(set(by_role.values())) == len(CREDENTIALS)
+    own = {name: f"{name}_node" for name in ("detector", "trainer", "converter", "annotator")}
+    for name, service in visionloop_services(compose).items():
+        env = {key: interpolate(value, dotenv) for key, value in service["environment"].items()}
+        validate_settings(name, env)
+        for role, token in by_role.items():
+            # Every service recognises every token, by its digest: no token is in its environment but its own.
+            assert token not in env["VISIONLOOP_AUTH_TOKENS"], (name, role)
+            assert [g.role for g in Tokens(parse_tokens(env["VISIONLOOP_AUTH_TOKENS"])).grants_of(token)] == [role]
+        if name == "loop":
+            assert "LOOP_TOKEN" not in env
+            continue
+        assert env["LOOP_TOKEN"] == by_role[own[name]], name
+        assert by_role["admin"] not in env.values(), name
+    accepted = Tokens(parse_tokens(dotenv["VISIONLOOP_AUTH_TOKENS"]))
+    (detector,) = accepted.grants_of(by_role["detector_node"])
+    assert detector.scope == Scope("demo", "demo")  # a detector serves one project
+    (converter,) = accepted.grants_of(by_role["converter_node"])
+    assert converter.scope is None  # a converter may convert every project's models

@@ -75,6 +75,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-auth" (include "visionloop.fullname" .)) .Values.auth.existingSecret }}
 {{- end }}
 
+{{/* The auth Secret's key holding a node kind's own token, its LOOP_TOKEN. */}}
+{{- define "visionloop.nodeTokenKey" -}}
+{{- get (dict "detector" "detector-token" "trainer" "trainer-token" "converter" "converter-token" "annotator" "annotator-node-token") . }}
+{{- end }}
+
 {{- define "visionloop.databaseSecretName" -}}
 {{- default (include "visionloop.secretName" .) .Values.database.existingSecret }}
 {{- end }}
@@ -134,7 +139,7 @@ app.kubernetes.io/component: {{ .component }}
   valueFrom:
     secretKeyRef:
       name: {{ include "visionloop.authSecretName" .root }}
-      key: node-token
+      key: {{ include "visionloop.nodeTokenKey" .component }}
 {{- end }}
 {{- end }}
 {{- range $name, $value := $values.env }}
