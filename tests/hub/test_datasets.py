@@ -78,13 +78,29 @@ def generated_coco(count: int, names: list[str], width: int = 32, height: int = 
 
 
 def coco_labels(data: bytes) -> Counter[tuple[str, str, tuple[float, ...]]]:
-    """(image sha256, category name, bbox) of every annotation of a COCO zip, as a multiset."""
+    """(image sha256, category name, bbox) of every annotation of a COCO zip, as a multiset.
+
+    Reads this file's test archives (annotations.json, images/) and exports (datumaro's layout:
+    annotations/instances_<subset>.json, images/<subset>/).
+    """
+    found: Counter[tuple[str, str, tuple[float, ...]]] = Counter()
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        json_name = next(n for n in archive.namelist() if n.endswith(".json"))
-        doc = json.loads(archive.read(json_name))
-        names = {c["id"]: c["name"] for c in doc["categories"]}
-        shas = {i["id"]: hashlib.sha256(archive.read(f"images/{i['file_name']}")).hexdigest() for i in doc["images"]}
-    return Counter((shas[a["image_id"]], names[a["category_id"]], tuple(a["bbox"])) for a in doc["annotations"])
+        for json_name in [n for n in archive.namelist() if n.endswith(".json")]:
+            doc = json.loads(archive.read(json_name))
+            folder = "images/" + json_name.removeprefix("annotations/instances_").removesuffix(".json")
+            if "/" not in json_name:
+                folder = "images"
+            names = {c["id"]: c["name"] for c in doc["categories"]}
+            shas = {
+                i["id"]: hashlib.sha256(archive.read(f"{folder}/{i['file_name']}")).hexdigest() for i in doc["images"]
+            }
+            found.update((shas[a["image_id"]], names[a["category_id"]], tuple(a["bbox"])) for a in doc["annotations"])
+    return found
+
+
+def export_doc(data: bytes, subset: str = "default") -> dict[str, Any]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return json.loads(archive.read(f"annotations/instances_{subset}.json"))
 
 
 # --- transfers --------------------------------------------------------------------------------
@@ -209,7 +225,9 @@ async def test_yolo_round_trip(hub: HubClient, project: ppb.ProjectRef) -> None:
 
     result = await import_zip(hub, project, make_zip(files), fmt=YOLO)
     assert (result.images_added, result.annotations_added, result.categories_added) == (4, 6, 2)
-    assert {m.state for m in await list_images(hub, project)} == {image_pb2.IMAGE_STATE_COMPLETE}
+    assert {(m.state, tuple(m.tags)) for m in await list_images(hub, project)} == {
+        (image_pb2.IMAGE_STATE_COMPLETE, ("train",))
+    }
 
     exported = await export_zip(hub, project, YOLO)
     found: set[tuple[str, str, tuple[float, ...]]] = set()
@@ -220,8 +238,8 @@ async def test_yolo_round_trip(hub: HubClient, project: ppb.ProjectRef) -> None:
         assert len(images) == 4
         for name in images:
             sha = hashlib.sha256(archive.read(name)).hexdigest()
-            assert name.startswith(f"images/{sha}.")
-            for line in archive.read(f"labels/{sha}.txt").decode().splitlines():
+            assert name.startswith(f"images/train/{sha}.")  # the subset of images/train/ in the import
+            for line in archive.read(f"labels/train/{sha}.txt").decode().splitlines():
                 c, *values = line.split()
                 found.add((sha, names[int(c)], tuple(round(float(v), 4) for v in values)))
     assert found == expected
@@ -321,8 +339,7 @@ async def test_segmentation_category_takes_outlines(hub: HubClient, project: ppb
     )
     assert (result.annotations_added, result.categories_added) == (2, 1)
 
-    with zipfile.ZipFile(io.BytesIO(await export_zip(hub, project))) as archive:
-        exported = json.loads(archive.read("annotations.json"))
+    exported = export_doc(await export_zip(hub, project))
     by_name = {c["id"]: c["name"] for c in exported["categories"]}
     leaf = next(a for a in exported["annotations"] if by_name[a["category_id"]] == "leaf")
     assert leaf["segmentation"] == [[2, 2, 12, 2, 12, 10]]
@@ -346,8 +363,7 @@ async def test_export_holds_complete_images_only(hub: HubClient, project: ppb.Pr
     await import_zip(hub, project, data)
     inbox = image_service_pb2.UploadImageRequest(ref=project, image=image_service_pb2.ImageUpload(data=picture(50)))
     await hub.images.UploadImage(inbox)
-    with zipfile.ZipFile(io.BytesIO(await export_zip(hub, project))) as archive:
-        assert len(json.loads(archive.read("annotations.json"))["images"]) == 3
+    assert len(export_doc(await export_zip(hub, project))["images"]) == 3
 
 
 @pytest.mark.parametrize(
