@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 import pytest
 
+from tests.bombs import zero_entries
 from tests.harness import VISIONLOOP, base_env, serve
 from tests.hub.conftest import HubClient
 from tests.hub.pictures import picture
@@ -234,7 +235,7 @@ async def test_yolo_round_trip(hub: HubClient, project: ppb.ProjectRef) -> None:
     with zipfile.ZipFile(io.BytesIO(exported)) as archive:
         names = yaml_names(archive.read("data.yaml").decode(), "data.yaml")
         assert names == ["weed", "stem"]
-        images = [n for n in archive.namelist() if n.startswith("images/")]
+        images = [n for n in archive.namelist() if n.startswith("images/") and not n.endswith("/")]
         assert len(images) == 4
         for name in images:
             sha = hashlib.sha256(archive.read(name)).hexdigest()
@@ -370,6 +371,9 @@ async def test_export_holds_complete_images_only(hub: HubClient, project: ppb.Pr
     ("text", "names"),
     [
         ("names: [weed, 'stem', \"big stone\"]\nnc: 3\n", ["weed", "stem", "big stone"]),
+        # PyYAML's default dump (supervision, Ultralytics): non-ASCII as escapes, flow style
+        ('nc: 2\nnames: ["Bl\\xE4tter", "\\u6742\\u8349"]\n', ["Blätter", "杂草"]),
+        ("names:\n  0: '1'\n  1: yes\n", ["1", "True"]),
         ('nc: 2\nnames:\n  0: weed  # a comment\n  1: "st\\u00f6m"\n', ["weed", "stöm"]),
         ("names:\n- weed\n- stem\ntrain: images\n", ["weed", "stem"]),
         ("names: {0: weed, 1: stem}\n", ["weed", "stem"]),
@@ -382,6 +386,76 @@ def test_yaml_names(text: str, names: list[str]) -> None:
 def test_yaml_names_without_names() -> None:
     with pytest.raises(InvalidArgument, match="no names"):
         yaml_names("nc: 2\n", "data.yaml")
+
+
+async def test_zip_of_many_small_bombs_is_refused(hub: HubClient, project: ppb.ProjectRef) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await import_zip(hub, project, zero_entries(1024, MIB))
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "1024 entries, 1073741824 bytes" in caught.value.details()
+    assert "(a zip bomb?)" in caught.value.details()
+    assert await list_images(hub, project) == []
+    assert spool_is_empty(hub)
+
+
+async def test_what_a_box_category_cannot_keep_is_reported_per_object(hub: HubClient, project: ppb.ProjectRef) -> None:
+    """An outline or mask on a box category keeps its box and says so; other COCO tasks' files are named."""
+    box = category_pb2.Category(name="weed", type=category_pb2.CATEGORY_TYPE_BOX)
+    await hub.projects.CreateCategory(ppb.CreateCategoryRequest(ref=project, category=box))
+    doc = coco_doc([("a.jpg", 32, 24)], [(1, 1, [2, 2, 10, 8]), (1, 1, [0, 0, 4, 3]), (1, 1, [5, 5, 2, 2])], ["weed"])
+    doc["annotations"][0]["segmentation"] = [[2, 2, 12, 2, 12, 10]]
+    doc["annotations"][1]["segmentation"] = {"size": [24, 32], "counts": [0, 3, 21, 3, 21, 3, 717]}
+    doc["annotations"][1]["iscrowd"] = 1
+    files: dict[str, bytes | str] = {
+        "images/a.jpg": picture(1, 32, 24),
+        "annotations/instances_default.json": json.dumps(doc),
+        "annotations/captions_default.json": json.dumps({"images": [], "annotations": []}),
+    }
+    result = await import_zip(hub, project, make_zip(files))
+    assert (result.images_added, result.annotations_added) == (1, 3)
+    assert sorted(result.warnings) == [
+        "annotations/captions_default.json: not read (COCO captions file; VisionLoop imports instances: "
+        "boxes and outlines)",
+        "images/a.jpg: annotations/instances_default.json annotations[0] (weed): its outline is left out, "
+        "'weed' is a box category in the project; its box is kept",
+        "images/a.jpg: annotations/instances_default.json annotations[1] (weed): its outline is left out, "
+        "'weed' is a box category in the project; its box is kept",
+    ]
+    image = (await list_images(hub, project))[0]
+    listed = await hub.annotations.ListAnnotations(pb.ListAnnotationsRequest(ref=project, image_id=image.id))
+    assert sorted((a.shape.WhichOneof("kind"), a.crowd) for a in listed.annotations) == [
+        ("box", False),
+        ("box", False),
+        ("box", True),  # the crowd region stays one
+    ]
+    exported = export_doc(await export_zip(hub, project))
+    assert sorted(a["iscrowd"] for a in exported["annotations"]) == [0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "message"),
+    [
+        (
+            {"size": [24, 31], "counts": [744]},
+            "annotations[0].segmentation: the RLE's size [24, 31] is not the image's",
+        ),
+        ({"size": [24, 32], "counts": [700]}, "the runs cover 700 pixels, the mask has 768"),
+        ({"size": [24, 32], "counts": "#!"}, "the compressed RLE has the character '#'"),
+        ([[1, 1, 5, 1]], "segmentation[0] has 2 points; an outline needs at least 3"),
+        ([[1, 1, 5, "x", 3, 3]], "segmentation[0] must be a flat list of x, y numbers"),
+    ],
+    ids=["rle-size", "rle-runs", "rle-string", "two-points", "not-numbers"],
+)
+async def test_bad_segmentations_are_refused(
+    hub: HubClient, project: ppb.ProjectRef, segmentation: Any, message: str
+) -> None:
+    doc = coco_doc([("a.jpg", 32, 24)], [(1, 1, [1, 1, 4, 4])], ["leaf"])
+    doc["annotations"][0]["segmentation"] = segmentation
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await import_zip(hub, project, make_zip({"a.jpg": picture(1, 32, 24), "annotations.json": json.dumps(doc)}))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
+    assert await list_images(hub, project) == []
 
 
 def test_cli_import_and_export(tmp_path: Path) -> None:
@@ -421,7 +495,7 @@ def test_cli_import_and_export(tmp_path: Path) -> None:
         yolo = run("export", str(tmp_path / "yolo.zip"), "--format", "yolo")
         assert yolo.returncode == 0, yolo.stderr
         with zipfile.ZipFile(tmp_path / "yolo.zip") as archive:
-            assert sum(n.startswith("labels/") for n in archive.namelist()) == 20
+            assert sum(n.startswith("labels/") and n.endswith(".txt") for n in archive.namelist()) == 20
 
 
 def read_archive(tmp_path: Path, files: dict[str, bytes | str], fmt: int) -> Dataset:

@@ -1025,6 +1025,14 @@ def _write(out: zipfile.ZipFile, name: str, data: bytes | str, compress: bool = 
     out.writestr(info, data)
 
 
+def _folders(out: zipfile.ZipFile, *names: str) -> None:
+    """Folder entries: readers that look for a subset's folder find it even when it is empty."""
+    for name in names:
+        info = zipfile.ZipInfo(name.rstrip("/") + "/", date_time=utcnow().timetuple()[:6])
+        info.external_attr = (stat.S_IFDIR | 0o755) << 16 | 0x10  # MS-DOS directory flag
+        out.writestr(info, b"")
+
+
 def _coco_annotation(number: int, image_id: int, category_id: int, item: ExportAnnotation) -> dict[str, Any] | None:
     shape = item.shape
     kind = shape.WhichOneof("kind")
@@ -1063,6 +1071,7 @@ def _write_coco(out: zipfile.ZipFile, snap: Snapshot, blobs: Iterator[bytes]) ->
         }
         for subset in snap.subsets() or [DEFAULT_SUBSET]
     }
+    _folders(out, "annotations", *(f"images/{subset}" for subset in docs))
     annotation_count = 0
     for number, (image, data) in enumerate(zip(snap.images, blobs, strict=True), 1):
         doc = docs[image.subset]
@@ -1095,7 +1104,7 @@ def _data_yaml(snap: Snapshot, names: list[str]) -> str:
     """Ultralytics' data.yaml: folders of the train and val subsets (val falls back to train) and
     ``names`` as an index map, ``{}`` for a project without box or segmentation categories."""
     folders = {subset: f"images/{subset}" for subset in snap.subsets()}
-    train = folders.get("train") or folders.get(DEFAULT_SUBSET) or next(iter(folders.values()), "images")
+    train = folders.get("train") or folders.get(DEFAULT_SUBSET) or next(iter(folders.values()), "images/default")
     val = next((folders[s] for s in HELD_OUT_SUBSETS if s in folders), train)
     doc: dict[str, Any] = {"path": ".", "train": train, "val": val}
     if "test" in folders and folders["test"] != val:
@@ -1114,6 +1123,9 @@ def _write_yolo(out: zipfile.ZipFile, snap: Snapshot, blobs: Iterator[bytes]) ->
     """
     kept = [cid for cid, c in snap.categories.items() if c.type in (BOX, SEGMENTATION)]
     indices = {cid: index for index, cid in enumerate(kept)}
+    _folders(
+        out, *(f"{kind}/{subset}" for subset in snap.subsets() or [DEFAULT_SUBSET] for kind in ("images", "labels"))
+    )
     for image, data in zip(snap.images, blobs, strict=True):
         _write(out, f"images/{image.subset}/{_file_name(image)}", data, compress=False)
         lines = [
