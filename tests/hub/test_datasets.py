@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+import yaml
 
 from tests.bombs import zero_entries
 from tests.harness import VISIONLOOP, base_env, serve
@@ -235,6 +236,10 @@ async def test_yolo_round_trip(hub: HubClient, project: ppb.ProjectRef) -> None:
     with zipfile.ZipFile(io.BytesIO(exported)) as archive:
         names = yaml_names(archive.read("data.yaml").decode(), "data.yaml")
         assert names == ["weed", "stem"]
+        # Ultralytics: train and val folders beside data.yaml (no relative path: it would resolve
+        # under Ultralytics' own datasets folder), names as an index map
+        doc = yaml.safe_load(archive.read("data.yaml"))
+        assert doc == {"train": "images/train", "val": "images/train", "nc": 2, "names": {0: "weed", 1: "stem"}}
         images = [n for n in archive.namelist() if n.startswith("images/") and not n.endswith("/")]
         assert len(images) == 4
         for name in images:

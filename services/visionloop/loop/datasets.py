@@ -4,30 +4,40 @@ Everything here blocks (zip, Pillow, object store, SQL on a given session); the 
 worker threads. An import goes in steps so that a bad archive changes nothing:
 ``Archive.open`` checks the zip as untrusted input, ``read_dataset`` parses the labels,
 ``prepare`` decodes every image and checks every box against it, ``ensure_categories`` creates
-the missing categories, and only then ``put_blobs`` + ``record_batch`` store images and
-annotations, ``BATCH_IMAGES`` per transaction (one huge transaction would hold SQLite's write
-lock for minutes). A batch that fails leaves the earlier ones; importing the archive again
-completes it, because nothing is added twice.
+the missing categories, ``to_shapes`` gives each object the shape its category takes, and only
+then ``put_blobs`` + ``record_batch`` store images and annotations, ``BATCH_IMAGES`` per
+transaction (one huge transaction would hold SQLite's write lock for minutes). A batch that
+fails leaves the earlier ones; importing the archive again completes it, because nothing is
+added twice.
 
-Layouts read: COCO takes the first ``*.json`` at the top, else under ``annotations/``, and finds
-each ``file_name`` beside it, in ``images/``, at the top, or by a unique base name. YOLO takes
-``data.yaml`` (or ``classes.txt`` / ``obj.names``) and, per image, ``labels/…/<stem>.txt``
-mirroring ``images/…`` or the ``.txt`` beside it; an image without one has no objects. A zip of
-one folder is read from inside that folder.
+Layouts read (the README's *Datasets* section has the table): COCO reads every instances file
+(``annotations/instances_<subset>.json``, ``annotations.json`` or ``<subset>.json`` at the top,
+Roboflow's ``<subset>/_annotations.coco.json``) and finds each ``file_name`` beside it, in
+``images/<subset>/`` or ``images/``, at the top, or as the one file whose path ends with it. YOLO
+takes ``data.yaml`` (PyYAML) or ``classes.txt`` / ``obj.names`` and, per image,
+``labels/…/<stem>.txt`` mirroring ``images/…`` or the ``.txt`` beside it; an image without one
+has no objects. A zip of one folder is read from inside that folder.
 
 Choices:
 
-- Categories missing from the project are created as box categories. A label whose category
-  exists as a segmentation category becomes polygons: one per COCO ``segmentation`` outline, or
-  the rectangle of its bbox when it has none (RLE masks are not read). Point and classification
-  categories of the same name are refused.
+- A subset becomes a tag (``val``, ``valid``, ``validation`` also ``test``, which the trainer
+  holds out); export puts each image in the first subset its tags name, else ``default``.
+- Missing categories are created as segmentation categories when the dataset gives them outlines
+  or masks, else as box categories. Segmentation categories keep one outline as a polygon,
+  several as a multi-polygon, an RLE as a mask, and no outline as the bbox's rectangle. A box
+  category keeps the box and the import warns, per object, that the outline is left out. Point
+  and classification categories of the same name are refused.
+- Crowd regions (COCO ``iscrowd``) are stored as such and exported with ``iscrowd: 1``.
+- What cannot be read is refused naming the file and object; what cannot be kept is reported
+  per item in ``warnings``: nothing is dropped silently.
 - New images are COMPLETE (an imported dataset is labelled) and come from ``import:<format>``.
   Images already in the project (same bytes) keep their state, get the tags, and receive only
   annotations they do not have yet (same category and shape).
 - Export holds the COMPLETE images only, as the contract says: images still in the workflow
-  would hand out partial labels as ground truth. COCO carries box and segmentation annotations,
-  YOLO box annotations (clipped to the image, as YOLO readers drop out-of-range boxes); other
-  kinds are left out.
+  would hand out partial labels as ground truth. COCO carries box and segmentation annotations
+  (datumaro's layout), YOLO is detection: boxes, and the bounding boxes of outlines and masks
+  (clipped to the image, as YOLO readers drop out-of-range boxes); crowd regions have no YOLO
+  form and points and whole-image labels no form in either, so they are left out.
 """
 
 from __future__ import annotations
@@ -1102,11 +1112,14 @@ def _yolo_line(index: int, box: shapes.Box, width: int, height: int) -> str | No
 
 def _data_yaml(snap: Snapshot, names: list[str]) -> str:
     """Ultralytics' data.yaml: folders of the train and val subsets (val falls back to train) and
-    ``names`` as an index map, ``{}`` for a project without box or segmentation categories."""
+    ``names`` as an index map, ``{}`` for a project without box or segmentation categories.
+
+    No ``path``: Ultralytics then reads the folders beside data.yaml (a relative ``path`` would be
+    taken under its own datasets folder)."""
     folders = {subset: f"images/{subset}" for subset in snap.subsets()}
     train = folders.get("train") or folders.get(DEFAULT_SUBSET) or next(iter(folders.values()), "images/default")
     val = next((folders[s] for s in HELD_OUT_SUBSETS if s in folders), train)
-    doc: dict[str, Any] = {"path": ".", "train": train, "val": val}
+    doc: dict[str, Any] = {"train": train, "val": val}
     if "test" in folders and folders["test"] != val:
         doc["test"] = folders["test"]
     doc["nc"] = len(names)
