@@ -255,6 +255,25 @@ async def test_yolo_round_trip(hub: HubClient, project: ppb.ProjectRef) -> None:
     assert (again.images_added, again.images_duplicate, again.categories_added) == (0, 4, 0)
 
 
+async def test_yolo_segmentation_lines_keep_their_outlines(hub: HubClient, project: ppb.ProjectRef) -> None:
+    files: dict[str, bytes | str] = {
+        "data.yaml": "names: [leaf, weed]\n",
+        "images/valid/a.png": picture(1, 40, 20, fmt="PNG"),
+        "labels/valid/a.txt": "0 0.1 0.1 0.5 0.1 0.3 0.9\n1 0.5 0.5 0.2 0.4\n",
+    }
+    result = await import_zip(hub, project, make_zip(files), fmt=YOLO)
+    assert (result.annotations_added, list(result.warnings)) == (2, [])
+    assert {(c.name, c.type) for c in await categories(hub, project)} == {
+        ("leaf", category_pb2.CATEGORY_TYPE_SEGMENTATION),
+        ("weed", category_pb2.CATEGORY_TYPE_BOX),
+    }
+    (image,) = await list_images(hub, project)
+    assert list(image.tags) == ["test", "valid"]  # Roboflow's valid subset is held out
+    listed = await hub.annotations.ListAnnotations(pb.ListAnnotationsRequest(ref=project, image_id=image.id))
+    leaf = next(a for a in listed.annotations if a.category_name == "leaf")
+    assert [(round(p.x, 3), round(p.y, 3)) for p in leaf.shape.polygon.points] == [(4, 2), (20, 2), (12, 18)]
+
+
 async def test_archive_escaping_with_dotdot_is_refused(hub: HubClient, project: ppb.ProjectRef) -> None:
     data, _ = generated_coco(2, ["weed"])
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
