@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bombs import zero_entries
 from visionloop.runtime.archives import UnsafeArchive, safe_extract, zip_entry_problem
 
 MIB = 1024**2
@@ -55,6 +56,22 @@ def test_zip_bomb_is_refused(tmp_path: Path) -> None:
     assert zip_entry_problem(info) is not None
     with pytest.raises(UnsafeArchive, match=r"'weights.bin' expands \d+x \(a zip bomb\?\)"):
         safe_extract(archive, tmp_path / "out")
+
+
+def test_many_small_bombs_are_refused(tmp_path: Path) -> None:
+    """1024 entries of 1 MiB of zeros, 1 GiB from 1 MiB; and entries each too small for the
+    per-entry rule, which only the whole archive's ratio catches."""
+    archive = tmp_path / "bombs.zip"
+    archive.write_bytes(zero_entries(1024, MIB, "part-{:04d}.bin"))
+    assert archive.stat().st_size < 2 * MIB
+    with pytest.raises(UnsafeArchive, match=r"\(a zip bomb\?\)"):
+        safe_extract(archive, tmp_path / "out", max_total_bytes=8 * 1024 * MIB, max_entries=2000)
+
+    archive.write_bytes(zero_entries(2048, 60 * 1024, "part-{:04d}.bin"))
+    assert all(zip_entry_problem(info) is None for info in zipfile.ZipFile(archive).infolist())
+    with pytest.raises(UnsafeArchive, match=r"the zip expands \d+x \(2048 entries, 125829120 bytes from \d+\)"):
+        safe_extract(archive, tmp_path / "out", max_entries=4096)
+    assert not (tmp_path / "out").exists()
 
 
 def test_total_size_and_entry_count_are_bounded(tmp_path: Path) -> None:

@@ -133,7 +133,10 @@ def upload(client: LoopClient, folder: Path, tags: tuple[str, ...], camera_id: s
 @click.option("--tag", "tags", multiple=True, help="Tag for every imported image (repeatable).")
 @with_hub
 def import_dataset(client: LoopClient, zip_path: Path, format_: str, tags: tuple[str, ...]) -> None:
-    """Import a COCO (annotations.json + images/) or YOLO (data.yaml, images/, labels/) zip."""
+    """Import a COCO (annotations/instances_<subset>.json + images/) or YOLO (data.yaml, images/, labels/) zip.
+
+    Subsets become tags; what is not kept is printed per item on stderr.
+    """
     with tqdm(total=zip_path.stat().st_size, unit="B", unit_scale=True, desc="send", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:

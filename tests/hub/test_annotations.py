@@ -99,6 +99,58 @@ async def test_four_kinds_and_shape_checks(hub: HubClient, project) -> None:
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
 
 
+async def test_segmentations_of_several_outlines_or_a_mask_and_crowd_regions(hub: HubClient, project) -> None:
+    image_id = await _image(hub, project)  # 64 x 48
+    leaf = await _category(hub, project, "leaf", category_pb2.CATEGORY_TYPE_SEGMENTATION)
+
+    def outline(*points: tuple[float, float]) -> geometry_pb2.Polygon:
+        return geometry_pb2.Polygon(points=[geometry_pb2.Point(x=x, y=y) for x, y in points])
+
+    two = geometry_pb2.Shape(
+        multi_polygon=geometry_pb2.MultiPolygon(
+            polygons=[outline((1, 1), (9, 1), (5, 8)), outline((20, 20), (30, 20), (25, 30))]
+        )
+    )
+    mask = geometry_pb2.Shape(mask=geometry_pb2.Mask(width=64, height=48, counts=[100, 20, 64 * 48 - 120]))
+    for shape, crowd in ((two, False), (mask, True)):
+        annotation = _annotation(image_id, leaf.id, shape)
+        annotation.crowd = crowd
+        await hub.annotations.CreateAnnotation(pb.CreateAnnotationRequest(ref=project, annotation=annotation))
+    listed = await hub.annotations.ListAnnotations(pb.ListAnnotationsRequest(ref=project, image_id=image_id))
+    assert {(a.shape.SerializeToString(), a.crowd) for a in listed.annotations} == {
+        (two.SerializeToString(), False),
+        (mask.SerializeToString(), True),
+    }
+
+    # an update without a shape keeps the crowd flag; one with a shape sets it
+    crowd_id = next(a.id for a in listed.annotations if a.crowd)
+    update = annotation_pb2.Annotation(id=crowd_id, creator=annotation_pb2.Creator(person="bo"))
+    updated = await hub.annotations.UpdateAnnotation(pb.UpdateAnnotationRequest(ref=project, annotation=update))
+    assert updated.annotation.crowd
+    update.shape.CopyFrom(two)
+    updated = await hub.annotations.UpdateAnnotation(pb.UpdateAnnotationRequest(ref=project, annotation=update))
+    assert not updated.annotation.crowd
+
+    bad = {
+        "mask is 32x48; it must be the image's 64x48": geometry_pb2.Mask(width=32, height=48, counts=[32 * 48]),
+        "runs cover 100 pixels, the image has 3072": geometry_pb2.Mask(width=64, height=48, counts=[100]),
+    }
+    for fragment, wrong in bad.items():
+        shape = geometry_pb2.Shape(mask=wrong)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await hub.annotations.CreateAnnotation(
+                pb.CreateAnnotationRequest(ref=project, annotation=_annotation(image_id, leaf.id, shape))
+            )
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert fragment in caught.value.details()
+    empty = geometry_pb2.Shape(multi_polygon=geometry_pb2.MultiPolygon())
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await hub.annotations.CreateAnnotation(
+            pb.CreateAnnotationRequest(ref=project, annotation=_annotation(image_id, leaf.id, empty))
+        )
+    assert "multi_polygon has no polygons" in caught.value.details()
+
+
 async def test_update_delete_and_detections_apart(hub: HubClient, project) -> None:
     weed = await _category(hub, project, "weed")
     image_id = await _image(hub, project)

@@ -18,7 +18,9 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+import yaml
 
+from tests.bombs import zero_entries
 from tests.harness import VISIONLOOP, base_env, serve
 from tests.hub.conftest import HubClient
 from tests.hub.pictures import picture
@@ -78,13 +80,29 @@ def generated_coco(count: int, names: list[str], width: int = 32, height: int = 
 
 
 def coco_labels(data: bytes) -> Counter[tuple[str, str, tuple[float, ...]]]:
-    """(image sha256, category name, bbox) of every annotation of a COCO zip, as a multiset."""
+    """(image sha256, category name, bbox) of every annotation of a COCO zip, as a multiset.
+
+    Reads this file's test archives (annotations.json, images/) and exports (datumaro's layout:
+    annotations/instances_<subset>.json, images/<subset>/).
+    """
+    found: Counter[tuple[str, str, tuple[float, ...]]] = Counter()
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        json_name = next(n for n in archive.namelist() if n.endswith(".json"))
-        doc = json.loads(archive.read(json_name))
-        names = {c["id"]: c["name"] for c in doc["categories"]}
-        shas = {i["id"]: hashlib.sha256(archive.read(f"images/{i['file_name']}")).hexdigest() for i in doc["images"]}
-    return Counter((shas[a["image_id"]], names[a["category_id"]], tuple(a["bbox"])) for a in doc["annotations"])
+        for json_name in [n for n in archive.namelist() if n.endswith(".json")]:
+            doc = json.loads(archive.read(json_name))
+            folder = "images/" + json_name.removeprefix("annotations/instances_").removesuffix(".json")
+            if "/" not in json_name:
+                folder = "images"
+            names = {c["id"]: c["name"] for c in doc["categories"]}
+            shas = {
+                i["id"]: hashlib.sha256(archive.read(f"{folder}/{i['file_name']}")).hexdigest() for i in doc["images"]
+            }
+            found.update((shas[a["image_id"]], names[a["category_id"]], tuple(a["bbox"])) for a in doc["annotations"])
+    return found
+
+
+def export_doc(data: bytes, subset: str = "default") -> dict[str, Any]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return json.loads(archive.read(f"annotations/instances_{subset}.json"))
 
 
 # --- transfers --------------------------------------------------------------------------------
@@ -209,19 +227,25 @@ async def test_yolo_round_trip(hub: HubClient, project: ppb.ProjectRef) -> None:
 
     result = await import_zip(hub, project, make_zip(files), fmt=YOLO)
     assert (result.images_added, result.annotations_added, result.categories_added) == (4, 6, 2)
-    assert {m.state for m in await list_images(hub, project)} == {image_pb2.IMAGE_STATE_COMPLETE}
+    assert {(m.state, tuple(m.tags)) for m in await list_images(hub, project)} == {
+        (image_pb2.IMAGE_STATE_COMPLETE, ("train",))
+    }
 
     exported = await export_zip(hub, project, YOLO)
     found: set[tuple[str, str, tuple[float, ...]]] = set()
     with zipfile.ZipFile(io.BytesIO(exported)) as archive:
         names = yaml_names(archive.read("data.yaml").decode(), "data.yaml")
         assert names == ["weed", "stem"]
-        images = [n for n in archive.namelist() if n.startswith("images/")]
+        # Ultralytics: train and val folders beside data.yaml (no relative path: it would resolve
+        # under Ultralytics' own datasets folder), names as an index map
+        doc = yaml.safe_load(archive.read("data.yaml"))
+        assert doc == {"train": "images/train", "val": "images/train", "nc": 2, "names": {0: "weed", 1: "stem"}}
+        images = [n for n in archive.namelist() if n.startswith("images/") and not n.endswith("/")]
         assert len(images) == 4
         for name in images:
             sha = hashlib.sha256(archive.read(name)).hexdigest()
-            assert name.startswith(f"images/{sha}.")
-            for line in archive.read(f"labels/{sha}.txt").decode().splitlines():
+            assert name.startswith(f"images/train/{sha}.")  # the subset of images/train/ in the import
+            for line in archive.read(f"labels/train/{sha}.txt").decode().splitlines():
                 c, *values = line.split()
                 found.add((sha, names[int(c)], tuple(round(float(v), 4) for v in values)))
     assert found == expected
@@ -229,6 +253,25 @@ async def test_yolo_round_trip(hub: HubClient, project: ppb.ProjectRef) -> None:
     # The YOLO export imports again as duplicates.
     again = await import_zip(hub, project, exported, fmt=YOLO)
     assert (again.images_added, again.images_duplicate, again.categories_added) == (0, 4, 0)
+
+
+async def test_yolo_segmentation_lines_keep_their_outlines(hub: HubClient, project: ppb.ProjectRef) -> None:
+    files: dict[str, bytes | str] = {
+        "data.yaml": "names: [leaf, weed]\n",
+        "images/valid/a.png": picture(1, 40, 20, fmt="PNG"),
+        "labels/valid/a.txt": "0 0.1 0.1 0.5 0.1 0.3 0.9\n1 0.5 0.5 0.2 0.4\n",
+    }
+    result = await import_zip(hub, project, make_zip(files), fmt=YOLO)
+    assert (result.annotations_added, list(result.warnings)) == (2, [])
+    assert {(c.name, c.type) for c in await categories(hub, project)} == {
+        ("leaf", category_pb2.CATEGORY_TYPE_SEGMENTATION),
+        ("weed", category_pb2.CATEGORY_TYPE_BOX),
+    }
+    (image,) = await list_images(hub, project)
+    assert list(image.tags) == ["test", "valid"]  # Roboflow's valid subset is held out
+    listed = await hub.annotations.ListAnnotations(pb.ListAnnotationsRequest(ref=project, image_id=image.id))
+    leaf = next(a for a in listed.annotations if a.category_name == "leaf")
+    assert [(round(p.x, 3), round(p.y, 3)) for p in leaf.shape.polygon.points] == [(4, 2), (20, 2), (12, 18)]
 
 
 async def test_archive_escaping_with_dotdot_is_refused(hub: HubClient, project: ppb.ProjectRef) -> None:
@@ -321,8 +364,7 @@ async def test_segmentation_category_takes_outlines(hub: HubClient, project: ppb
     )
     assert (result.annotations_added, result.categories_added) == (2, 1)
 
-    with zipfile.ZipFile(io.BytesIO(await export_zip(hub, project))) as archive:
-        exported = json.loads(archive.read("annotations.json"))
+    exported = export_doc(await export_zip(hub, project))
     by_name = {c["id"]: c["name"] for c in exported["categories"]}
     leaf = next(a for a in exported["annotations"] if by_name[a["category_id"]] == "leaf")
     assert leaf["segmentation"] == [[2, 2, 12, 2, 12, 10]]
@@ -346,14 +388,16 @@ async def test_export_holds_complete_images_only(hub: HubClient, project: ppb.Pr
     await import_zip(hub, project, data)
     inbox = image_service_pb2.UploadImageRequest(ref=project, image=image_service_pb2.ImageUpload(data=picture(50)))
     await hub.images.UploadImage(inbox)
-    with zipfile.ZipFile(io.BytesIO(await export_zip(hub, project))) as archive:
-        assert len(json.loads(archive.read("annotations.json"))["images"]) == 3
+    assert len(export_doc(await export_zip(hub, project))["images"]) == 3
 
 
 @pytest.mark.parametrize(
     ("text", "names"),
     [
         ("names: [weed, 'stem', \"big stone\"]\nnc: 3\n", ["weed", "stem", "big stone"]),
+        # PyYAML's default dump (supervision, Ultralytics): non-ASCII as escapes, flow style
+        ('nc: 2\nnames: ["Bl\\xE4tter", "\\u6742\\u8349"]\n', ["Blätter", "杂草"]),
+        ("names:\n  0: '1'\n  1: yes\n", ["1", "True"]),
         ('nc: 2\nnames:\n  0: weed  # a comment\n  1: "st\\u00f6m"\n', ["weed", "stöm"]),
         ("names:\n- weed\n- stem\ntrain: images\n", ["weed", "stem"]),
         ("names: {0: weed, 1: stem}\n", ["weed", "stem"]),
@@ -366,6 +410,76 @@ def test_yaml_names(text: str, names: list[str]) -> None:
 def test_yaml_names_without_names() -> None:
     with pytest.raises(InvalidArgument, match="no names"):
         yaml_names("nc: 2\n", "data.yaml")
+
+
+async def test_zip_of_many_small_bombs_is_refused(hub: HubClient, project: ppb.ProjectRef) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await import_zip(hub, project, zero_entries(1024, MIB))
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "1024 entries, 1073741824 bytes" in caught.value.details()
+    assert "(a zip bomb?)" in caught.value.details()
+    assert await list_images(hub, project) == []
+    assert spool_is_empty(hub)
+
+
+async def test_what_a_box_category_cannot_keep_is_reported_per_object(hub: HubClient, project: ppb.ProjectRef) -> None:
+    """An outline or mask on a box category keeps its box and says so; other COCO tasks' files are named."""
+    box = category_pb2.Category(name="weed", type=category_pb2.CATEGORY_TYPE_BOX)
+    await hub.projects.CreateCategory(ppb.CreateCategoryRequest(ref=project, category=box))
+    doc = coco_doc([("a.jpg", 32, 24)], [(1, 1, [2, 2, 10, 8]), (1, 1, [0, 0, 4, 3]), (1, 1, [5, 5, 2, 2])], ["weed"])
+    doc["annotations"][0]["segmentation"] = [[2, 2, 12, 2, 12, 10]]
+    doc["annotations"][1]["segmentation"] = {"size": [24, 32], "counts": [0, 3, 21, 3, 21, 3, 717]}
+    doc["annotations"][1]["iscrowd"] = 1
+    files: dict[str, bytes | str] = {
+        "images/a.jpg": picture(1, 32, 24),
+        "annotations/instances_default.json": json.dumps(doc),
+        "annotations/captions_default.json": json.dumps({"images": [], "annotations": []}),
+    }
+    result = await import_zip(hub, project, make_zip(files))
+    assert (result.images_added, result.annotations_added) == (1, 3)
+    assert sorted(result.warnings) == [
+        "annotations/captions_default.json: not read (COCO captions file; VisionLoop imports instances: "
+        "boxes and outlines)",
+        "images/a.jpg: annotations/instances_default.json annotations[0] (weed): its outline is left out, "
+        "'weed' is a box category in the project; its box is kept",
+        "images/a.jpg: annotations/instances_default.json annotations[1] (weed): its outline is left out, "
+        "'weed' is a box category in the project; its box is kept",
+    ]
+    image = (await list_images(hub, project))[0]
+    listed = await hub.annotations.ListAnnotations(pb.ListAnnotationsRequest(ref=project, image_id=image.id))
+    assert sorted((a.shape.WhichOneof("kind"), a.crowd) for a in listed.annotations) == [
+        ("box", False),
+        ("box", False),
+        ("box", True),  # the crowd region stays one
+    ]
+    exported = export_doc(await export_zip(hub, project))
+    assert sorted(a["iscrowd"] for a in exported["annotations"]) == [0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "message"),
+    [
+        (
+            {"size": [24, 31], "counts": [744]},
+            "annotations[0].segmentation: the RLE's size [24, 31] is not the image's",
+        ),
+        ({"size": [24, 32], "counts": [700]}, "the runs cover 700 pixels, the mask has 768"),
+        ({"size": [24, 32], "counts": "#!"}, "the compressed RLE has the character '#'"),
+        ([[1, 1, 5, 1]], "segmentation[0] has 2 points; an outline needs at least 3"),
+        ([[1, 1, 5, "x", 3, 3]], "segmentation[0] must be a flat list of x, y numbers"),
+    ],
+    ids=["rle-size", "rle-runs", "rle-string", "two-points", "not-numbers"],
+)
+async def test_bad_segmentations_are_refused(
+    hub: HubClient, project: ppb.ProjectRef, segmentation: Any, message: str
+) -> None:
+    doc = coco_doc([("a.jpg", 32, 24)], [(1, 1, [1, 1, 4, 4])], ["leaf"])
+    doc["annotations"][0]["segmentation"] = segmentation
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await import_zip(hub, project, make_zip({"a.jpg": picture(1, 32, 24), "annotations.json": json.dumps(doc)}))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
+    assert await list_images(hub, project) == []
 
 
 def test_cli_import_and_export(tmp_path: Path) -> None:
@@ -405,7 +519,7 @@ def test_cli_import_and_export(tmp_path: Path) -> None:
         yolo = run("export", str(tmp_path / "yolo.zip"), "--format", "yolo")
         assert yolo.returncode == 0, yolo.stderr
         with zipfile.ZipFile(tmp_path / "yolo.zip") as archive:
-            assert sum(n.startswith("labels/") for n in archive.namelist()) == 20
+            assert sum(n.startswith("labels/") and n.endswith(".txt") for n in archive.namelist()) == 20
 
 
 def read_archive(tmp_path: Path, files: dict[str, bytes | str], fmt: int) -> Dataset:

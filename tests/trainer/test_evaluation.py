@@ -100,7 +100,7 @@ def coco_reference(
 
     category_ids = {name: k + 1 for k, name in enumerate(categories)}
     annotations = [
-        {"image_id": i + 1, "category_id": category_ids[t.category], "bbox": bbox(t), "iscrowd": 0}
+        {"image_id": i + 1, "category_id": category_ids[t.category], "bbox": bbox(t), "iscrowd": int(t.crowd)}
         for i, image in enumerate(truths)
         for t in image
     ]
@@ -349,6 +349,63 @@ def test_random_scenes_match_pycocotools() -> None:
     assert_matches_coco(truths, predictions, categories)
 
 
+def test_crowd_regions_are_ignored_as_coco_does() -> None:
+    """A detection inside a crowd region is neither hit nor false positive; the region is never missed."""
+    truths = [[Truth("cup", (0, 0, 40, 40)), Truth("cup", (100, 0, 200, 200), crowd=True)]]
+    predictions = [
+        [
+            Prediction("cup", 0.9, (0, 0, 40, 40)),  # the object
+            Prediction("cup", 0.8, (110, 10, 30, 30)),  # in the crowd: IoU with it is 900/900
+            Prediction("cup", 0.7, (150, 50, 30, 30)),  # in the crowd too: regions take any number
+            Prediction("cup", 0.6, (400, 400, 30, 30)),  # nowhere: fp
+        ]
+    ]
+    result = evaluate(truths, predictions, ["cup"])
+    assert (result.classes["cup"].tp, result.classes["cup"].fp, result.classes["cup"].fn) == (1, 1, 0)
+    assert result.map50 == pytest.approx(1.0)
+    assert_matches_coco(truths, predictions, ["cup"])
+
+    # Without the flag the region is an object: a miss, and the detections in it false positives.
+    plain = [[Truth("cup", (0, 0, 40, 40)), Truth("cup", (100, 0, 200, 200))]]
+    assert evaluate(plain, predictions, ["cup"]).map50 < 0.6
+
+
+def test_random_scenes_with_crowd_regions_match_pycocotools() -> None:
+    """Crowd regions among objects, overlapping them, alone in an image and in a class without objects."""
+    rng = np.random.default_rng(11)
+    categories = ["a", "b", "c"]
+    truths: list[list[Truth]] = []
+    predictions: list[list[Prediction]] = []
+    for image in range(20):
+        image_truths = []
+        for _ in range(rng.integers(0, 6)):
+            x, y = rng.uniform(0, 400, 2)
+            w, h = rng.uniform(10, 150, 2)
+            crowd = bool(rng.uniform() < 0.3)
+            image_truths.append(Truth(str(rng.choice(categories[:2])), (x, y, w, h), crowd=crowd))
+        if image % 5 == 0:  # only crowd regions in class c
+            image_truths.append(Truth("c", (50, 50, 200, 200), crowd=True))
+        image_predictions = []
+        for truth in image_truths:
+            x, y, w, h = truth.box
+            for _ in range(rng.integers(0, 4)):  # hits and duplicates, and detections inside crowds
+                if truth.crowd:
+                    px, py = x + rng.uniform(0, w * 0.7), y + rng.uniform(0, h * 0.7)
+                    box = (px, py, max(w * rng.uniform(0.1, 0.4), 1.0), max(h * rng.uniform(0.1, 0.4), 1.0))
+                else:
+                    jitter = rng.normal(0, 0.15, 4) * [w, h, w, h]
+                    box = (x + jitter[0], y + jitter[1], max(w + jitter[2], 1.0), max(h + jitter[3], 1.0))
+                image_predictions.append(Prediction(truth.category, round(float(rng.uniform()), 1), box))
+        for _ in range(rng.integers(0, 3)):
+            box = (*rng.uniform(0, 500, 2), *rng.uniform(5, 120, 2))
+            image_predictions.append(Prediction(str(rng.choice(categories)), round(float(rng.uniform()), 2), box))
+        truths.append(image_truths)
+        predictions.append(image_predictions)
+    assert sum(t.crowd for image in truths for t in image) > 10
+
+    assert_matches_coco(truths, predictions, categories)
+
+
 def test_to_proto() -> None:
     result = evaluate(FIXTURE_TRUTHS, FIXTURE_PREDICTIONS, CATEGORIES)
     ids = {"cup": "c-1", "bolt": "c-2", "screw": "c-3", "nut": "c-4"}
@@ -387,12 +444,34 @@ def test_truths_from_annotations() -> None:
         ),
         annotation_pb2.Annotation(category_name="day", shape=geometry_pb2.Shape(whole_image=geometry_pb2.WholeImage())),
         annotation_pb2.Annotation(category_name="empty"),
+        annotation_pb2.Annotation(
+            category_name="leaf",
+            crowd=True,
+            shape=geometry_pb2.Shape(mask=geometry_pb2.Mask(width=4, height=3, counts=[5, 2, 2, 2, 1])),
+        ),
+        annotation_pb2.Annotation(
+            category_name="leaf",
+            shape=geometry_pb2.Shape(
+                multi_polygon=geometry_pb2.MultiPolygon(
+                    polygons=[
+                        geometry_pb2.Polygon(
+                            points=[geometry_pb2.Point(x=x, y=y) for x, y in [(1, 1), (4, 1), (4, 3)]]
+                        ),
+                        geometry_pb2.Polygon(
+                            points=[geometry_pb2.Point(x=x, y=y) for x, y in [(8, 6), (9, 9), (6, 7)]]
+                        ),
+                    ]
+                )
+            ),
+        ),
     ]
 
     assert truths_from_annotations(annotations) == [
         Truth("cup", box=(1.5, 2, 30, 40)),
         Truth("screw", point=(7, 8)),
         Truth("leaf", box=(10, 5, 40, 55)),
+        Truth("leaf", box=(1, 1, 2, 2), crowd=True),  # rows 1-2, columns 1-2 of the mask
+        Truth("leaf", box=(1, 1, 8, 8)),
     ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
 from sqlalchemy import select
@@ -97,6 +97,8 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
             check_shape(shape, category, image)
             row.category_id = category.id
             row.shape = shape.SerializeToString()
+            if annotation.HasField("shape"):  # crowd describes the shape: it changes with it
+                row.crowd = annotation.crowd
             row.update_time = utcnow()
             if annotation.creator.WhichOneof("kind"):
                 row.creator_person = annotation.creator.person
@@ -176,7 +178,8 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
         prepared = await asyncio.to_thread(
             datasets.prepare, archive, dataset, hub.max_image_bytes, hub.max_image_pixels
         )
-        targets, created = await self._ensure_categories(header, dataset.categories)
+        targets, created = await self._ensure_categories(header, dataset.categories, dataset.outlined)
+        datasets.to_shapes(prepared, targets)
         response = pb.ImportDatasetResponse(
             images_duplicate=prepared.duplicates,
             images_skipped=prepared.skipped,
@@ -184,7 +187,7 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
             warnings=prepared.warnings,
         )
         for batch in datasets.batches(prepared.images):
-            recorded = await self._store_batch(header, archive, batch, targets, tags, dataset.source)
+            recorded = await self._store_batch(header, archive, batch, tags, dataset.source)
             response.images_added += recorded.added
             response.images_duplicate += recorded.duplicates
             response.annotations_added += recorded.annotations
@@ -193,10 +196,10 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
         return response
 
     async def _ensure_categories(
-        self, header: pb.ImportDatasetHeader, names: Sequence[str]
+        self, header: pb.ImportDatasetHeader, names: Sequence[str], outlined: Iterable[str]
     ) -> tuple[dict[str, datasets.Target], int]:
         def ensure(session: Session) -> tuple[dict[str, datasets.Target], int]:
-            return datasets.ensure_categories(session, header.ref, names)
+            return datasets.ensure_categories(session, header.ref, names, outlined)
 
         try:
             return await self.hub.db.write(ensure)
@@ -208,7 +211,6 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
         header: pb.ImportDatasetHeader,
         archive: datasets.Archive,
         batch: Sequence[datasets.Prepared],
-        targets: dict[str, datasets.Target],
         tags: Sequence[str],
         source: str,
     ) -> datasets.Recorded:
@@ -224,7 +226,7 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
                 def record(session: Session) -> datasets.Recorded:
                     if swept_seq is not None:
                         blob_fence.check(session, [(sha256, swept_seq) for sha256 in created])
-                    return datasets.record_batch(session, header.ref, batch, targets, tags, source)
+                    return datasets.record_batch(session, header.ref, batch, tags, source)
 
                 try:
                     return await settled(hub.db.write(record))

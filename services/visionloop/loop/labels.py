@@ -21,6 +21,7 @@ _SHAPE_FOR_TYPE = {
     category_pb2.CATEGORY_TYPE_SEGMENTATION: "polygon",
     category_pb2.CATEGORY_TYPE_CLASSIFICATION: "whole_image",
 }
+_SEGMENTS = ("polygon", "multi_polygon", "mask")  # the shapes a segmentation category takes
 _TYPE_NAME = {
     category_pb2.CATEGORY_TYPE_BOX: "box",
     category_pb2.CATEGORY_TYPE_POINT: "point",
@@ -77,13 +78,25 @@ def resolve_category(session: Session, project: AnyProject, category_id: str, ca
     raise InvalidArgument("category_id or category_name is required")
 
 
+def check_mask(label: str, mask: geometry_pb2.Mask, image: schema.Image) -> None:
+    if (mask.width, mask.height) != (image.width, image.height):
+        raise InvalidArgument(
+            f"{label} is {mask.width}x{mask.height}; it must be the image's {image.width}x{image.height}"
+        )
+    if sum(mask.counts) != image.width * image.height:
+        raise InvalidArgument(
+            f"{label}'s runs cover {sum(mask.counts)} pixels, the image has {image.width * image.height}"
+        )
+
+
 def check_shape(shape: geometry_pb2.Shape, category: schema.Category, image: schema.Image) -> None:
     kind = shape.WhichOneof("kind")
     expected = _SHAPE_FOR_TYPE.get(category.type)
-    if kind != expected:
+    if kind != expected and not (category.type == category_pb2.CATEGORY_TYPE_SEGMENTATION and kind in _SEGMENTS):
+        wanted = "polygon, multi_polygon or mask" if expected == "polygon" else expected
         raise InvalidArgument(
             f"category {category.name!r} is a {_TYPE_NAME.get(category.type, '?')} category: "
-            f"its annotations need shape.{expected}, got {kind or 'no shape'}"
+            f"its annotations need shape.{wanted}, got {kind or 'no shape'}"
         )
     if kind == "box":
         check_box("annotation box", shape.box, image)
@@ -91,6 +104,13 @@ def check_shape(shape: geometry_pb2.Shape, category: schema.Category, image: sch
         check_point("annotation point", shape.point, image)
     elif kind == "polygon":
         check_polygon("annotation polygon", shape.polygon, image)
+    elif kind == "multi_polygon":
+        if not shape.multi_polygon.polygons:
+            raise InvalidArgument("annotation multi_polygon has no polygons")
+        for polygon in shape.multi_polygon.polygons:
+            check_polygon("annotation multi_polygon outline", polygon, image)
+    elif kind == "mask":
+        check_mask("annotation mask", shape.mask, image)
 
 
 def add_annotation(
@@ -107,6 +127,7 @@ def add_annotation(
         image_pk=image.pk,
         category_id=category.id,
         shape=annotation.shape.SerializeToString(),
+        crowd=annotation.crowd,
         creator_person=creator.person,
         creator_model_version=creator.model_version,
         create_time=now,
@@ -129,6 +150,7 @@ def annotation_message(row: schema.Annotation, image_sha256: str, category_name:
         category_id=row.category_id,
         category_name=category_name,
         shape=geometry_pb2.Shape.FromString(row.shape),
+        crowd=row.crowd,
         creator=creator,
         create_time=to_timestamp(row.create_time),
         update_time=to_timestamp(row.update_time),

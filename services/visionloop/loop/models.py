@@ -41,7 +41,7 @@ from visionloop.loop.v1 import model_service_pb2_grpc
 from visionloop.loop.v1 import project_service_pb2 as project_pb
 from visionloop.loop.versions import get_model, next_version, parse_version
 from visionloop.runtime import access
-from visionloop.runtime.archives import zip_entry_problem
+from visionloop.runtime.archives import archive_problem, zip_entry_problem
 from visionloop.runtime.errors import (
     Aborted,
     AlreadyExists,
@@ -96,8 +96,8 @@ def check_zip(path: Path) -> dict[str, Any]:
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
-            if len(entries) > MAX_ENTRIES:
-                raise InvalidArgument(f"the zip has {len(entries)} entries; at most {MAX_ENTRIES} are accepted")
+            if (problem := archive_problem(entries, MAX_UNCOMPRESSED_BYTES, MAX_ENTRIES)) is not None:
+                raise InvalidArgument(problem)
             names: set[str] = set()
             for info in entries:
                 if (problem := zip_entry_problem(info)) is not None:
@@ -105,9 +105,6 @@ def check_zip(path: Path) -> dict[str, Any]:
                 if info.filename in names:
                     raise InvalidArgument(f"zip entry {info.filename!r} appears twice")
                 names.add(info.filename)
-            total = sum(info.file_size for info in entries)
-            if total > MAX_UNCOMPRESSED_BYTES:
-                raise InvalidArgument(f"the zip expands to {total} bytes; at most 4 GiB are accepted")
             if MODEL_JSON not in names:
                 raise InvalidArgument(f"the zip has no {MODEL_JSON} at its top level; add one describing the model")
             if archive.getinfo(MODEL_JSON).file_size > MAX_MODEL_JSON_BYTES:

@@ -3,7 +3,10 @@
 Points are scored as ``point_size`` boxes centred on them, which is how the reference model
 learns them, so one IoU rule serves both kinds. AP follows pycocotools' ``COCOeval`` for bbox
 (area range all, 100 detections per image, IoU 0.50:0.05:0.95, 101 recall points), down to its
-tie-breaking, so the numbers compare with published ones.
+tie-breaking, so the numbers compare with published ones. Crowd regions (COCO's iscrowd) are
+handled as COCOeval does: a detection that matches no object but lies in a crowd region (its
+overlap over the detection's own area) is neither a hit nor a false positive, and crowd regions
+are never missed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from visionloop.common.v1 import annotation_pb2, detection_pb2, geometry_pb2, model_pb2
+from visionloop.lib.shapes import outline_box, shape_box
 
 # Same construction as COCOeval, so the thresholds are bit-identical.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1)
@@ -28,11 +32,12 @@ Item = TypeVar("Item", "Truth", "Prediction")
 
 @dataclass(frozen=True)
 class Truth:
-    """One ground-truth object in image pixels: a box (x, y, width, height) or a point."""
+    """One ground-truth object in image pixels: a box (x, y, width, height) or a point; or a crowd region."""
 
     category: str
     box: Box | None = None
     point: Point | None = None
+    crowd: bool = False
 
     def __post_init__(self) -> None:
         _check_geometry(self.box, self.point)
@@ -112,24 +117,30 @@ def evaluate(
         raise ValueError(f"{len(truths)} images of truths but {len(predictions)} of predictions")
     index = {name: k for k, name in enumerate(categories)}
     truth_counts = [0] * len(categories)
-    # per category, one entry per image with predictions: scores sorted high to low and
-    # which of them match a truth at each IoU threshold (T x D)
+    # per category, one entry per image with predictions: scores sorted high to low, which of
+    # them match a truth at each IoU threshold (T x D), and which are ignored (T x D: in a crowd)
     scores: list[list[np.ndarray]] = [[] for _ in categories]
     matches: list[list[np.ndarray]] = [[] for _ in categories]
+    ignores: list[list[np.ndarray]] = [[] for _ in categories]
     for image_truths, image_predictions in zip(truths, predictions, strict=True):
-        truth_groups = _by_category(image_truths, index)
+        # crowd regions after the objects, as COCOeval sorts them (stable)
+        truth_groups = {k: sorted(g, key=lambda t: t.crowd) for k, g in _by_category(image_truths, index).items()}
         for k, group in truth_groups.items():
-            truth_counts[k] += len(group)
+            truth_counts[k] += sum(not t.crowd for t in group)
         for k, group in _by_category(image_predictions, index).items():
             image_scores = np.array([p.score for p in group], dtype=np.float64)
             # stable, as COCOeval: equal scores keep their input order
             order = np.argsort(-image_scores, kind="mergesort")
-            ious = _iou(_boxes(group, point_size)[order], _boxes(truth_groups.get(k, []), point_size))
+            image_truths_k = truth_groups.get(k, [])
+            crowd = np.array([t.crowd for t in image_truths_k], dtype=bool)
+            ious = _iou(_boxes(group, point_size)[order], _boxes(image_truths_k, point_size), crowd)
+            matched, ignored = _match(ious, crowd)
             scores[k].append(image_scores[order])
-            matches[k].append(_match(ious))
+            matches[k].append(matched)
+            ignores[k].append(ignored)
 
     classes = {
-        name: _class_result(scores[k], matches[k], truth_counts[k], score_threshold)
+        name: _class_result(scores[k], matches[k], ignores[k], truth_counts[k], score_threshold)
         for k, name in enumerate(categories)
     }
     # COCO reports -1 for categories without truth and leaves them out of the mean
@@ -143,7 +154,7 @@ def evaluate(
 
 
 def truths_from_annotations(annotations: Iterable[annotation_pb2.Annotation]) -> list[Truth]:
-    """Hub annotations of one image as truths; polygons become their bounding box.
+    """Hub annotations of one image as truths; outlines and masks become their bounding box.
 
     Whole-image labels (classification) have no place in a detection metric and are skipped.
     """
@@ -151,7 +162,7 @@ def truths_from_annotations(annotations: Iterable[annotation_pb2.Annotation]) ->
     for annotation in annotations:
         box, point = _geometry(annotation.shape)
         if box is not None or point is not None:
-            truths.append(Truth(annotation.category_name, box=box, point=point))
+            truths.append(Truth(annotation.category_name, box=box, point=point, crowd=annotation.crowd))
     return truths
 
 
@@ -172,14 +183,9 @@ def _check_geometry(box: Box | None, point: Point | None) -> None:
 
 
 def _geometry(shape: geometry_pb2.Shape) -> tuple[Box | None, Point | None]:
-    kind = shape.WhichOneof("kind")
-    if kind == "box":
-        return _box(shape.box), None
-    if kind == "point":
+    if shape.WhichOneof("kind") == "point":
         return None, (shape.point.x, shape.point.y)
-    if kind == "polygon":
-        return _polygon_box(shape.polygon), None
-    return None, None
+    return shape_box(shape), None
 
 
 def _box(box: geometry_pb2.Box) -> Box:
@@ -187,11 +193,7 @@ def _box(box: geometry_pb2.Box) -> Box:
 
 
 def _polygon_box(polygon: geometry_pb2.Polygon) -> Box | None:
-    if not polygon.points:
-        return None
-    xs = [p.x for p in polygon.points]
-    ys = [p.y for p in polygon.points]
-    return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+    return outline_box(polygon.points)
 
 
 def _by_category(items: Iterable[Item], index: Mapping[str, int]) -> dict[int, list[Item]]:
@@ -212,47 +214,65 @@ def _boxes(items: Sequence[Truth | Prediction], point_size: float) -> np.ndarray
     return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
-def _iou(dets: np.ndarray, truths: np.ndarray) -> np.ndarray:
-    """D x G IoU of xywh boxes, computed as pycocotools does (w*h areas, no +1)."""
+def _iou(dets: np.ndarray, truths: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
+    """D x G IoU of xywh boxes, computed as pycocotools does (w*h areas, no +1); for a crowd
+    region the overlap over the detection's area."""
     d = dets[:, None, :]
     g = truths[None, :, :]
     w = np.clip(np.minimum(d[..., 0] + d[..., 2], g[..., 0] + g[..., 2]) - np.maximum(d[..., 0], g[..., 0]), 0, None)
     h = np.clip(np.minimum(d[..., 1] + d[..., 3], g[..., 1] + g[..., 3]) - np.maximum(d[..., 1], g[..., 1]), 0, None)
     inter = w * h
     union = d[..., 2] * d[..., 3] + g[..., 2] * g[..., 3] - inter
+    if crowd is not None and crowd.any():
+        union = np.where(crowd[None, :], d[..., 2] * d[..., 3] + 0 * g[..., 2], union)
     return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
 
 
-def _match(ious: np.ndarray) -> np.ndarray:
-    """T x D: whether each detection (sorted by score) matches a truth at each IoU threshold.
+def _match(ious: np.ndarray, crowd: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """T x D twice: whether each detection (sorted by score) matches a truth at each IoU
+    threshold, and whether that truth is a crowd region (the detection is then ignored).
 
-    Greedy as COCOeval: each detection takes the still-free truth with the highest IoU at or
-    above the threshold, the last one among equals. Thresholds are handled together; the loop
-    over detections stays because each one depends on what the earlier ones took.
+    Greedy as COCOeval: each detection takes the still-free object with the highest IoU at or
+    above the threshold, the last one among equals; only when there is none, the crowd region
+    that fits best, which any number of detections may share. Thresholds are handled together;
+    the loop over detections stays because each one depends on what the earlier ones took.
     """
     n_dets, n_truths = ious.shape
     thresholds = IOU_THRESHOLDS[:, None]
     matched = np.zeros((len(IOU_THRESHOLDS), n_dets), dtype=bool)
+    ignored = np.zeros_like(matched)
     if n_truths == 0:
-        return matched
+        return matched, ignored
+    crowd = np.zeros(n_truths, dtype=bool) if crowd is None else crowd
     taken = np.zeros((len(IOU_THRESHOLDS), n_truths), dtype=bool)
     rows = np.arange(len(IOU_THRESHOLDS))
     for d in range(n_dets):
-        candidates = np.where(~taken & (ious[d] >= thresholds), ious[d], -np.inf)
-        best = n_truths - 1 - np.argmax(candidates[:, ::-1], axis=1)
-        hit = np.isfinite(candidates[rows, best])
-        matched[hit, d] = True
-        taken[rows[hit], best[hit]] = True
-    return matched
+        fits = ious[d] >= thresholds
+        objects = np.where(~taken & fits & ~crowd, ious[d], -np.inf)
+        regions = np.where(fits & crowd, ious[d], -np.inf)
+        best_object = n_truths - 1 - np.argmax(objects[:, ::-1], axis=1)
+        best_region = n_truths - 1 - np.argmax(regions[:, ::-1], axis=1)
+        hit = np.isfinite(objects[rows, best_object])
+        in_region = ~hit & np.isfinite(regions[rows, best_region])
+        matched[hit | in_region, d] = True
+        ignored[in_region, d] = True
+        taken[rows[hit], best_object[hit]] = True
+    return matched, ignored
 
 
 def _class_result(
-    scores: list[np.ndarray], matches: list[np.ndarray], truth_count: int, score_threshold: float
+    scores: list[np.ndarray],
+    matches: list[np.ndarray],
+    ignores: list[np.ndarray],
+    truth_count: int,
+    score_threshold: float,
 ) -> ClassResult:
+    empty = np.zeros((len(IOU_THRESHOLDS), 0), dtype=bool)
     all_scores = np.concatenate(scores) if scores else np.zeros(0)
-    all_matches = np.concatenate(matches, axis=1) if matches else np.zeros((len(IOU_THRESHOLDS), 0), dtype=bool)
+    all_matches = np.concatenate(matches, axis=1) if matches else empty
+    all_ignores = np.concatenate(ignores, axis=1) if ignores else empty
     # a detection's match depends only on higher-scored ones, so filtering after matching is exact
-    counted = all_scores >= score_threshold
+    counted = (all_scores >= score_threshold) & ~all_ignores[0]
     tp = int(all_matches[0, counted].sum())
     fp = int(counted.sum()) - tp
     if truth_count == 0:
@@ -260,19 +280,21 @@ def _class_result(
     ap = _average_precision(
         np.concatenate([s[:MAX_DETECTIONS] for s in scores]) if scores else np.zeros(0),
         np.concatenate([m[:, :MAX_DETECTIONS] for m in matches], axis=1) if matches else all_matches,
+        np.concatenate([i[:, :MAX_DETECTIONS] for i in ignores], axis=1) if ignores else all_ignores,
         truth_count,
     )
     return ClassResult(tp=tp, fp=fp, fn=truth_count - tp, ap50=float(ap[0]), ap50_95=float(ap.mean()))
 
 
-def _average_precision(scores: np.ndarray, matches: np.ndarray, truth_count: int) -> np.ndarray:
+def _average_precision(scores: np.ndarray, matches: np.ndarray, ignores: np.ndarray, truth_count: int) -> np.ndarray:
     """AP per IoU threshold: COCO's 101-point interpolated precision over recall."""
     if scores.size == 0:
         return np.zeros(len(IOU_THRESHOLDS))
     order = np.argsort(-scores, kind="mergesort")
-    hits = matches[:, order]
+    hits = matches[:, order] & ~ignores[:, order]
+    misses = ~matches[:, order] & ~ignores[:, order]
     tp = np.cumsum(hits, axis=1, dtype=np.float64)
-    fp = np.cumsum(~hits, axis=1, dtype=np.float64)
+    fp = np.cumsum(misses, axis=1, dtype=np.float64)
     recall = tp / truth_count
     precision = tp / (fp + tp + np.spacing(1))
     # precision envelope: the best precision at this recall or any higher one

@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -127,6 +128,7 @@ class Annotation(Base):
     image_pk: Mapped[int] = mapped_column(ForeignKey("images.pk", ondelete="CASCADE"), index=True)
     category_id: Mapped[str] = mapped_column(ForeignKey("categories.id", ondelete="CASCADE"), index=True)
     shape: Mapped[bytes] = mapped_column(LargeBinary)  # serialized visionloop.common.v1.Shape
+    crowd: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # COCO iscrowd
     creator_person: Mapped[str] = mapped_column(String(128), default="")
     creator_model_version: Mapped[str] = mapped_column(String(32), default="")
     create_time: Mapped[datetime] = mapped_column(UtcDateTime())

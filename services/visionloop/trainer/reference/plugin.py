@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from visionloop.common.v1 import detection_pb2, geometry_pb2
+from visionloop.lib.shapes import shape_box
 from visionloop.synthetic.world import Annotation, Sample
 from visionloop.trainer.plugin import (
     CategoryInfo,
@@ -57,17 +58,11 @@ LIMITS: dict[str, tuple[float, float]] = {
 
 
 def _annotation(shape: geometry_pb2.Shape, name: str) -> Annotation | None:
-    """A hub annotation's shape as the training loop's ground truth; polygons train as their box."""
-    kind = shape.WhichOneof("kind")
-    if kind == "box":
-        return Annotation(name, box=(shape.box.x, shape.box.y, shape.box.width, shape.box.height))
-    if kind == "point":
+    """A hub annotation's shape as the training loop's ground truth; outlines and masks train as their box."""
+    if shape.WhichOneof("kind") == "point":
         return Annotation(name, point=(shape.point.x, shape.point.y))
-    if kind == "polygon" and shape.polygon.points:
-        xs = [p.x for p in shape.polygon.points]
-        ys = [p.y for p in shape.polygon.points]
-        return Annotation(name, box=(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)))
-    return None
+    box = shape_box(shape)
+    return Annotation(name, box=box) if box is not None else None
 
 
 def _samples(images: Sequence[TrainImage], categories: Sequence[CategoryInfo]) -> list[Sample]:
@@ -81,7 +76,10 @@ def _samples(images: Sequence[TrainImage], categories: Sequence[CategoryInfo]) -
         labels = [
             label
             for entry in image.annotations
-            if entry.category_id in by_id and (label := _annotation(entry.shape, by_id[entry.category_id]))
+            # a crowd region is no object to learn (COCO trainers leave them out too)
+            if entry.category_id in by_id
+            and not entry.crowd
+            and (label := _annotation(entry.shape, by_id[entry.category_id]))
         ]
         samples.append(Sample(frame, tuple(labels), index))
     return samples

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from visionloop.common.v1 import geometry_pb2 as visionloop_dot_common_dot_v1_dot_geometry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%visionloop/common/v1/annotation.proto\x12\x14visionloop.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#visionloop/common/v1/geometry.proto\"<\n\x07\x43reator\x12\x10\n\x06person\x18\x01 \x01(\tH\x00\x12\x17\n\rmodel_version\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\x94\x02\n\nAnnotation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x03 \x01(\t\x12\x15\n\rcategory_name\x18\x04 \x01(\t\x12*\n\x05shape\x18\x05 \x01(\x0b\x32\x1b.visionloop.common.v1.Shape\x12.\n\x07\x63reator\x18\x06 \x01(\x0b\x32\x1d.visionloop.common.v1.Creator\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%visionloop/common/v1/annotation.proto\x12\x14visionloop.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#visionloop/common/v1/geometry.proto\"<\n\x07\x43reator\x12\x10\n\x06person\x18\x01 \x01(\tH\x00\x12\x17\n\rmodel_version\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\xa3\x02\n\nAnnotation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x03 \x01(\t\x12\x15\n\rcategory_name\x18\x04 \x01(\t\x12*\n\x05shape\x18\x05 \x01(\x0b\x32\x1b.visionloop.common.v1.Shape\x12.\n\x07\x63reator\x18\x06 \x01(\x0b\x32\x1d.visionloop.common.v1.Creator\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63rowd\x18\t \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,5 +36,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATOR']._serialized_start=133
   _globals['_CREATOR']._serialized_end=193
   _globals['_ANNOTATION']._serialized_start=196
-  _globals['_ANNOTATION']._serialized_end=472
+  _globals['_ANNOTATION']._serialized_end=487
 # @@protoc_insertion_point(module_scope)

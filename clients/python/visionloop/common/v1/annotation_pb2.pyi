@@ -18,7 +18,7 @@ class Creator(_message.Message):
     def __init__(self, person: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class Annotation(_message.Message):
-    __slots__ = ("id", "image_id", "category_id", "category_name", "shape", "creator", "create_time", "update_time")
+    __slots__ = ("id", "image_id", "category_id", "category_name", "shape", "creator", "create_time", "update_time", "crowd")
     ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class Annotation(_message.Message):
     CREATOR_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CROWD_FIELD_NUMBER: _ClassVar[int]
     id: str
     image_id: str
     category_id: str
@@ -35,4 +36,5 @@ class Annotation(_message.Message):
     creator: Creator
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., image_id: _Optional[str] = ..., category_id: _Optional[str] = ..., category_name: _Optional[str] = ..., shape: _Optional[_Union[_geometry_pb2.Shape, _Mapping]] = ..., creator: _Optional[_Union[Creator, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    crowd: bool
+    def __init__(self, id: _Optional[str] = ..., image_id: _Optional[str] = ..., category_id: _Optional[str] = ..., category_name: _Optional[str] = ..., shape: _Optional[_Union[_geometry_pb2.Shape, _Mapping]] = ..., creator: _Optional[_Union[Creator, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., crowd: _Optional[bool] = ...) -> None: ...

@@ -32,21 +32,31 @@ class Polygon(_message.Message):
     points: _containers.RepeatedCompositeFieldContainer[Point]
     def __init__(self, points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ...) -> None: ...
 
+class MultiPolygon(_message.Message):
+    __slots__ = ("polygons",)
+    POLYGONS_FIELD_NUMBER: _ClassVar[int]
+    polygons: _containers.RepeatedCompositeFieldContainer[Polygon]
+    def __init__(self, polygons: _Optional[_Iterable[_Union[Polygon, _Mapping]]] = ...) -> None: ...
+
 class WholeImage(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class Shape(_message.Message):
-    __slots__ = ("box", "point", "polygon", "whole_image")
+    __slots__ = ("box", "point", "polygon", "whole_image", "multi_polygon", "mask")
     BOX_FIELD_NUMBER: _ClassVar[int]
     POINT_FIELD_NUMBER: _ClassVar[int]
     POLYGON_FIELD_NUMBER: _ClassVar[int]
     WHOLE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    MULTI_POLYGON_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
     box: Box
     point: Point
     polygon: Polygon
     whole_image: WholeImage
-    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., point: _Optional[_Union[Point, _Mapping]] = ..., polygon: _Optional[_Union[Polygon, _Mapping]] = ..., whole_image: _Optional[_Union[WholeImage, _Mapping]] = ...) -> None: ...
+    multi_polygon: MultiPolygon
+    mask: Mask
+    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., point: _Optional[_Union[Point, _Mapping]] = ..., polygon: _Optional[_Union[Polygon, _Mapping]] = ..., whole_image: _Optional[_Union[WholeImage, _Mapping]] = ..., multi_polygon: _Optional[_Union[MultiPolygon, _Mapping]] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ...) -> None: ...
 
 class Mask(_message.Message):
     __slots__ = ("width", "height", "counts")
