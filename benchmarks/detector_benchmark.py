@@ -640,12 +640,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 async with running_detector(settings) as stub:  # writes and loads the Triton entry
                     total = args.streams * frames
                     url, count = triton.grpc_url, args.streams
+                    (entry,) = [p.name for p in triton.repository.glob(f"{MODEL_NAME}.*")]  # <name>.<digest>
                     for _ in range(args.rounds):
                         # In the request (what a plain client does), then through shared memory as the
                         # detector does on one machine: ready-made tensors, and from the JPEGs.
-                        add("d_ready", await raw_triton(url, MODEL_NAME, info, None, tensors, total, count, False))
-                        add("d_shm", await raw_triton(url, MODEL_NAME, info, None, tensors, total, count, True))
-                        add("d", await raw_triton(url, MODEL_NAME, info, images, tensors, total, count, True))
+                        add("d_ready", await raw_triton(url, entry, info, None, tensors, total, count, False))
+                        add("d_shm", await raw_triton(url, entry, info, None, tensors, total, count, True))
+                        add("d", await raw_triton(url, entry, info, images, tensors, total, count, True))
                         label = f"(e) detector on Triton, {args.streams} streams"
                         add("e", await streams(stub, images, args.streams, frames, label))
             finally:

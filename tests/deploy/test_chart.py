@@ -245,7 +245,14 @@ def test_gpu_cluster_puts_triton_and_the_trainer_on_gpu_nodes() -> None:
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, "model loading needs minutes"
     detector = specs["vl-visionloop-detector"]
     detector_env = {e["name"]: e.get("value") for e in detector["containers"][0]["env"]}
-    assert detector_env["TRITON_URL"] == "vl-visionloop-triton:8001"
+    # every Triton replica by name (a headless Service): what the detectors unload reaches each one
+    assert detector_env["TRITON_URL"] == "vl-visionloop-triton-pods:8001"
+    pods = by_kind(documents, "Service")["vl-visionloop-triton-pods"]
+    assert pods["spec"]["clusterIP"] == "None"
+    assert (
+        pods["spec"]["selector"]
+        == by_kind(documents, "Deployment")["vl-visionloop-triton"]["spec"]["selector"]["matchLabels"]
+    )
     # the detectors' own repository: one ReadWriteMany volume, written by detectors, served by Triton
     assert f"--model-repository={detector_env['TRITON_MODEL_REPOSITORY']}" in triton["args"]
     claim = by_kind(documents, "PersistentVolumeClaim")["vl-visionloop-triton-models"]

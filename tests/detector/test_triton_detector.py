@@ -140,10 +140,12 @@ async def test_stream_on_triton_answers_every_frame_in_order(triton_detector: De
         assert {b.category_name for a in answered for b in a.result.detections.boxes} == {"red"}
 
 
-async def test_swap_keeps_the_triton_model_loaded(
+async def test_a_new_version_is_a_new_entry_and_the_old_one_goes_when_retired(
     triton_detector: DetectorClient, triton_server: TritonServer, stub_zip: Path, tmp_path: Path
 ) -> None:
-    # A new version reloads the same Triton entry; retiring the old model must not unload it.
+    # The detector's own entries are named after their files: a new version loads beside the old
+    # one, which is unloaded (and its files deleted) once the swap retired it.
+    old = triton_detector.servicer.models.get("stub").backend.model_name  # type: ignore[attr-defined]
     folder = tmp_path / "v7"
     safe_extract(stub_zip, folder)
     manifest = folder / "model.json"
@@ -151,20 +153,28 @@ async def test_swap_keeps_the_triton_model_loaded(
     replacement = await open_triton_model(
         "stub", folder, triton_server.grpc_url, triton_server.repository, max_batch=16
     )
+    new = replacement.backend.model_name  # type: ignore[attr-defined]
     assert replacement.version == "7"
+    assert old.startswith("stub.")
+    assert new.startswith("stub.")
+    assert new != old
+    entry = triton_server.repository / new
+    assert sorted(p.name for p in entry.iterdir() if p.is_dir()) == ["7"]  # the version names its folder
     await triton_detector.servicer.models.put(replacement)
-    await asyncio.sleep(0.2)  # the old model retires in the background
-    entry = triton_server.repository / "stub"
-    assert sorted(p.name for p in entry.iterdir() if p.is_dir()) == ["7"]  # one version per entry
     async with aioclient.InferenceServerClient(triton_server.grpc_url) as client:
-        assert await client.is_model_ready("stub", "7")
+        deadline = asyncio.get_running_loop().time() + 30
+        while await client.is_model_ready(old):  # the old model retires in the background
+            assert asyncio.get_running_loop().time() < deadline, "the retired entry stayed loaded"
+            await asyncio.sleep(0.05)
+        assert await client.is_model_ready(new)
+    assert not (triton_server.repository / old).exists()
     image = image_pb2.Image(encoded=jpeg(frame(squares=((200, 120, 96, "red"),))))
     answer = await triton_detector.stub.Detect(pb.DetectRequest(image=image))
     assert answer.model_version == "7"
     assert answer.detections.boxes
     await triton_detector.servicer.models.close()
     async with aioclient.InferenceServerClient(triton_server.grpc_url) as client:
-        assert not await client.is_model_ready("stub")  # the last holder unloaded it
+        assert not await client.is_model_ready(new)  # the last holder unloaded it
 
 
 def test_triton_names_and_versions() -> None:

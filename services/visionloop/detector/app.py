@@ -66,6 +66,7 @@ def opener(settings: DetectorSettings, owner: str = "") -> Opener:
             max_wait=wait,
             shared_memory=settings.triton_shared_memory,
             shared_memory_owner=owner,
+            lease_seconds=settings.triton_lease_seconds,
         )
     return functools.partial(open_onnx_model, max_batch=settings.max_batch_size, max_wait=wait)
 

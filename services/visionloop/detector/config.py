@@ -132,6 +132,15 @@ class DetectorSettings(ServiceSettings, PeerSettings):
         "model control) loads them from: one folder both see, e.g. a shared volume (backend triton).",
     )
 
+    triton_lease_seconds: float = Field(
+        60.0,
+        alias="TRITON_LEASE_SECONDS",
+        ge=0.5,
+        le=3600,
+        description="How long a killed detector's hold on a Triton model outlives it: a model no detector "
+        "holds is unloaded within about 1.4x this (backend triton).",
+    )
+
     def follows_loop(self) -> bool:
         return self.follow_loop if self.follow_loop is not None else not self.model_paths.strip()
 

@@ -1,39 +1,36 @@
 """Serving a detector model folder on Triton: find or write its repository entry, load it, wrap it.
 
-Triton runs with explicit model control. A hub model version the converter published as a Triton
-entry is loaded from the repository by its name (``triton_repository.published_entries``): the
-converter's ``<organization>.<project>.<version>.<format>`` entries never change once written,
-so following a new version loads a new name and retiring the old model unloads the old one.
+Triton runs with explicit model control and may be shared by many detectors (and Triton replicas
+behind one Service). A hub model version the converter published as a Triton entry is loaded from
+the repository by its name (``triton_repository.published_entries``); any other model (static
+``DETECTOR_MODEL_PATHS`` models, a version the converter has not converted) gets a python-backend
+entry the detector writes itself into the repository folder it shares with Triton
+(``TRITON_MODEL_REPOSITORY``: the folder's ONNX file run by ONNX Runtime inside Triton).
 
-Any other model (static ``DETECTOR_MODEL_PATHS`` models, a version the converter has not
-converted) gets a python-backend entry the detector writes itself into the repository folder it
-shares with Triton (``TRITON_MODEL_REPOSITORY``: the folder's ONNX file run by ONNX Runtime inside
-Triton). How names and versions map for those (the detector's model name and model.json version):
+Names and versions of the detector's own entries:
 
-- Triton model name: the detector's model name when it is made of ``A-Z a-z 0-9 _ - .`` and does
-  not start with a dot; otherwise every other character becomes ``_`` and ``-`` plus the first 8
-  hex digits of the name's SHA-256 is appended, so two different names never share an entry
-  (``weeds/v2`` -> ``weeds_v2-<hash>``). ``triton_model_name`` is that mapping.
+- Triton model name: ``<base>.<digest>``, the digest of the entry's files
+  (``triton_repository.ensure_entry``): detectors serving the same files share one entry, a new
+  version is a new entry (loaded beside the old one, as for published versions) and no entry ever
+  changes once written. ``<base>`` is the detector's model name when it is made of
+  ``A-Z a-z 0-9 _ - .`` and does not start with a dot; otherwise every other character becomes
+  ``_`` and ``-`` plus the first 8 hex digits of the name's SHA-256 is appended, so two different
+  names never share a base (``weeds/v2`` -> ``weeds_v2-<hash>``). ``triton_model_name`` is that mapping.
 - Triton version: model.json ``version`` when it is a positive integer ("3" -> 3), else 1 (hub
   versions such as "1.3" are not integers; the detector reports the model.json version in every
-  answer either way, the Triton version only names the folder). The entry keeps exactly this one
-  version: other version folders are removed before loading, so Triton's default "latest" policy
-  serves what was written, also when a swap goes back to a lower number.
+  answer either way, the Triton version only names the folder and Triton's metrics).
 
-A swap to a new version of the same model reloads the same Triton entry in place: Triton loads the
-new files and switches over without refusing requests, and the model being replaced must then not
-unload the entry on its way out. ``SharedTritonBackend`` counts the detector's holders of each
-entry and unloads only when the last one closes.
+Who may unload an entry is decided by leases (``triton_leases``): closing a model drops this
+process's hold, and Triton unloads the entry only once no detector holds it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
-import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +39,16 @@ from visionloop.common.v1 import model_pb2
 from visionloop.detector.backends.base import BackendError
 from visionloop.detector.backends.triton import TritonBackend, repository_models
 from visionloop.detector.models import ServedModel, read_model_folder, served
-from visionloop.detector.triton_repository import published_entries, write_python_backend_entry
+from visionloop.detector.triton_leases import EntryLeases, entry_leases
+from visionloop.detector.triton_repository import (
+    PYTHON,
+    EntryOptions,
+    TensorSpec,
+    ensure_entry,
+    entry_digest,
+    entry_files,
+    published_entries,
+)
 from visionloop.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -93,56 +99,36 @@ def _output_dims(weights: Path, output_names: list[str]) -> list[list[int]]:
     return [shapes[name][1:] for name in output_names]
 
 
-def _write_entry(
-    repository: Path,
-    triton_name: str,
+def _entry_files(
+    base: str,
     version: int,
     weights: Path,
     input_name: str,
     input_dims: tuple[int, int, int],
     output_names: list[str],
     max_batch: int,
-) -> None:
+) -> tuple[str, dict[str, Path | bytes]]:
+    """The name (``<base>.<digest>``) and files of the detector's python-backend entry (blocking)."""
+    inputs = [TensorSpec(input_name, input_dims)]
     output_dims = _output_dims(weights, output_names)
-    entry = write_python_backend_entry(
-        repository,
-        triton_name,
-        weights,
-        input_name,
-        input_dims,
-        output_names,
-        output_dims,
-        max_batch_size=max_batch,
-        version=version,
-        max_queue_delay_us=QUEUE_DELAY_US,
-    )
-    # One version per entry: Triton's "latest" policy must serve the version just written.
-    for other in entry.iterdir():
-        if other.is_dir() and other.name.isdigit() and other.name != str(version):
-            shutil.rmtree(other, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class _Key:
-    url: str
-    model: str
-
-
-_holders: dict[_Key, int] = {}
+    outputs = [TensorSpec(name, dims) for name, dims in zip(output_names, output_dims, strict=True)]
+    options = EntryOptions(max_batch_size=max_batch, max_queue_delay_us=QUEUE_DELAY_US)
+    digest = entry_digest(entry_files(PYTHON, base, weights, inputs, outputs, options, version))
+    name = f"{base}.{digest}"
+    return name, entry_files(PYTHON, name, weights, inputs, outputs, options, version)
 
 
 class SharedTritonBackend:
-    """A TritonBackend for one ServedModel; Triton unloads the entry when its last holder closes."""
+    """A TritonBackend for one ServedModel, holding a lease on its entry until closed."""
 
     kind = "triton"
 
-    def __init__(self, backend: TritonBackend) -> None:
+    def __init__(self, backend: TritonBackend, leases: EntryLeases) -> None:
         self.triton = backend
         self.max_batch_size = backend.max_batch_size
         self.max_in_flight = backend.max_in_flight
-        self._key = _Key(backend.url, backend.model_name)
+        self._leases = leases
         self._closed = False
-        _holders[self._key] = _holders.get(self._key, 0) + 1
 
     @property
     def model_name(self) -> str:
@@ -161,38 +147,49 @@ class SharedTritonBackend:
         if self._closed:
             return
         self._closed = True
-        left = _holders.get(self._key, 1) - 1
-        if left > 0:
-            _holders[self._key] = left
-            # A newer load of the same entry serves on: close the connections, leave the model.
-            await self.triton.close(unload=False)
-            return
-        _holders.pop(self._key, None)
-        await self.triton.close()
+        try:
+            await self.triton.close(unload=False)  # the leases decide whether Triton unloads it
+        finally:
+            await self._leases.release(self.triton.model_name)
 
 
-async def _load_published(
-    url: str,
-    info: model_pb2.ModelInfo,
-    input_name: str,
-    output_names: list[str],
-    max_batch: int,
-    shared_memory: str,
-    shared_memory_owner: str,
-) -> TritonBackend | None:
+Load = Callable[[str], Awaitable[TritonBackend]]  # TritonBackend.load with everything but the entry
+
+
+async def _load_held(
+    leases: EntryLeases, load: Load, entry: str, restore: Callable[[], bool] | None = None
+) -> TritonBackend:
+    """Hold a lease on ``entry``, then load it; ``restore`` (blocking) puts the detector's own entry
+    in place, before the load and again when a reaper removed it just before."""
+    try:
+        await leases.acquire(entry)
+    except OSError as error:
+        raise BackendError(f"cannot write a Triton lease in {leases.folder}: {error}") from None
+    try:
+        if restore is not None:
+            await asyncio.to_thread(restore)
+        try:
+            backend = await load(entry)
+        except BackendError:
+            if restore is None or not await asyncio.to_thread(restore):
+                raise
+            backend = await load(entry)  # its files had gone between writing and loading: back now
+    except OSError as error:
+        await leases.release(entry)
+        raise BackendError(f"cannot write Triton model repository entry {leases.repository / entry}: {error}") from None
+    except BaseException:
+        await leases.release(entry)
+        raise
+    backend.restore = restore
+    return backend
+
+
+async def _load_published(leases: EntryLeases, load: Load, info: model_pb2.ModelInfo) -> TritonBackend | None:
     """The converter's entry for this hub version, loaded; None when the repository has none that loads."""
-    candidates = published_entries(info, await repository_models(url)) if info.organization else []
+    candidates = published_entries(info, await repository_models(leases.url)) if info.organization else []
     for entry in candidates:
         try:
-            return await TritonBackend.load(
-                url,
-                entry,
-                input_name=input_name,
-                output_names=output_names,
-                max_batch_size=max_batch,
-                shared_memory=shared_memory,
-                shared_memory_owner=shared_memory_owner,
-            )
+            return await _load_held(leases, load, entry)
         except BackendError as error:  # e.g. the GPU entry on a CPU-only Triton: try the next
             log.warning("published Triton entry does not load here", triton_model=entry, reason=str(error))
     return None
@@ -207,48 +204,43 @@ async def open_triton_model(
     max_wait: float = 0.002,
     shared_memory: str = "auto",
     shared_memory_owner: str = "",
+    lease_seconds: float = 60.0,
 ) -> ServedModel:
     """Serve a model folder on the Triton at ``triton_url``.
 
     Loads the converter's entry for the folder's hub version when Triton's repository has one;
-    otherwise writes (or refreshes) the entry ``repository/<triton_model_name(name)>/<version>``
-    and loads that. Returns the ServedModel; BackendError saying what went wrong.
+    otherwise puts the entry ``repository/<triton_model_name(name)>.<digest>`` in place (unless a
+    detector already did) and loads that. Either way under a lease of ``lease_seconds``
+    (``triton_leases``). Returns the ServedModel; BackendError saying what went wrong.
     """
     info, weights = await asyncio.to_thread(read_model_folder, folder)
     input_name = info.input.tensor_name or "images"
     output_names = list(info.output.tensor_names)
-    published = await _load_published(
-        triton_url, info, input_name, output_names, max_batch, shared_memory, shared_memory_owner
-    )
-    if published is not None:
-        log.info("triton model loaded", model=name, triton_model=published.model_name, url=triton_url, published=True)
-        return served(name, info, SharedTritonBackend(published), max_wait)
-    if not info.version:  # a model brought from elsewhere: detections still name what produced them
-        info.version = "local"
-    triton_name = triton_model_name(name)
-    version = triton_version(info.version)
-    try:
-        await asyncio.to_thread(
-            _write_entry,
-            repository,
-            triton_name,
-            version,
-            weights,
-            input_name,
-            (3, info.input.height, info.input.width),
-            output_names,
-            max_batch,
-        )
-    except OSError as error:
-        raise BackendError(f"cannot write Triton model repository entry {repository / triton_name}: {error}") from None
-    backend = await TritonBackend.load(
+    leases = entry_leases(repository, triton_url, lease_seconds)
+    load: Load = functools.partial(
+        TritonBackend.load,
         triton_url,
-        triton_name,
         input_name=input_name,
         output_names=output_names,
         max_batch_size=max_batch,
         shared_memory=shared_memory,
         shared_memory_owner=shared_memory_owner,
+        unload_on_failure=False,  # others may serve it: the leases decide
     )
-    log.info("triton model loaded", model=name, triton_model=triton_name, triton_version=version, url=triton_url)
-    return served(name, info, SharedTritonBackend(backend), max_wait)
+    published = await _load_published(leases, load, info)
+    if published is not None:
+        log.info("triton model loaded", model=name, triton_model=published.model_name, url=triton_url, published=True)
+        return served(name, info, SharedTritonBackend(published, leases), max_wait)
+    if not info.version:  # a model brought from elsewhere: detections still name what produced them
+        info.version = "local"
+    version = triton_version(info.version)
+    dims = (3, info.input.height, info.input.width)
+    try:
+        entry, files = await asyncio.to_thread(
+            _entry_files, triton_model_name(name), version, weights, input_name, dims, output_names, max_batch
+        )
+    except OSError as error:
+        raise BackendError(f"cannot read {weights}: {error}") from None
+    backend = await _load_held(leases, load, entry, functools.partial(ensure_entry, repository, entry, files))
+    log.info("triton model loaded", model=name, triton_model=entry, triton_version=version, url=triton_url)
+    return served(name, info, SharedTritonBackend(backend, leases), max_wait)

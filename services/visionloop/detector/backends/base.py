@@ -7,9 +7,19 @@ from typing import Protocol
 
 import numpy as np
 
+from visionloop.runtime.errors import Unavailable
+
 
 class BackendError(Exception):
     """A model that cannot be loaded or run; the message says why."""
+
+
+class BackendUnavailable(BackendError, Unavailable):
+    """The backend could not answer this time (a server unreachable, a model gone): robots see
+    UNAVAILABLE and retry, as they do for any other passing outage."""
+
+    def __init__(self, message: str) -> None:
+        Unavailable.__init__(self, message)
 
 
 class Backend(Protocol):

@@ -4,13 +4,20 @@
 tensor names against the served configuration; ``close`` unloads it again. ``repository_models``
 lists what the server's model repository holds. Every request carries
 the whole batch; the server's dynamic batcher may merge it with other clients' requests.
+
+A model can disappear from under a backend: another client unloaded it, the Triton pod restarted,
+or the connection reached another replica that never loaded it. An inference that finds its model
+missing loads it again through the same connection (so on the same Triton instance) and is tried
+once more; every other failure is ``BackendUnavailable`` (robots see UNAVAILABLE and retry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -19,7 +26,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from visionloop.detector.backends.base import BackendError, stack
+from visionloop.detector.backends.base import BackendError, BackendUnavailable, stack
 from visionloop.detector.backends.triton_shm import InputRegions, is_loopback
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.threads import named_executor
@@ -38,6 +45,9 @@ KEEPALIVE = grpcclient.KeepAliveOptions(
 )
 RPC_TIMEOUT_S = 10.0  # health, metadata and repository calls (loading has its own limit)
 READY_POLL_S = 0.1
+# How Triton says a request's model is not loaded there: "Request for unknown model: 'x' is not
+# found" / "... has no available versions" (NOT_FOUND on 2.x servers, INTERNAL on some older ones).
+_MISSING = ("unknown model", "no available versions", "is not found")
 
 
 class TritonBackend:
@@ -67,7 +77,13 @@ class TritonBackend:
         self.output_names = list(output_names)
         self.max_batch_size = max_batch_size
         self._infer_timeout = infer_timeout
+        self.load_timeout = 120.0
         self._closed = False
+        # Run (blocking) before the model is loaded again after it went missing: puts the entry's
+        # files back if a clean-up removed them (the detector's own entries), None for others'.
+        self.restore: Callable[[], object] | None = None
+        self._reload_lock = threading.Lock()
+        self._loads = 0  # loads since start; a thread that saw a miss reloads only if nobody did since
         # Inference goes through the blocking client on worker threads: building and serializing a
         # request of tens of MB would otherwise stall the event loop, and several threads keep
         # several batches in flight, as Triton's own dynamic batcher expects.
@@ -87,6 +103,7 @@ class TritonBackend:
         infer_timeout: float = 60.0,
         shared_memory: str = "auto",
         shared_memory_owner: str = "",
+        unload_on_failure: bool = True,
     ) -> TritonBackend:
         """Load ``model_name`` on the Triton at ``url`` (host:port of its gRPC endpoint).
 
@@ -95,7 +112,8 @@ class TritonBackend:
         the requests, "auto" through shared memory when ``url`` is a loopback address and the server
         accepts the regions. BackendError when the server is unreachable, the model does not load
         within ``load_timeout`` seconds (with Triton's reason), its tensors do not match, or
-        shared memory is "on" and the server cannot use it.
+        shared memory is "on" and the server cannot use it. ``unload_on_failure``: unload the model
+        again when a check fails (False when others may serve it: their leases decide).
         """
         client = aioclient.InferenceServerClient(url, keepalive_options=KEEPALIVE)
         try:
@@ -104,7 +122,8 @@ class TritonBackend:
             try:
                 input_shape, served_batch = await _check_tensors(client, model_name, version, input_name, output_names)
             except BackendError:
-                await _unload_quietly(client, model_name)
+                if unload_on_failure:
+                    await _unload_quietly(client, model_name)
                 raise
         except BaseException:
             await client.close()
@@ -112,9 +131,9 @@ class TritonBackend:
         if served_batch > 0:
             max_batch_size = min(max_batch_size, served_batch)
         regions = await _input_regions(
-            client, url, model_name, shared_memory, input_shape, max_batch_size, shared_memory_owner
+            client, url, model_name, shared_memory, input_shape, max_batch_size, shared_memory_owner, unload_on_failure
         )
-        return cls(
+        backend = cls(
             client,
             url,
             model_name,
@@ -126,6 +145,8 @@ class TritonBackend:
             infer_timeout,
             regions,
         )
+        backend.load_timeout = load_timeout
+        return backend
 
     async def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         return await self.infer_frames(batch)
@@ -134,7 +155,7 @@ class TritonBackend:
         """Like ``infer`` for per-frame CHW tensors (or a batch): they are stacked once, into the
         shared-memory region when there is one, instead of into a batch that is then copied there."""
         if self._closed:
-            raise BackendError(f"Triton backend for {self.model_name!r} is closed")
+            raise BackendUnavailable(f"Triton backend for {self.model_name!r} is closed")
         self._check_shape((len(frames), *frames[0].shape))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._infer_blocking, frames)
@@ -142,13 +163,27 @@ class TritonBackend:
     def run_blocking(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """``infer_frames`` on the calling (worker) thread: the detector's lone-frame path."""
         if self._closed:
-            raise BackendError(f"Triton backend for {self.model_name!r} is closed")
+            raise BackendUnavailable(f"Triton backend for {self.model_name!r} is closed")
         self._check_shape((len(frames), *frames[0].shape))
         return self._infer_blocking(frames)
 
     def _infer_blocking(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self._infer_client is None:
             self._infer_client = grpcclient.InferenceServerClient(self.url, keepalive_options=KEEPALIVE)
+        loads = self._loads
+        try:
+            return self._infer_once(self._infer_client, frames)
+        except InferenceServerException as error:
+            if not model_missing(error):
+                raise BackendUnavailable(f"Triton inference on {self.model_name!r} failed: {_reason(error)}") from None
+            log.warning("triton model missing; loading it again", triton_model=self.model_name, reason=_reason(error))
+        self._reload(self._infer_client, loads)
+        try:
+            return self._infer_once(self._infer_client, frames)
+        except InferenceServerException as error:
+            raise BackendUnavailable(f"Triton inference on {self.model_name!r} failed: {_reason(error)}") from None
+
+    def _infer_once(self, client: grpcclient.InferenceServerClient, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         shape = [len(frames), *frames[0].shape]
         request_input = grpcclient.InferInput(self.input_name, shape, "FP32")
         outputs = [grpcclient.InferRequestedOutput(name) for name in self.output_names]
@@ -159,19 +194,34 @@ class TritonBackend:
                 request_input.set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
             else:
                 request_input.set_shared_memory(region.name, region.write(frames))
-            result = self._infer_client.infer(
+            result = client.infer(
                 self.model_name,
                 [request_input],
                 model_version=self.version,
                 outputs=outputs,
                 client_timeout=self._infer_timeout,
             )
-        except InferenceServerException as error:
-            raise BackendError(f"Triton inference on {self.model_name!r} failed: {_reason(error)}") from None
         finally:
             if region is not None and self.regions is not None:
                 self.regions.give(region)
         return [self._output(result, name, len(frames)) for name in self.output_names]
+
+    def _reload(self, client: grpcclient.InferenceServerClient, seen: int) -> None:
+        """Load the model again through the inference connection (the Triton instance that missed it);
+        one thread loads, the others that saw the same miss wait for it."""
+        with self._reload_lock:
+            if self._loads != seen:
+                return  # loaded again since this thread's attempt
+            try:
+                if self.restore is not None:
+                    self.restore()
+                client.load_model(self.model_name, client_timeout=self.load_timeout)
+            except (InferenceServerException, OSError) as error:
+                reason = _reason(error) if isinstance(error, InferenceServerException) else str(error)
+                message = f"Triton lost model {self.model_name!r} and cannot load it again: {reason}"
+                raise BackendUnavailable(message) from None
+            self._loads += 1
+        log.info("triton model loaded again", triton_model=self.model_name, url=self.url)
 
     async def close(self, unload: bool = True) -> None:
         """Close the connections, unloading the model first unless another holder still serves it;
@@ -228,6 +278,36 @@ async def repository_models(url: str) -> set[str]:
     finally:
         await client.close()
     return {model["name"] for model in index.get("models", []) if "name" in model}
+
+
+def model_missing(error: InferenceServerException) -> bool:
+    """Whether Triton refused a request because the model is not loaded there."""
+    return any(text in _reason(error) for text in _MISSING)
+
+
+def instance_urls(url: str) -> list[str]:
+    """Every Triton instance behind ``url`` (blocking): one host:port per address its host resolves
+    to, so a headless Service names each replica; ``url`` itself when the name does not resolve."""
+    host, _, port = url.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return [url]
+    addresses = dict.fromkeys(str(info[4][0]) for info in infos)
+    return [f"[{address}]:{port}" if ":" in address else f"{address}:{port}" for address in addresses] or [url]
+
+
+async def unload_everywhere(url: str, model_name: str) -> None:
+    """Unload ``model_name`` on every Triton instance behind ``url``; failures are logged, not raised
+    (an instance that is gone holds nothing, one that refused keeps the model until the next try)."""
+    for instance in await asyncio.to_thread(instance_urls, url):
+        client = aioclient.InferenceServerClient(instance, keepalive_options=KEEPALIVE)
+        try:
+            await client.unload_model(model_name, client_timeout=RPC_TIMEOUT_S)
+        except InferenceServerException as error:
+            log.warning("triton unload failed", triton_model=model_name, url=instance, reason=_reason(error))
+        finally:
+            await client.close()
 
 
 async def _check_live(client: aioclient.InferenceServerClient, url: str) -> None:
@@ -301,13 +381,15 @@ async def _input_regions(
     input_shape: Sequence[int],
     max_batch_size: int,
     owner: str,
+    unload_on_failure: bool,
 ) -> InputRegions | None:
     """Shared-memory regions for this model's inputs, or None to send them inside the requests."""
     if mode == "off" or (mode == "auto" and not is_loopback(url)):
         return None
     if any(d < 0 for d in input_shape[1:]):
         if mode == "on":
-            await _unload_quietly(client, model_name)
+            if unload_on_failure:
+                await _unload_quietly(client, model_name)
             raise BackendError(f"Triton model {model_name!r} has free input dimensions; shared memory needs fixed ones")
         return None
     byte_size = max_batch_size * int(np.prod(input_shape[1:])) * np.dtype(np.float32).itemsize
@@ -316,7 +398,8 @@ async def _input_regions(
     except (InferenceServerException, OSError) as error:
         reason = _reason(error) if isinstance(error, InferenceServerException) else str(error)
         if mode == "on":
-            await _unload_quietly(client, model_name)
+            if unload_on_failure:
+                await _unload_quietly(client, model_name)
             raise BackendError(f"Triton at {url} cannot use system shared memory: {reason}") from None
         log.warning("triton shared memory unavailable; inputs go inside the requests", url=url, reason=reason)
         return None
