@@ -23,6 +23,7 @@ from visionloop.trainer.config import TrainerSettings
         ("loop", {"DATABASE_URL": "mysql://db/visionloop"}, "DATABASE_URL"),
         ("trainer", {"VISIONLOOP_AUTH_TOKENS": "robot:plain-secret-token"}, "VISIONLOOP_AUTH_TOKENS"),
         ("detector", {"DETECTOR_BACKEND": "triton"}, "TRITON_URL"),
+        ("loop", {"VISIONLOOP_MAX_IMAGE_BYTES": "-1"}, "VISIONLOOP_MAX_IMAGE_BYTES"),
     ],
 )
 def test_invalid_setting_exits_with_one_line(service: str, env: dict[str, str], named: str, tmp_path: Path) -> None:
@@ -60,6 +61,8 @@ def test_invalid_setting_exits_with_one_line(service: str, env: dict[str, str], 
         (LoopSettings, {"S3_ENDPOINT": "http://minio:9000"}, "S3_BUCKET"),
         (LoopSettings, {"VISIONLOOP_PORT": "70000"}, "VISIONLOOP_PORT"),
         (LoopSettings, {"VISIONLOOP_LOG_LEVEL": "chatty"}, "VISIONLOOP_LOG_LEVEL"),
+        (LoopSettings, {"VISIONLOOP_MAX_IMAGE_PIXELS": "0"}, "VISIONLOOP_MAX_IMAGE_PIXELS"),
+        (TrainerSettings, {"VISIONLOOP_MAX_IMAGE_BYTES": "a lot"}, "VISIONLOOP_MAX_IMAGE_BYTES"),
         (LoopSettings, {"VISIONLOOP_TLS_CERT": "/nonexistent.pem"}, "VISIONLOOP_TLS_CERT"),
         (LoopSettings, {"VISIONLOOP_AUTH_TOKENS": "superuser=abc"}, "VISIONLOOP_AUTH_TOKENS"),
     ],

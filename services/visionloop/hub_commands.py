@@ -23,6 +23,7 @@ from visionloop.loop.v1 import deployment_service_pb2
 from visionloop.runtime.config import ConfigError, PeerSettings, load_settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def with_hub(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -116,7 +117,8 @@ def upload(client: LoopClient, folder: Path, tags: tuple[str, ...], camera_id: s
         for answer in client.upload_images(items()):
             if answer.error_code:
                 failed += 1
-                tqdm.write(f"{files[answer.sequence]}: {answer.error_message}", file=sys.stderr)
+                code = _CODE_NAMES.get(answer.error_code, str(answer.error_code))
+                tqdm.write(f"{files[answer.sequence]}: {code}: {answer.error_message}", file=sys.stderr)
             elif answer.duplicate:
                 duplicates += 1
             else:

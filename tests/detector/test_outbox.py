@@ -439,7 +439,8 @@ async def test_rejected_item_is_dropped_without_blocking_the_rest(
 
 
 async def test_image_that_breaks_the_stream_is_isolated(tmp_path: Path, hub: RunningHub, sender: HubSender) -> None:
-    # The hub refuses an oversized image by ending the whole stream (RESOURCE_EXHAUSTED), not per image.
+    # The hub refuses an image larger than its limit in that image's own answer (RESOURCE_EXHAUSTED);
+    # the rest of the batch is stored.
     hub.hub.max_image_bytes = 20_000
     outbox = Outbox(tmp_path / "outbox", sender, mode=STOPPED)
     async with started(outbox):

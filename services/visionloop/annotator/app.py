@@ -31,12 +31,12 @@ def backends(settings: AnnotatorSettings) -> dict[str, Backend]:
 
 
 def create(settings: AnnotatorSettings) -> ServiceSpec:
-    servicer = AnnotatorServicer(settings.project_ref, backends(settings))
+    servicer = AnnotatorServicer(settings.project_ref, backends(settings), settings.image_limits)
     mount = Mount.generated(servicer, annotator_service_pb2_grpc, annotator_service_pb2, "AnnotatorService")
 
     async def start(server: GrpcServer) -> None:
         servicer.hub = AnnotatorHub(settings)
-        servicer.deployed = DeployedModel(servicer.hub, settings.data_dir / "models")
+        servicer.deployed = DeployedModel(servicer.hub, settings.data_dir / "models", settings.image_limits)
         if settings.rank_new_images:
             ref = settings.project_ref
             await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)

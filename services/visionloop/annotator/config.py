@@ -7,10 +7,10 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from visionloop.runtime.config import PeerSettings, ServiceSettings
+from visionloop.runtime.config import ImageLimitSettings, PeerSettings, ServiceSettings
 
 
-class AnnotatorSettings(ServiceSettings, PeerSettings):
+class AnnotatorSettings(ServiceSettings, PeerSettings, ImageLimitSettings):
     sam_encoder_path: Path | None = Field(None, alias="SAM_ENCODER_PATH", description="Exported SAM encoder (ONNX).")
     sam_decoder_path: Path | None = Field(None, alias="SAM_DECODER_PATH", description="Exported SAM decoder (ONNX).")
     label_studio_port: int = Field(

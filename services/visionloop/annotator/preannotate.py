@@ -13,11 +13,12 @@ import shutil
 from pathlib import Path
 
 from visionloop.annotator.hub import AnnotatorHub, call
-from visionloop.common.v1 import detection_pb2, image_pb2
+from visionloop.common.v1 import detection_pb2
 from visionloop.detector import postprocess, preprocess
 from visionloop.detector.app import unpack
 from visionloop.detector.models import ServedModel, open_onnx_model
 from visionloop.detector.v1 import detector_service_pb2
+from visionloop.lib import images
 from visionloop.loop.v1 import (
     deployment_service_pb2,
     deployment_service_pb2_grpc,
@@ -29,16 +30,15 @@ from visionloop.runtime.errors import FailedPrecondition
 from visionloop.runtime.model_transfer import download_model
 
 FORMAT = "onnx"
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
-MAX_IMAGE_PIXELS = 64_000_000
 
 
 class DeployedModel:
     """The deployed model of each project, loaded on first use."""
 
-    def __init__(self, hub: AnnotatorHub, folder: Path) -> None:
+    def __init__(self, hub: AnnotatorHub, folder: Path, limits: images.Limits = images.DEFAULT_LIMITS) -> None:
         self.hub = hub
         self.folder = folder
+        self.limits = limits
         self._deployments = deployment_service_pb2_grpc.DeploymentServiceStub(hub.channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(hub.channel)
         self._loaded: dict[tuple[str, str], ServedModel] = {}
@@ -74,8 +74,7 @@ class DeployedModel:
         return await open_onnx_model(f"{ref.organization}-{ref.project}", folder)
 
     async def detect(self, model: ServedModel, data: bytes) -> detection_pb2.Detections:
-        image = image_pb2.Image(encoded=data)
-        frame = await asyncio.to_thread(preprocess.decode, image, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS)
+        frame = preprocess.Frame(await asyncio.to_thread(images.decode, data, self.limits), "bgr")
         rescale = model.info.input.rescale_type
         tensor, transform = await asyncio.to_thread(preprocess.prepare, frame, model.info.input, rescale)
         settings = postprocess.Settings.resolve(detector_service_pb2.DetectOptions(), model.info.detection_defaults)

@@ -6,7 +6,6 @@ import asyncio
 import re
 from collections.abc import Callable
 
-import cv2
 import grpc
 import numpy as np
 
@@ -22,6 +21,7 @@ from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.annotator.v1 import annotator_service_pb2_grpc
 from visionloop.annotator.watcher import PriorityWatcher
 from visionloop.common.v1 import annotation_pb2, category_pb2, geometry_pb2
+from visionloop.lib import images
 from visionloop.loop.v1 import project_service_pb2
 from visionloop.runtime import access
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, Unavailable
@@ -32,11 +32,17 @@ DEFAULT_PREANNOTATE = 100
 Backend = Callable[[str, np.ndarray], PreparedImage]  # (image id, BGR pixels) -> prepared image
 
 
-def decode(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FailedPrecondition("the hub's copy of the image does not decode")
-    return image
+def decode(data: bytes, limits: images.Limits) -> np.ndarray:
+    """The hub's copy of an image as every service decodes it (upright, BGR; blocking).
+
+    Over this annotator's limits: RESOURCE_EXHAUSTED; damaged in storage: FAILED_PRECONDITION.
+    """
+    try:
+        return images.decode(data, limits)
+    except (images.TooManyBytes, images.TooManyPixels):
+        raise
+    except images.ImageError as error:
+        raise FailedPrecondition(f"the hub's copy of the image does not decode: {error.message}") from None
 
 
 def classical(image_id: str, image: np.ndarray) -> PreparedImage:
@@ -44,9 +50,15 @@ def classical(image_id: str, image: np.ndarray) -> PreparedImage:
 
 
 class AnnotatorServicer(annotator_service_pb2_grpc.AnnotatorServiceServicer):
-    def __init__(self, default_ref: project_service_pb2.ProjectRef, backends: dict[str, Backend]) -> None:
+    def __init__(
+        self,
+        default_ref: project_service_pb2.ProjectRef,
+        backends: dict[str, Backend],
+        limits: images.Limits = images.DEFAULT_LIMITS,
+    ) -> None:
         self.default_ref = default_ref
         self.backends = backends
+        self.limits = limits
         self.default_backend = "sam" if "sam" in backends else "classical"
         self.sessions = Sessions()
         self.hub: AnnotatorHub | None = None
@@ -88,7 +100,7 @@ class AnnotatorServicer(annotator_service_pb2_grpc.AnnotatorServiceServicer):
         if backend is None:
             raise FailedPrecondition("the sam backend needs SAM_ENCODER_PATH and SAM_DECODER_PATH; use classical")
         metadata, data = await self._hub().image(ref, request.image_id)
-        image = await asyncio.to_thread(decode, data)
+        image = await asyncio.to_thread(decode, data, self.limits)
         prepared = await asyncio.to_thread(backend, request.image_id, image)
         height, width = image.shape[:2]
         session = self.sessions.add(
@@ -217,7 +229,7 @@ class AnnotatorServicer(annotator_service_pb2_grpc.AnnotatorServiceServicer):
         for start in range(0, len(queue) + len(annotated), DOWNLOAD_BATCH):
             batch = [*queue, *annotated][start : start + DOWNLOAD_BATCH]
             for image_id, data in (await hub.download(ref, batch)).items():
-                vectors[image_id] = await asyncio.to_thread(lambda d=data: ranking.embedding(decode(d)))
+                vectors[image_id] = await asyncio.to_thread(lambda d=data: ranking.embedding(decode(d, self.limits)))
         empty = np.zeros((0, 1))
         queued = np.stack([vectors[i] for i in queue]) if queue else empty
         reference = np.stack([vectors[i] for i in annotated]) if annotated else empty

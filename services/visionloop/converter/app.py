@@ -30,7 +30,7 @@ def create(settings: ConverterSettings) -> ServiceSpec:
 
     async def start(server: GrpcServer) -> None:
         repository = await asyncio.to_thread(TritonRepository.from_settings, settings)
-        hub = ConverterHub(settings, await asyncio.to_thread(node_id, data_dir, "converter"))
+        hub = ConverterHub(settings, await asyncio.to_thread(node_id, data_dir, "converter"), settings.image_limits)
         converter = Converter(settings, hub, repository, data_dir / "work")
         await converter.start()
         servicer.converter = converter

@@ -8,7 +8,7 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from visionloop.runtime.config import PeerSettings, ServiceSettings
+from visionloop.runtime.config import ImageLimitSettings, PeerSettings, ServiceSettings
 
 GIB = 1024**3
 # Every format this converter can produce (see conversions.TARGETS for how).
@@ -20,7 +20,7 @@ class Int8Mode(StrEnum):
     STATIC = "static"  # weights and activations quantized ahead, calibrated on the project's images
 
 
-class ConverterSettings(ServiceSettings, PeerSettings):
+class ConverterSettings(ServiceSettings, PeerSettings, ImageLimitSettings):
     target_formats: str = Field(
         "onnx,triton_python",
         alias="CONVERTER_TARGET_FORMATS",

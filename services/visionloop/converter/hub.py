@@ -13,6 +13,7 @@ from google.protobuf import duration_pb2
 from visionloop.client.channel import create_aio_channel
 from visionloop.common.v1 import image_pb2, model_pb2
 from visionloop.converter.samples import Samples, ValidationImage
+from visionloop.lib import images
 from visionloop.loop.v1 import (
     annotation_service_pb2,
     annotation_service_pb2_grpc,
@@ -50,8 +51,9 @@ def not_found(error: grpc.aio.AioRpcError) -> bool:
 class ConverterHub:
     """The hub over one channel (LOOP_HOST, LOOP_TOKEN, TLS files) for one converter node."""
 
-    def __init__(self, peer: PeerSettings, node_id: str) -> None:
+    def __init__(self, peer: PeerSettings, node_id: str, limits: images.Limits = images.DEFAULT_LIMITS) -> None:
         self.node_id = node_id
+        self.limits = limits  # of the images conversions decode
         self._channel = create_aio_channel(peer.channel_config())
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.events = event_service_pb2_grpc.EventServiceStub(self._channel)
@@ -148,12 +150,12 @@ class ConverterHub:
             live = await self._list(ref, image_service_pb2.ImageFilter(states=list(LIVE_STATES)), calibration)
             calibration_ids = list(dict.fromkeys([*validation_ids, *live]))[:calibration]
         data = await self._download_images(ref, list(dict.fromkeys([*validation_ids, *calibration_ids])))
-        images = []
+        validation_images = []
         for image_id in validation_ids:
             request = annotation_service_pb2.ListAnnotationsRequest(ref=ref, image_id=image_id)
             annotations = (await self.annotations.ListAnnotations(request, timeout=TIMEOUT)).annotations
-            images.append(ValidationImage(image_id, data[image_id], tuple(annotations)))
-        return Samples(validation=images, calibration=[data[i] for i in calibration_ids])
+            validation_images.append(ValidationImage(image_id, data[image_id], tuple(annotations)))
+        return Samples(validation_images, [data[i] for i in calibration_ids], self.limits)
 
     # --- events and presence ----------------------------------------------------------------
 

@@ -114,7 +114,7 @@ def _fp16(job: Job, weights: Path, target: Path) -> None:
 
 def _int8(job: Job, weights: Path, target: Path) -> None:
     if job.options.int8_mode is Int8Mode.STATIC:
-        tensors = calibration_tensors(job.samples.calibration, job.source.info.input)
+        tensors = calibration_tensors(job.samples.calibration, job.source.info.input, job.samples.limits)
         onnx_models.to_int8_static(weights, target, tensors)
     else:
         onnx_models.to_int8_dynamic(weights, target)
@@ -139,7 +139,7 @@ def _check(job: Job, reference: exporters.Runner, converted: Path) -> parity.Ver
     if info.input.width <= 0 or info.input.height <= 0:
         raise ConversionFailed("model.json input.width and input.height must be set to check parity", permanent=True)
     runner = onnx_models.onnx_runner(converted, list(info.output.tensor_names))
-    validation = prepare_all(job.samples.validation, info.input)
+    validation = prepare_all(job.samples.validation, info.input, job.samples.limits)
     inputs: np.ndarray = parity_inputs(validation, info.input, job.options.parity_samples)
     if job.target in FP32_TARGETS:
         return parity.check_exact(reference, runner, inputs, job.options.fp32_max_abs_diff)

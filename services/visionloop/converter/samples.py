@@ -1,8 +1,9 @@
 """Images a conversion is checked and calibrated on: the project's own, as the detector sees them.
 
 Validation images are the project's complete, annotated images: their annotations are the
-truth the mAP@0.5 change is measured against. Every image goes through the detector's decoding
-and pre-processing for the model at hand, so parity is judged on the inputs it will serve.
+truth the mAP@0.5 change is measured against. Every image is decoded as every service decodes it
+(``visionloop.lib.images``) and pre-processed as the detector does for the model at hand, so
+parity is judged on the inputs it will serve.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from visionloop.common.v1 import annotation_pb2, image_pb2, model_pb2
-from visionloop.detector.preprocess import Frame, Transform, decode, prepare
-
-MAX_IMAGE_BYTES = 64 * 1024**2
-MAX_IMAGE_PIXELS = 100_000_000
+from visionloop.common.v1 import annotation_pb2, model_pb2
+from visionloop.detector.preprocess import Frame, Transform, prepare
+from visionloop.lib import images
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,7 @@ class Samples:
 
     validation: Sequence[ValidationImage] = ()
     calibration: Sequence[bytes] = ()
+    limits: images.Limits = images.DEFAULT_LIMITS  # of the images decoded
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,20 @@ class Prepared:
     annotations: Sequence[annotation_pb2.Annotation] = field(default_factory=tuple)
 
 
-def _frame(data: bytes) -> Frame | None:
+def _frame(data: bytes, limits: images.Limits) -> Frame | None:
     try:
-        return decode(image_pb2.Image(encoded=data), MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS)
-    except Exception:  # a stored image that no longer decodes is left out, not a failed conversion
+        return Frame(images.decode(data, limits), "bgr")
+    except images.ImageError:  # over the limits or damaged in storage: left out, not a failed conversion
         return None
 
 
-def prepare_all(images: Sequence[ValidationImage], spec: model_pb2.ModelInput) -> list[Prepared]:
+def prepare_all(
+    validation: Sequence[ValidationImage], spec: model_pb2.ModelInput, limits: images.Limits = images.DEFAULT_LIMITS
+) -> list[Prepared]:
     """Each image decoded and pre-processed for the model with input ``spec``."""
     prepared = []
-    for image in images:
-        frame = _frame(image.data)
+    for image in validation:
+        frame = _frame(image.data, limits)
         if frame is None:
             continue
         tensor, transform = prepare(frame, spec, spec.rescale_type)
@@ -61,8 +63,10 @@ def prepare_all(images: Sequence[ValidationImage], spec: model_pb2.ModelInput) -
     return prepared
 
 
-def calibration_tensors(images: Sequence[bytes], spec: model_pb2.ModelInput) -> list[np.ndarray]:
-    return [p.tensor for p in prepare_all([ValidationImage("", data) for data in images], spec)]
+def calibration_tensors(
+    calibration: Sequence[bytes], spec: model_pb2.ModelInput, limits: images.Limits = images.DEFAULT_LIMITS
+) -> list[np.ndarray]:
+    return [p.tensor for p in prepare_all([ValidationImage("", data) for data in calibration], spec, limits)]
 
 
 def parity_inputs(prepared: Sequence[Prepared], spec: model_pb2.ModelInput, count: int) -> np.ndarray:

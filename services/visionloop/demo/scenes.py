@@ -13,10 +13,10 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from visionloop.demo.config import MIXED
+from visionloop.lib import images
 from visionloop.synthetic import world
 from visionloop.synthetic.seeding import jpeg
 from visionloop.synthetic.world import Annotation, Sample, WorldConfig
@@ -41,7 +41,7 @@ class Frame:
 
     def decoded(self) -> np.ndarray:
         """HxWx3 BGR pixels, as the detector and the trainer see them."""
-        return cv2.imdecode(np.frombuffer(self.data, np.uint8), cv2.IMREAD_COLOR)
+        return images.decode(self.data, images.DEFAULT_LIMITS)
 
     def sample(self) -> Sample:
         return Sample(self.decoded(), self.annotations, 0)

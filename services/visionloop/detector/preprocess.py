@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 
 from visionloop.common.v1 import image_pb2, model_pb2
-from visionloop.runtime.errors import InvalidArgument
+from visionloop.lib import images
+from visionloop.runtime.errors import InvalidArgument, ResourceExhausted
 
 PAD_VALUE = 114  # the grey Ultralytics letterboxes with
 _CHANNELS = {image_pb2.PIXEL_FORMAT_RGB8: 3, image_pb2.PIXEL_FORMAT_BGR8: 3, image_pb2.PIXEL_FORMAT_GRAY8: 1}
@@ -47,27 +48,19 @@ class Transform:
 
 
 def decode(image: image_pb2.Image, max_bytes: int, max_pixels: int) -> Frame:
-    """Decode or validate the image (blocking: call from a worker thread)."""
+    """Decode or validate the image (blocking: call from a worker thread).
+
+    Encoded frames follow ``visionloop.lib.images`` (limits from the header before decoding,
+    EXIF orientation applied), so the detector sees the pixels the hub and the trainer see.
+    """
     kind = image.WhichOneof("data")
     if kind is None:
         raise InvalidArgument("image is empty: set image.encoded (JPEG/PNG bytes) or image.raw (pixels)")
     if kind == "encoded":
-        return _decode_encoded(image.encoded, max_bytes, max_pixels)
+        if not image.encoded:
+            raise InvalidArgument("image.encoded is empty")
+        return Frame(images.decode(image.encoded, images.Limits(max_bytes, max_pixels)), "bgr")
     return _raw(image.raw, max_bytes, max_pixels)
-
-
-def _decode_encoded(data: bytes, max_bytes: int, max_pixels: int) -> Frame:
-    if not data:
-        raise InvalidArgument("image.encoded is empty")
-    if len(data) > max_bytes:
-        raise InvalidArgument(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    if pixels is None:
-        raise InvalidArgument("image.encoded does not decode: send JPEG or PNG bytes, or raw pixels in image.raw")
-    if pixels.shape[0] * pixels.shape[1] > max_pixels:
-        raise InvalidArgument(f"image is {pixels.shape[1]}x{pixels.shape[0]} pixels; the limit is {max_pixels}")
-    return Frame(pixels, "bgr")
 
 
 def _raw(raw: image_pb2.RawImage, max_bytes: int, max_pixels: int) -> Frame:
@@ -78,7 +71,7 @@ def _raw(raw: image_pb2.RawImage, max_bytes: int, max_pixels: int) -> Frame:
     if raw.width <= 0 or raw.height <= 0:
         raise InvalidArgument(f"image.raw is {raw.width}x{raw.height}; width and height must be positive")
     if raw.width * raw.height > max_pixels:
-        raise InvalidArgument(f"image is {raw.width}x{raw.height} pixels; the limit is {max_pixels}")
+        raise ResourceExhausted(f"image is {raw.width}x{raw.height} pixels; the limit is {max_pixels} pixels")
     channels = _CHANNELS[raw.pixel_format]
     expected = raw.width * raw.height * channels
     if len(raw.pixels) != expected:
@@ -88,7 +81,7 @@ def _raw(raw: image_pb2.RawImage, max_bytes: int, max_pixels: int) -> Frame:
             f"(width*height*{channels}, rows without padding)"
         )
     if len(raw.pixels) > max_bytes:
-        raise InvalidArgument(f"image is {len(raw.pixels)} bytes; the limit is {max_bytes} bytes")
+        raise ResourceExhausted(f"image is {len(raw.pixels)} bytes; the limit is {max_bytes} bytes")
     pixels = np.frombuffer(raw.pixels, dtype=np.uint8).reshape(raw.height, raw.width, channels)
     if channels == 1:
         return Frame(cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR), "bgr")

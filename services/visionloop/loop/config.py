@@ -6,10 +6,10 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from visionloop.runtime.config import ServiceSettings
+from visionloop.runtime.config import ImageLimitSettings, ServiceSettings
 
 
-class LoopSettings(ServiceSettings):
+class LoopSettings(ServiceSettings, ImageLimitSettings):
     bootstrap_project: str = Field(
         "",
         alias="VISIONLOOP_BOOTSTRAP_PROJECT",

@@ -20,6 +20,7 @@ from typing import TypeVar
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
+from visionloop.lib.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visionloop.loop.config import LoopSettings
 from visionloop.loop.db import schema
 from visionloop.loop.db.engine import Database
@@ -155,8 +156,8 @@ class Hub:
     spool: Path
     host: str
     events: EventBus = field(default_factory=EventBus)
-    max_image_bytes: int = 50 * 1024 * 1024
-    max_image_pixels: int = 100_000_000
+    max_image_bytes: int = DEFAULT_MAX_BYTES  # from the settings; tests lower them in place
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
     # Leases and heartbeats read the clock through ``now()``; tests move it forward instead of sleeping.
     clock_offset: timedelta = timedelta(0)
     blob_workers: ThreadPoolExecutor = field(default_factory=lambda: named_executor(BLOB_WORKERS, "hub-blob"))
@@ -215,7 +216,15 @@ class Hub:
         shutil.rmtree(spool, ignore_errors=True)  # partial uploads of a previous run are garbage
         spool.mkdir(parents=True)
         host = settings.public_address or f"{settings.host}:{settings.port}"
-        return cls(settings=settings, db=Database(url), store=store, spool=spool, host=host)
+        return cls(
+            settings=settings,
+            db=Database(url),
+            store=store,
+            spool=spool,
+            host=host,
+            max_image_bytes=settings.max_image_bytes,
+            max_image_pixels=settings.max_image_pixels,
+        )
 
     def spool_file(self) -> Path:
         """A fresh temporary file for an incoming upload; the caller deletes it."""

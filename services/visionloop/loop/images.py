@@ -12,7 +12,6 @@ import binascii
 import collections
 import functools
 import hashlib
-import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -20,8 +19,6 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 from sqlalchemy import BigInteger, Row, and_, any_, bindparam, exists, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -30,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from visionloop.common.v1 import annotation_pb2, detection_pb2, image_pb2, transfer_pb2
+from visionloop.lib.images import Limits, TooManyBytes, validate
 from visionloop.loop import blob_fence
 from visionloop.loop.db import schema
 from visionloop.loop.hub import AnyProject, EventBus, Hub, check_ref, get_project, project_key, utcnow
@@ -38,10 +36,9 @@ from visionloop.loop.protos import from_timestamp, to_timestamp
 from visionloop.loop.storage import CHUNK_BYTES, ObjectStore
 from visionloop.loop.v1 import event_service_pb2, image_service_pb2_grpc, project_service_pb2
 from visionloop.loop.v1 import image_service_pb2 as pb
-from visionloop.runtime.errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, ServiceError
+from visionloop.runtime.errors import DataLoss, InvalidArgument, NotFound, ServiceError
 from visionloop.runtime.tasks import cancel_and_wait, settled
 
-CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_TAGS = 64
@@ -63,33 +60,14 @@ class DecodedImage:
 
 
 def decode_image(data: bytes, max_bytes: int, max_pixels: int, sha256: str | None = None) -> DecodedImage:
-    """Prove the bytes are a complete JPEG or PNG by decoding them (blocking).
+    """Prove the bytes a complete JPEG or PNG within the limits (blocking; ``visionloop.lib.images``'s rules).
 
+    The width and height recorded are the upright picture's, as every consumer decodes it.
     ``sha256`` is the bytes' hex digest when the caller has computed it already.
     """
-    if not data:
-        raise InvalidArgument("image is empty")
-    if len(data) > max_bytes:
-        raise ResourceExhausted(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
-    try:
-        with PILImage.open(io.BytesIO(data)) as image:
-            if image.format not in CONTENT_TYPES:
-                raise InvalidArgument(f"image format {image.format} is not accepted; send JPEG or PNG")
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ResourceExhausted(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
-            if image.format == "JPEG":
-                # libjpeg still entropy-decodes every byte of the scan, so truncated and corrupt files
-                # fail as in a full decode (tests/hub/test_images.py), but it skips colour conversion
-                # and most of the IDCT: grey at 1/8 scale costs about half of a full-size RGB decode.
-                image.draft("L", (max(1, width // 8), max(1, height // 8)))
-            image.load()  # the decode: catches truncated and corrupt files
-    except UnidentifiedImageError:
-        raise InvalidArgument("image is neither JPEG nor PNG (its bytes are not a recognised image)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise InvalidArgument(f"image does not decode: {error}") from None
+    info = validate(data, Limits(max_bytes, max_pixels))
     digest = sha256 or hashlib.sha256(data).hexdigest()
-    return DecodedImage(data, digest, width, height, CONTENT_TYPES[image.format])
+    return DecodedImage(data, digest, info.width, info.height, info.content_type)
 
 
 def check_and_decode(data: bytes, expected_sha256: str, sequence: int, max_bytes: int, max_pixels: int) -> DecodedImage:
@@ -545,6 +523,13 @@ class StreamWindow:
         self._items.clear()
 
 
+async def _refused(header: pb.ImageHeader, error: ServiceError) -> pb.UploadImagesResponse:
+    """The answer to a streamed image that is not stored (a coroutine: it takes its turn in the window)."""
+    return pb.UploadImagesResponse(
+        sequence=header.sequence, error_code=error.code.value[0], error_message=error.message
+    )
+
+
 class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -570,6 +555,8 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
         ref: project_service_pb2.ProjectRef | None = None
         header: pb.ImageHeader | None = None
         buffer = bytearray()
+        received = 0  # bytes of the current image, kept in ``buffer`` unless it is refused
+        refusal: ServiceError | None = None  # why the current image is refused before its bytes arrive
         window = StreamWindow(STREAM_WINDOW, STREAM_WINDOW_BYTES)
 
         async def admit() -> AsyncIterator[pb.UploadImagesResponse]:
@@ -577,6 +564,11 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
             assert ref is not None
             assert header is not None
             sha256 = header.blob.sha256.lower()
+            if refusal is not None:  # answered in its turn; its bytes were not kept
+                while window.must_wait(0, ""):
+                    yield await window.oldest()
+                window.start(_refused(header, refusal), 0, "")
+                return
             while window.must_wait(len(buffer), sha256):
                 yield await window.oldest()
             window.start(self._store_streamed(ref, header, bytes(buffer)), len(buffer), sha256)
@@ -598,24 +590,26 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
                                 yield answer
                         while window.oldest_done():
                             yield await window.oldest()
-                        header, buffer = message.header, bytearray()
+                        header, buffer, received, refusal = message.header, bytearray(), 0, None
                         if header.blob.size_bytes > self.hub.max_image_bytes:
-                            raise ResourceExhausted(
+                            refusal = TooManyBytes(
                                 f"image {header.sequence} announces {header.blob.size_bytes} bytes; "
                                 f"the limit is {self.hub.max_image_bytes} bytes"
                             )
                     elif part == "chunk":
                         if header is None:
                             raise InvalidArgument("a chunk arrived before any ImageHeader")
-                        if message.chunk.offset != len(buffer):
+                        if message.chunk.offset != received:
                             raise InvalidArgument(
-                                f"image {header.sequence}: chunk offset {message.chunk.offset}, expected {len(buffer)}"
+                                f"image {header.sequence}: chunk offset {message.chunk.offset}, expected {received}"
                             )
-                        buffer.extend(message.chunk.data)
-                        if len(buffer) > header.blob.size_bytes:
+                        received += len(message.chunk.data)
+                        if received > header.blob.size_bytes:
                             raise InvalidArgument(
                                 f"image {header.sequence}: more bytes than the {header.blob.size_bytes} announced"
                             )
+                        if refusal is None:
+                            buffer.extend(message.chunk.data)
             except ServiceError:  # a malformed stream: first the answers for the images it did deliver
                 while window:
                     yield await window.oldest()
@@ -655,9 +649,7 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
                 ),
             )
         except ServiceError as error:
-            return pb.UploadImagesResponse(
-                sequence=header.sequence, error_code=error.code.value[0], error_message=error.message
-            )
+            return await _refused(header, error)
         return pb.UploadImagesResponse(sequence=header.sequence, metadata=stored.metadata, duplicate=stored.duplicate)
 
     async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.GetImageResponse:

@@ -158,6 +158,7 @@ class Worker:
                 keep_old_trainings=settings.keep_old_trainings,
                 max_attempts=settings.max_step_attempts,
                 backoff_seconds=settings.step_backoff_seconds,
+                image_limits=settings.image_limits,
             ),
             old_trainings=settings.data_dir / "old_trainings",
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from visionloop.runtime.config import PeerSettings, ServiceSettings
+from visionloop.runtime.config import ImageLimitSettings, PeerSettings, ServiceSettings
 
 
-class TrainerSettings(ServiceSettings, PeerSettings):
+class TrainerSettings(ServiceSettings, PeerSettings, ImageLimitSettings):
     trainer_plugin: str = Field(
         "visionloop.trainer.reference.plugin:ReferenceTrainer",
         alias="TRAINER_PLUGIN",

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 from google.protobuf import json_format
 
 from visionloop.common.v1 import annotation_pb2
+from visionloop.lib import images
 from visionloop.runtime.files import write_atomically
 from visionloop.trainer.hub import COMPLETE, TrainerHub
 from visionloop.trainer.plugin import CategoryInfo, TrainImage
@@ -41,10 +41,17 @@ def is_test(image_id: str, tags: Sequence[str]) -> bool:
     return int(image_id[:8], 16) % 100 < TEST_PERCENT
 
 
-def decodes(path: Path) -> tuple[int, int] | None:
-    """(width, height) when the file is an image OpenCV can decode, else None."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if image is None else (image.shape[1], image.shape[0])
+def decodes(path: Path, limits: images.Limits) -> tuple[int, int] | None:
+    """The upright (width, height) when the file decodes within ``limits``, else None.
+
+    The size every consumer sees (``visionloop.lib.images``): the one the hub recorded and the
+    annotations are drawn on.
+    """
+    try:
+        info = images.validate(path.read_bytes(), limits)
+    except images.ImageError:
+        return None
+    return info.width, info.height
 
 
 def download(
@@ -52,8 +59,12 @@ def download(
     folder: Path,
     categories: Sequence[CategoryInfo],
     progress: Callable[[float], None],
+    limits: images.Limits = images.DEFAULT_LIMITS,
 ) -> TrainingData:
-    """Fetch what is missing into ``folder/images`` and write the manifest; returns the data."""
+    """Fetch what is missing into ``folder/images`` and write the manifest; returns the data.
+
+    An image that does not decode within ``limits`` is skipped and counted.
+    """
     wanted = {c.id for c in categories}
     images = list(hub.images(COMPLETE))
     store = folder / "images"
@@ -69,7 +80,7 @@ def download(
     entries, skipped = [], 0
     for meta in images:
         path = store / meta.id
-        size = decodes(path)
+        size = decodes(path, limits)
         if size is None:
             skipped += 1
             path.unlink(missing_ok=True)

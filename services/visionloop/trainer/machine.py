@@ -28,13 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import grpc
-import numpy as np
 from google.protobuf import json_format
 
 from visionloop.client.loop import CATEGORY_TYPES
 from visionloop.common.v1 import detection_pb2, training_pb2
+from visionloop.lib import images
 from visionloop.runtime.archives import safe_extract
 from visionloop.runtime.files import write_atomically
 from visionloop.runtime.logging import get_logger
@@ -102,6 +101,7 @@ class MachineSettings:
     max_attempts: int = 3
     backoff_seconds: float = 2.0
     backoff_max_seconds: float = 60.0
+    image_limits: images.Limits = images.DEFAULT_LIMITS
 
 
 class TrainingMachine:
@@ -350,7 +350,7 @@ class TrainingMachine:
             "categories": [c.__dict__ for c in categories],
         }
         write_atomically(folder / JOB, json.dumps(job, indent=1).encode())
-        data = training_data.download(self.hub, folder, categories, self._progress)
+        data = training_data.download(self.hub, folder, categories, self._progress, self.settings.image_limits)
         if not data.train:
             raise CriticalError(
                 f"no training images: the project has {len(data.test)} complete test images and "
@@ -439,7 +439,7 @@ class TrainingMachine:
         for start in range(0, len(job.test_images), batch):
             self._check()
             chunk = job.test_images[start : start + batch]
-            frames = [cv2.imread(str(image.path), cv2.IMREAD_COLOR) for image in chunk]
+            frames = [image.pixels() for image in chunk]
             for image, found in zip(chunk, self.plugin.detect(job, frames), strict=True):
                 truths.append(evaluation.truths_from_annotations(image.annotations))
                 predictions.append(evaluation.predictions_from_detections(found))
@@ -503,9 +503,10 @@ class TrainingMachine:
             chunk = ids[index * batch : (index + 1) * batch]
             decoded = []
             for image_id, data in self.hub.download_images(chunk):
-                frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-                if frame is not None:
-                    decoded.append((image_id, frame))
+                try:
+                    decoded.append((image_id, images.decode(data, self.settings.image_limits)))
+                except images.ImageError:
+                    continue  # over this trainer's limits, or damaged: no detections for it
             results = self.plugin.detect(job, [frame for _, frame in decoded]) if decoded else []
             lines = []
             for (image_id, _), detections in zip(decoded, results, strict=True):

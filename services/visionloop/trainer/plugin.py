@@ -13,6 +13,10 @@ machine, persistence, retries, uploads. A plug-in only knows how to train and ru
   ``model.json`` describing input, output layout and categories;
 - ``detect(job, images)`` — run the best state on decoded images.
 
+Images are decoded with ``TrainImage.pixels()`` (``visionloop.lib.images``): one decoder and one
+orientation rule, so a plug-in trains on the pixels the hub's annotations were drawn on and the
+detector later serves.
+
 ``visionloop.trainer.reference.plugin.ReferenceTrainer`` is the worked example. A plug-in is
 chosen with ``TRAINER_PLUGIN=package.module:ClassName``.
 """
@@ -29,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from visionloop.common.v1 import annotation_pb2, detection_pb2
+from visionloop.lib import images
 
 
 @dataclass(frozen=True)
@@ -65,13 +70,26 @@ class CategoryInfo:
 
 @dataclass(frozen=True)
 class TrainImage:
-    """A downloaded, decodable image and its human annotations (hub ids and shapes)."""
+    """A downloaded, decodable image and its human annotations (hub ids and shapes).
+
+    ``width`` x ``height`` is the upright picture's size (EXIF orientation applied), the one the
+    annotations are drawn on: read the file with ``pixels()``, not with a decoder of your own.
+    """
 
     id: str
     path: Path
     width: int
     height: int
     annotations: tuple[annotation_pb2.Annotation, ...]
+
+    def pixels(self) -> np.ndarray:
+        """HxWx3 uint8 BGR, upright, as the hub, the detector and the annotator see this image.
+
+        The file passed the trainer's limits when it was downloaded; its recorded size is the
+        pixel limit here, so a file replaced since cannot cost more memory.
+        """
+        data = self.path.read_bytes()
+        return images.decode(data, images.Limits(max(1, len(data)), self.width * self.height))
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from visionloop.common.v1 import detection_pb2, geometry_pb2
+from visionloop.lib.images import ImageError
 from visionloop.lib.shapes import shape_box
 from visionloop.synthetic.world import Annotation, Sample
 from visionloop.trainer.plugin import (
@@ -69,8 +69,9 @@ def _samples(images: Sequence[TrainImage], categories: Sequence[CategoryInfo]) -
     by_id = {c.id: c.name for c in categories}
     samples = []
     for index, image in enumerate(images):
-        frame = cv2.imread(str(image.path), cv2.IMREAD_COLOR)
-        if frame is None:
+        try:
+            frame = image.pixels()
+        except ImageError:  # damaged on disk since it was downloaded: train without it
             continue
         # By id: a category renamed since the annotation was made still trains under its current name.
         labels = [
