@@ -39,6 +39,7 @@ from visionloop.loop.storage import CHUNK_BYTES, ObjectStore
 from visionloop.loop.v1 import event_service_pb2, image_service_pb2_grpc, project_service_pb2
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.runtime.errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, ServiceError
+from visionloop.runtime.resources import report, shortage_of
 from visionloop.runtime.tasks import cancel_and_wait, settled
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
@@ -655,6 +656,16 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
         except ServiceError as error:
             return pb.UploadImagesResponse(
                 sequence=header.sequence, error_code=error.code.value[0], error_message=error.message
+            )
+        except Exception as error:  # a full disk refuses this image, not the stream (nothing of it is kept)
+            if (shortage := shortage_of(error)) is None:
+                raise
+            report(shortage, error)
+            return pb.UploadImagesResponse(
+                sequence=header.sequence,
+                error_code=shortage.code.value[0],
+                error_message=shortage.message,
+                retry_later=shortage.retry_later,
             )
         return pb.UploadImagesResponse(sequence=header.sequence, metadata=stored.metadata, duplicate=stored.duplicate)
 
