@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,11 +93,17 @@ def base_env(tmp_path: Path, extra: Mapping[str, str] | None = None) -> dict[str
 
 @contextmanager
 def visionloop(
-    *args: str, tmp_path: Path, env: Mapping[str, str] | None = None, ready: str | None = "listening", count: int = 1
+    *args: str,
+    tmp_path: Path,
+    env: Mapping[str, str] | None = None,
+    ready: str | None = "listening",
+    count: int = 1,
+    prefix: Sequence[str] = (),
 ) -> Iterator[ServiceProcess]:
-    """Run ``visionloop *args``; wait for ``count`` ``ready`` log lines; kill it on exit if still running."""
+    """Run ``visionloop *args`` (after ``prefix``, a command that execs the rest); wait for ``count``
+    ``ready`` log lines; kill it on exit if still running."""
     proc = subprocess.Popen(
-        [VISIONLOOP, *args],
+        [*prefix, VISIONLOOP, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -116,9 +122,10 @@ def visionloop(
         proc.wait(timeout=10)
 
 
-def serve(service: str, tmp_path: Path, env: Mapping[str, str] | None = None) -> Any:
+def serve(service: str, tmp_path: Path, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()) -> Any:
     """``visionloop serve SERVICE`` on free gRPC and metrics ports."""
-    return visionloop("serve", service, "--port", "0", "--metrics-port", "0", tmp_path=tmp_path, env=env)
+    args = ("serve", service, "--port", "0", "--metrics-port", "0")
+    return visionloop(*args, tmp_path=tmp_path, env=env, prefix=prefix)
 
 
 def health_status(channel: grpc.Channel, service: str = "") -> int:

@@ -39,6 +39,7 @@ def test_the_promised_alerts_exist_with_severity_summary_and_runbook() -> None:
     assert set(rules) == {
         "VisionLoopServiceDown",
         "VisionLoopHighErrorRatio",
+        "VisionLoopOutOfSpace",
         "VisionLoopDetectorLatencyHigh",
         "VisionLoopOutboxGrowing",
         "VisionLoopTrainingStuck",

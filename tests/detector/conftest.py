@@ -111,9 +111,9 @@ def settings_for(hub: Hub, folder: Path) -> DetectorSettings:
     )
 
 
-async def version_served(stub: detector_service_pb2_grpc.DetectorServiceStub, wanted: str) -> None:
-    """Wait (at most 15 s) until Detect answers with ``wanted``."""
-    deadline = asyncio.get_running_loop().time() + 15
+async def version_served(stub: detector_service_pb2_grpc.DetectorServiceStub, wanted: str, within: float = 15) -> None:
+    """Wait (at most ``within`` seconds) until Detect answers with ``wanted``."""
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         try:
             response = await stub.Detect(pb.DetectRequest(image=IMAGE))
@@ -123,5 +123,5 @@ async def version_served(stub: detector_service_pb2_grpc.DetectorServiceStub, wa
             if error.code() is not grpc.StatusCode.UNAVAILABLE:
                 raise
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"version {wanted} was not served within 15 s")
+            raise AssertionError(f"version {wanted} was not served within {within} s")
         await asyncio.sleep(0.1)

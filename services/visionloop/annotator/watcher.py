@@ -20,6 +20,7 @@ from visionloop.loop.v1 import event_service_pb2, event_service_pb2_grpc, projec
 from visionloop.runtime import errors
 from visionloop.runtime.files import write_atomically
 from visionloop.runtime.logging import get_logger
+from visionloop.runtime.resources import report, shortage_of
 from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
 
 log = get_logger(__name__)
@@ -63,6 +64,11 @@ class PriorityWatcher:
                 log.warning("event stream ended; reconnecting", code=error.code().name, details=error.details())
             except errors.ServiceError as error:
                 log.warning("could not rank a new image", error=error.message)
+            except OSError as error:  # the cursor could not be saved (a full disk): resume from the last one saved
+                if (shortage := shortage_of(error)) is not None:
+                    report(shortage, error, file=str(self.state))
+                else:
+                    log.warning("could not save the event cursor", file=str(self.state), error=str(error))
             await asyncio.sleep(RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS) - 1)])
             self._failures += 1
 

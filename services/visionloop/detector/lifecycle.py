@@ -4,7 +4,8 @@ The detector watches ``DeploymentService.WatchDeployment``; when the target move
 the new version in its format, builds the new backend while the old one keeps serving, swaps
 atomically and remembers the version on disk, so a restart without the hub starts from the
 last model. A version that fails to download or load is retried a bounded number of times with
-backoff, never in an endless rebuild loop.
+backoff, never in an endless rebuild loop; a full disk is not the version's fault, so it is
+retried with backoff until there is space again.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from visionloop.loop.v1 import (
 )
 from visionloop.runtime.archives import UnsafeArchive, safe_extract
 from visionloop.runtime.config import PeerSettings
+from visionloop.runtime.files import write_atomically
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.model_transfer import download_model
+from visionloop.runtime.resources import report, shortage_of
 from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
 
 log = get_logger(__name__)
@@ -44,7 +47,8 @@ OpenModel = Callable[[str, Path], Awaitable[ServedModel]]
 
 @dataclass
 class _Failure:
-    attempts: int = 0
+    attempts: int = 0  # failed tries
+    faults: int = 0  # of them, the version's own (it did not download or load), not a full disk's
     retry_at: float = 0.0
     reason: str = ""
 
@@ -115,7 +119,7 @@ class ModelUpdater:
             await cancel_and_wait([watcher])  # its stream may swallow the first cancel
 
     def _next_retry(self) -> float:
-        pending = [f.retry_at for f in self.failures.values() if f.attempts < self.max_attempts]
+        pending = [f.retry_at for f in self.failures.values() if f.faults < self.max_attempts]
         return max(0.1, min(pending) - time.monotonic()) if pending else 3600.0
 
     async def _watch(self) -> None:
@@ -166,31 +170,40 @@ class ModelUpdater:
             log.info("waiting for the model's format", version=version, format=self.model_format)
             return
         failure = self.failures.get(version)
-        if failure is not None and (failure.attempts >= self.max_attempts or time.monotonic() < failure.retry_at):
+        if failure is not None and (failure.faults >= self.max_attempts or time.monotonic() < failure.retry_at):
             return
         async with self._lock:
             try:
                 folder = await self._download(version)
                 model = await self.open_model(self.name, folder)
+                await self.models.put(model)
+                await asyncio.to_thread(write_atomically, self._current_file(), version.encode())
             except (BackendError, UnsafeArchive, OSError, grpc.aio.AioRpcError) as error:
-                reason = error.details() if isinstance(error, grpc.aio.AioRpcError) else str(error)
-                failure = self.failures.setdefault(version, _Failure())
-                failure.attempts += 1
-                failure.reason = reason or type(error).__name__
-                failure.retry_at = time.monotonic() + min(self.max_backoff, self.backoff * 2**failure.attempts)
-                final = failure.attempts >= self.max_attempts
-                log.error(
-                    "model update failed",
-                    version=version,
-                    attempt=failure.attempts,
-                    gives_up=final,
-                    reason=failure.reason,
-                )
+                self._failed(version, error)
                 return
-            await self.models.put(model)
-            self._current_file().write_text(version)
             self.failures.pop(version, None)
             await asyncio.to_thread(self._prune, keep={version})
+
+    def _failed(self, version: str, error: Exception) -> None:
+        """Note a failed update of ``version`` and when to try again."""
+        failure = self.failures.setdefault(version, _Failure())
+        failure.attempts += 1
+        shortage = shortage_of(error)
+        if shortage is not None and shortage.retry_later:  # no space for it: retried until there is
+            report(shortage, error, model=self.name, version=version)
+            failure.reason = shortage.message
+        else:
+            failure.faults += 1
+            reason = error.details() if isinstance(error, grpc.aio.AioRpcError) else str(error)
+            failure.reason = reason or type(error).__name__
+        failure.retry_at = time.monotonic() + min(self.max_backoff, self.backoff * 2**failure.attempts)
+        log.error(
+            "model update failed",
+            version=version,
+            attempt=failure.attempts,
+            gives_up=failure.faults >= self.max_attempts,
+            reason=failure.reason,
+        )
 
     async def _download(self, version: str) -> Path:
         """Download and unpack ``version`` into its folder (verified by sha256)."""

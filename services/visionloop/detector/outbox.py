@@ -18,11 +18,14 @@ merged), which makes delivery exactly once end to end.
 Size bound and drop policy: when adding an item would exceed ``max_items`` or ``max_bytes``, the
 oldest normal items are dropped first; priority items are dropped only when no normal item is left
 (oldest first). The new item is always kept: fresh frames are worth more than stale ones. A single
-item larger than ``max_bytes`` is refused with RESOURCE_EXHAUSTED.
+item larger than ``max_bytes`` is refused with RESOURCE_EXHAUSTED. So is a ``put`` on a full disk
+(the interceptor answers the OS error so): the partial file is removed, the index forgets the item,
+and the next ``put`` works again once there is space.
 
 Sending: the priority lane before the normal lane, oldest first, in batches. An image the hub
 refuses (it does not decode, is too large, ...) is dropped and counted in ``rejected`` without
-holding up the others; transport failures keep the items and retry with exponential backoff.
+holding up the others; transport failures, and refusals the hub marks ``retry_later`` (its disk
+is full), keep the items and retry with exponential backoff.
 """
 
 from __future__ import annotations
@@ -298,12 +301,13 @@ class Outbox:
         """CONTINUOUS_UPLOAD sends; STOPPED keeps items (and keeps accepting them) but sends nothing.
         A stop is remembered in the folder, so a detector stopped on a metered link stays stopped
         after a restart until someone resumes it."""
-        self._mode = _checked_mode(mode)
+        mode = _checked_mode(mode)
         marker = self.folder / _STOPPED_FILE
-        if self._mode == STOPPED:
+        if mode == STOPPED:  # first: on a full disk the call fails and the mode stays as it was
             write_atomically(marker, b"uploads stopped by SetOutboxMode\n")
         else:
             marker.unlink(missing_ok=True)
+        self._mode = mode
         log.info("outbox mode", mode=detector_pb.OutboxMode.Name(self._mode))  # type: ignore[arg-type]
         self._wakeup.set()
         if self._mode == CONTINUOUS_UPLOAD:
@@ -643,7 +647,7 @@ def _outcome(response: image_service_pb2.UploadImagesResponse) -> Outcome:
     if response.error_code == 0:
         return Accepted(response.duplicate)
     code = _CODES.get(response.error_code, grpc.StatusCode.UNKNOWN)
-    if code in _RETRY_CODES:
+    if code in _RETRY_CODES or response.retry_later:  # e.g. the hub's disk is full: not this image's fault
         return Failed(f"{code.name}: {response.error_message}")
     return Rejected(code, response.error_message)
 

@@ -220,7 +220,11 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
         swept_seq = hub.swept_seq if hub.fenced else None  # before the puts: another replica may sweep
         async with hub.blob_locks.hold_all(p.sha256 for p in batch):
             stored = await hub.db.read(lambda s: datasets.stored_images(s, batch))
-            created = await asyncio.to_thread(datasets.put_blobs, archive, batch, hub.store, stored)
+            try:
+                created = await asyncio.to_thread(datasets.put_blobs, archive, batch, hub.store, stored)
+            except Exception:  # e.g. the disk filled up half-way: the blobs put so far have no row
+                await discard_blobs(hub, [p.sha256 for p in batch if p.sha256 not in stored])
+                raise
 
             async def commit(swept_seq: int | None) -> datasets.Recorded:
                 def record(session: Session) -> datasets.Recorded:

@@ -37,6 +37,7 @@ from visionloop.loop.storage import CHUNK_BYTES, ObjectStore
 from visionloop.loop.v1 import event_service_pb2, image_service_pb2_grpc, project_service_pb2
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.runtime.errors import DataLoss, InvalidArgument, NotFound, ServiceError
+from visionloop.runtime.resources import report, shortage_of
 from visionloop.runtime.tasks import cancel_and_wait, settled
 
 DEFAULT_PAGE = 100
@@ -650,6 +651,16 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
             )
         except ServiceError as error:
             return await _refused(header, error)
+        except Exception as error:  # a full disk refuses this image, not the stream (nothing of it is kept)
+            if (shortage := shortage_of(error)) is None:
+                raise
+            report(shortage, error)
+            return pb.UploadImagesResponse(
+                sequence=header.sequence,
+                error_code=shortage.code.value[0],
+                error_message=shortage.message,
+                retry_later=shortage.retry_later,
+            )
         return pb.UploadImagesResponse(sequence=header.sequence, metadata=stored.metadata, duplicate=stored.duplicate)
 
     async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.GetImageResponse:

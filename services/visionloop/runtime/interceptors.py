@@ -20,7 +20,7 @@ import structlog
 from google.protobuf import descriptor_pool
 
 from visionloop.common.v1 import access_pb2
-from visionloop.runtime import access, errors
+from visionloop.runtime import access, errors, resources
 from visionloop.runtime.metrics import AUTH_FAILURES, GRPC_HANDLED, GRPC_HANDLING_SECONDS, GRPC_STARTED
 from visionloop.runtime.rpc import RpcInfo, status_of, wrap_handler
 
@@ -216,7 +216,8 @@ class OpenStreamInterceptor(ScopedInterceptor):
 
 
 class ExceptionInterceptor(ScopedInterceptor):
-    """Domain errors to their status; anything unexpected to INTERNAL with the stack in the log only."""
+    """Domain errors to their status, running out of a resource (a full disk) to RESOURCE_EXHAUSTED or
+    UNAVAILABLE (``resources``), anything unexpected to INTERNAL with the stack in the log only."""
 
     @asynccontextmanager
     async def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
@@ -230,7 +231,10 @@ class ExceptionInterceptor(ScopedInterceptor):
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, f"{info.service}/{info.method} is not implemented in this release"
             )
-        except Exception:
+        except Exception as error:
+            if (shortage := resources.shortage_of(error)) is not None:  # a full disk: the operator's to fix
+                resources.report(shortage, error)
+                await context.abort(shortage.code, shortage.message)
             log.exception("unhandled error in handler")
             request_id = structlog.contextvars.get_contextvars().get("request_id", "")
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")

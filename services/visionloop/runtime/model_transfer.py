@@ -26,20 +26,24 @@ async def download_model(
     destination: Path,
     rpc_seconds: float = 600.0,
 ) -> str:
-    """Write the zip of ``key`` in ``fmt`` to ``destination``; returns its sha256. OSError (and no file)
-    when the bytes do not match the hub's sha256; grpc errors pass through."""
+    """Write the zip of ``key`` in ``fmt`` to ``destination``; returns its sha256. OSError when the bytes
+    do not match the hub's sha256 (or the disk is full); grpc errors pass through. A failed download
+    leaves no file."""
     digest, expected = hashlib.sha256(), ""
     request = pb.DownloadModelRequest(key=key, format=fmt)
-    with destination.open("wb") as out:
-        async for message in stub.DownloadModel(request, timeout=rpc_seconds):
-            if message.HasField("header"):
-                expected = message.header.sha256
-            else:
-                out.write(message.chunk.data)
-                digest.update(message.chunk.data)
-    if digest.hexdigest() != expected:
-        await asyncio.to_thread(destination.unlink, True)
-        raise OSError(f"model {key.version} ({fmt}) arrived corrupted (sha256 {digest.hexdigest()} != {expected})")
+    try:
+        with destination.open("wb") as out:
+            async for message in stub.DownloadModel(request, timeout=rpc_seconds):
+                if message.HasField("header"):
+                    expected = message.header.sha256
+                else:
+                    out.write(message.chunk.data)
+                    digest.update(message.chunk.data)
+        if digest.hexdigest() != expected:
+            raise OSError(f"model {key.version} ({fmt}) arrived corrupted (sha256 {digest.hexdigest()} != {expected})")
+    except BaseException:  # cancelled too: unlinked at once, with no await a second cancel could cut short
+        destination.unlink(missing_ok=True)  # noqa: ASYNC240
+        raise
     return expected
 
 

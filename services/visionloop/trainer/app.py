@@ -107,8 +107,7 @@ class Worker:
                 folder = self.root / training.id
                 training.status.state = training_pb2.TRAINING_STATE_INITIALIZED
                 record = TrainingRecord(training=training, folder=folder)
-                await asyncio.to_thread(record.save)
-                await self._run(record)
+                await self._run(record)  # the machine saves the record first (on a full disk: once there is space)
         finally:
             await presence.stop()
 

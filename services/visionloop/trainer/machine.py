@@ -6,10 +6,13 @@ downloaded → running → training finished → confusion matrix syncing → sy
 
 A step that raises is retried with backoff up to ``max_attempts`` times, each failure recorded
 on the hub as a ``StepError``; a ``CriticalError`` (or the last attempt) ends the training as
-failed with the reason. A restart finds the record in the data folder and continues from the
-last completed state; "during" states fall back to the state before them, and every step is
-written to be repeated safely (downloads skip what is there, training resumes from its
-checkpoint, uploads remember what went out and the hub publishes one version per training).
+failed with the reason. A full disk is not the training's fault: the step (or the record's save)
+waits with backoff until there is space again, the lease renewed meanwhile, without using up
+attempts; the hub shows it as one ``StepError`` per wait. A restart finds the record in the data
+folder and continues from the last completed state; "during" states fall back to the state
+before them, and every step is written to be repeated safely (downloads skip what is there,
+training resumes from its checkpoint, uploads remember what went out and the hub publishes one
+version per training).
 
 Stop: training returns early keeping its best state, which is evaluated and uploaded; the
 detection steps are skipped. Abort: the current step is interrupted where it is safe, nothing
@@ -37,6 +40,7 @@ from visionloop.lib import images
 from visionloop.runtime.archives import safe_extract
 from visionloop.runtime.files import write_atomically
 from visionloop.runtime.logging import get_logger
+from visionloop.runtime.resources import Shortage, report, shortage_of
 from visionloop.trainer import data as training_data
 from visionloop.trainer import evaluation
 from visionloop.trainer import metrics as trainer_metrics
@@ -125,6 +129,7 @@ class TrainingMachine:
         self.lease_lost = False
         self.shutting_down = False  # the process exits; the record stays for the next start
         self._attempts: dict[int, int] = {}
+        self._waits = 0  # a step's waits in a row for disk space (the hub got a StepError for the first)
         self._pushed = 0.0  # monotonic time of the last status report
         self._job: TrainJob | None = None
 
@@ -193,7 +198,7 @@ class TrainingMachine:
             record.training.status.state = BEFORE.get(record.state, record.state)
             if record.end == "stop" and record.state in SKIPPED_ON_STOP:
                 record.training.status.state = S.TRAINING_STATE_READY_FOR_CLEANUP
-        record.save()
+        self._save()
         while record.state != S.TRAINING_STATE_READY_FOR_CLEANUP and not record.failure:
             if self.shutting_down:
                 return S.TRAINING_PHASE_UNSPECIFIED
@@ -224,9 +229,14 @@ class TrainingMachine:
             self._failed(before, during, error)
             return
         self._attempts.pop(during, None)
+        self._waits = 0
         self._set_state(after, progress=1.0)
 
     def _failed(self, before: int, during: int, error: Exception) -> None:
+        shortage = shortage_of(error)
+        if shortage is not None and shortage.retry_later and not isinstance(error, CriticalError):
+            self._wait_for_space(before, during, shortage, error)
+            return
         attempts = self._attempts.get(during, 0) + 1
         self._attempts[during] = attempts
         critical = isinstance(error, CriticalError) or attempts >= self.settings.max_attempts
@@ -248,11 +258,43 @@ class TrainingMachine:
             self.record.training.status.state = before
             if critical:
                 self.record.failure = message
-        self.record.save()
+        self._save()
         self.push()
         if not critical:
             delay = min(self.settings.backoff_seconds * 2 ** (attempts - 1), self.settings.backoff_max_seconds)
             self._wake.wait(delay)
+
+    def _wait_for_space(self, before: int, during: int, shortage: Shortage, error: Exception) -> None:
+        """A step ran out of disk space: tell the hub once, then wait; the step runs again afterwards."""
+        report(shortage, error, training_id=self.record.id, state=S.TrainingState.Name(during))  # type: ignore[arg-type]
+        with self._lock:
+            if not self._waits:
+                entry = self.record.training.status.errors.add(
+                    state=during, message=f"waiting: {shortage.message}", attempts=self._attempts.get(during, 0)
+                )
+                entry.time.FromDatetime(datetime.now(UTC))
+            self.record.training.status.state = before  # saved by the step's next try, once there is space
+        self.push()
+        self._wake.wait(min(self.settings.backoff_seconds * 2**self._waits, self.settings.backoff_max_seconds))
+        self._waits += 1
+
+    def _save(self) -> None:
+        """Write the record; on a full disk wait for space (the lease is renewed meanwhile) rather than
+        end the worker. An interrupted wait returns unsaved: the record on disk is the one before, and
+        every step may be repeated."""
+        delay = self.settings.backoff_seconds
+        while True:
+            try:
+                self.record.save()
+                return
+            except OSError as error:
+                shortage = shortage_of(error)
+                if shortage is None or not shortage.retry_later:
+                    raise
+                report(shortage, error, training_id=self.record.id)
+            if self.interrupted or self._wake.wait(delay):
+                return
+            delay = min(delay * 2, self.settings.backoff_max_seconds)
 
     def _set_state(self, state: int, progress: float | None = None) -> None:
         with self._lock:
@@ -262,7 +304,7 @@ class TrainingMachine:
         trainer_metrics.show_state(state)
         if progress is not None:
             trainer_metrics.PROGRESS.set(progress)
-        self.record.save()
+        self._save()
         self.push()
 
     def _progress(self, fraction: float) -> None:

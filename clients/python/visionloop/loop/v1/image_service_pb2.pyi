@@ -80,18 +80,20 @@ class UploadImagesRequest(_message.Message):
     def __init__(self, ref: _Optional[_Union[_project_service_pb2.ProjectRef, _Mapping]] = ..., header: _Optional[_Union[ImageHeader, _Mapping]] = ..., chunk: _Optional[_Union[_transfer_pb2.BlobChunk, _Mapping]] = ...) -> None: ...
 
 class UploadImagesResponse(_message.Message):
-    __slots__ = ("sequence", "metadata", "duplicate", "error_code", "error_message")
+    __slots__ = ("sequence", "metadata", "duplicate", "error_code", "error_message", "retry_later")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_LATER_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     metadata: _image_pb2.ImageMetadata
     duplicate: bool
     error_code: int
     error_message: str
-    def __init__(self, sequence: _Optional[int] = ..., metadata: _Optional[_Union[_image_pb2.ImageMetadata, _Mapping]] = ..., duplicate: _Optional[bool] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
+    retry_later: bool
+    def __init__(self, sequence: _Optional[int] = ..., metadata: _Optional[_Union[_image_pb2.ImageMetadata, _Mapping]] = ..., duplicate: _Optional[bool] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., retry_later: _Optional[bool] = ...) -> None: ...
 
 class GetImageRequest(_message.Message):
     __slots__ = ("ref", "image_id", "include_labels")
