@@ -3,7 +3,9 @@
 The trainer service owns everything around a training: the hub, the queue lease, the state
 machine, persistence, retries, uploads. A plug-in only knows how to train and run its models:
 
-- ``variants()`` — what it builds: default hyperparameters, base models, formats it writes;
+- ``variants()`` — what it builds: default hyperparameters (each default's type is the type
+  accepted) with their ranges, base models, formats it writes; the trainer declares them to
+  the hub, which checks new trainings against them before queueing;
 - ``verify(variant, hyperparameters)`` — errors, warnings and the corrected values it would use;
 - ``train(job, report, cancelled)`` — train on ``job.train_images``, checkpointing into
   ``job.folder`` and resuming from what is there (the service restarts it after a crash);
