@@ -43,6 +43,7 @@ def test_the_promised_alerts_exist_with_severity_summary_and_runbook() -> None:
         "VisionLoopDetectorLatencyHigh",
         "VisionLoopOutboxGrowing",
         "VisionLoopTrainingStuck",
+        "VisionLoopTrainerWorkerCrashing",
         "VisionLoopTritonQueueTimeHigh",
     }
     for name, rule in rules.items():

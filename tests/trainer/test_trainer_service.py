@@ -192,14 +192,20 @@ async def test_a_step_that_keeps_failing_is_retried_then_fails_the_training(proj
     assert await empty(tmp_path / "trainer" / "trainings")
 
 
-async def test_rejected_hyperparameters_end_the_training_at_once(project: Project, trainer: GrpcServer) -> None:
+async def test_rejected_hyperparameters_end_the_training_at_once(project: Project, tmp_path: Path) -> None:
+    # Queued before any trainer declared the variant to the hub: only the trainer can check it.
     created = await project.create_training(epochs=0, learning_rate="fast")
-    done = await project.ended(created.id)
+    trainer = await start_trainer(project, tmp_path / "trainer")
+    try:
+        done = await project.ended(created.id)
+    finally:
+        await trainer.stop(0)
     assert done.phase == t.TRAINING_PHASE_FAILED
     (error,) = done.status.errors
     assert error.critical
     assert error.state == t.TRAINING_STATE_DATA_DOWNLOADING
-    assert "learning_rate must be float" in error.message
+    assert "learning_rate must be a number, got 'fast'" in error.message
+    assert "epochs must be between 1 and 10000, got 0" in error.message
 
 
 async def test_trainer_rpcs(trainer: GrpcServer) -> None:
@@ -224,7 +230,7 @@ async def test_trainer_rpcs(trainer: GrpcServer) -> None:
         values.update({"epochs": 2.5, "learning_rate": 7})
         answer = await stub.VerifyHyperparameters(pb.VerifyHyperparametersRequest(hyperparameters=values))
         assert not answer.valid
-        assert any("epochs must be int" in e for e in answer.errors)
+        assert any("epochs must be an integer, got 2.5" in e for e in answer.errors)
         assert any("learning_rate must be between" in e for e in answer.errors)
 
         unknown = await stub.VerifyHyperparameters(pb.VerifyHyperparametersRequest(model_variant="yolo-xxl"))

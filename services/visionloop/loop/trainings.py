@@ -15,7 +15,8 @@ import grpc
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from visionloop.common.v1 import training_pb2
+from visionloop.common.v1 import node_pb2, training_pb2
+from visionloop.lib import hyperparameters
 from visionloop.loop.db import schema
 from visionloop.loop.deployments import lock_project
 from visionloop.loop.hub import Hub, check_in_scope, check_ref, get_project
@@ -142,6 +143,50 @@ def _end(row: schema.Training, phase: int, now: datetime) -> None:
     row.lease_expire_time = None
 
 
+def _declared_variants(
+    session: Session, project: schema.Project
+) -> tuple[dict[str, training_pb2.ModelVariantSchema], set[str]]:
+    """The model variants the project's trainers declare (the freshest heartbeat's declaration of
+    each), and the variants they build when a training names none (their first)."""
+    declared: dict[str, training_pb2.ModelVariantSchema] = {}
+    defaults: set[str] = set()
+    rows = session.scalars(
+        select(schema.Node)
+        .where(schema.Node.type == node_pb2.NODE_TYPE_TRAINER)
+        .order_by(schema.Node.last_heartbeat_time.desc())
+    )
+    for row in rows:
+        status = node_pb2.NodeStatus.FromString(row.status)
+        if status.organization not in ("", project.organization) or status.project not in ("", project.name):
+            continue
+        for variant in status.model_variants:
+            declared.setdefault(variant.name, variant)
+        if status.capabilities:
+            defaults.add(status.capabilities[0])
+    return declared, defaults
+
+
+def _check_hyperparameters(session: Session, project: schema.Project, spec: training_pb2.TrainingSpec) -> None:
+    """INVALID_ARGUMENT naming the hyperparameter a trainer could not take: NaN, infinities and nulls
+    always; wrong types and values out of range where the project's trainers declare the variant."""
+    values = hyperparameters.from_struct(spec.hyperparameters)
+    if problems := hyperparameters.generic_problems(values):
+        raise InvalidArgument("spec.hyperparameters: " + "; ".join(problems))
+    declared, defaults = _declared_variants(session, project)
+    name = spec.model_variant or (next(iter(defaults)) if len(defaults) == 1 else "")
+    variant = declared.get(name)
+    if variant is None:
+        return  # no trainer has declared it yet: the trainer verifies at the start of the training
+    specs = [hyperparameters.Spec.from_proto(item) for item in variant.hyperparameters]
+    checked = hyperparameters.check(values, specs, variant.name)
+    if checked.errors:
+        raise InvalidArgument(
+            f"spec.hyperparameters do not fit model variant {variant.name} as its trainers declare it: "
+            + "; ".join(checked.errors)
+            + " (TrainerService.ListModelVariants lists its hyperparameters)"
+        )
+
+
 def _checked_spec(session: Session, project: schema.Project, spec: training_pb2.TrainingSpec) -> bytes:
     """The spec as stored (default formats filled in), or the error naming what is wrong with it."""
     stored = training_pb2.TrainingSpec()
@@ -152,6 +197,7 @@ def _checked_spec(session: Session, project: schema.Project, spec: training_pb2.
         raise InvalidArgument('spec.formats must not contain empty names, e.g. ["pytorch", "onnx"]')
     if not spec.formats:
         stored.formats.extend(DEFAULT_FORMATS)
+    _check_hyperparameters(session, project, spec)
     ids = list(spec.category_ids)
     if len(set(ids)) != len(ids):
         raise InvalidArgument("spec.category_ids lists a category twice; each id gives one model output")

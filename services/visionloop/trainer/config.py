@@ -31,6 +31,13 @@ class TrainerSettings(ServiceSettings, PeerSettings, ImageLimitSettings):
     max_step_attempts: int = Field(
         3, alias="TRAINER_MAX_STEP_ATTEMPTS", ge=1, le=100, description="Attempts per state before the training fails."
     )
+    max_training_crashes: int = Field(
+        3,
+        alias="TRAINER_MAX_TRAINING_CRASHES",
+        ge=1,
+        le=100,
+        description="Runs of one training that may end in a crash (killed, out of memory) without progress.",
+    )
     step_backoff_seconds: float = Field(
         2.0, alias="TRAINER_STEP_BACKOFF_SECONDS", ge=0, le=600, description="First retry delay; doubles per attempt."
     )

@@ -5,14 +5,19 @@ downloaded → running → training finished → confusion matrix syncing → sy
 → uploaded → detecting → detected → detection uploading → ready for cleanup.
 
 A step that raises is retried with backoff up to ``max_attempts`` times, each failure recorded
-on the hub as a ``StepError``; a ``CriticalError`` (or the last attempt) ends the training as
-failed with the reason. A full disk is not the training's fault: the step (or the record's save)
-waits with backoff until there is space again, the lease renewed meanwhile, without using up
-attempts; the hub shows it as one ``StepError`` per wait. A restart finds the record in the data
-folder and continues from the last completed state; "during" states fall back to the state
-before them, and every step is written to be repeated safely (downloads skip what is there,
-training resumes from its checkpoint, uploads remember what went out and the hub publishes one
-version per training).
+on the hub as a ``StepError``; a ``CriticalError``, anything that is not an ``Exception`` (a
+plug-in calling ``sys.exit``), or the last attempt ends the training as failed with the reason.
+So does an error outside the steps (writing the record, the machine's own bookkeeping): a
+training never takes the trainer down with it. A run that never ends cleanly (the process is
+killed, runs out of memory) counts in the record; after ``max_crashes`` of them without progress
+the next start fails the training instead of running it again. A full disk is not the training's
+fault: the step (or the record's save) waits with backoff until there is space again, the lease
+renewed meanwhile, without using up attempts; the hub shows it as one ``StepError`` per wait.
+
+A restart finds the record in the data folder and continues from the last completed state;
+"during" states fall back to the state before them, and every step is written to be repeated
+safely (downloads skip what is there, training resumes from its checkpoint, uploads remember
+what went out and the hub publishes one version per training).
 
 Stop: training returns early keeping its best state, which is evaluated and uploaded; the
 detection steps are skipped. Abort: the current step is interrupted where it is safe, nothing
@@ -36,7 +41,7 @@ from google.protobuf import json_format
 
 from visionloop.client.loop import CATEGORY_TYPES
 from visionloop.common.v1 import detection_pb2, training_pb2
-from visionloop.lib import images
+from visionloop.lib import hyperparameters, images
 from visionloop.runtime.archives import safe_extract
 from visionloop.runtime.files import write_atomically
 from visionloop.runtime.logging import get_logger
@@ -98,6 +103,10 @@ class Interrupted(Exception):
     """Abort requested, or the lease went to another trainer: leave the step now."""
 
 
+class Unreported(Exception):
+    """The training ended but the hub could not be told; the record stays for the next start."""
+
+
 @dataclass(frozen=True)
 class MachineSettings:
     inference_batch_size: int = 16
@@ -106,6 +115,7 @@ class MachineSettings:
     backoff_seconds: float = 2.0
     backoff_max_seconds: float = 60.0
     image_limits: images.Limits = images.DEFAULT_LIMITS
+    max_crashes: int = 3
 
 
 class TrainingMachine:
@@ -192,7 +202,45 @@ class TrainingMachine:
     # --- the loop (worker thread) -----------------------------------------------------------
 
     def run(self) -> int:
-        """Drive the training to its end; returns the final phase (unspecified if the lease was lost)."""
+        """Drive the training to its end; returns the final phase (unspecified if the lease was lost
+        or the process shuts down). Raises only ``Unreported``: whatever else goes wrong fails the
+        training on the hub with its reason."""
+        try:
+            self._count_start()
+            phase = self._drive()
+        except Unreported:
+            raise
+        except BaseException as error:  # a plug-in's SystemExit too: the worker must live on
+            return self._crashed(error)
+        if phase == S.TRAINING_PHASE_UNSPECIFIED and self.shutting_down and self.record.folder.is_dir():
+            self._progressed()  # a clean shutdown is no crash (the folder is gone if the lease was lost)
+        return phase
+
+    def _count_start(self) -> None:
+        """Count this run as a crash until it progresses or ends; fail a training that keeps crashing."""
+        record = self.record
+        if record.crashes >= self.settings.max_crashes and not record.failure:
+            state = S.TrainingState.Name(record.state)  # type: ignore[arg-type]
+            log.warning(
+                "training keeps taking the trainer down; failing it", training_id=record.id, crashes=record.crashes
+            )
+            trainer_metrics.STEP_ERRORS.labels(trainer_metrics.state_name(record.state), "true").inc()
+            self._fail(
+                record.state,
+                f"the trainer stopped {record.crashes} times while running this training (last in {state}) "
+                "without progress in between, as when it is killed or runs out of memory; "
+                "ended as failed so it stops taking the trainer down",
+            )
+            return
+        record.crashes += 1
+        self._save()
+
+    def _progressed(self) -> None:
+        if self.record.crashes:
+            self.record.crashes = 0
+            self._save()
+
+    def _drive(self) -> int:
         record = self.record
         with self._lock:
             record.training.status.state = BEFORE.get(record.state, record.state)
@@ -214,6 +262,31 @@ class TrainingMachine:
             return self._abort()
         return self._finish()
 
+    def _crashed(self, error: BaseException) -> int:
+        """An error outside the steps' own handling: fail the training with it and report that."""
+        state = self.record.state
+        log.error(
+            "training crashed; ending it as failed",
+            training_id=self.record.id,
+            state=S.TrainingState.Name(state),  # type: ignore[arg-type]
+            exc_info=error,
+        )
+        trainer_metrics.STEP_ERRORS.labels(trainer_metrics.state_name(state), "true").inc()
+        self._fail(state, f"the trainer failed in {S.TrainingState.Name(state)}: {_describe(error)}")  # type: ignore[arg-type]
+        return self._finish()
+
+    def _fail(self, state: int, message: str) -> None:
+        """Record a critical error; the training ends as failed (best effort: the record may not write)."""
+        with self._lock:
+            entry = self.record.training.status.errors.add(state=state, message=message, attempts=1, critical=True)
+            entry.time.FromDatetime(datetime.now(UTC))
+            self.record.failure = message
+            self.record.crashes = 0
+        try:
+            self.record.save()
+        except OSError as error:
+            log.warning("training record not written", training_id=self.record.id, error=str(error))
+
     def _perform(self, during: int, after: int, action: Callable[[], None]) -> None:
         before = self.record.state
         self._set_state(during, progress=0.0)
@@ -222,24 +295,30 @@ class TrainingMachine:
         except Interrupted:
             self._set_state(before)
             return
-        except Exception as error:  # every failure is recorded, then retried or fatal
-            if self.interrupted:
+        except BaseException as error:  # every failure is recorded, then retried or fatal
+            if self.interrupted and isinstance(error, Exception):
                 self._set_state(before)
                 return
             self._failed(before, during, error)
             return
         self._attempts.pop(during, None)
         self._waits = 0
+        self.record.crashes = 0  # progress: earlier crashes were not this training's doing
         self._set_state(after, progress=1.0)
 
-    def _failed(self, before: int, during: int, error: Exception) -> None:
-        shortage = shortage_of(error)
+    def _failed(self, before: int, during: int, error: BaseException) -> None:
+        shortage = shortage_of(error) if isinstance(error, Exception) else None
         if shortage is not None and shortage.retry_later and not isinstance(error, CriticalError):
             self._wait_for_space(before, during, shortage, error)
             return
         attempts = self._attempts.get(during, 0) + 1
         self._attempts[during] = attempts
-        critical = isinstance(error, CriticalError) or attempts >= self.settings.max_attempts
+        # Not an Exception (SystemExit, KeyboardInterrupt raised by a plug-in): no retry can help.
+        critical = (
+            isinstance(error, CriticalError)
+            or not isinstance(error, Exception)
+            or attempts >= self.settings.max_attempts
+        )
         message = _describe(error)
         log.warning(
             "training step failed",
@@ -336,7 +415,8 @@ class TrainingMachine:
                 if error.code() == grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
                     break  # the hub ended it already (or gave it away): nothing left to report
                 if attempt == self.settings.max_attempts:
-                    raise  # the record stays: the next start finishes it
+                    self._progressed()  # not a crash: the record stays and the next start finishes it
+                    raise Unreported(f"the hub did not take the end of training {record.id}: {error}") from error
                 self._wake.wait(self.settings.backoff_seconds * attempt)
         log.info(
             "training ended",
@@ -364,7 +444,10 @@ class TrainingMachine:
         return S.TRAINING_PHASE_ABORTED
 
     def _clean_up(self, keep: bool) -> None:
-        self.plugin.close()
+        try:
+            self.plugin.close()
+        except Exception:  # the training is over; what the plug-in failed to release goes with the process
+            log.exception("plug-in close failed", training_id=self.record.id)
         folder = self.record.folder
         if keep:
             self.old_trainings.mkdir(parents=True, exist_ok=True)
@@ -378,7 +461,10 @@ class TrainingMachine:
 
     def prepare(self) -> None:
         spec = self.record.training.spec
-        verification = self.plugin.verify(spec.model_variant, json_format.MessageToDict(spec.hyperparameters))
+        values = hyperparameters.from_struct(spec.hyperparameters)
+        if problems := hyperparameters.generic_problems(values):  # even for a plug-in whose verify skips them
+            raise CriticalError("hyperparameters rejected: " + "; ".join(problems))
+        verification = self.plugin.verify(spec.model_variant, values)
         if not verification.valid:
             raise CriticalError("hyperparameters rejected: " + "; ".join(verification.errors))
         variant = self.plugin.variant(spec.model_variant)
@@ -450,6 +536,7 @@ class TrainingMachine:
                 status.progress = progress.fraction
                 if progress.map50 is not None:
                     status.confusion_matrix.metrics.map50 = progress.map50
+                self.record.crashes = 0  # an epoch went through: earlier crashes were not this training's doing
             self.record.save()
             if time.monotonic() - self._pushed >= PUSH_INTERVAL_SECONDS:  # dashboards see epochs promptly
                 self.push()
@@ -609,7 +696,7 @@ class TrainingMachine:
         return self.plugin.has_model(self.job())
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: BaseException) -> str:
     if isinstance(error, grpc.RpcError):
         return f"hub answered {error.code().name}: {error.details()}"  # type: ignore[attr-defined]
     return f"{type(error).__name__}: {error}" if not isinstance(error, CriticalError) else str(error)

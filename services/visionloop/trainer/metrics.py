@@ -17,6 +17,13 @@ LOSS = Gauge("visionloop_trainer_loss", "Mean training loss of the last finished
 MAP50 = Gauge("visionloop_trainer_map50", "mAP@0.5 on the held-out images, last evaluation.")
 STEP_ERRORS = Counter("visionloop_trainer_step_errors", "Failed attempts of training steps.", ["state", "critical"])
 TRAININGS = Counter("visionloop_trainer_trainings", "Trainings this node ended, by phase.", ["phase"])
+WORKER_UP = Gauge(
+    "visionloop_trainer_worker_up",
+    "1 while the worker that claims and runs trainings is alive; 0 after it died, until the supervisor restarts it.",
+)
+WORKER_CRASHES = Counter(
+    "visionloop_trainer_worker_crashes", "Times the claim-and-train worker died and was restarted (see the log)."
+)
 LAST_PROGRESS = Gauge(
     "visionloop_trainer_last_progress_timestamp_seconds",
     "Unix time the current training last moved (state change or epoch); alerts fire when it stops moving.",

@@ -3,7 +3,9 @@
 The trainer service owns everything around a training: the hub, the queue lease, the state
 machine, persistence, retries, uploads. A plug-in only knows how to train and run its models:
 
-- ``variants()`` — what it builds: default hyperparameters, base models, formats it writes;
+- ``variants()`` — what it builds: default hyperparameters (each default's type is the type
+  accepted) with their ranges, base models, formats it writes; the trainer declares them to
+  the hub, which checks new trainings against them before queueing;
 - ``verify(variant, hyperparameters)`` — errors, warnings and the corrected values it would use;
 - ``train(job, report, cancelled)`` — train on ``job.train_images``, checkpointing into
   ``job.folder`` and resuming from what is there (the service restarts it after a crash);
@@ -34,6 +36,8 @@ import numpy as np
 
 from visionloop.common.v1 import annotation_pb2, detection_pb2
 from visionloop.lib import images
+from visionloop.lib.hyperparameters import Spec, specs_from_defaults
+from visionloop.lib.hyperparameters import check as check_hyperparameters
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,13 @@ class Variant:
     defaults: Mapping[str, Any]
     base_models: tuple[str, ...] = ()
     formats: tuple[str, ...] = ("onnx",)
+    # name -> (lowest, highest) accepted, None for no bound; values outside are errors, never clamped
+    ranges: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    @property
+    def hyperparameters(self) -> tuple[Spec, ...]:
+        """What the variant declares: each default's type and its range (published to the hub)."""
+        return specs_from_defaults(self.defaults, self.ranges)
 
 
 @dataclass(frozen=True)
@@ -130,26 +141,15 @@ class TrainerPlugin(ABC):
         """The variants this plug-in trains; the first is the default."""
 
     def verify(self, variant: str, hyperparameters: Mapping[str, Any]) -> Verification:
-        """Check hyperparameters against the variant's defaults: unknown names warn, wrong types
-        error; missing names take the default. Override to add range checks (and call super)."""
+        """Check hyperparameters against the variant's declared ones (``Variant.hyperparameters``):
+        NaN, infinities, wrong types and values out of range error, unknown names warn, missing
+        names take the default. Override to add checks or corrections (and call super)."""
         chosen = self.variant(variant)
         if chosen is None:
             names = ", ".join(v.name for v in self.variants())
             return Verification((f"unknown model variant {variant!r}; this trainer builds {names}",), (), {})
-        errors: list[str] = []
-        warnings: list[str] = []
-        corrected = dict(chosen.defaults)
-        for name, value in hyperparameters.items():
-            if name not in chosen.defaults:
-                warnings.append(f"{name} is not a hyperparameter of {chosen.name}; ignored")
-                continue
-            fixed = _coerce(value, chosen.defaults[name])
-            if fixed is None:
-                kind = type(chosen.defaults[name]).__name__
-                errors.append(f"{name} must be {kind}, got {value!r}")
-            else:
-                corrected[name] = fixed
-        return Verification(tuple(errors), tuple(warnings), corrected)
+        checked = check_hyperparameters(hyperparameters, chosen.hyperparameters, chosen.name)
+        return Verification(checked.errors, checked.warnings, dict(checked.values))
 
     def variant(self, name: str) -> Variant | None:
         """The variant called ``name`` (empty: the default)."""
@@ -177,21 +177,6 @@ class TrainerPlugin(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what ``detect`` keeps loaded between batches."""
-
-
-def _coerce(value: Any, default: Any) -> Any:
-    """``value`` as the default's type, or None when it cannot be (JSON numbers arrive as floats)."""
-    if isinstance(default, bool):
-        return value if isinstance(value, bool) else None
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
-            return None
-        return int(value)
-    if isinstance(default, float):
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-    if isinstance(default, str):
-        return value if isinstance(value, str) else None
-    return value
 
 
 def load_plugin(spec: str) -> TrainerPlugin:

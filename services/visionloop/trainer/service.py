@@ -5,20 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-from google.protobuf import json_format, struct_pb2
 
 from visionloop.common.v1 import node_pb2
+from visionloop.lib.hyperparameters import from_struct, to_struct
 from visionloop.runtime.errors import FailedPrecondition
 from visionloop.trainer.machine import TrainingMachine
 from visionloop.trainer.plugin import TrainerPlugin
 from visionloop.trainer.v1 import trainer_service_pb2 as pb
 from visionloop.trainer.v1 import trainer_service_pb2_grpc
-
-
-def _struct(values: object) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(values)  # type: ignore[arg-type]
-    return struct
 
 
 class TrainerServicer(trainer_service_pb2_grpc.TrainerServiceServicer):
@@ -49,9 +43,10 @@ class TrainerServicer(trainer_service_pb2_grpc.TrainerServiceServicer):
                     name=v.name,
                     description=v.description,
                     category_types=list(v.category_types),
-                    default_hyperparameters=_struct(dict(v.defaults)),
+                    default_hyperparameters=to_struct(v.defaults),
                     base_models=list(v.base_models),
                     formats=list(v.formats),
+                    hyperparameters=[spec.to_proto() for spec in v.hyperparameters],
                 )
                 for v in self.plugin.variants()
             ]
@@ -60,13 +55,12 @@ class TrainerServicer(trainer_service_pb2_grpc.TrainerServiceServicer):
     async def VerifyHyperparameters(
         self, request: pb.VerifyHyperparametersRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifyHyperparametersResponse:
-        values = json_format.MessageToDict(request.hyperparameters)
-        verification = self.plugin.verify(request.model_variant, values)
+        verification = self.plugin.verify(request.model_variant, from_struct(request.hyperparameters))
         return pb.VerifyHyperparametersResponse(
             valid=verification.valid,
             errors=list(verification.errors),
             warnings=list(verification.warnings),
-            corrected=_struct(dict(verification.corrected)),
+            corrected=to_struct(verification.corrected),
         )
 
     def _current(self, verb: str) -> TrainingMachine:

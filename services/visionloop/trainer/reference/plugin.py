@@ -47,8 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "width": 24,
     "seed": 0,
 }
-# name -> (lowest, highest) accepted; values outside are errors, not silently clamped
-LIMITS: dict[str, tuple[float, float]] = {
+# name -> (lowest, highest) accepted, declared with the variant: values outside are errors, never clamped
+LIMITS: dict[str, tuple[float | None, float | None]] = {
     "resolution": (64, 1280),
     "epochs": (1, 10_000),
     "batch_size": (1, 512),
@@ -113,6 +113,7 @@ class ReferenceTrainer(TrainerPlugin):
                 category_types=("box", "point"),
                 defaults=DEFAULTS,
                 formats=("pytorch", "onnx"),
+                ranges=LIMITS,
             )
         ]
 
@@ -122,9 +123,6 @@ class ReferenceTrainer(TrainerPlugin):
             return base
         errors, warnings = list(base.errors), list(base.warnings)
         corrected = dict(base.corrected)
-        for name, (low, high) in LIMITS.items():
-            if not low <= corrected[name] <= high:
-                errors.append(f"{name} must be between {low:g} and {high:g}, got {corrected[name]:g}")
         resolution = corrected["resolution"]
         if not errors and resolution % 16:
             corrected["resolution"] = max(64, round(resolution / 16) * 16)

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from visionloop.common.v1 import training_pb2 as _training_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -52,7 +53,7 @@ class NodeError(_message.Message):
     def __init__(self, key: _Optional[str] = ..., message: _Optional[str] = ..., first_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node_id", "name", "type", "state", "organization", "project", "model_version", "errors", "uptime", "capabilities", "software_version", "last_heartbeat_time", "training_id")
+    __slots__ = ("node_id", "name", "type", "state", "organization", "project", "model_version", "errors", "uptime", "capabilities", "software_version", "last_heartbeat_time", "training_id", "model_variants")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +67,7 @@ class NodeStatus(_message.Message):
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
     TRAINING_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VARIANTS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     type: NodeType
@@ -79,4 +81,5 @@ class NodeStatus(_message.Message):
     software_version: str
     last_heartbeat_time: _timestamp_pb2.Timestamp
     training_id: str
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[NodeType, str]] = ..., state: _Optional[_Union[NodeState, str]] = ..., organization: _Optional[str] = ..., project: _Optional[str] = ..., model_version: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[NodeError, _Mapping]]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., training_id: _Optional[str] = ...) -> None: ...
+    model_variants: _containers.RepeatedCompositeFieldContainer[_training_pb2.ModelVariantSchema]
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[NodeType, str]] = ..., state: _Optional[_Union[NodeState, str]] = ..., organization: _Optional[str] = ..., project: _Optional[str] = ..., model_version: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[NodeError, _Mapping]]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., training_id: _Optional[str] = ..., model_variants: _Optional[_Iterable[_Union[_training_pb2.ModelVariantSchema, _Mapping]]] = ...) -> None: ...

@@ -40,6 +40,14 @@ class TrainingPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_PHASE_FAILED: _ClassVar[TrainingPhase]
     TRAINING_PHASE_STOPPED: _ClassVar[TrainingPhase]
     TRAINING_PHASE_ABORTED: _ClassVar[TrainingPhase]
+
+class HyperparameterType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HYPERPARAMETER_TYPE_UNSPECIFIED: _ClassVar[HyperparameterType]
+    HYPERPARAMETER_TYPE_NUMBER: _ClassVar[HyperparameterType]
+    HYPERPARAMETER_TYPE_INTEGER: _ClassVar[HyperparameterType]
+    HYPERPARAMETER_TYPE_BOOLEAN: _ClassVar[HyperparameterType]
+    HYPERPARAMETER_TYPE_STRING: _ClassVar[HyperparameterType]
 TRAINING_STATE_UNSPECIFIED: TrainingState
 TRAINING_STATE_INITIALIZED: TrainingState
 TRAINING_STATE_DATA_DOWNLOADING: TrainingState
@@ -63,6 +71,11 @@ TRAINING_PHASE_SUCCEEDED: TrainingPhase
 TRAINING_PHASE_FAILED: TrainingPhase
 TRAINING_PHASE_STOPPED: TrainingPhase
 TRAINING_PHASE_ABORTED: TrainingPhase
+HYPERPARAMETER_TYPE_UNSPECIFIED: HyperparameterType
+HYPERPARAMETER_TYPE_NUMBER: HyperparameterType
+HYPERPARAMETER_TYPE_INTEGER: HyperparameterType
+HYPERPARAMETER_TYPE_BOOLEAN: HyperparameterType
+HYPERPARAMETER_TYPE_STRING: HyperparameterType
 
 class StepError(_message.Message):
     __slots__ = ("state", "message", "attempts", "critical", "time")
@@ -107,6 +120,28 @@ class TrainingSpec(_message.Message):
     model_variant: str
     formats: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., category_ids: _Optional[_Iterable[str]] = ..., base_model_version: _Optional[str] = ..., model_variant: _Optional[str] = ..., formats: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class HyperparameterSpec(_message.Message):
+    __slots__ = ("name", "type", "default_value", "minimum", "maximum")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: HyperparameterType
+    default_value: _struct_pb2.Value
+    minimum: float
+    maximum: float
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[HyperparameterType, str]] = ..., default_value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., minimum: _Optional[float] = ..., maximum: _Optional[float] = ...) -> None: ...
+
+class ModelVariantSchema(_message.Message):
+    __slots__ = ("name", "hyperparameters")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    hyperparameters: _containers.RepeatedCompositeFieldContainer[HyperparameterSpec]
+    def __init__(self, name: _Optional[str] = ..., hyperparameters: _Optional[_Iterable[_Union[HyperparameterSpec, _Mapping]]] = ...) -> None: ...
 
 class TrainingStatus(_message.Message):
     __slots__ = ("state", "progress", "epoch", "total_epochs", "loss", "errors", "confusion_matrix", "image_counts", "update_time")

@@ -11,20 +11,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ModelVariant(_message.Message):
-    __slots__ = ("name", "description", "category_types", "default_hyperparameters", "base_models", "formats")
+    __slots__ = ("name", "description", "category_types", "default_hyperparameters", "base_models", "formats", "hyperparameters")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_TYPES_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     BASE_MODELS_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
+    HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     category_types: _containers.RepeatedScalarFieldContainer[str]
     default_hyperparameters: _struct_pb2.Struct
     base_models: _containers.RepeatedScalarFieldContainer[str]
     formats: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., category_types: _Optional[_Iterable[str]] = ..., default_hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., base_models: _Optional[_Iterable[str]] = ..., formats: _Optional[_Iterable[str]] = ...) -> None: ...
+    hyperparameters: _containers.RepeatedCompositeFieldContainer[_training_pb2.HyperparameterSpec]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., category_types: _Optional[_Iterable[str]] = ..., default_hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., base_models: _Optional[_Iterable[str]] = ..., formats: _Optional[_Iterable[str]] = ..., hyperparameters: _Optional[_Iterable[_Union[_training_pb2.HyperparameterSpec, _Mapping]]] = ...) -> None: ...
 
 class GetTrainerStatusRequest(_message.Message):
     __slots__ = ()
