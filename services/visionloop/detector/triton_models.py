@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from visionloop.common.v1 import model_pb2
+from visionloop.detector.admission import DEFAULT_POLICY, AdmissionPolicy
 from visionloop.detector.backends.base import BackendError
 from visionloop.detector.backends.triton import TritonBackend, repository_models
 from visionloop.detector.models import ServedModel, read_model_folder, served
@@ -207,6 +208,7 @@ async def open_triton_model(
     max_wait: float = 0.002,
     shared_memory: str = "auto",
     shared_memory_owner: str = "",
+    admission: AdmissionPolicy = DEFAULT_POLICY,
 ) -> ServedModel:
     """Serve a model folder on the Triton at ``triton_url``.
 
@@ -222,7 +224,7 @@ async def open_triton_model(
     )
     if published is not None:
         log.info("triton model loaded", model=name, triton_model=published.model_name, url=triton_url, published=True)
-        return served(name, info, SharedTritonBackend(published), max_wait)
+        return served(name, info, SharedTritonBackend(published), max_wait, admission)
     if not info.version:  # a model brought from elsewhere: detections still name what produced them
         info.version = "local"
     triton_name = triton_model_name(name)
@@ -251,4 +253,4 @@ async def open_triton_model(
         shared_memory_owner=shared_memory_owner,
     )
     log.info("triton model loaded", model=name, triton_model=triton_name, triton_version=version, url=triton_url)
-    return served(name, info, SharedTritonBackend(backend), max_wait)
+    return served(name, info, SharedTritonBackend(backend), max_wait, admission)
