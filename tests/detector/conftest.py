@@ -26,6 +26,11 @@ from visionloop.loop.v1 import project_service_pb2_grpc as project_grpc
 from visionloop.runtime.server import GrpcServer
 from visionloop.synthetic.models import model_zip
 
+# Tests of what a detector answers send frames as fast as the streams take them; on a busy machine
+# admission control would refuse some of them. They run with it opened up (a minute's budget, a
+# thousand frames); tests/detector/test_admission.py tests admission itself.
+OPEN_ADMISSION = {"queue_budget_ms": 60_000, "max_queued_batches": 64}
+
 
 @pytest.fixture(scope="session")
 def stub_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -47,7 +52,9 @@ async def start_detector(settings: DetectorSettings) -> tuple[GrpcServer, int]:
 
 @pytest.fixture
 async def detector(tmp_path: Path, stub_zip: Path) -> AsyncIterator[DetectorClient]:
-    settings = DetectorSettings(port=0, data_dir=tmp_path / "detector", model_paths=f"stub={stub_zip}")
+    settings = DetectorSettings(
+        port=0, data_dir=tmp_path / "detector", model_paths=f"stub={stub_zip}", **OPEN_ADMISSION
+    )
     server, port = await start_detector(settings)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield DetectorClient(
@@ -108,6 +115,7 @@ def settings_for(hub: Hub, folder: Path) -> DetectorSettings:
         loop_host=f"127.0.0.1:{hub.settings.port}",
         loop_organization="acme",
         loop_project="weeds",
+        **OPEN_ADMISSION,
     )
 
 

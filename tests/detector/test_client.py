@@ -13,7 +13,7 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from tests.detector.conftest import start_detector
+from tests.detector.conftest import OPEN_ADMISSION, start_detector
 from tests.detector.frames import frame, jpeg
 from tests.harness import serve
 from visionloop.client import (
@@ -78,7 +78,9 @@ class Served:
 
 @pytest.fixture
 async def served(tmp_path: Path, stub_zip: Path) -> AsyncIterator[Served]:
-    settings = DetectorSettings(port=free_port(), data_dir=tmp_path / "detector", model_paths=f"stub={stub_zip}")
+    settings = DetectorSettings(
+        port=free_port(), data_dir=tmp_path / "detector", model_paths=f"stub={stub_zip}", **OPEN_ADMISSION
+    )
     detector = Served(settings)
     await detector.start()
     yield detector

@@ -17,7 +17,7 @@ import pytest
 import tritonclient.grpc.aio as aioclient
 from pydantic import ValidationError
 
-from tests.detector.conftest import DetectorClient, start_detector
+from tests.detector.conftest import OPEN_ADMISSION, DetectorClient, start_detector
 from tests.detector.frames import frame, jpeg
 from tests.detector.triton_server import TritonServer, TritonStartError
 from visionloop.client.images import to_image
@@ -63,6 +63,7 @@ def triton_settings(data_dir: Path, model_paths: str, triton: TritonServer) -> D
         backend="triton",
         triton_url=triton.grpc_url,
         triton_model_repository=triton.repository,
+        **OPEN_ADMISSION,
     )
 
 

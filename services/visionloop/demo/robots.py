@@ -34,7 +34,7 @@ class StreamReport:
     answered: int = 0
     uploaded: int = 0  # frames the detector queued for the hub
     failed: int = 0  # the detector answered with an error
-    missed: int = 0  # dropped before sending or lost with a broken stream
+    missed: int = 0  # dropped before sending, refused by a busy detector, or lost with a broken stream
     latencies: list[float] = field(default_factory=list)  # seconds from submit to answer
     versions: set[str] = field(default_factory=set)  # model versions that answered
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -53,7 +53,8 @@ class StreamReport:
             self.versions.add(result.response.model_version)
 
     def add_stream(self, submitted: int, dropped: int) -> None:
-        """A finished stream's own counts: frames submitted, and dropped before they were sent."""
+        """A finished stream's own counts: frames submitted, and dropped (before they were sent, or by
+        a busy detector: neither reaches ``add``)."""
         with self._lock:
             self.submitted += submitted
             self.missed += dropped
@@ -72,8 +73,9 @@ def _drive(target: str, robot: int, frames: Sequence[Frame], fps: float, report:
             stream.submit(frame.data)
     finally:
         stream.close(drain=True, drain_timeout=DRAIN_SECONDS)
-    report.add_stream(stream.stats.submitted, stream.stats.dropped)
-    tick(stream.stats.dropped)
+    dropped = stream.stats.dropped + stream.stats.busy
+    report.add_stream(stream.stats.submitted, dropped)
+    tick(dropped)
 
 
 def stream(target: str, frames: Sequence[Sequence[Frame]], fps: float, tick: Tick = lambda _: None) -> StreamReport:

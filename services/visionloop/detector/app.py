@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from visionloop.detector.admission import AdmissionPolicy
 from visionloop.detector.backends.base import BackendError
 from visionloop.detector.config import Backend, DetectorSettings
 from visionloop.detector.lifecycle import ModelUpdater
@@ -53,6 +54,7 @@ def opener(settings: DetectorSettings, owner: str = "") -> Opener:
     """What loads a model folder on the configured backend: ``await opener(settings)(name, folder)``.
     ``owner`` (the node id) names the Triton shared-memory regions, so a restart can find leftovers."""
     wait = settings.max_batch_wait_ms / 1000
+    admission = AdmissionPolicy(settings.queue_budget_ms / 1000, settings.max_queued_batches)
     if settings.backend is Backend.TRITON:
         # Imported here: the Triton client costs ~0.4 s of start-up that ONNX Runtime detectors skip.
         from visionloop.detector.triton_models import open_triton_model
@@ -67,8 +69,9 @@ def opener(settings: DetectorSettings, owner: str = "") -> Opener:
             shared_memory=settings.triton_shared_memory,
             shared_memory_owner=owner,
             lease_seconds=settings.triton_lease_seconds,
+            admission=admission,
         )
-    return functools.partial(open_onnx_model, max_batch=settings.max_batch_size, max_wait=wait)
+    return functools.partial(open_onnx_model, max_batch=settings.max_batch_size, max_wait=wait, admission=admission)
 
 
 async def _sweep_shared_memory(url: str, owner: str) -> None:

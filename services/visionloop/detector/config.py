@@ -110,6 +110,23 @@ class DetectorSettings(ServiceSettings, PeerSettings):
         le=100,
         description="How long a frame may wait for others to share its backend call.",
     )
+    queue_budget_ms: float = Field(
+        50.0,
+        alias="DETECTOR_QUEUE_BUDGET_MS",
+        gt=0,
+        le=60_000,
+        description="Admission control: a model admits a frame only while the frames it holds take less than this "
+        "to get through (by its measured time per frame); beyond, frames are refused at once with "
+        "RESOURCE_EXHAUSTED instead of answered late. 50 ms: one and a half frames of a 30 fps camera.",
+    )
+    max_queued_batches: int = Field(
+        4,
+        alias="DETECTOR_MAX_QUEUED_BATCHES",
+        ge=1,
+        le=64,
+        description="Most frames a model holds at once, in batches of DETECTOR_MAX_BATCH_SIZE, whatever its "
+        "measured speed says.",
+    )
     max_image_bytes: int = Field(
         32 * 1024 * 1024, alias="DETECTOR_MAX_IMAGE_BYTES", ge=1024, description="Largest image accepted."
     )
@@ -169,6 +186,11 @@ class DetectorSettings(ServiceSettings, PeerSettings):
             raise ValueError(
                 f"MIN_UNCERTAIN_THRESHOLD ({self.min_uncertain_threshold}) must not exceed "
                 f"MAX_UNCERTAIN_THRESHOLD ({self.max_uncertain_threshold})"
+            )
+        if self.queue_budget_ms <= self.max_batch_wait_ms:
+            raise ValueError(
+                f"DETECTOR_QUEUE_BUDGET_MS ({self.queue_budget_ms:g}) must exceed DETECTOR_MAX_BATCH_WAIT_MS "
+                f"({self.max_batch_wait_ms:g}): a frame may wait that long for company alone"
             )
         if self.backend is Backend.TRITON and not self.triton_url:
             raise ValueError("TRITON_URL must be set when DETECTOR_BACKEND is triton")

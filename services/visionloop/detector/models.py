@@ -18,6 +18,7 @@ from google.protobuf import timestamp_pb2
 from prometheus_client import Gauge
 
 from visionloop.common.v1 import model_pb2
+from visionloop.detector.admission import DEFAULT_POLICY, Admission, AdmissionPolicy
 from visionloop.detector.backends.base import Backend, BackendError, stack
 from visionloop.detector.backends.onnxruntime import OnnxRuntimeBackend
 from visionloop.detector.batching import MicroBatcher, Run
@@ -66,6 +67,7 @@ class ServedModel:
     info: model_pb2.ModelInfo
     backend: Backend
     batcher: MicroBatcher
+    admission: Admission
     load_time: timestamp_pb2.Timestamp = field(default_factory=timestamp_pb2.Timestamp)
     in_flight: int = 0
     retired: bool = False
@@ -80,7 +82,13 @@ class ServedModel:
         await self.backend.close()
 
 
-async def open_onnx_model(name: str, folder: Path, max_batch: int = 16, max_wait: float = 0.002) -> ServedModel:
+async def open_onnx_model(
+    name: str,
+    folder: Path,
+    max_batch: int = 16,
+    max_wait: float = 0.002,
+    admission: AdmissionPolicy = DEFAULT_POLICY,
+) -> ServedModel:
     """Load a model folder on ONNX Runtime."""
     info, weights = await asyncio.to_thread(read_model_folder, folder)
     if not info.version:  # a model brought from elsewhere: detections still name what produced them
@@ -88,7 +96,7 @@ async def open_onnx_model(name: str, folder: Path, max_batch: int = 16, max_wait
     backend = await OnnxRuntimeBackend.load(
         weights, info.input.tensor_name or "images", list(info.output.tensor_names), max_batch
     )
-    return served(name, info, backend, max_wait)
+    return served(name, info, backend, max_wait, admission)
 
 
 def _runner(backend: Backend) -> Run:
@@ -104,9 +112,15 @@ def _runner(backend: Backend) -> Run:
     return run
 
 
-def served(name: str, info: model_pb2.ModelInfo, backend: Backend, max_wait: float = 0.002) -> ServedModel:
+def served(
+    name: str,
+    info: model_pb2.ModelInfo,
+    backend: Backend,
+    max_wait: float = 0.002,
+    admission: AdmissionPolicy = DEFAULT_POLICY,
+) -> ServedModel:
     batcher = MicroBatcher(name, _runner(backend), backend.max_batch_size, max_wait, backend.max_in_flight)
-    model = ServedModel(name, info, backend, batcher)
+    model = ServedModel(name, info, backend, batcher, admission.admission(name, batcher.max_batch))
     model.load_time.GetCurrentTime()
     return model
 

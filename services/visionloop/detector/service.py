@@ -147,26 +147,28 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
         )
         return Run(prepared, done.value, done.queue_seconds, done.infer_seconds, done.finish_seconds)
 
-    async def detect(self, image: image_pb2.Image, options: pb.DetectOptions) -> pb.DetectResponse:
-        """One frame through decode, pre-process, batched inference and post-processing."""
+    def _check(self, options: pb.DetectOptions) -> None:
         if self.mode == pb.OPERATION_MODE_IDLE:
             raise Unavailable("the detector is idle (SetOperationMode); switch it to OPERATION_MODE_DETECTING")
         if options.autoupload not in pb.AutoUpload.values():
             raise InvalidArgument(
                 "options.autoupload must be AUTO_UPLOAD_FILTERED, AUTO_UPLOAD_ALL or AUTO_UPLOAD_DISABLED"
             )
-        async with self.models.use(options.model) as model:
-            settings = postprocess.Settings.resolve(options, model.info.detection_defaults)
-            rescale = options.rescale_type or model.info.input.rescale_type
-            run_blocking = getattr(model.backend, "run_blocking", None)
-            if run_blocking is not None and await model.batcher.claim_idle():
-                try:  # nobody to batch with: the whole frame in one thread, no hand-overs
-                    run = await asyncio.to_thread(self._alone, model, run_blocking, image, rescale, settings)
-                finally:
-                    model.batcher.release()
-            else:
-                run = await self._batched(model, image, rescale, settings)
-            name, version = model.name, model.version
+
+    async def _run(
+        self, model: ServedModel, image: image_pb2.Image, options: pb.DetectOptions
+    ) -> tuple[pb.DetectResponse, preprocess.Frame]:
+        """One admitted frame through decode, pre-process, batched inference and post-processing."""
+        settings = postprocess.Settings.resolve(options, model.info.detection_defaults)
+        rescale = options.rescale_type or model.info.input.rescale_type
+        run_blocking = getattr(model.backend, "run_blocking", None)
+        if run_blocking is not None and await model.batcher.claim_idle():
+            try:  # nobody to batch with: the whole frame in one thread, no hand-overs
+                run = await asyncio.to_thread(self._alone, model, run_blocking, image, rescale, settings)
+            finally:
+                model.batcher.release()
+        else:
+            run = await self._batched(model, image, rescale, settings)
         prepared = run.prepared
         for stage, seconds in (
             ("decode", prepared.decode_seconds),
@@ -180,8 +182,8 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
         frame = prepared.frame
         response = pb.DetectResponse(
             detections=run.detections,
-            model=name,
-            model_version=version,
+            model=model.name,
+            model_version=model.version,
             image_width=frame.width,
             image_height=frame.height,
             timing=pb.Timing(
@@ -191,7 +193,15 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
                 postprocess=_duration(run.postprocess_seconds),
             ),
         )
-        if self.uploads is not None:
+        return response, frame
+
+    async def detect(self, image: image_pb2.Image, options: pb.DetectOptions) -> pb.DetectResponse:
+        """One frame, if its model admits it (else ResourceExhausted at once), then the upload filter."""
+        self._check(options)
+        async with self.models.use(options.model) as model:
+            with model.admission.hold():
+                response, frame = await self._run(model, image, options)
+        if self.uploads is not None:  # the outbox's disk write is not the model's work: after the release
             await self.uploads.after_detection(image, frame, options, response)
         return response
 
@@ -207,8 +217,28 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
             raise InvalidArgument(
                 f"at most {self.settings.max_batch_size * 4} images per DetectBatch, got {len(request.images)}"
             )
-        results = await asyncio.gather(*(self.detect(image, request.options) for image in request.images))
-        return pb.DetectBatchResponse(results=results)
+        options = request.options
+        self._check(options)
+        async with self.models.use(options.model) as model:
+            # All or nothing: the model admits the whole request, or refuses it at once.
+            with model.admission.hold(len(request.images)):
+                done = await asyncio.gather(
+                    *(self._run(model, image, options) for image in request.images), return_exceptions=True
+                )
+                # Every frame has finished before the hold is released; the first failure in order is the answer.
+                for outcome in done:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+        ran = [outcome for outcome in done if not isinstance(outcome, BaseException)]
+        if self.uploads is not None:
+            uploads = self.uploads
+            await asyncio.gather(
+                *(
+                    uploads.after_detection(image, frame, options, response)
+                    for image, (response, frame) in zip(request.images, ran, strict=True)
+                )
+            )
+        return pb.DetectBatchResponse(results=[response for response, _ in ran])
 
     async def _stream_frame(
         self, request: pb.DetectStreamRequest, options: pb.DetectOptions

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from visionloop.common.v1 import model_pb2
+from visionloop.detector.admission import DEFAULT_POLICY, AdmissionPolicy
 from visionloop.detector.backends.base import BackendError
 from visionloop.detector.backends.triton import TritonBackend, repository_models
 from visionloop.detector.models import ServedModel, read_model_folder, served
@@ -205,6 +206,7 @@ async def open_triton_model(
     shared_memory: str = "auto",
     shared_memory_owner: str = "",
     lease_seconds: float = 60.0,
+    admission: AdmissionPolicy = DEFAULT_POLICY,
 ) -> ServedModel:
     """Serve a model folder on the Triton at ``triton_url``.
 
@@ -230,7 +232,7 @@ async def open_triton_model(
     published = await _load_published(leases, load, info)
     if published is not None:
         log.info("triton model loaded", model=name, triton_model=published.model_name, url=triton_url, published=True)
-        return served(name, info, SharedTritonBackend(published, leases), max_wait)
+        return served(name, info, SharedTritonBackend(published, leases), max_wait, admission)
     if not info.version:  # a model brought from elsewhere: detections still name what produced them
         info.version = "local"
     version = triton_version(info.version)
@@ -243,4 +245,4 @@ async def open_triton_model(
         raise BackendError(f"cannot read {weights}: {error}") from None
     backend = await _load_held(leases, load, entry, functools.partial(ensure_entry, repository, entry, files))
     log.info("triton model loaded", model=name, triton_model=entry, triton_version=version, url=triton_url)
-    return served(name, info, SharedTritonBackend(backend, leases), max_wait)
+    return served(name, info, SharedTritonBackend(backend, leases), max_wait, admission)

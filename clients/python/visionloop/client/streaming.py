@@ -5,9 +5,11 @@ A camera produces frames whether or not the link keeps up. ``FrameStream`` takes
 oldest, or refusing the newest) and at most ``window`` frames in flight, and hands back answers in
 frame order through ``async for`` or a callback. When the stream breaks (UNAVAILABLE, a detector
 restart...) the frames in flight are reported lost, and it reconnects with capped, jittered
-exponential backoff and goes on with the newest frames. Memory stays bounded however slow the
-network, the detector or the consumer is: a slow consumer fills the window, and then unsent
-frames are dropped and counted.
+exponential backoff and goes on with the newest frames. A frame the detector refuses because it
+is busy (RESOURCE_EXHAUSTED: it holds a latency budget's worth of frames already) is dropped like
+one that never left the queue: counted in ``stats.busy``, not delivered, and the stream goes on.
+Memory stays bounded however slow the network, the detector or the consumer is: a slow consumer
+fills the window, and then unsent frames are dropped and counted.
 
 ``SyncFrameStream`` runs a ``FrameStream`` on a background thread with its own event loop for
 robot code without asyncio.
@@ -90,12 +92,13 @@ class FrameResult:
 @dataclass
 class StreamStats:
     """Counters since the stream was created; every submitted frame ends in exactly one of
-    answered, failed, lost or dropped (or is still queued or in flight)."""
+    answered, failed, busy, lost or dropped (or is still queued or in flight)."""
 
     submitted: int = 0
     sent: int = 0
     answered: int = 0  # results with detections
     failed: int = 0  # the detector answered with an error for the frame (e.g. does not decode)
+    busy: int = 0  # the detector was busy and refused the frame at once (RESOURCE_EXHAUSTED); not delivered
     lost: int = 0  # in flight when the stream broke
     dropped: int = 0  # never sent: the queue was full, or the stream closed without draining
     reconnects: int = 0
@@ -119,8 +122,9 @@ class FrameStream:
     ``host:port`` (a channel of its own). ``window``: frames sent but not yet answered.
     ``max_queued``: frames submitted but not yet sent; when full, ``drop_oldest`` drops the oldest
     queued frame for the new one, otherwise the new frame is refused. ``on_result`` (sync or async)
-    receives every result instead of ``async for``. Other keyword arguments are ``detect_options``
-    (``camera_id``, ``model``, ``score_threshold``...).
+    receives every result instead of ``async for``; frames a busy detector refused are only counted
+    (``stats.busy``). Other keyword arguments are ``detect_options`` (``camera_id``, ``model``,
+    ``score_threshold``...).
     """
 
     def __init__(
@@ -327,6 +331,13 @@ class FrameStream:
     async def _answer(self, response: pb.DetectStreamResponse) -> None:
         submitted = self._inflight.get(response.frame_id)
         latency = time.monotonic() - submitted if submitted is not None else 0.0
+        if response.error_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]:
+            # A busy detector's fast "no": the frame is dropped, the next one will be fresher anyway.
+            self.stats.busy += 1
+            self._inflight.pop(response.frame_id, None)
+            if self._wake is not None:
+                self._wake.set()
+            return
         if response.error_code:
             self.stats.failed += 1
             code = _CODES.get(response.error_code, grpc.StatusCode.UNKNOWN)
