@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     )
 
 
-def make_pki(folder: Path) -> Pki:
+def make_pki(folder: Path, server_names: Sequence[str] = ()) -> Pki:
+    """A CA, a server certificate for localhost (and ``server_names``) and a client certificate."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
@@ -76,7 +78,11 @@ def make_pki(folder: Path) -> Pki:
     server_pem, server_key = leaf(
         "localhost",
         ExtendedKeyUsageOID.SERVER_AUTH,
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        [
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            *(x509.DNSName(name) for name in server_names),
+        ],
     )
     pki.server_cert.write_bytes(server_pem)
     _write_key(server_key, pki.server_key)

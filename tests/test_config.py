@@ -68,6 +68,20 @@ def test_invalid_setting_exits_with_one_line(service: str, env: dict[str, str], 
         (TrainerSettings, {"VISIONLOOP_MAX_IMAGE_BYTES": "a lot"}, "VISIONLOOP_MAX_IMAGE_BYTES"),
         (LoopSettings, {"VISIONLOOP_TLS_CERT": "/nonexistent.pem"}, "VISIONLOOP_TLS_CERT"),
         (LoopSettings, {"VISIONLOOP_AUTH_TOKENS": "superuser=abc"}, "VISIONLOOP_AUTH_TOKENS"),
+        (DetectorSettings, {"VISIONLOOP_GRPC_MAX_CONNECTION_AGE_SECONDS": "0.5"}, "AGE_SECONDS must be 0"),
+        (DetectorSettings, {"VISIONLOOP_GRPC_MAX_CONNECTION_AGE_SECONDS": "-1"}, "_MAX_CONNECTION_AGE_SECONDS"),
+        (
+            DetectorSettings,
+            {"VISIONLOOP_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS": "30"},
+            "VISIONLOOP_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS needs VISIONLOOP_GRPC_MAX_CONNECTION_AGE_SECONDS",
+        ),
+        (LoopSettings, {"VISIONLOOP_GRPC_KEEPALIVE_SECONDS": "1"}, "VISIONLOOP_GRPC_KEEPALIVE_SECONDS"),
+        (
+            LoopSettings,
+            {"VISIONLOOP_GRPC_KEEPALIVE_SECONDS": "30", "VISIONLOOP_GRPC_KEEPALIVE_TIMEOUT_SECONDS": "30"},
+            "VISIONLOOP_GRPC_KEEPALIVE_TIMEOUT_SECONDS must be shorter",
+        ),
+        (LoopSettings, {"VISIONLOOP_HEALTH_PORT": "50051", "VISIONLOOP_PORT": "50051"}, "VISIONLOOP_HEALTH_PORT"),
     ],
 )
 def test_validation_names_the_setting(

@@ -75,7 +75,9 @@ def embedded(
             settings = _load(entry, **values)
         except ConfigError as error:
             raise ConfigError(f"{entry.name}: {error}") from None
-        all_settings.append(settings.model_copy(update={"data_dir": settings.data_dir / entry.name}))
+        # One process: a health port from the environment would be bound once per service.
+        own = {"data_dir": settings.data_dir / entry.name, "health_port": None}
+        all_settings.append(settings.model_copy(update=own))
     servers: list[GrpcServer] = []
 
     def builder(entry: ServiceEntry, settings: ServiceSettings) -> Callable[[], GrpcServer]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from tests.certs import Pki, make_pki
 from visionloop.services import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +31,61 @@ def validate_settings(service: str, env: dict[str, str]) -> None:
     """Build the service's settings from ``env`` exactly as start-up does; raises on a bad value."""
     settings = SERVICES[service].load().SETTINGS
     settings(**env)
+
+
+def chart_pki(
+    folder: Path, fullname: str = "vl-visionloop", namespace: str = "vision"
+) -> tuple[Pki, dict[str, dict[str, bytes]]]:
+    """Certificates for the chart's TLS values, and the Secrets holding them (name -> key -> bytes), laid
+    out as cert-manager writes them: visionloop-tls (the services' certificate, named after every
+    Service and localhost) and visionloop-node-tls (a client certificate, for tls.clientSecret)."""
+    names = [f"{fullname}-{c}{suffix}" for c in SERVICES for suffix in ("", f".{namespace}.svc")]
+    pki = make_pki(folder, server_names=names)
+    ca = pki.ca.read_bytes()
+    secrets = {
+        "visionloop-tls": {
+            "tls.crt": pki.server_cert.read_bytes(),
+            "tls.key": pki.server_key.read_bytes(),
+            "ca.crt": ca,
+        },
+        "visionloop-node-tls": {"tls.crt": pki.client_cert.read_bytes(), "tls.key": pki.client_key.read_bytes()},
+    }
+    return pki, secrets
+
+
+def materialize(
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    root: Path,
+    secrets: dict[str, dict[str, bytes]],
+    secret_values: dict[str, str],
+) -> dict[str, str]:
+    """The container's environment as its process would see it, with ``root`` standing for ``/``: each
+    Secret volume it mounts written under ``root`` (its items, at its mount path), and every variable
+    naming a file below such a mount pointed there. ``secret_values``: Secret or ConfigMap key -> value."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts: list[str] = []
+    for mount in container.get("volumeMounts", []):
+        secret = volumes[mount["name"]].get("secret")
+        if secret is None:
+            continue
+        folder = root / mount["mountPath"].lstrip("/")
+        folder.mkdir(parents=True, exist_ok=True)
+        data = secrets[secret["secretName"]]
+        for item in secret.get("items") or [{"key": key, "path": key} for key in data]:
+            (folder / item["path"]).write_bytes(data[item["key"]])
+        mounts.append(mount["mountPath"].rstrip("/") + "/")
+    env: dict[str, str] = {}
+    for variable in container.get("env", []):
+        if "value" in variable:
+            value = variable["value"]
+            if any(value.startswith(prefix) for prefix in mounts):
+                value = str(root / value.lstrip("/"))
+        else:
+            source = variable["valueFrom"]
+            value = secret_values[(source.get("secretKeyRef") or source["configMapKeyRef"])["key"]]
+        env[variable["name"]] = value
+    return env
 
 
 # PromQL words that are not metric names.

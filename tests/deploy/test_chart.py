@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.conftest import ALERTS, CHART, DASHBOARDS, accepted_env, validate_settings
+from tests.deploy.conftest import ALERTS, CHART, DASHBOARDS, accepted_env, chart_pki, materialize, validate_settings
+from visionloop.converter.repository import triton_s3_url
 from visionloop.runtime.access import Scope, Tokens, parse_tokens
 
 KUBE_VERSION = "1.31.0"
@@ -45,6 +48,63 @@ OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = {
                                 "port": {"type": "string"},
                                 "path": {"type": "string"},
                                 "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    # Gateway API v1 GRPCRoute: the fields of its CRD the chart uses.
+    "GRPCRoute": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "gateway.networking.k8s.io/v1"},
+            "spec": {
+                "type": "object",
+                "required": ["parentRefs", "rules"],
+                "additionalProperties": False,
+                "properties": {
+                    "parentRefs": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["name"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "group": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "namespace": {"type": "string"},
+                                "name": {"type": "string", "minLength": 1},
+                                "sectionName": {"type": "string"},
+                                "port": {"type": "integer"},
+                            },
+                        },
+                    },
+                    "hostnames": {
+                        "type": "array",
+                        "items": {
+                            "type": "string",
+                            "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+                        },
+                    },
+                    "rules": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "backendRefs": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["name", "port"],
+                                        "additionalProperties": False,
+                                        "properties": {"name": {"type": "string"}, "port": {"type": "integer"}},
+                                    },
+                                }
                             },
                         },
                     },
@@ -92,6 +152,7 @@ SECRET_SAMPLES = {
     "database-url": "postgresql://u:p@db:5432/visionloop",
     "s3-access-key-id": "key",
     "s3-secret-access-key": "secret",
+    "stream-depth": "4",  # full-values.yaml's ConfigMap entry
 }
 
 
@@ -201,30 +262,42 @@ def test_every_pod_runs_non_root_with_a_read_only_root_filesystem(rendered: tupl
 
 
 def test_services_use_native_grpc_probes_and_serve_their_command(rendered: tuple[str, list[dict[str, Any]]]) -> None:
-    _, documents = rendered
+    """Native gRPC probes: on the service port, or with TLS (which kubelet's gRPC probes cannot speak) on
+    the plaintext health port the service opens for them."""
+    name, documents = rendered
+    tls = load_values(CHART / "ci" / name).get("tls", {}).get("enabled", False)
     deployments = by_kind(documents, "Deployment")
     for service in SERVICES:
         container = deployments[f"vl-visionloop-{service}"]["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == ["serve", service]
-        grpc_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        if tls:
+            assert env["VISIONLOOP_HEALTH_PORT"] == str(ports["health"]), service
+            assert ports["health"] not in (ports["grpc"], ports["metrics"])
+        else:
+            assert "health" not in ports
+            assert "VISIONLOOP_HEALTH_PORT" not in env
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"]["port"] == grpc_port
+            assert container[probe]["grpc"]["port"] == ports["health" if tls else "grpc"]
 
 
-def test_rendered_environment_is_what_each_service_accepts(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def test_rendered_environment_is_what_each_service_accepts(
+    rendered: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """Every variable is one the service reads, and start-up's checks pass on the values, TLS files
+    included (the test's certificates written where the Secret volumes are mounted)."""
     _, documents = rendered
+    _, secrets = chart_pki(tmp_path / "pki")
     deployments = by_kind(documents, "Deployment")
     for service in SERVICES:
-        container = deployments[f"vl-visionloop-{service}"]["spec"]["template"]["spec"]["containers"][0]
+        pod = deployments[f"vl-visionloop-{service}"]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
         names = [e["name"] for e in container["env"]]
         assert len(names) == len(set(names)), f"{service}: duplicate variables"
         unknown = set(names) - accepted_env(service)
         assert not unknown, f"{service} does not read {sorted(unknown)}"
-        env = {
-            e["name"]: e["value"] if "value" in e else SECRET_SAMPLES[e["valueFrom"]["secretKeyRef"]["key"]]
-            for e in container["env"]
-        }
-        validate_settings(service, env)
+        validate_settings(service, materialize(pod, container, tmp_path / service, secrets, SECRET_SAMPLES))
 
 
 def test_gpu_cluster_puts_triton_and_the_trainer_on_gpu_nodes() -> None:
@@ -240,7 +313,11 @@ def test_gpu_cluster_puts_triton_and_the_trainer_on_gpu_nodes() -> None:
         assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
     triton = specs["vl-visionloop-triton"]["containers"][0]
     assert "--model-control-mode=explicit" in triton["args"]
-    assert "--model-repository=s3://https://s3.eu-central-1.amazonaws.com/acme-visionloop/triton" in triton["args"]
+    # AWS: bucket/prefix, the region from AWS_DEFAULT_REGION (not the endpoint, which Triton would read as a bucket)
+    assert "--model-repository=s3://acme-visionloop/triton" in triton["args"]
+    assert {"name": "AWS_DEFAULT_REGION", "value": "eu-central-1"} in triton["env"]
+    for name in ("vl-visionloop-triton", "vl-visionloop-trainer"):
+        assert specs[name]["runtimeClassName"] == "nvidia"
     startup = triton["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, "model loading needs minutes"
     detector = specs["vl-visionloop-detector"]
@@ -305,7 +382,11 @@ def test_each_node_gets_its_own_kinds_token_and_no_service_holds_the_admin_token
     deployments = by_kind(documents, "Deployment")
     for service in SERVICES:
         container = deployments[f"vl-visionloop-{service}"]["spec"]["template"]["spec"]["containers"][0]
-        keys = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "valueFrom" in e}
+        keys = {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
+            for e in container["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
         assert keys["VISIONLOOP_AUTH_TOKENS"] == "auth-tokens", service
         secrets = {key for name, key in keys.items() if name in ("VISIONLOOP_AUTH_TOKENS", "LOOP_TOKEN")}
         assert "admin-token" not in secrets, service
@@ -327,7 +408,7 @@ def test_secrets_hold_credentials_and_tokens() -> None:
         *(f"{role}-token" for role in ("admin", "operator", "robot", "annotator")),
         *(key for key, _ in NODE_TOKENS.values()),
     }
-    assert len(auth["detector-token"]) == 40
+    assert len(auth["detector-token"]) == 64  # derived from auth.tokenSeed
     credentials = secrets["vl-visionloop-credentials"]["stringData"]
     assert credentials["database-url"] == "postgresql://visionloop:visionloop@vl-visionloop-postgresql:5432/visionloop"
     assert set(credentials) >= {"s3-access-key-id", "s3-secret-access-key"}
@@ -392,6 +473,7 @@ def test_hubs_count_the_one_an_upgrade_adds(replicas: int) -> None:
     runs as one of several: it fences its uploads against another hub's blob sweep."""
     values = load_values(CHART / "ci" / "minimal-values.yaml")
     values.setdefault("loop", {})["replicas"] = replicas
+    values["s3"] = {"endpoint": "http://minio.storage:9000", "accessKeyId": "k", "secretAccessKey": "s"}
     deployment = by_kind(render(values), "Deployment")["vl-visionloop-loop"]
     assert deployment["spec"]["replicas"] == replicas
     assert deployment["spec"]["strategy"] == {
@@ -450,3 +532,356 @@ def test_dashboards_ship_as_config_maps() -> None:
     for config_map in maps:
         for name, text in config_map["data"].items():
             assert json.loads(text) == json.loads((DASHBOARDS / name).read_text())
+
+
+def notes(values: dict[str, Any]) -> str:
+    chart = helm.Chart.load(CHART)
+    return chart.render(values, name="vl", namespace="vision", is_install=True)["visionloop/templates/NOTES.txt"]
+
+
+def minimal() -> dict[str, Any]:
+    return load_values(CHART / "ci" / "minimal-values.yaml")
+
+
+def with_s3(values: dict[str, Any]) -> dict[str, Any]:
+    values["s3"] = {"endpoint": "http://minio.storage:9000", "accessKeyId": "k", "secretAccessKey": "s"}
+    return values
+
+
+def test_tls_reaches_every_visionloop_pod_and_the_test_pod() -> None:
+    """Servers get the certificate, key and (mutual TLS) client CA; nodes the hub's CA and their client
+    certificate; the helm test calls every service as a client would, through the same files."""
+    documents = render(load_values(CHART / "ci" / "full-values.yaml"))
+    specs = pod_specs(documents)
+    for service in (*SERVICES, "test"):
+        spec = specs[f"vl-visionloop-{service}"]
+        container = spec["containers"][0]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["tls"]["secret"]["secretName"] == "visionloop-tls", service
+        assert volumes["tls-client"]["secret"]["secretName"] == "visionloop-node-tls", service
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["tls"]["mountPath"] == "/etc/visionloop/tls"
+        assert mounts["tls"]["readOnly"] is True
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        if service == "test":
+            assert env == {
+                "TLS_CA": "/etc/visionloop/tls/ca.crt",
+                "TLS_CLIENT_CERT": "/etc/visionloop/tls-client/tls.crt",
+                "TLS_CLIENT_KEY": "/etc/visionloop/tls-client/tls.key",
+            }
+            continue
+        assert env["VISIONLOOP_TLS_CERT"] == "/etc/visionloop/tls/tls.crt"
+        assert env["VISIONLOOP_TLS_KEY"] == "/etc/visionloop/tls/tls.key"
+        assert env["VISIONLOOP_TLS_CLIENT_CA"] == "/etc/visionloop/tls/ca.crt"
+        if service == "loop":
+            assert "LOOP_SSL_CERT_PATH" not in env
+        else:
+            assert env["LOOP_SSL_CERT_PATH"] == "/etc/visionloop/tls/ca.crt"
+            assert env["LOOP_CLIENT_CERT"] == "/etc/visionloop/tls-client/tls.crt"
+            assert env["LOOP_CLIENT_KEY"] == "/etc/visionloop/tls-client/tls.key"
+    # without a client Secret, nodes present the server certificate; without mutual TLS, none
+    values = load_values(CHART / "ci" / "gpu-values.yaml")
+    detector = pod_specs(render(values))["vl-visionloop-detector"]
+    env = {e["name"]: e.get("value") for e in detector["containers"][0]["env"]}
+    assert "VISIONLOOP_TLS_CLIENT_CA" not in env
+    assert "LOOP_CLIENT_CERT" not in env
+    assert [v["name"] for v in detector["volumes"]].count("tls-client") == 0
+    values["tls"]["mutual"] = True
+    env = {
+        e["name"]: e.get("value") for e in pod_specs(render(values))["vl-visionloop-trainer"]["containers"][0]["env"]
+    }
+    assert env["LOOP_CLIENT_CERT"] == "/etc/visionloop/tls/tls.crt"
+
+
+def test_no_tls_mounts_without_tls() -> None:
+    for name, spec in pod_specs(render(minimal())).items():
+        assert all(v["name"] != "tls" for v in spec.get("volumes", [])), name
+        assert not any("TLS" in e["name"] or "SSL" in e["name"] for e in spec["containers"][0].get("env", [])), name
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"tls": {"enabled": True}}, r"tls\.enabled needs tls\.existingSecret"),
+        ({"tls": {"mutual": True}}, r"tls\.mutual needs tls\.enabled"),
+        ({"tls": {"enabled": True, "existingSecret": "t", "healthPort": 9092}}, r"tls\.healthPort 9092"),
+        ({"loop": {"replicas": 2}}, r"loop\.replicas=2 without S3: each hub would keep images"),
+        ({"detector": {"ingress": {"enabled": True}}}, r"detector\.ingress\.enabled needs detector\.ingress\.hosts"),
+        ({"loop": {"grpcRoute": {"enabled": True}}}, r"loop\.grpcRoute\.enabled needs loop\.grpcRoute\.parentRefs"),
+    ],
+)
+def test_combinations_that_cannot_work_are_refused(values: dict[str, Any], message: str) -> None:
+    merged = minimal()
+    for key, value in values.items():
+        merged.setdefault(key, {}).update(value)
+    with pytest.raises(helm.HelmError, match=message):
+        render(merged)
+
+
+def test_hub_replicas_share_the_object_store() -> None:
+    values = with_s3(minimal())
+    values["loop"]["replicas"] = 2
+    assert by_kind(render(values), "Deployment")["vl-visionloop-loop"]["spec"]["replicas"] == 2
+    assert "WARNING: no S3" not in notes(values)
+    assert "WARNING: no S3" in notes(minimal())  # one replica: its images live in the pod
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        ("tls2",),
+        ("detector", "service", "annotaions"),
+        ("detector", "podAnnotation"),
+        ("triton", "runtimeClass"),
+        ("global", "imageRegistry", "x"),
+        ("tls", "secret"),
+    ],
+)
+def test_unknown_keys_are_refused_with_their_name(key: tuple[str, ...]) -> None:
+    values = minimal()
+    node = values
+    for part in key[:-1]:
+        node = node.setdefault(part, {})
+    node[key[-1]] = "x"
+    with pytest.raises(helm.HelmError, match=rf"(additional properties '{key[-1]}' not allowed|got object)"):
+        helm.Chart.load(CHART).validate_schema(values)
+    with pytest.raises(helm.HelmError):
+        render(values)
+
+
+# Triton's S3 path rule (triton-inference-server/core, src/filesystem/implementations/s3.h): a path that
+# fully matches this names an endpoint (http unless https:// is spelled out); any other is s3://bucket/object.
+TRITON_S3_ENDPOINT = re.compile(
+    r"s3://(http://|https://|)([0-9a-zA-Z\-.]+):([0-9]+)/([0-9a-z.\-]+)(((/[0-9a-zA-Z.\-_]+)*)?)"
+)
+
+
+def triton_reads(path: str) -> tuple[str | None, str, str]:
+    """(endpoint scheme://host:port or None for AWS's default, bucket, object) as Triton reads ``path``."""
+    assert path.startswith("s3://")
+    match = TRITON_S3_ENDPOINT.fullmatch(path)
+    if match:
+        scheme = "https" if match.group(1) == "https://" else "http"
+        return f"{scheme}://{match.group(2)}:{match.group(3)}", match.group(4), match.group(5).lstrip("/")
+    bucket, _, rest = path.removeprefix("s3://").partition("/")
+    return None, bucket, rest
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "triton_endpoint"),
+    [
+        ("https://s3.eu-central-1.amazonaws.com", None),
+        ("https://s3.amazonaws.com", None),
+        ("https://s3.cn-north-1.amazonaws.com.cn", None),
+        ("http://minio.storage:9000", "http://minio.storage:9000"),
+        ("http://rgw.ceph.svc:7480", "http://rgw.ceph.svc:7480"),
+        ("https://rgw.example.com", "https://rgw.example.com:443"),
+        ("https://s3.example.com:8443", "https://s3.example.com:8443"),
+        ("http://10.0.0.5", "http://10.0.0.5:80"),
+    ],
+)
+def test_triton_reads_the_repository_the_converter_writes(endpoint: str, triton_endpoint: str | None) -> None:
+    """The chart and the converter name the repository by one rule, and Triton reads the endpoint,
+    bucket and prefix back from it (on AWS, no endpoint: the SDK's regional one)."""
+    values = load_values(CHART / "ci" / "gpu-values.yaml")
+    values["s3"].update(endpoint=endpoint, bucket="acme-visionloop")
+    values["triton"]["repositoryPrefix"] = "models/triton_v2"
+    triton = pod_specs(render(values))["vl-visionloop-triton"]["containers"][0]
+    repository = next(a for a in triton["args"] if a.startswith("--model-repository=s3"))
+    url = repository.removeprefix("--model-repository=")
+    assert url == triton_s3_url(endpoint, "acme-visionloop", "models/triton_v2")
+    assert triton_reads(url) == (triton_endpoint, "acme-visionloop", "models/triton_v2")
+
+
+def test_the_old_aws_form_is_what_triton_misreads() -> None:
+    """The check above can fail: the endpoint spelled into an AWS path is read as bucket 'https:'."""
+    assert triton_reads("s3://https://s3.eu-central-1.amazonaws.com/acme/triton")[1] != "acme"
+
+
+@pytest.mark.parametrize(
+    ("s3", "message"),
+    [
+        ({"endpoint": "http://minio_1.storage:9000"}, "Triton reads an S3 endpoint only as a host name"),
+        ({"endpoint": "http://[fd00::5]:9000"}, "Triton reads an S3 endpoint only as a host name"),
+        ({"bucket": "Acme_Models"}, "bucket"),
+    ],
+)
+def test_endpoints_and_buckets_triton_cannot_read_are_refused(s3: dict[str, str], message: str) -> None:
+    values = load_values(CHART / "ci" / "gpu-values.yaml")
+    values["s3"].update(s3)
+    with pytest.raises(helm.HelmError, match=message):
+        render(values)
+
+
+def test_offline_rendering_of_random_tokens_is_flagged() -> None:
+    """A render that cannot read the cluster (helm template, Argo CD) makes new random tokens each time:
+    the Secret and the NOTES say so; a seed makes them the same on every render."""
+    values = with_s3(minimal())
+    values["auth"] = {"enabled": True}
+    chart = helm.Chart.load(CHART)
+    first = chart.render(values, name="vl", namespace="vision", is_install=True)
+    second = chart.render(values, name="vl", namespace="vision", is_install=True)
+    secret = first["visionloop/templates/secrets.yaml"]
+    assert "# WARNING: random tokens, made again on every render" in secret
+    assert (
+        "WARNING: the auth tokens were generated by a render that could not read the cluster"
+        in first["visionloop/templates/NOTES.txt"]
+    )
+    assert secret != second["visionloop/templates/secrets.yaml"]
+
+    values["auth"]["tokenSeed"] = "s" * 32
+    seeded = [render(values), render(values)]
+    tokens = [by_kind(documents, "Secret")["vl-visionloop-auth"]["stringData"] for documents in seeded]
+    assert tokens[0] == tokens[1]
+    assert len(set(tokens[0].values())) == len(tokens[0])  # one token per role
+    checksums = [
+        by_kind(d, "Deployment")["vl-visionloop-detector"]["spec"]["template"]["metadata"]["annotations"]
+        for d in seeded
+    ]
+    assert checksums[0] == checksums[1]  # no restart on a sync
+    assert (
+        "WARNING: random tokens"
+        not in helm.Chart.load(CHART).render(values, name="vl", namespace="vision")["visionloop/templates/secrets.yaml"]
+    )
+    assert "auth tokens were generated" not in notes(values)
+    values["auth"]["tokenSeed"] = "t" * 32
+    assert by_kind(render(values), "Secret")["vl-visionloop-auth"]["stringData"] != tokens[0]
+
+
+def test_platform_values_reach_every_pod() -> None:
+    values = load_values(CHART / "ci" / "full-values.yaml")
+    documents = render(values)
+    deployments = by_kind(documents, "Deployment")
+    for name, deployment in deployments.items():
+        template = deployment["spec"]["template"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= template["metadata"]["labels"].items(), name  # podLabels never break it
+        pulls = [s["name"] for s in template["spec"]["imagePullSecrets"]]
+        assert pulls == ["mirror-pull", "ghcr-pull"], name
+        image = template["spec"]["containers"][0]["image"]
+        assert image.startswith("registry.mirror.example.com/"), (name, image)
+    detector = deployments["vl-visionloop-detector"]["spec"]["template"]
+    spec = detector["spec"]
+    assert detector["metadata"]["labels"]["example.com/cost-center"] == "robots"
+    assert detector["metadata"]["annotations"]["example.com/scrape"] == "false"
+    assert "checksum/secrets" in detector["metadata"]["annotations"]
+    assert spec["runtimeClassName"] == "gvisor"
+    assert spec["priorityClassName"] == "visionloop-critical"
+    spread = spec["topologySpreadConstraints"][0]
+    assert (
+        spread["labelSelector"]["matchLabels"]
+        == deployments["vl-visionloop-detector"]["spec"]["selector"]["matchLabels"]
+    )
+    container = spec["containers"][0]
+    assert container["image"] == ("registry.mirror.example.com/visionloop/visionloop@" + values["image"]["digest"])
+    assert {"name": "calibration", "configMap": {"name": "camera-calibration"}} in spec["volumes"]
+    assert {"name": "calibration", "mountPath": "/etc/calibration", "readOnly": True} in container["volumeMounts"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "detector-extra"}}]
+    depth = next(e for e in container["env"] if e["name"] == "DETECTOR_STREAM_DEPTH")
+    assert depth["valueFrom"]["configMapKeyRef"]["name"] == "detector-tuning"
+    trainer = deployments["vl-visionloop-trainer"]["spec"]["template"]["spec"]
+    # the trainer's own repository; its digest, not the light image's
+    assert trainer["containers"][0]["image"] == (
+        "registry.mirror.example.com/visionloop/visionloop-trainer@" + values["trainer"]["image"]["digest"]
+    )
+    triton = deployments["vl-visionloop-triton"]["spec"]["template"]
+    assert triton["spec"]["runtimeClassName"] == "nvidia"
+    assert triton["metadata"]["annotations"] == {"example.com/gpu": "shared"}
+    assert triton["spec"]["containers"][0]["image"] == "registry.mirror.example.com/nvidia/tritonserver:24.08-py3"
+    assert {"name": "TRITON_AWS_MOUNT_DIRECTORY", "value": "/tmp/triton-s3"} in triton["spec"]["containers"][0]["env"]
+    bundled = deployments["vl-visionloop-postgresql"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert bundled == "registry.mirror.example.com/library/postgres:16.4-bookworm"
+    test_pod = by_kind(documents, "Pod")["vl-visionloop-test"]["spec"]
+    assert test_pod["containers"][0]["image"] == container["image"]
+
+
+def test_default_images_name_their_registry() -> None:
+    specs = pod_specs(render(minimal()))
+    assert specs["vl-visionloop-detector"]["containers"][0]["image"] == "ghcr.io/visionloop/visionloop:0.1.0"
+    assert specs["vl-visionloop-trainer"]["containers"][0]["image"] == "ghcr.io/visionloop/visionloop-trainer:0.1.0"
+    assert "imagePullSecrets" not in specs["vl-visionloop-detector"]
+
+
+def test_env_values_replace_the_charts_own_entry() -> None:
+    values = minimal()
+    values["detector"].update(env={"DETECTOR_MAX_BATCH_SIZE": 8}, extraEnv=[{"name": "LOOP_PROJECT", "value": "cams"}])
+    env = pod_specs(render(values))["vl-visionloop-detector"]["containers"][0]["env"]
+    assert [e for e in env if e["name"] == "DETECTOR_MAX_BATCH_SIZE"] == [
+        {"name": "DETECTOR_MAX_BATCH_SIZE", "value": "8"}
+    ]
+    assert [e for e in env if e["name"] == "LOOP_PROJECT"] == [{"name": "LOOP_PROJECT", "value": "cams"}]
+
+
+def test_services_take_annotations_and_load_balancer_fields() -> None:
+    services = by_kind(render(load_values(CHART / "ci" / "full-values.yaml")), "Service")
+    detector = services["vl-visionloop-detector"]
+    assert detector["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+    assert detector["metadata"]["labels"]["example.com/exposed"] == "robots"
+    assert detector["spec"]["type"] == "LoadBalancer"
+    assert detector["spec"]["loadBalancerClass"] == "service.k8s.aws/nlb"
+    assert detector["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
+    assert detector["spec"]["externalTrafficPolicy"] == "Local"
+    assert "annotations" not in services["vl-visionloop-trainer"]["metadata"]
+    assert services["vl-visionloop-trainer"]["spec"]["type"] == "ClusterIP"
+
+
+def test_robots_outside_the_cluster_reach_services_through_ingress_and_grpc_route() -> None:
+    documents = render(load_values(CHART / "ci" / "full-values.yaml"))
+    ingresses = by_kind(documents, "Ingress")
+    assert set(ingresses) == {"vl-visionloop-loop", "vl-visionloop-detector"}
+    detector = ingresses["vl-visionloop-detector"]
+    # TLS to the pods: ingress-nginx must speak gRPC over TLS to them
+    assert detector["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"
+    assert detector["spec"]["ingressClassName"] == "nginx"
+    rule = detector["spec"]["rules"][0]
+    assert rule["host"] == "detector.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": "vl-visionloop-detector",
+        "port": {"name": "grpc"},
+    }
+    routes = by_kind(documents, "GRPCRoute")
+    assert set(routes) == {"vl-visionloop-detector", "vl-visionloop-annotator"}
+    assert routes["vl-visionloop-detector"]["spec"]["rules"] == [
+        {"backendRefs": [{"name": "vl-visionloop-detector", "port": 50052}]}
+    ]
+    policies = by_kind(documents, "NetworkPolicy")
+    controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    for name in ("loop", "detector", "annotator"):
+        assert controller in policies[f"vl-visionloop-{name}"]["spec"]["ingress"][0]["from"], name
+    for name in ("trainer", "converter"):
+        assert controller not in policies[f"vl-visionloop-{name}"]["spec"]["ingress"][0]["from"], name
+    text = notes(load_values(CHART / "ci" / "full-values.yaml"))
+    assert "robots' client certificates end at the Ingress controller" in text
+    assert "the Gateway needs a BackendTLSPolicy" in text
+    plain = minimal()
+    plain["detector"]["ingress"] = {"enabled": True, "hosts": ["d.example.com"]}
+    ingress = by_kind(render(plain), "Ingress")["vl-visionloop-detector"]
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+
+
+def test_detectors_close_connections_past_a_maximum_age() -> None:
+    """Robots hold one connection: the detectors' maximum age moves them over replicas the HPA adds."""
+    values = copy.deepcopy(minimal())
+    documents = render(values)
+    for name, spec in pod_specs(documents).items():
+        env = {e["name"]: e.get("value") for e in spec["containers"][0].get("env", [])}
+        if name == "vl-visionloop-detector":
+            assert env["VISIONLOOP_GRPC_MAX_CONNECTION_AGE_SECONDS"] == "300"
+            assert env["VISIONLOOP_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS"] == "30"
+        else:
+            assert "VISIONLOOP_GRPC_MAX_CONNECTION_AGE_SECONDS" not in env, name
+        if name != "vl-visionloop-test":
+            assert env["VISIONLOOP_GRPC_KEEPALIVE_SECONDS"] == "60", name
+    values["detector"]["autoscaling"] = {"enabled": True}
+    values["detector"]["connections"] = {"maxAgeSeconds": 0}
+    assert "pods added later get no traffic from them" in notes(values)
+    values["detector"]["connections"] = {"maxAgeSeconds": 0.5}
+    with pytest.raises(helm.HelmError, match="maxAgeSeconds"):
+        render(values)
+
+
+def test_notes_name_what_the_certificate_must_cover() -> None:
+    text = notes(load_values(CHART / "ci" / "gpu-values.yaml"))
+    for service in SERVICES:
+        assert f"vl-visionloop-{service}, vl-visionloop-{service}.vision.svc" in text
+    assert "plaintext health port 50060" in text

@@ -59,12 +59,42 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* Image of a VisionLoop component: its own repository/tag or the shared ones. */}}
+{{/* An image reference: (dict "root" $ "image" .Values.x.image). global.imageRegistry replaces the
+image's registry; a digest pins the image (registry/repository@digest), else the tag. */}}
+{{- define "visionloop.imageRef" -}}
+{{- $registry := default .image.registry .root.Values.global.imageRegistry -}}
+{{- $name := .image.repository -}}
+{{- if $registry }}{{ $name = printf "%s/%s" (trimSuffix "/" $registry) $name }}{{ end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $name .image.digest }}
+{{- else -}}
+{{- printf "%s:%s" $name (default .root.Chart.AppVersion .image.tag) }}
+{{- end -}}
+{{- end }}
+
+{{/* Image of a VisionLoop component: its own fields, the top-level image's where empty (the digest only
+for the same repository). (dict "root" $ "component" "detector") */}}
 {{- define "visionloop.image" -}}
-{{- $values := index .root.Values .component -}}
-{{- $repository := default .root.Values.image.repository $values.image.repository -}}
-{{- $tag := default (default .root.Chart.AppVersion .root.Values.image.tag) $values.image.tag -}}
-{{- printf "%s:%s" $repository $tag }}
+{{- $top := .root.Values.image -}}
+{{- $own := (index .root.Values .component).image -}}
+{{- $image := dict "registry" (default $top.registry $own.registry) "repository" (default $top.repository $own.repository) -}}
+{{- $_ := set $image "tag" (default $top.tag $own.tag) -}}
+{{- $_ := set $image "digest" (ternary (default $top.digest $own.digest) $own.digest (empty $own.repository)) -}}
+{{- include "visionloop.imageRef" (dict "root" .root "image" $image) }}
+{{- end }}
+
+{{/* imagePullSecrets: global's and the chart's, each as a name or {name: ...}. */}}
+{{- define "visionloop.imagePullSecrets" -}}
+{{- $names := list -}}
+{{- range (concat .Values.global.imagePullSecrets .Values.imagePullSecrets) -}}
+{{- if kindIs "map" . }}{{ $names = append $names .name }}{{ else }}{{ $names = append $names . }}{{ end -}}
+{{- end -}}
+{{- with uniq $names }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "visionloop.secretName" -}}
@@ -142,10 +172,21 @@ app.kubernetes.io/component: {{ .component }}
       key: {{ include "visionloop.nodeTokenKey" .component }}
 {{- end }}
 {{- end }}
-{{- range $name, $value := $values.env }}
-- name: {{ $name }}
-  value: {{ $value | quote }}
+- name: VISIONLOOP_GRPC_KEEPALIVE_SECONDS
+  value: {{ .root.Values.config.grpcKeepaliveSeconds | quote }}
+- name: VISIONLOOP_GRPC_KEEPALIVE_TIMEOUT_SECONDS
+  value: {{ .root.Values.config.grpcKeepaliveTimeoutSeconds | quote }}
+{{- with $values.connections }}
+{{- if .maxAgeSeconds }}
+- name: VISIONLOOP_GRPC_MAX_CONNECTION_AGE_SECONDS
+  value: {{ .maxAgeSeconds | quote }}
+{{- if not (kindIs "invalid" .maxAgeGraceSeconds) }}
+- name: VISIONLOOP_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS
+  value: {{ .maxAgeGraceSeconds | quote }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- include "visionloop.tlsEnv" . }}
 {{- end }}
 
 {{/* S3 settings for the hub and the converter. */}}
@@ -170,21 +211,233 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* Native gRPC probes on the service's port (grpc.health.v1). */}}
+{{/* Native gRPC probes (grpc.health.v1): on the service port, or with TLS on the plaintext health port
+(kubelet's gRPC probes cannot speak TLS; an exec probe would start a Python per probe). (dict "root" $ "values" $values) */}}
 {{- define "visionloop.grpcProbes" -}}
+{{- $port := ternary .root.Values.tls.healthPort .values.port .root.Values.tls.enabled -}}
 startupProbe:
   grpc:
-    port: {{ .port }}
+    port: {{ $port }}
   periodSeconds: 2
   failureThreshold: 60
 readinessProbe:
   grpc:
-    port: {{ .port }}
+    port: {{ $port }}
   periodSeconds: 5
   failureThreshold: 2
 livenessProbe:
   grpc:
-    port: {{ .port }}
+    port: {{ $port }}
   periodSeconds: 10
   failureThreshold: 3
+{{- end }}
+
+{{/* Where the TLS Secrets are mounted. */}}
+{{- define "visionloop.tlsPath" -}}/etc/visionloop/tls{{- end }}
+{{- define "visionloop.tlsClientPath" -}}/etc/visionloop/tls-client{{- end }}
+
+{{/* TLS settings of a VisionLoop service: its server certificate, the client CA with mutual TLS, and for
+nodes the hub's CA and their client certificate. (dict "root" $ "component" "detector") */}}
+{{- define "visionloop.tlsEnv" -}}
+{{- $tls := .root.Values.tls -}}
+{{- if $tls.enabled }}
+{{- $path := include "visionloop.tlsPath" . }}
+- name: VISIONLOOP_TLS_CERT
+  value: {{ printf "%s/tls.crt" $path | quote }}
+- name: VISIONLOOP_TLS_KEY
+  value: {{ printf "%s/tls.key" $path | quote }}
+{{- if $tls.mutual }}
+- name: VISIONLOOP_TLS_CLIENT_CA
+  value: {{ printf "%s/ca.crt" $path | quote }}
+{{- end }}
+- name: VISIONLOOP_HEALTH_PORT
+  value: {{ $tls.healthPort | quote }}
+{{- if ne .component "loop" }}
+- name: LOOP_SSL_CERT_PATH
+  value: {{ printf "%s/ca.crt" $path | quote }}
+{{- if $tls.mutual }}
+{{- $client := ternary (include "visionloop.tlsClientPath" .) $path (not (empty $tls.clientSecret)) }}
+- name: LOOP_CLIENT_CERT
+  value: {{ printf "%s/tls.crt" $client | quote }}
+- name: LOOP_CLIENT_KEY
+  value: {{ printf "%s/tls.key" $client | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The TLS Secrets as volumes (only the keys used, readable by the pod's group). */}}
+{{- define "visionloop.tlsVolumes" -}}
+{{- $tls := .Values.tls -}}
+{{- if $tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ $tls.existingSecret | quote }}
+    defaultMode: 0440
+    items:
+      - {key: tls.crt, path: tls.crt}
+      - {key: tls.key, path: tls.key}
+      - {key: ca.crt, path: ca.crt}
+{{- if and $tls.mutual $tls.clientSecret }}
+- name: tls-client
+  secret:
+    secretName: {{ $tls.clientSecret | quote }}
+    defaultMode: 0440
+    items:
+      - {key: tls.crt, path: tls.crt}
+      - {key: tls.key, path: tls.key}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "visionloop.tlsMounts" -}}
+{{- $tls := .Values.tls -}}
+{{- if $tls.enabled }}
+- name: tls
+  mountPath: {{ include "visionloop.tlsPath" . }}
+  readOnly: true
+{{- if and $tls.mutual $tls.clientSecret }}
+- name: tls-client
+  mountPath: {{ include "visionloop.tlsClientPath" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A container's env: the chart's entries (YAML text), then env (name -> value) and extraEnv, which
+replace a chart entry of the same name. (dict "env" $text "values" $values) */}}
+{{- define "visionloop.mergeEnv" -}}
+{{- $chart := fromYamlArray .env -}}
+{{- $own := list -}}
+{{- range $name, $value := (default dict .values.env) }}{{ $own = append $own (dict "name" $name "value" (toString $value)) }}{{ end -}}
+{{- $own = concat $own (default list .values.extraEnv) -}}
+{{- $names := list -}}
+{{- range $own }}{{ $names = append $names .name }}{{ end -}}
+{{- $merged := list -}}
+{{- range $chart }}{{ if not (has .name $names) }}{{ $merged = append $merged . }}{{ end }}{{ end -}}
+{{- toYaml (concat $merged $own) }}
+{{- end }}
+
+{{/* Pod metadata: selector labels over podLabels; podAnnotations and the chart's annotations.
+(dict "root" $ "component" "detector" "values" $values "annotations" (dict ...)) */}}
+{{- define "visionloop.podMetadata" -}}
+labels:
+  {{- $selector := include "visionloop.componentSelectorLabels" (dict "root" .root "component" .component) | fromYaml }}
+  {{- toYaml (merge $selector (default dict .values.podLabels)) | nindent 2 }}
+{{- $annotations := merge (default dict .annotations) (default dict .values.podAnnotations) }}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Where and how a pod runs: runtime and priority class, node selection, spread. (dict "root" $ "component" ... "values" ...) */}}
+{{- define "visionloop.podPlacement" -}}
+{{- with .values.runtimeClassName }}
+runtimeClassName: {{ . | quote }}
+{{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .values.topologySpreadConstraints }}
+{{- $selector := include "visionloop.componentSelectorLabels" (dict "root" .root "component" .component) | fromYaml }}
+{{- $constraints := list }}
+{{- range .values.topologySpreadConstraints }}
+{{- $constraint := deepCopy . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" $selector) }}
+{{- end }}
+{{- $constraints = append $constraints $constraint }}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $constraints | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The S3 repository path Triton takes (its S3 path rule, core/src/filesystem/implementations/s3.h):
+s3://bucket/prefix on AWS (the region from AWS_DEFAULT_REGION), otherwise s3://[https://]host:port/bucket/prefix
+with the port spelled out: a path without host:port is read as s3://bucket/... The same rule as the
+converter's triton_s3_url. */}}
+{{- define "visionloop.tritonS3Url" -}}
+{{- $endpoint := include "visionloop.s3Endpoint" . -}}
+{{- $bucket := .Values.s3.bucket -}}
+{{- $prefix := .Values.triton.repositoryPrefix -}}
+{{- $url := urlParse $endpoint -}}
+{{- $host := $url.hostname -}}
+{{- if or (eq $host "amazonaws.com") (hasSuffix ".amazonaws.com" $host) (hasSuffix ".amazonaws.com.cn" $host) -}}
+{{- printf "s3://%s/%s" $bucket $prefix }}
+{{- else -}}
+{{- if not (regexMatch "^[0-9A-Za-z.-]+$" $host) -}}
+{{- fail (printf "s3.endpoint %q: Triton reads an S3 endpoint only as a host name or IPv4 address (letters, digits, '.', '-'); give it a DNS name" $endpoint) -}}
+{{- end -}}
+{{- if not (regexMatch "^[0-9a-z.-]+$" $bucket) -}}
+{{- fail (printf "s3.bucket %q: Triton takes bucket names of a-z, 0-9, '.' and '-' only" $bucket) -}}
+{{- end -}}
+{{- $port := trimPrefix ":" (trimPrefix $host $url.host) -}}
+{{- $port = default (ternary "443" "80" (eq $url.scheme "https")) $port -}}
+{{- printf "s3://%s%s:%s/%s/%s" (ternary "https://" "" (eq $url.scheme "https")) $host $port $bucket $prefix }}
+{{- end -}}
+{{- end }}
+
+{{/* A VisionLoop container's environment as the chart sets it (before env/extraEnv). (dict "root" $ "component" ...) */}}
+{{- define "visionloop.componentEnv" -}}
+{{- $values := index .root.Values .component -}}
+{{- include "visionloop.commonEnv" . }}
+{{- if eq .component "loop" }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "visionloop.databaseSecretName" .root }}
+      key: database-url
+- name: VISIONLOOP_BOOTSTRAP_PROJECT
+  value: {{ .root.Values.config.bootstrapProject | quote }}
+- name: VISIONLOOP_PUBLIC_ADDRESS
+  value: {{ include "visionloop.loopHost" .root | quote }}
+{{- /* Hubs that may run at once: the replicas, and the one an upgrade adds. With more than
+one, failed uploads leave their blobs to the sweep and uploads check the sweep's log. */}}
+- name: VISIONLOOP_HUB_REPLICAS
+  value: {{ add .root.Values.loop.replicas 1 | quote }}
+{{- include "visionloop.s3Env" .root  }}
+{{- end }}
+{{- if eq .component "converter" }}
+{{- include "visionloop.s3Env" .root  }}
+- name: CONVERTER_TRITON_PREFIX
+  value: {{ .root.Values.triton.repositoryPrefix | quote }}
+{{- end }}
+{{- if eq .component "detector" }}
+- name: DETECTOR_BACKEND
+  value: {{ $values.backend | quote }}
+{{- if eq $values.backend "triton" }}
+- name: TRITON_URL
+  value: {{ printf "%s-triton-pods:8001" (include "visionloop.fullname" .root) | quote }}
+- name: TRITON_MODEL_REPOSITORY
+  value: /models
+{{- end }}
+- name: DETECTOR_MAX_BATCH_SIZE
+  value: {{ $values.maxBatchSize | quote }}
+- name: DETECTOR_MAX_BATCH_WAIT_MS
+  value: {{ $values.maxBatchWaitMs | quote }}
+- name: MIN_UNCERTAIN_THRESHOLD
+  value: {{ $values.minUncertainThreshold | quote }}
+- name: MAX_UNCERTAIN_THRESHOLD
+  value: {{ $values.maxUncertainThreshold | quote }}
+{{- end }}
+{{- if eq .component "trainer" }}
+- name: INFERENCE_BATCH_SIZE
+  value: {{ $values.inferenceBatchSize | quote }}
+- name: KEEP_OLD_TRAININGS
+  value: {{ $values.keepOldTrainings | quote }}
+{{- end }}
 {{- end }}

@@ -19,10 +19,11 @@ CONFIG = "config.pbtxt"
 
 def triton_s3_url(endpoint: str, bucket: str, prefix: str) -> str:
     """The repository path Triton takes for an S3 prefix (see Triton's model_repository docs):
-    ``s3://bucket/prefix`` on AWS, ``s3://host:port/bucket/prefix`` elsewhere, https spelled out."""
+    ``s3://bucket/prefix`` on AWS, ``s3://host:port/bucket/prefix`` elsewhere, https spelled out.
+    The Helm chart's visionloop.tritonS3Url follows the same rule (tests/deploy/test_chart.py checks both)."""
     parsed = urlparse(endpoint)
     host = parsed.hostname or ""
-    if host == "amazonaws.com" or host.endswith(".amazonaws.com"):
+    if host == "amazonaws.com" or host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
         return f"s3://{bucket}/{prefix}"
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     scheme = "https://" if parsed.scheme == "https" else ""

@@ -94,6 +94,43 @@ class ServiceSettings(BaseSettings):
     tls_client_ca: Path | None = Field(
         None, alias="VISIONLOOP_TLS_CLIENT_CA", description="CA for client certificates; setting it requires mTLS."
     )
+    health_port: int | None = Field(
+        None,
+        alias="VISIONLOOP_HEALTH_PORT",
+        ge=0,
+        le=65535,
+        description="Plaintext port serving grpc.health.v1 only (0: pick a free one; unset: none), for "
+        "probes that cannot speak TLS, such as kubelet's gRPC probes.",
+    )
+    grpc_keepalive_seconds: float = Field(
+        60.0,
+        alias="VISIONLOOP_GRPC_KEEPALIVE_SECONDS",
+        ge=10,
+        le=7200,
+        description="How long a connection may stay silent before the server pings it, so a peer that went "
+        "away (a robot out of radio range) is noticed and its open calls end.",
+    )
+    grpc_keepalive_timeout_seconds: float = Field(
+        20.0,
+        alias="VISIONLOOP_GRPC_KEEPALIVE_TIMEOUT_SECONDS",
+        ge=1,
+        le=600,
+        description="How long the server waits for a ping's answer before it closes the connection.",
+    )
+    grpc_max_connection_age_seconds: float = Field(
+        0.0,
+        alias="VISIONLOOP_GRPC_MAX_CONNECTION_AGE_SECONDS",
+        ge=0,
+        description="Age (with gRPC's +-10% jitter) after which the server asks a client to reconnect "
+        "(GOAWAY): a client behind a Service then reaches replicas added since it connected; 0: never.",
+    )
+    grpc_max_connection_age_grace_seconds: float | None = Field(
+        None,
+        alias="VISIONLOOP_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS",
+        ge=0,
+        description="Time calls still open on a connection past its maximum age get before it closes "
+        "(unset: as long as they take).",
+    )
     max_message_bytes: int = Field(
         16 * 1024 * 1024,
         alias="VISIONLOOP_MAX_MESSAGE_BYTES",
@@ -143,6 +180,36 @@ class ServiceSettings(BaseSettings):
         if self.tls_cert is not None and self.tls_key is not None:
             tls.check_key_pair(self.tls_cert, self.tls_key, "VISIONLOOP_TLS_CERT", "VISIONLOOP_TLS_KEY")
         return self
+
+    @model_validator(mode="after")
+    def _connection_limits(self) -> Self:
+        if self.health_port and self.health_port == self.port:
+            raise ValueError("VISIONLOOP_HEALTH_PORT must differ from VISIONLOOP_PORT")
+        if self.grpc_keepalive_timeout_seconds >= self.grpc_keepalive_seconds:
+            raise ValueError(
+                "VISIONLOOP_GRPC_KEEPALIVE_TIMEOUT_SECONDS must be shorter than VISIONLOOP_GRPC_KEEPALIVE_SECONDS"
+            )
+        age = self.grpc_max_connection_age_seconds
+        if 0 < age < 1:
+            raise ValueError("VISIONLOOP_GRPC_MAX_CONNECTION_AGE_SECONDS must be 0 (never) or at least 1")
+        if self.grpc_max_connection_age_grace_seconds is not None and not age:
+            raise ValueError(
+                "VISIONLOOP_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS needs VISIONLOOP_GRPC_MAX_CONNECTION_AGE_SECONDS"
+            )
+        return self
+
+    def grpc_server_options(self) -> list[tuple[str, int]]:
+        """Keepalive and connection-age options of the gRPC server (milliseconds, as gRPC takes them)."""
+        options = [
+            ("grpc.keepalive_time_ms", round(self.grpc_keepalive_seconds * 1000)),
+            ("grpc.keepalive_timeout_ms", round(self.grpc_keepalive_timeout_seconds * 1000)),
+        ]
+        if self.grpc_max_connection_age_seconds:
+            options.append(("grpc.max_connection_age_ms", round(self.grpc_max_connection_age_seconds * 1000)))
+            if self.grpc_max_connection_age_grace_seconds is not None:
+                grace = round(self.grpc_max_connection_age_grace_seconds * 1000)
+                options.append(("grpc.max_connection_age_grace_ms", grace))
+        return options
 
     def tokens(self) -> access.Tokens:
         """The tokens this service accepts (none: auth is off)."""

@@ -81,7 +81,9 @@ class GrpcServer:
         self.settings = settings
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
+        self.health_port: int | None = None
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._streams = OpenStreamInterceptor()
 
     @property
@@ -105,6 +107,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),  # a second process on the same port must fail, not share it
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                *self.settings.grpc_server_options(),
             ],
         )
         for mount in self.spec.mounts:
@@ -127,6 +130,8 @@ class GrpcServer:
         for name in ["", *names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
+        if self.settings.health_port is not None:
+            await self._start_health_server(self.settings.health_port)
         for hook in self.spec.on_start:
             await hook(self)
         for name in ["", *names]:
@@ -136,10 +141,28 @@ class GrpcServer:
             service=self.spec.name,
             address=self.address,
             port=port,
+            **({"health_port": self.health_port} if self.health_port is not None else {}),
             tls="mutual" if self.settings.tls_client_ca else ("on" if credentials else "off"),
             auth="on" if self.settings.tokens() else "off",
         )
         return port
+
+    async def _start_health_server(self, port: int) -> None:
+        """Health alone on a plaintext port: kubelet's gRPC probes cannot speak TLS, and this port
+        answers nothing but the status the main port's health reports (the same servicer)."""
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        address = bind_address(self.settings.host, port)
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {address} (VISIONLOOP_HEALTH_PORT): {exc}") from None
+        if bound == 0:
+            raise OSError(f"cannot listen on {address} (VISIONLOOP_HEALTH_PORT)")
+        self._health_server = server
+        self.health_port = bound
+        await server.start()
+        log.info("health listening", service=self.spec.name, address=bind_address(self.settings.host, bound))
 
     async def enter_graceful_shutdown(self) -> None:
         """Health reports NOT_SERVING from now on; calls are still served."""
@@ -154,6 +177,8 @@ class GrpcServer:
             await stopping
             if ended:
                 log.info("ended open streams", service=self.spec.name, count=ended)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         for hook in reversed(self.spec.on_stop):
             await hook(self)
         log.info("stopped", service=self.spec.name)
