@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.detector.conftest import DetectorClient
+from tests.detector.conftest import OPEN_POLICY, DetectorClient
 from tests.detector.frames import frame, jpeg
 from visionloop.common.v1 import image_pb2
 from visionloop.detector.models import open_onnx_model
@@ -52,7 +52,7 @@ async def test_swap_under_load_drops_nothing(detector: DetectorClient, stub_zip:
     frames = [jpeg(frame(squares=((30 * i, 100, 64, "green"),))) for i in range(5)]
     streams = [asyncio.create_task(camera(detector, f"cam{c}", frames, 3.0)) for c in range(4)]
     await asyncio.sleep(1.0)
-    replacement = await open_onnx_model("stub", folder)
+    replacement = await open_onnx_model("stub", folder, admission=OPEN_POLICY)
     replacement.info.version = "2.0"
     await detector.servicer.models.put(replacement)
     answers = await asyncio.gather(*streams)

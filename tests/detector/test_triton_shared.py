@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc.aio as aioclient
 
-from tests.detector.conftest import IMAGE
+from tests.detector.conftest import IMAGE, OPEN_ADMISSION_ENV
 from tests.detector.triton_server import TritonServer, TritonStartError
 from tests.harness import ServiceProcess, serve
 from visionloop.detector.backends.base import BackendUnavailable
@@ -343,6 +343,7 @@ async def test_detectors_come_and_go_without_taking_models_from_each_other(
                 "TRITON_MODEL_REPOSITORY": str(triton.repository),
                 "TRITON_LEASE_SECONDS": str(LEASE_SECONDS),
                 "DETECTOR_MODEL_PATHS": f"stub={model}",
+                **OPEN_ADMISSION_ENV,  # a busy machine must not turn the traffic's frames away
             }
             process = await asyncio.to_thread(processes.enter_context, serve("detector", tmp_path, env))
             traffic = Traffic(name, process.ports()["detector"])

@@ -387,7 +387,8 @@ async def test_a_cancelled_worker_is_restarted(project: Project, tmp_path: Path)
         done = await project.ended((await create(project, epochs=2)).id)
         assert succeeded(done), done
         assert REGISTRY.get_sample_value("visionloop_trainer_worker_up") == 1
-        assert trainer.spec.context.status().state == node_pb2.NODE_STATE_IDLE
+        # The hub hears the end before the worker has cleaned up and turned idle.
+        await until(lambda: trainer.spec.context.status().state == node_pb2.NODE_STATE_IDLE, "the node idle again")
         assert [e.key for e in trainer.spec.context.status().errors] == ["worker"]  # shown for a while
     finally:
         await trainer.stop(0)
