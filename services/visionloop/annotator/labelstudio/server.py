@@ -257,13 +257,13 @@ class LabelStudioServer:
 
     def __init__(self, bridge: Bridge, secret: str, host: str, port: int) -> None:
         self.bridge = bridge
-        self._runner = web.AppRunner(application(bridge, secret), access_log=None)
+        self._runner = web.AppRunner(application(bridge, secret), access_log=None, shutdown_timeout=5)
         self.host = host
         self.port = port
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=5)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server  # aiohttp exposes the bound sockets only here
         if server is not None and getattr(server, "sockets", None):
