@@ -284,7 +284,13 @@ async def test_the_annotator_node_token_serves_annotators_and_nothing_else(hub: 
         assert image_id in await annotator.download(WEEDS, [image_id])
         annotation = annotated_image(1).annotations[0]
         annotation.image_id = image_id
-        assert (await annotator.create_annotation(WEEDS, annotation)).id
+        stored = await annotator.create_annotation(WEEDS, annotation)
+        # The Label Studio bridge changes and deletes what it wrote, completes images, queues trainings.
+        assert [a.id for a in await annotator.list_annotations(WEEDS, image_id)][-1] == stored.id
+        assert (await annotator.update_annotation(WEEDS, stored)).id == stored.id
+        await annotator.delete_annotation(WEEDS, stored.id)
+        await annotator.set_state(WEEDS, image_id, image_pb2.IMAGE_STATE_COMPLETE)
+        assert (await annotator.create_training(WEEDS, training_pb2.TrainingSpec())).id
         model = await DeployedModel(annotator, tmp_path / "models").get(WEEDS)  # GetDeployment + DownloadModel
         await model.close()
         events = event_service_pb2_grpc.EventServiceStub(annotator.channel)

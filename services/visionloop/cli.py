@@ -12,7 +12,7 @@ import click
 import structlog
 
 from visionloop import hub_commands
-from visionloop.annotator.cli import annotate
+from visionloop.annotator.cli import annotate, label_studio
 from visionloop.demo import commands as demo_commands
 from visionloop.detect_command import detect
 from visionloop.runtime import __version__
@@ -203,6 +203,7 @@ for _command in hub_commands.COMMANDS:
 cli.add_command(detect)
 cli.add_command(tokens)
 cli.add_command(annotate)
+cli.add_command(label_studio)
 cli.add_command(demo_commands.demo)
 cli.add_command(demo_commands.experiment)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from tests.annotator import sam_pair, shapes
+from tests.annotator import studio as label_studio
 from tests.detector.conftest import REF, Hub
 from tests.hub.stacks import free_port
 from visionloop.annotator import app
@@ -111,3 +112,11 @@ async def sam_desk(tmp_path: Path, sam_files: tuple[Path, Path]) -> AsyncIterato
     encoder, decoder = sam_files
     async with open_desk(tmp_path, sam_encoder_path=encoder, sam_decoder_path=decoder) as ready:
         yield ready
+
+
+@pytest.fixture(scope="session")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[label_studio.Studio]:
+    """One real Label Studio for the session (each test makes its own project in it)."""
+    started = label_studio.start(tmp_path_factory.mktemp("label-studio"), free_port())
+    yield started
+    label_studio.stop(started)

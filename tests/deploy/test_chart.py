@@ -149,6 +149,7 @@ SECRET_SAMPLES = {
     "trainer-token": "t1",
     "converter-token": "c1",
     "annotator-node-token": "n1",
+    "label-studio-bridge-token": "label-studio-bridge-credential",
     "database-url": "postgresql://u:p@db:5432/visionloop",
     "s3-access-key-id": "key",
     "s3-secret-access-key": "secret",
@@ -608,6 +609,11 @@ def test_no_tls_mounts_without_tls() -> None:
         ({"loop": {"replicas": 2}}, r"loop\.replicas=2 without S3: each hub would keep images"),
         ({"detector": {"ingress": {"enabled": True}}}, r"detector\.ingress\.enabled needs detector\.ingress\.hosts"),
         ({"loop": {"grpcRoute": {"enabled": True}}}, r"loop\.grpcRoute\.enabled needs loop\.grpcRoute\.parentRefs"),
+        ({"annotator": {"labelStudio": {"enabled": True, "port": 9092}}}, r"annotator\.labelStudio\.enabled needs"),
+        (
+            {"annotator": {"replicas": 2, "labelStudio": {"enabled": True, "port": 9092, "token": "x" * 16}}},
+            r"annotator\.labelStudio\.enabled with annotator\.replicas=2",
+        ),
     ],
 )
 def test_combinations_that_cannot_work_are_refused(values: dict[str, Any], message: str) -> None:
@@ -885,3 +891,31 @@ def test_notes_name_what_the_certificate_must_cover() -> None:
     for service in SERVICES:
         assert f"vl-visionloop-{service}, vl-visionloop-{service}.vision.svc" in text
     assert "plaintext health port 50060" in text
+
+
+def test_the_label_studio_bridge_is_served_and_reached_with_its_credential() -> None:
+    values = minimal()
+    values["annotator"] = {"labelStudio": {"enabled": True, "port": 9092, "token": "label-studio-bridge-credential"}}
+    values["networkPolicy"] = {"enabled": True}
+    documents = render(values)
+    name = "vl-visionloop-annotator"
+    container = by_kind(documents, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "label-studio", "containerPort": 9092, "protocol": "TCP"} in container["ports"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["LABEL_STUDIO_PORT"]["value"] == "9092"
+    reference = env["LABEL_STUDIO_BRIDGE_TOKEN"]["valueFrom"]["secretKeyRef"]
+    secret = by_kind(documents, "Secret")[reference["name"]]
+    assert secret["stringData"][reference["key"]] == "label-studio-bridge-credential"
+    service = by_kind(documents, "Service")[name]
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == "label-studio"]
+    assert (port["port"], port["targetPort"]) == (9092, "label-studio")
+    policy = by_kind(documents, "NetworkPolicy")[name]
+    assert {"port": "label-studio", "protocol": "TCP"} in policy["spec"]["ingress"][0]["ports"]
+
+    values["annotator"]["labelStudio"] = {"enabled": True, "port": 9092, "existingSecret": "studio"}
+    container = by_kind(render(values), "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["LABEL_STUDIO_BRIDGE_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "studio",
+        "key": "label-studio-bridge-token",
+    }

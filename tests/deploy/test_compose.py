@@ -223,3 +223,25 @@ def test_each_node_gets_its_own_kinds_token_and_no_service_holds_the_admin_token
     assert detector.scope == Scope("demo", "demo")  # a detector serves one project
     (converter,) = accepted.grants_of(by_role["converter_node"])
     assert converter.scope is None  # a converter may convert every project's models
+
+
+def test_the_label_studio_overlay_serves_the_bridge_beside_a_label_studio(compose: dict[str, Any]) -> None:
+    overlay = load(DEPLOY / "compose" / "label-studio.yml")
+    annotator = overlay["services"]["annotator"]
+    token = "0123456789abcdef0123"
+    env = {**compose["services"]["annotator"]["environment"], **annotator["environment"]}
+    given = {"LABEL_STUDIO_BRIDGE_TOKEN": token}
+    required = re.compile(r"\$\{(\w+):\?[^}]*\}")
+    env = {key: interpolate(required.sub(lambda m: given[m.group(1)], str(value))) for key, value in env.items()}
+    assert not set(env) - accepted_env("annotator")
+    validate_settings("annotator", env)
+    assert env["LABEL_STUDIO_BRIDGE_TOKEN"] == token
+    assert f"{env['LABEL_STUDIO_PORT']}:{env['LABEL_STUDIO_PORT']}" in annotator["ports"]
+    assert required.search(annotator["environment"]["LABEL_STUDIO_BRIDGE_TOKEN"]), "no bridge without its credential"
+    studio = overlay["services"]["label-studio"]
+    # Label Studio refuses a bridge on a private address unless these are off.
+    assert studio["environment"]["ML_BLOCK_LOCAL_IP"] == "false"
+    assert studio["environment"]["SSRF_PROTECTION_ENABLED"] == "false"
+    assert studio["image"].startswith("heartexlabs/label-studio:1.23.")
+    # Without the overlay the bridge is off, and the annotator starts without its credential.
+    assert "LABEL_STUDIO_PORT" not in compose["services"]["annotator"]["environment"]

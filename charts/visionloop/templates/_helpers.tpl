@@ -434,6 +434,15 @@ one, failed uploads leave their blobs to the sweep and uploads check the sweep's
 - name: MAX_UNCERTAIN_THRESHOLD
   value: {{ $values.maxUncertainThreshold | quote }}
 {{- end }}
+{{- if and (eq .component "annotator") $values.labelStudio.enabled }}
+- name: LABEL_STUDIO_PORT
+  value: {{ $values.labelStudio.port | quote }}
+- name: LABEL_STUDIO_BRIDGE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (printf "%s-label-studio" (include "visionloop.fullname" .root)) $values.labelStudio.existingSecret }}
+      key: label-studio-bridge-token
+{{- end }}
 {{- if eq .component "trainer" }}
 - name: INFERENCE_BATCH_SIZE
   value: {{ $values.inferenceBatchSize | quote }}

@@ -17,6 +17,15 @@
 {{- if and $v.loop.enabled (gt (int $v.loop.replicas) 1) (not $s3) }}
 {{- fail (printf "loop.replicas=%d without S3: each hub would keep images in its own pod's scratch volume, so images uploaded to one are missing on the others. Set s3.endpoint (or minio.bundled for a trial), or loop.replicas=1" (int $v.loop.replicas)) }}
 {{- end }}
+{{- $studio := $v.annotator.labelStudio }}
+{{- if and $v.annotator.enabled $studio.enabled }}
+{{- if gt (int $v.annotator.replicas) 1 }}
+{{- fail (printf "annotator.labelStudio.enabled with annotator.replicas=%d: the bridge keeps which hub annotation each Label Studio region wrote in its pod, so Label Studio's edits must all reach one annotator; set annotator.replicas=1" (int $v.annotator.replicas)) }}
+{{- end }}
+{{- if and (not $studio.existingSecret) (lt (len $studio.token) 16) }}
+{{- fail "annotator.labelStudio.enabled needs annotator.labelStudio.token (16 characters or more) or annotator.labelStudio.existingSecret (key label-studio-bridge-token): Label Studio presents it to the bridge" }}
+{{- end }}
+{{- end }}
 {{- range $component := list "loop" "detector" "annotator" }}
 {{- $values := index $v $component }}
 {{- if and $values.enabled $values.ingress.enabled (not $values.ingress.hosts) }}

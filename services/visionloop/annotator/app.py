@@ -10,7 +10,9 @@ import asyncio
 
 from visionloop.annotator.config import AnnotatorSettings
 from visionloop.annotator.hub import AnnotatorHub
-from visionloop.annotator.label_studio import LabelStudioServer
+from visionloop.annotator.labelstudio.bridge import Bridge
+from visionloop.annotator.labelstudio.server import LabelStudioServer
+from visionloop.annotator.labelstudio.store import Store
 from visionloop.annotator.preannotate import DeployedModel
 from visionloop.annotator.sam import SamBackend
 from visionloop.annotator.service import AnnotatorServicer, Backend, classical
@@ -46,17 +48,21 @@ def create(settings: AnnotatorSettings) -> ServiceSpec:
             watcher.start()
             servicer.watcher = watcher
         if settings.label_studio_port >= 0:
-            bridge = LabelStudioServer(settings.loop_client(), settings.host, settings.label_studio_port)
-            bridge.start()
-            servicer.label_studio = bridge
-            log.info("label studio ml backend listening", port=bridge.port)
+            store = await asyncio.to_thread(Store, settings.data_dir / "label-studio.sqlite")
+            bridge = Bridge(
+                servicer.hub, settings.project_ref, store, servicer.deployed, servicer.backends, settings.image_limits
+            )
+            server_ = LabelStudioServer(bridge, settings.label_studio_token, settings.host, settings.label_studio_port)
+            await server_.start()
+            servicer.label_studio = server_
+            log.info("label studio bridge listening", port=server_.port)
         log.info("annotator ready", backends=sorted(servicer.backends), default=servicer.default_backend)
 
     async def stop(server: GrpcServer) -> None:
         if servicer.watcher is not None:
             await servicer.watcher.stop()
         if servicer.label_studio is not None:
-            await asyncio.to_thread(servicer.label_studio.stop)
+            await servicer.label_studio.stop()
         if servicer.deployed is not None:
             await servicer.deployed.close()
         if servicer.hub is not None:

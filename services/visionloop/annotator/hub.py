@@ -13,14 +13,18 @@ from typing import TypeVar
 import grpc
 
 from visionloop.client.channel import create_aio_channel
-from visionloop.common.v1 import annotation_pb2, category_pb2, detection_pb2, image_pb2
+from visionloop.common.v1 import annotation_pb2, category_pb2, detection_pb2, image_pb2, training_pb2
 from visionloop.loop.v1 import (
     annotation_service_pb2,
     annotation_service_pb2_grpc,
+    deployment_service_pb2,
+    deployment_service_pb2_grpc,
     image_service_pb2,
     image_service_pb2_grpc,
     project_service_pb2,
     project_service_pb2_grpc,
+    training_service_pb2,
+    training_service_pb2_grpc,
 )
 from visionloop.runtime import errors
 from visionloop.runtime.config import PeerSettings
@@ -62,6 +66,8 @@ class AnnotatorHub:
         self.images = image_service_pb2_grpc.ImageServiceStub(self.channel)
         self.annotations = annotation_service_pb2_grpc.AnnotationServiceStub(self.channel)
         self.projects = project_service_pb2_grpc.ProjectServiceStub(self.channel)
+        self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(self.channel)
+        self.trainings = training_service_pb2_grpc.TrainingServiceStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -78,6 +84,10 @@ class AnnotatorHub:
                     parts.append(message.chunk.data)
         return metadata, b"".join(parts)
 
+    async def metadata(self, ref: ProjectRef, image_id: str) -> image_pb2.ImageMetadata:
+        request = image_service_pb2.GetImageRequest(ref=ref, image_id=image_id)
+        return (await call(self.images.GetImage(request, timeout=TIMEOUT))).metadata
+
     async def categories(self, ref: ProjectRef) -> list[category_pb2.Category]:
         request = project_service_pb2.ListCategoriesRequest(ref=ref)
         return list((await call(self.projects.ListCategories(request, timeout=TIMEOUT))).categories)
@@ -88,8 +98,22 @@ class AnnotatorHub:
         request = annotation_service_pb2.CreateAnnotationRequest(ref=ref, annotation=annotation)
         return (await call(self.annotations.CreateAnnotation(request, timeout=TIMEOUT))).annotation
 
-    async def detections(self, ref: ProjectRef, image_id: str) -> detection_pb2.Detections:
-        request = annotation_service_pb2.GetDetectionsRequest(ref=ref, image_id=image_id)
+    async def update_annotation(
+        self, ref: ProjectRef, annotation: annotation_pb2.Annotation
+    ) -> annotation_pb2.Annotation:
+        request = annotation_service_pb2.UpdateAnnotationRequest(ref=ref, annotation=annotation)
+        return (await call(self.annotations.UpdateAnnotation(request, timeout=TIMEOUT))).annotation
+
+    async def delete_annotation(self, ref: ProjectRef, annotation_id: str) -> None:
+        request = annotation_service_pb2.DeleteAnnotationRequest(ref=ref, annotation_id=annotation_id)
+        await call(self.annotations.DeleteAnnotation(request, timeout=TIMEOUT))
+
+    async def list_annotations(self, ref: ProjectRef, image_id: str) -> list[annotation_pb2.Annotation]:
+        request = annotation_service_pb2.ListAnnotationsRequest(ref=ref, image_id=image_id)
+        return list((await call(self.annotations.ListAnnotations(request, timeout=TIMEOUT))).annotations)
+
+    async def detections(self, ref: ProjectRef, image_id: str, model_version: str = "") -> detection_pb2.Detections:
+        request = annotation_service_pb2.GetDetectionsRequest(ref=ref, image_id=image_id, model_version=model_version)
         return (await call(self.annotations.GetDetections(request, timeout=TIMEOUT))).detections
 
     async def put_detections(self, ref: ProjectRef, image_id: str, detections: detection_pb2.Detections) -> int:
@@ -120,6 +144,19 @@ class AnnotatorHub:
     async def set_priority(self, ref: ProjectRef, image_id: str, priority: float) -> None:
         request = image_service_pb2.UpdateImageRequest(ref=ref, image_id=image_id, priority=priority)
         await call(self.images.UpdateImage(request, timeout=TIMEOUT))
+
+    async def set_state(self, ref: ProjectRef, image_id: str, state: image_pb2.ImageState) -> None:
+        request = image_service_pb2.UpdateImageRequest(ref=ref, image_id=image_id, state=state)
+        await call(self.images.UpdateImage(request, timeout=TIMEOUT))
+
+    async def deployed_version(self, ref: ProjectRef) -> str:
+        """The version the project's deployment resolves to; empty when nothing is deployed."""
+        request = deployment_service_pb2.GetDeploymentRequest(ref=ref)
+        return (await call(self.deployments.GetDeployment(request, timeout=TIMEOUT))).deployment.resolved_version
+
+    async def create_training(self, ref: ProjectRef, spec: training_pb2.TrainingSpec) -> training_pb2.Training:
+        request = training_service_pb2.CreateTrainingRequest(ref=ref, spec=spec)
+        return (await call(self.trainings.CreateTraining(request, timeout=TIMEOUT))).training
 
     async def download(self, ref: ProjectRef, image_ids: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}

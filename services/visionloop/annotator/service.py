@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -13,7 +14,6 @@ from visionloop.annotator import prompts as checks
 from visionloop.annotator import ranking
 from visionloop.annotator.classical import ClassicalImage
 from visionloop.annotator.hub import AnnotatorHub
-from visionloop.annotator.label_studio import LabelStudioServer
 from visionloop.annotator.preannotate import DeployedModel
 from visionloop.annotator.prompts import Item, Prompts
 from visionloop.annotator.sessions import PreparedImage, Sessions
@@ -25,6 +25,9 @@ from visionloop.lib import images
 from visionloop.loop.v1 import project_service_pb2
 from visionloop.runtime import access
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, Unavailable
+
+if TYPE_CHECKING:
+    from visionloop.annotator.labelstudio.server import LabelStudioServer
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 DOWNLOAD_BATCH = 32
