@@ -18,7 +18,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
 
 from tests import fuzzing
-from visionloop.common.v1 import limits_pb2, node_pb2
+from visionloop.common.v1 import limits_pb2, node_pb2, training_pb2
 from visionloop.loop.v1 import image_service_pb2, node_service_pb2
 from visionloop.runtime import fastcheck, validation
 from visionloop.runtime import limits as L
@@ -198,3 +198,11 @@ def test_model_json_keeps_to_the_contract() -> None:
     with pytest.raises(InvalidArgument, match=r"^model.json comment: 5000 characters, at most 4096 allowed$"):
         model_info_from_json({"comment": "x" * 5000})
     assert len(model_info_from_json({"categories": categories[:10_000]}).categories) == 10_000
+
+
+def test_a_trainer_step_error_fits_the_contract() -> None:
+    from visionloop.trainer.machine import _describe
+
+    message = _describe(RuntimeError("x" * 100_000))
+    assert message.startswith("RuntimeError: xxx")
+    assert validation.problem(training_pb2.StepError(message=message)) is None
