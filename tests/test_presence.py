@@ -69,3 +69,29 @@ async def test_registers_heartbeats_and_registers_again_after_the_hub_forgot_it(
     finally:
         await channel.close()
         await hub.stop()
+
+
+async def test_a_node_with_many_long_errors_still_registers(tmp_path: Path) -> None:
+    """Errors quote exceptions of any length: the node sends its newest ones within the hub's contract."""
+    port = free_port()
+    hub = Hub(tmp_path / "hub", port)
+    await hub.start()
+    peer = PeerSettings(loop_host=f"127.0.0.1:{port}")
+
+    def status() -> node_pb2.NodeStatus:
+        errors = [node_pb2.NodeError(key=f"k{i}" * 100, message=f"failure {i}: " + "x" * 5000) for i in range(40)]
+        return node_pb2.NodeStatus(node_id="n-2", name="chatty", type=node_pb2.NODE_TYPE_DETECTOR, errors=errors)
+
+    presence = Presence(peer, status)
+    channel = create_aio_channel(peer.channel_config())
+    try:
+        await presence.beat(node_service_pb2_grpc.NodeServiceStub(channel), 10.0)
+        assert presence.registered
+        (node,) = await listed(port)
+        assert len(node.errors) == 32
+        assert node.errors[-1].message.startswith("failure 39: xxx")
+        assert max(len(error.message) for error in node.errors) <= 1024
+        assert max(len(error.key) for error in node.errors) <= 128
+    finally:
+        await channel.close()
+        await hub.stop()

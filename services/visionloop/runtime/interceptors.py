@@ -20,9 +20,10 @@ import structlog
 from google.protobuf import descriptor_pool
 
 from visionloop.common.v1 import access_pb2
-from visionloop.runtime import access, errors, resources
+from visionloop.runtime import access, errors, resources, validation
 from visionloop.runtime.metrics import AUTH_FAILURES, GRPC_HANDLED, GRPC_HANDLING_SECONDS, GRPC_STARTED
 from visionloop.runtime.rpc import RpcInfo, status_of, wrap_handler
+from visionloop.runtime.text import STATUS_MESSAGE_CHARS, clip
 
 log = structlog.stdlib.get_logger("visionloop.rpc")
 
@@ -44,7 +45,11 @@ class ScopedInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
             return handler
         info = RpcInfo.from_call(handler_call_details, handler)
-        return wrap_handler(handler, lambda context: self.scope(info, context))
+        return wrap_handler(self.prepare(handler), lambda context: self.scope(info, context))
+
+    def prepare(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The handler the scope runs around (the chain checks requests against the contract here)."""
+        return handler
 
     def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         raise NotImplementedError
@@ -226,7 +231,7 @@ class ExceptionInterceptor(ScopedInterceptor):
         except grpc.aio.AbortError:
             raise
         except errors.ServiceError as exc:
-            await context.abort(exc.code, exc.message)
+            await context.abort(exc.code, clip(exc.message, STATUS_MESSAGE_CHARS))
         except NotImplementedError:
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, f"{info.service}/{info.method} is not implemented in this release"
@@ -247,6 +252,11 @@ class ScopeChain(ScopedInterceptor):
 
     def __init__(self, links: Sequence[ScopedInterceptor]) -> None:
         self.links = tuple(links)
+
+    def prepare(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        # Innermost: a request that does not parse or breaks its contract's limits is refused
+        # with INVALID_ARGUMENT inside every scope, before any handler code runs.
+        return validation.guard(handler)
 
     @asynccontextmanager
     async def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import structlog
 
 from visionloop.runtime.config import LogFormat
+from visionloop.runtime.text import LOG_EXCEPTION_CHARS, LOG_VALUE_CHARS, clip
 
 _SECRET_KEYS = re.compile(r"(authorization|token|password|secret|api[_-]?key|credential)", re.IGNORECASE)
 _BEARER = re.compile(r"(?i)bearer\s+\S+")
@@ -34,6 +35,14 @@ def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mut
             event_dict[key] = "[redacted]"
         else:
             event_dict[key] = _redact_value(event_dict[key])
+    return event_dict
+
+
+def clip_long_values(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Cut long strings: a value (or an exception message) carrying a client's input has no bound of its own."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = clip(value, LOG_EXCEPTION_CHARS if key == "exception" else LOG_VALUE_CHARS)
     return event_dict
 
 
@@ -63,7 +72,7 @@ def configure_logging(
     final: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if not console:
         final.append(structlog.processors.format_exc_info)
-    final.append(renderer)
+    final += [clip_long_values, renderer]
     handler = logging.StreamHandler(stream)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final))
     root = logging.getLogger()

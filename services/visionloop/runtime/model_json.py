@@ -12,6 +12,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from visionloop.common.v1 import category_pb2, model_pb2
+from visionloop.runtime import validation
 from visionloop.runtime.errors import InvalidArgument
 
 HUB_FIELDS = ("host", "organization", "project", "version", "id", "format")  # filled in by the hub
@@ -66,6 +67,10 @@ def model_info_from_json(doc: dict[str, Any]) -> model_pb2.ModelInfo:
     for field, limit in _COLUMN_LIMITS.items():
         if len(getattr(info, field)) > limit:
             raise InvalidArgument(f"model.json {field} is longer than {limit} characters")
+    # The hub stores it and lists it back: the contract's limits, as for a request (10,000 categories, ...).
+    found = validation.problem(info)
+    if found is not None:
+        raise InvalidArgument(f"model.json {found}")
     return info
 
 

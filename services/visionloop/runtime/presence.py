@@ -19,10 +19,11 @@ import grpc
 from visionloop.client.channel import create_aio_channel
 from visionloop.common.v1 import node_pb2
 from visionloop.loop.v1 import node_service_pb2, node_service_pb2_grpc
-from visionloop.runtime import __version__
+from visionloop.runtime import __version__, limits
 from visionloop.runtime.config import PeerSettings
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
+from visionloop.runtime.text import clip
 
 log = get_logger(__name__)
 
@@ -36,6 +37,21 @@ def beat_interval(hub_interval: timedelta | None, fallback: float = DEFAULT_INTE
     if not hub_interval or hub_interval.total_seconds() <= 0:
         return fallback
     return max(1.0, min(hub_interval.total_seconds() / 2, 30.0))
+
+
+_MAX_ERRORS = limits.max_items(limits.of(node_pb2.NodeStatus.DESCRIPTOR.fields_by_name["errors"]))
+_MAX_KEY, _MAX_MESSAGE = (
+    limits.max_length(field, limits.of(field))
+    for field in (node_pb2.NodeError.DESCRIPTOR.fields_by_name[name] for name in ("key", "message"))
+)
+
+
+def _fit_errors(status: node_pb2.NodeStatus) -> None:
+    """The newest errors, texts clipped, as the hub's contract accepts them (errors quote exceptions: unbounded)."""
+    del status.errors[:-_MAX_ERRORS]
+    for error in status.errors:
+        error.key = clip(error.key, _MAX_KEY)
+        error.message = clip(error.message, _MAX_MESSAGE)
 
 
 class Presence:
@@ -60,6 +76,7 @@ class Presence:
         status = self._status()
         status.software_version = status.software_version or __version__
         status.uptime.FromTimedelta(timedelta(seconds=time.monotonic() - self.started))
+        _fit_errors(status)
         return status
 
     def poke(self) -> None:

@@ -42,10 +42,12 @@ from google.protobuf import json_format
 from visionloop.client.loop import CATEGORY_TYPES
 from visionloop.common.v1 import detection_pb2, training_pb2
 from visionloop.lib import hyperparameters, images
+from visionloop.runtime import limits
 from visionloop.runtime.archives import safe_extract
 from visionloop.runtime.files import write_atomically
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.resources import Shortage, report, shortage_of
+from visionloop.runtime.text import clip
 from visionloop.trainer import data as training_data
 from visionloop.trainer import evaluation
 from visionloop.trainer import metrics as trainer_metrics
@@ -59,6 +61,8 @@ log = get_logger(__name__)
 S = training_pb2
 JOB = "job.json"
 PUSH_INTERVAL_SECONDS = 2.0  # at most this often from epoch reports; lease renewals report too
+_MAX_STEP_ERRORS = limits.max_items(limits.of(S.TrainingStatus.DESCRIPTOR.fields_by_name["errors"]))
+_MAX_STEP_MESSAGE = limits.of(S.StepError.DESCRIPTOR.fields_by_name["message"]).max_length
 
 # stable state -> (state while the step runs, state after it, step method name)
 STEPS: dict[int, tuple[int, int, str]] = {
@@ -334,6 +338,7 @@ class TrainingMachine:
                 state=during, message=message, attempts=attempts, critical=critical
             )
             entry.time.FromDatetime(datetime.now(UTC))
+            del self.record.training.status.errors[:-_MAX_STEP_ERRORS]  # the newest, as many as the hub takes
             self.record.training.status.state = before
             if critical:
                 self.record.failure = message
@@ -697,6 +702,9 @@ class TrainingMachine:
 
 
 def _describe(error: BaseException) -> str:
+    """The error as a StepError message, clipped to what the hub's contract accepts (exceptions quote anything)."""
     if isinstance(error, grpc.RpcError):
-        return f"hub answered {error.code().name}: {error.details()}"  # type: ignore[attr-defined]
-    return f"{type(error).__name__}: {error}" if not isinstance(error, CriticalError) else str(error)
+        text = f"hub answered {error.code().name}: {error.details()}"  # type: ignore[attr-defined]
+    else:
+        text = f"{type(error).__name__}: {error}" if not isinstance(error, CriticalError) else str(error)
+    return clip(text, _MAX_STEP_MESSAGE)

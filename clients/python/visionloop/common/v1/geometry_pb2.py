@@ -22,27 +22,32 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#visionloop/common/v1/geometry.proto\x12\x14visionloop.common.v1\":\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"6\n\x07Polygon\x12+\n\x06points\x18\x01 \x03(\x0b\x32\x1b.visionloop.common.v1.Point\"?\n\x0cMultiPolygon\x12/\n\x08polygons\x18\x01 \x03(\x0b\x32\x1d.visionloop.common.v1.Polygon\"\x0c\n\nWholeImage\"\xbb\x02\n\x05Shape\x12(\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x19.visionloop.common.v1.BoxH\x00\x12,\n\x05point\x18\x02 \x01(\x0b\x32\x1b.visionloop.common.v1.PointH\x00\x12\x30\n\x07polygon\x18\x03 \x01(\x0b\x32\x1d.visionloop.common.v1.PolygonH\x00\x12\x37\n\x0bwhole_image\x18\x04 \x01(\x0b\x32 .visionloop.common.v1.WholeImageH\x00\x12;\n\rmulti_polygon\x18\x05 \x01(\x0b\x32\".visionloop.common.v1.MultiPolygonH\x00\x12*\n\x04mask\x18\x06 \x01(\x0b\x32\x1a.visionloop.common.v1.MaskH\x00\x42\x06\n\x04kind\"5\n\x04Mask\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ounts\x18\x03 \x03(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#visionloop/common/v1/geometry.proto\x12\x14visionloop.common.v1\x1a!visionloop/common/v1/limits.proto\":\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"@\n\x07Polygon\x12\x35\n\x06points\x18\x01 \x03(\x0b\x32\x1b.visionloop.common.v1.PointB\x08\xd2\xf3\x18\x04\x10\xa0\x8d\x06\"?\n\x0cMultiPolygon\x12/\n\x08polygons\x18\x01 \x03(\x0b\x32\x1d.visionloop.common.v1.Polygon\"\x0c\n\nWholeImage\"\xbb\x02\n\x05Shape\x12(\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x19.visionloop.common.v1.BoxH\x00\x12,\n\x05point\x18\x02 \x01(\x0b\x32\x1b.visionloop.common.v1.PointH\x00\x12\x30\n\x07polygon\x18\x03 \x01(\x0b\x32\x1d.visionloop.common.v1.PolygonH\x00\x12\x37\n\x0bwhole_image\x18\x04 \x01(\x0b\x32 .visionloop.common.v1.WholeImageH\x00\x12;\n\rmulti_polygon\x18\x05 \x01(\x0b\x32\".visionloop.common.v1.MultiPolygonH\x00\x12*\n\x04mask\x18\x06 \x01(\x0b\x32\x1a.visionloop.common.v1.MaskH\x00\x42\x06\n\x04kind\"@\n\x04Mask\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x19\n\x06\x63ounts\x18\x03 \x03(\rB\t\xd2\xf3\x18\x05\x10\x81\xc2\xd7/b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.common.v1.geometry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BOX']._serialized_start=61
-  _globals['_BOX']._serialized_end=119
-  _globals['_POINT']._serialized_start=121
-  _globals['_POINT']._serialized_end=150
-  _globals['_POLYGON']._serialized_start=152
-  _globals['_POLYGON']._serialized_end=206
-  _globals['_MULTIPOLYGON']._serialized_start=208
-  _globals['_MULTIPOLYGON']._serialized_end=271
-  _globals['_WHOLEIMAGE']._serialized_start=273
-  _globals['_WHOLEIMAGE']._serialized_end=285
-  _globals['_SHAPE']._serialized_start=288
-  _globals['_SHAPE']._serialized_end=603
-  _globals['_MASK']._serialized_start=605
-  _globals['_MASK']._serialized_end=658
+  _globals['_POLYGON'].fields_by_name['points']._loaded_options = None
+  _globals['_POLYGON'].fields_by_name['points']._serialized_options = b'\322\363\030\004\020\240\215\006'
+  _globals['_MASK'].fields_by_name['counts']._loaded_options = None
+  _globals['_MASK'].fields_by_name['counts']._serialized_options = b'\322\363\030\005\020\201\302\327/'
+  _globals['_BOX']._serialized_start=96
+  _globals['_BOX']._serialized_end=154
+  _globals['_POINT']._serialized_start=156
+  _globals['_POINT']._serialized_end=185
+  _globals['_POLYGON']._serialized_start=187
+  _globals['_POLYGON']._serialized_end=251
+  _globals['_MULTIPOLYGON']._serialized_start=253
+  _globals['_MULTIPOLYGON']._serialized_end=316
+  _globals['_WHOLEIMAGE']._serialized_start=318
+  _globals['_WHOLEIMAGE']._serialized_end=330
+  _globals['_SHAPE']._serialized_start=333
+  _globals['_SHAPE']._serialized_end=648
+  _globals['_MASK']._serialized_start=650
+  _globals['_MASK']._serialized_end=714
 # @@protoc_insertion_point(module_scope)

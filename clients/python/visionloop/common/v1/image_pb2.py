@@ -23,23 +23,28 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n visionloop/common/v1/image.proto\x12\x14visionloop.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n\x08RawImage\x12\x0e\n\x06pixels\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x37\n\x0cpixel_format\x18\x04 \x01(\x0e\x32!.visionloop.common.v1.PixelFormat\"Q\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12-\n\x03raw\x18\x02 \x01(\x0b\x32\x1e.visionloop.common.v1.RawImageH\x00\x42\x06\n\x04\x64\x61ta\"\xfe\x02\n\rImageMetadata\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupload_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05state\x18\x08 \x01(\x0e\x32 .visionloop.common.v1.ImageState\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x0b \x01(\t\x12\x12\n\nsize_bytes\x18\x0c \x01(\x03\x12\x10\n\x08priority\x18\r \x01(\x01\x12\x18\n\x10\x61nnotation_count\x18\x0e \x01(\x05\x12\x17\n\x0f\x64\x65tection_count\x18\x0f \x01(\x05*\xa3\x01\n\nImageState\x12\x1b\n\x17IMAGE_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11IMAGE_STATE_INBOX\x10\x01\x12\x18\n\x14IMAGE_STATE_ANNOTATE\x10\x02\x12\x16\n\x12IMAGE_STATE_REVIEW\x10\x03\x12\x18\n\x14IMAGE_STATE_COMPLETE\x10\x04\x12\x15\n\x11IMAGE_STATE_TRASH\x10\x05*q\n\x0bPixelFormat\x12\x1c\n\x18PIXEL_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11PIXEL_FORMAT_RGB8\x10\x01\x12\x15\n\x11PIXEL_FORMAT_BGR8\x10\x02\x12\x16\n\x12PIXEL_FORMAT_GRAY8\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n visionloop/common/v1/image.proto\x12\x14visionloop.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/limits.proto\"~\n\x08RawImage\x12\x1a\n\x06pixels\x18\x01 \x01(\x0c\x42\n\xd2\xf3\x18\x06\x08\x80\xc6\x86\x8f\x01\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x37\n\x0cpixel_format\x18\x04 \x01(\x0e\x32!.visionloop.common.v1.PixelFormat\"\\\n\x05Image\x12\x1c\n\x07\x65ncoded\x18\x01 \x01(\x0c\x42\t\xd2\xf3\x18\x05\x08\x80\x80\x80\x19H\x00\x12-\n\x03raw\x18\x02 \x01(\x0b\x32\x1e.visionloop.common.v1.RawImageH\x00\x42\x06\n\x04\x64\x61ta\"\xfe\x02\n\rImageMetadata\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupload_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05state\x18\x08 \x01(\x0e\x32 .visionloop.common.v1.ImageState\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x0b \x01(\t\x12\x12\n\nsize_bytes\x18\x0c \x01(\x03\x12\x10\n\x08priority\x18\r \x01(\x01\x12\x18\n\x10\x61nnotation_count\x18\x0e \x01(\x05\x12\x17\n\x0f\x64\x65tection_count\x18\x0f \x01(\x05*\xa3\x01\n\nImageState\x12\x1b\n\x17IMAGE_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11IMAGE_STATE_INBOX\x10\x01\x12\x18\n\x14IMAGE_STATE_ANNOTATE\x10\x02\x12\x16\n\x12IMAGE_STATE_REVIEW\x10\x03\x12\x18\n\x14IMAGE_STATE_COMPLETE\x10\x04\x12\x15\n\x11IMAGE_STATE_TRASH\x10\x05*q\n\x0bPixelFormat\x12\x1c\n\x18PIXEL_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11PIXEL_FORMAT_RGB8\x10\x01\x12\x15\n\x11PIXEL_FORMAT_BGR8\x10\x02\x12\x16\n\x12PIXEL_FORMAT_GRAY8\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.common.v1.image_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGESTATE']._serialized_start=676
-  _globals['_IMAGESTATE']._serialized_end=839
-  _globals['_PIXELFORMAT']._serialized_start=841
-  _globals['_PIXELFORMAT']._serialized_end=954
-  _globals['_RAWIMAGE']._serialized_start=91
-  _globals['_RAWIMAGE']._serialized_end=205
-  _globals['_IMAGE']._serialized_start=207
-  _globals['_IMAGE']._serialized_end=288
-  _globals['_IMAGEMETADATA']._serialized_start=291
-  _globals['_IMAGEMETADATA']._serialized_end=673
+  _globals['_RAWIMAGE'].fields_by_name['pixels']._loaded_options = None
+  _globals['_RAWIMAGE'].fields_by_name['pixels']._serialized_options = b'\322\363\030\006\010\200\306\206\217\001'
+  _globals['_IMAGE'].fields_by_name['encoded']._loaded_options = None
+  _globals['_IMAGE'].fields_by_name['encoded']._serialized_options = b'\322\363\030\005\010\200\200\200\031'
+  _globals['_IMAGESTATE']._serialized_start=734
+  _globals['_IMAGESTATE']._serialized_end=897
+  _globals['_PIXELFORMAT']._serialized_start=899
+  _globals['_PIXELFORMAT']._serialized_end=1012
+  _globals['_RAWIMAGE']._serialized_start=126
+  _globals['_RAWIMAGE']._serialized_end=252
+  _globals['_IMAGE']._serialized_start=254
+  _globals['_IMAGE']._serialized_end=346
+  _globals['_IMAGEMETADATA']._serialized_start=349
+  _globals['_IMAGEMETADATA']._serialized_end=731
 # @@protoc_insertion_point(module_scope)

@@ -24,22 +24,29 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 from visionloop.common.v1 import training_pb2 as visionloop_dot_common_dot_v1_dot_training__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvisionloop/common/v1/node.proto\x12\x14visionloop.common.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#visionloop/common/v1/training.proto\"m\n\tNodeError\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x33\n\x0f\x66irst_seen_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\"\xe3\x03\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12,\n\x04type\x18\x03 \x01(\x0e\x32\x1e.visionloop.common.v1.NodeType\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.visionloop.common.v1.NodeState\x12\x14\n\x0corganization\x18\x05 \x01(\t\x12\x0f\n\x07project\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12/\n\x06\x65rrors\x18\x08 \x03(\x0b\x32\x1f.visionloop.common.v1.NodeError\x12)\n\x06uptime\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x63\x61pabilities\x18\n \x03(\t\x12\x18\n\x10software_version\x18\x0b \x01(\t\x12\x37\n\x13last_heartbeat_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btraining_id\x18\r \x01(\t\x12@\n\x0emodel_variants\x18\x0e \x03(\x0b\x32(.visionloop.common.v1.ModelVariantSchema*\x86\x01\n\x08NodeType\x12\x19\n\x15NODE_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_TYPE_DETECTOR\x10\x01\x12\x15\n\x11NODE_TYPE_TRAINER\x10\x02\x12\x17\n\x13NODE_TYPE_CONVERTER\x10\x03\x12\x17\n\x13NODE_TYPE_ANNOTATOR\x10\x04*\x9b\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13NODE_STATE_STARTING\x10\x01\x12\x13\n\x0fNODE_STATE_IDLE\x10\x02\x12\x13\n\x0fNODE_STATE_BUSY\x10\x03\x12\x17\n\x13NODE_STATE_DEGRADED\x10\x04\x12\x16\n\x12NODE_STATE_OFFLINE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fvisionloop/common/v1/node.proto\x12\x14visionloop.common.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/limits.proto\x1a#visionloop/common/v1/training.proto\"v\n\tNodeError\x12\x14\n\x03key\x18\x01 \x01(\tB\x07\xd2\xf3\x18\x03\x08\x80\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x33\n\x0f\x66irst_seen_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\"\xf3\x03\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12,\n\x04type\x18\x03 \x01(\x0e\x32\x1e.visionloop.common.v1.NodeType\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.visionloop.common.v1.NodeState\x12\x14\n\x0corganization\x18\x05 \x01(\t\x12\x0f\n\x07project\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x37\n\x06\x65rrors\x18\x08 \x03(\x0b\x32\x1f.visionloop.common.v1.NodeErrorB\x06\xd2\xf3\x18\x02\x10 \x12)\n\x06uptime\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x0c\x63\x61pabilities\x18\n \x03(\tB\x06\xd2\xf3\x18\x02\x10@\x12\x18\n\x10software_version\x18\x0b \x01(\t\x12\x37\n\x13last_heartbeat_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btraining_id\x18\r \x01(\t\x12@\n\x0emodel_variants\x18\x0e \x03(\x0b\x32(.visionloop.common.v1.ModelVariantSchema*\x86\x01\n\x08NodeType\x12\x19\n\x15NODE_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_TYPE_DETECTOR\x10\x01\x12\x15\n\x11NODE_TYPE_TRAINER\x10\x02\x12\x17\n\x13NODE_TYPE_CONVERTER\x10\x03\x12\x17\n\x13NODE_TYPE_ANNOTATOR\x10\x04*\x9b\x01\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13NODE_STATE_STARTING\x10\x01\x12\x13\n\x0fNODE_STATE_IDLE\x10\x02\x12\x13\n\x0fNODE_STATE_BUSY\x10\x03\x12\x17\n\x13NODE_STATE_DEGRADED\x10\x04\x12\x16\n\x12NODE_STATE_OFFLINE\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.common.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODETYPE']._serialized_start=757
-  _globals['_NODETYPE']._serialized_end=891
-  _globals['_NODESTATE']._serialized_start=894
-  _globals['_NODESTATE']._serialized_end=1049
-  _globals['_NODEERROR']._serialized_start=159
-  _globals['_NODEERROR']._serialized_end=268
-  _globals['_NODESTATUS']._serialized_start=271
-  _globals['_NODESTATUS']._serialized_end=754
+  _globals['_NODEERROR'].fields_by_name['key']._loaded_options = None
+  _globals['_NODEERROR'].fields_by_name['key']._serialized_options = b'\322\363\030\003\010\200\001'
+  _globals['_NODESTATUS'].fields_by_name['errors']._loaded_options = None
+  _globals['_NODESTATUS'].fields_by_name['errors']._serialized_options = b'\322\363\030\002\020 '
+  _globals['_NODESTATUS'].fields_by_name['capabilities']._loaded_options = None
+  _globals['_NODESTATUS'].fields_by_name['capabilities']._serialized_options = b'\322\363\030\002\020@'
+  _globals['_NODETYPE']._serialized_start=817
+  _globals['_NODETYPE']._serialized_end=951
+  _globals['_NODESTATE']._serialized_start=954
+  _globals['_NODESTATE']._serialized_end=1109
+  _globals['_NODEERROR']._serialized_start=194
+  _globals['_NODEERROR']._serialized_end=312
+  _globals['_NODESTATUS']._serialized_start=315
+  _globals['_NODESTATUS']._serialized_end=814
 # @@protoc_insertion_point(module_scope)

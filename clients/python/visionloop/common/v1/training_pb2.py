@@ -24,36 +24,47 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 from visionloop.common.v1 import model_pb2 as visionloop_dot_common_dot_v1_dot_model__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#visionloop/common/v1/training.proto\x12\x14visionloop.common.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a visionloop/common/v1/model.proto\"\x9e\x01\n\tStepError\x12\x32\n\x05state\x18\x01 \x01(\x0e\x32#.visionloop.common.v1.TrainingState\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x10\n\x08\x63ritical\x18\x04 \x01(\x08\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x0f\x43onfusionMatrix\x12\x33\n\x07metrics\x18\x01 \x01(\x0b\x32\".visionloop.common.v1.ModelMetrics\";\n\x0bImageCounts\x12\r\n\x05train\x18\x01 \x01(\x05\x12\x0c\n\x04test\x18\x02 \x01(\x05\x12\x0f\n\x07skipped\x18\x03 \x01(\x05\"\x9a\x01\n\x0cTrainingSpec\x12\x30\n\x0fhyperparameters\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x63\x61tegory_ids\x18\x02 \x03(\t\x12\x1a\n\x12\x62\x61se_model_version\x18\x03 \x01(\t\x12\x15\n\rmodel_variant\x18\x04 \x01(\t\x12\x0f\n\x07\x66ormats\x18\x05 \x03(\t\"\xcd\x01\n\x12HyperparameterSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x04type\x18\x02 \x01(\x0e\x32(.visionloop.common.v1.HyperparameterType\x12-\n\rdefault_value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x14\n\x07minimum\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\n\n\x08_minimumB\n\n\x08_maximum\"e\n\x12ModelVariantSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x41\n\x0fhyperparameters\x18\x02 \x03(\x0b\x32(.visionloop.common.v1.HyperparameterSpec\"\xe5\x02\n\x0eTrainingStatus\x12\x32\n\x05state\x18\x01 \x01(\x0e\x32#.visionloop.common.v1.TrainingState\x12\x10\n\x08progress\x18\x02 \x01(\x02\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\x12\x14\n\x0ctotal_epochs\x18\x04 \x01(\x05\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12/\n\x06\x65rrors\x18\x06 \x03(\x0b\x32\x1f.visionloop.common.v1.StepError\x12?\n\x10\x63onfusion_matrix\x18\x07 \x01(\x0b\x32%.visionloop.common.v1.ConfusionMatrix\x12\x37\n\x0cimage_counts\x18\x08 \x01(\x0b\x32!.visionloop.common.v1.ImageCounts\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x03\n\x08Training\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\x05\x12\x30\n\x04spec\x18\x04 \x01(\x0b\x32\".visionloop.common.v1.TrainingSpec\x12\x32\n\x05phase\x18\x05 \x01(\x0e\x32#.visionloop.common.v1.TrainingPhase\x12\x34\n\x06status\x18\x06 \x01(\x0b\x32$.visionloop.common.v1.TrainingStatus\x12\x17\n\x0ftrainer_node_id\x18\x07 \x01(\t\x12\x35\n\x11lease_expire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0estop_requested\x18\t \x01(\x08\x12\x17\n\x0f\x61\x62ort_requested\x18\n \x01(\x08\x12\x1c\n\x14result_model_version\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xef\x04\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRAINING_STATE_INITIALIZED\x10\x01\x12#\n\x1fTRAINING_STATE_DATA_DOWNLOADING\x10\x02\x12\"\n\x1eTRAINING_STATE_DATA_DOWNLOADED\x10\x03\x12*\n&TRAINING_STATE_TRAIN_MODEL_DOWNLOADING\x10\x04\x12)\n%TRAINING_STATE_TRAIN_MODEL_DOWNLOADED\x10\x05\x12#\n\x1fTRAINING_STATE_TRAINING_RUNNING\x10\x06\x12$\n TRAINING_STATE_TRAINING_FINISHED\x10\x07\x12+\n\'TRAINING_STATE_CONFUSION_MATRIX_SYNCING\x10\x08\x12*\n&TRAINING_STATE_CONFUSION_MATRIX_SYNCED\x10\t\x12(\n$TRAINING_STATE_TRAIN_MODEL_UPLOADING\x10\n\x12\'\n#TRAINING_STATE_TRAIN_MODEL_UPLOADED\x10\x0b\x12\x1c\n\x18TRAINING_STATE_DETECTING\x10\x0c\x12\x1b\n\x17TRAINING_STATE_DETECTED\x10\r\x12&\n\"TRAINING_STATE_DETECTION_UPLOADING\x10\x0e\x12$\n TRAINING_STATE_READY_FOR_CLEANUP\x10\x0f*\xd7\x01\n\rTrainingPhase\x12\x1e\n\x1aTRAINING_PHASE_UNSPECIFIED\x10\x00\x12\x19\n\x15TRAINING_PHASE_QUEUED\x10\x01\x12\x1a\n\x16TRAINING_PHASE_RUNNING\x10\x02\x12\x1c\n\x18TRAINING_PHASE_SUCCEEDED\x10\x03\x12\x19\n\x15TRAINING_PHASE_FAILED\x10\x04\x12\x1a\n\x16TRAINING_PHASE_STOPPED\x10\x05\x12\x1a\n\x16TRAINING_PHASE_ABORTED\x10\x06*\xbb\x01\n\x12HyperparameterType\x12#\n\x1fHYPERPARAMETER_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aHYPERPARAMETER_TYPE_NUMBER\x10\x01\x12\x1f\n\x1bHYPERPARAMETER_TYPE_INTEGER\x10\x02\x12\x1f\n\x1bHYPERPARAMETER_TYPE_BOOLEAN\x10\x03\x12\x1e\n\x1aHYPERPARAMETER_TYPE_STRING\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#visionloop/common/v1/training.proto\x12\x14visionloop.common.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/limits.proto\x1a visionloop/common/v1/model.proto\"\xa7\x01\n\tStepError\x12\x32\n\x05state\x18\x01 \x01(\x0e\x32#.visionloop.common.v1.TrainingState\x12\x18\n\x07message\x18\x02 \x01(\tB\x07\xd2\xf3\x18\x03\x08\x80\x10\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x10\n\x08\x63ritical\x18\x04 \x01(\x08\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x0f\x43onfusionMatrix\x12\x33\n\x07metrics\x18\x01 \x01(\x0b\x32\".visionloop.common.v1.ModelMetrics\";\n\x0bImageCounts\x12\r\n\x05train\x18\x01 \x01(\x05\x12\x0c\n\x04test\x18\x02 \x01(\x05\x12\x0f\n\x07skipped\x18\x03 \x01(\x05\"\xad\x01\n\x0cTrainingSpec\x12:\n\x0fhyperparameters\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructB\x08\xd2\xf3\x18\x04\x08\x80\x80\x04\x12\x1d\n\x0c\x63\x61tegory_ids\x18\x02 \x03(\tB\x07\xd2\xf3\x18\x03\x10\x90N\x12\x1a\n\x12\x62\x61se_model_version\x18\x03 \x01(\t\x12\x15\n\rmodel_variant\x18\x04 \x01(\t\x12\x0f\n\x07\x66ormats\x18\x05 \x03(\t\"\xcd\x01\n\x12HyperparameterSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x04type\x18\x02 \x01(\x0e\x32(.visionloop.common.v1.HyperparameterType\x12-\n\rdefault_value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x14\n\x07minimum\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\n\n\x08_minimumB\n\n\x08_maximum\"e\n\x12ModelVariantSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x41\n\x0fhyperparameters\x18\x02 \x03(\x0b\x32(.visionloop.common.v1.HyperparameterSpec\"\xf5\x02\n\x0eTrainingStatus\x12\x32\n\x05state\x18\x01 \x01(\x0e\x32#.visionloop.common.v1.TrainingState\x12\x10\n\x08progress\x18\x02 \x01(\x02\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\x12\x14\n\x0ctotal_epochs\x18\x04 \x01(\x05\x12\x14\n\x04loss\x18\x05 \x01(\x01\x42\x06\xd2\xf3\x18\x02(\x01\x12\x37\n\x06\x65rrors\x18\x06 \x03(\x0b\x32\x1f.visionloop.common.v1.StepErrorB\x06\xd2\xf3\x18\x02\x10 \x12?\n\x10\x63onfusion_matrix\x18\x07 \x01(\x0b\x32%.visionloop.common.v1.ConfusionMatrix\x12\x37\n\x0cimage_counts\x18\x08 \x01(\x0b\x32!.visionloop.common.v1.ImageCounts\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x03\n\x08Training\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\x05\x12\x30\n\x04spec\x18\x04 \x01(\x0b\x32\".visionloop.common.v1.TrainingSpec\x12\x32\n\x05phase\x18\x05 \x01(\x0e\x32#.visionloop.common.v1.TrainingPhase\x12\x34\n\x06status\x18\x06 \x01(\x0b\x32$.visionloop.common.v1.TrainingStatus\x12\x17\n\x0ftrainer_node_id\x18\x07 \x01(\t\x12\x35\n\x11lease_expire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0estop_requested\x18\t \x01(\x08\x12\x17\n\x0f\x61\x62ort_requested\x18\n \x01(\x08\x12\x1c\n\x14result_model_version\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xef\x04\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRAINING_STATE_INITIALIZED\x10\x01\x12#\n\x1fTRAINING_STATE_DATA_DOWNLOADING\x10\x02\x12\"\n\x1eTRAINING_STATE_DATA_DOWNLOADED\x10\x03\x12*\n&TRAINING_STATE_TRAIN_MODEL_DOWNLOADING\x10\x04\x12)\n%TRAINING_STATE_TRAIN_MODEL_DOWNLOADED\x10\x05\x12#\n\x1fTRAINING_STATE_TRAINING_RUNNING\x10\x06\x12$\n TRAINING_STATE_TRAINING_FINISHED\x10\x07\x12+\n\'TRAINING_STATE_CONFUSION_MATRIX_SYNCING\x10\x08\x12*\n&TRAINING_STATE_CONFUSION_MATRIX_SYNCED\x10\t\x12(\n$TRAINING_STATE_TRAIN_MODEL_UPLOADING\x10\n\x12\'\n#TRAINING_STATE_TRAIN_MODEL_UPLOADED\x10\x0b\x12\x1c\n\x18TRAINING_STATE_DETECTING\x10\x0c\x12\x1b\n\x17TRAINING_STATE_DETECTED\x10\r\x12&\n\"TRAINING_STATE_DETECTION_UPLOADING\x10\x0e\x12$\n TRAINING_STATE_READY_FOR_CLEANUP\x10\x0f*\xd7\x01\n\rTrainingPhase\x12\x1e\n\x1aTRAINING_PHASE_UNSPECIFIED\x10\x00\x12\x19\n\x15TRAINING_PHASE_QUEUED\x10\x01\x12\x1a\n\x16TRAINING_PHASE_RUNNING\x10\x02\x12\x1c\n\x18TRAINING_PHASE_SUCCEEDED\x10\x03\x12\x19\n\x15TRAINING_PHASE_FAILED\x10\x04\x12\x1a\n\x16TRAINING_PHASE_STOPPED\x10\x05\x12\x1a\n\x16TRAINING_PHASE_ABORTED\x10\x06*\xbb\x01\n\x12HyperparameterType\x12#\n\x1fHYPERPARAMETER_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aHYPERPARAMETER_TYPE_NUMBER\x10\x01\x12\x1f\n\x1bHYPERPARAMETER_TYPE_INTEGER\x10\x02\x12\x1f\n\x1bHYPERPARAMETER_TYPE_BOOLEAN\x10\x03\x12\x1e\n\x1aHYPERPARAMETER_TYPE_STRING\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.common.v1.training_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRAININGSTATE']._serialized_start=1749
-  _globals['_TRAININGSTATE']._serialized_end=2372
-  _globals['_TRAININGPHASE']._serialized_start=2375
-  _globals['_TRAININGPHASE']._serialized_end=2590
-  _globals['_HYPERPARAMETERTYPE']._serialized_start=2593
-  _globals['_HYPERPARAMETERTYPE']._serialized_end=2780
-  _globals['_STEPERROR']._serialized_start=159
-  _globals['_STEPERROR']._serialized_end=317
-  _globals['_CONFUSIONMATRIX']._serialized_start=319
-  _globals['_CONFUSIONMATRIX']._serialized_end=389
-  _globals['_IMAGECOUNTS']._serialized_start=391
-  _globals['_IMAGECOUNTS']._serialized_end=450
-  _globals['_TRAININGSPEC']._serialized_start=453
-  _globals['_TRAININGSPEC']._serialized_end=607
-  _globals['_HYPERPARAMETERSPEC']._serialized_start=610
-  _globals['_HYPERPARAMETERSPEC']._serialized_end=815
-  _globals['_MODELVARIANTSCHEMA']._serialized_start=817
-  _globals['_MODELVARIANTSCHEMA']._serialized_end=918
-  _globals['_TRAININGSTATUS']._serialized_start=921
-  _globals['_TRAININGSTATUS']._serialized_end=1278
-  _globals['_TRAINING']._serialized_start=1281
-  _globals['_TRAINING']._serialized_end=1746
+  _globals['_STEPERROR'].fields_by_name['message']._loaded_options = None
+  _globals['_STEPERROR'].fields_by_name['message']._serialized_options = b'\322\363\030\003\010\200\020'
+  _globals['_TRAININGSPEC'].fields_by_name['hyperparameters']._loaded_options = None
+  _globals['_TRAININGSPEC'].fields_by_name['hyperparameters']._serialized_options = b'\322\363\030\004\010\200\200\004'
+  _globals['_TRAININGSPEC'].fields_by_name['category_ids']._loaded_options = None
+  _globals['_TRAININGSPEC'].fields_by_name['category_ids']._serialized_options = b'\322\363\030\003\020\220N'
+  _globals['_TRAININGSTATUS'].fields_by_name['loss']._loaded_options = None
+  _globals['_TRAININGSTATUS'].fields_by_name['loss']._serialized_options = b'\322\363\030\002(\001'
+  _globals['_TRAININGSTATUS'].fields_by_name['errors']._loaded_options = None
+  _globals['_TRAININGSTATUS'].fields_by_name['errors']._serialized_options = b'\322\363\030\002\020 '
+  _globals['_TRAININGSTATE']._serialized_start=1828
+  _globals['_TRAININGSTATE']._serialized_end=2451
+  _globals['_TRAININGPHASE']._serialized_start=2454
+  _globals['_TRAININGPHASE']._serialized_end=2669
+  _globals['_HYPERPARAMETERTYPE']._serialized_start=2672
+  _globals['_HYPERPARAMETERTYPE']._serialized_end=2859
+  _globals['_STEPERROR']._serialized_start=194
+  _globals['_STEPERROR']._serialized_end=361
+  _globals['_CONFUSIONMATRIX']._serialized_start=363
+  _globals['_CONFUSIONMATRIX']._serialized_end=433
+  _globals['_IMAGECOUNTS']._serialized_start=435
+  _globals['_IMAGECOUNTS']._serialized_end=494
+  _globals['_TRAININGSPEC']._serialized_start=497
+  _globals['_TRAININGSPEC']._serialized_end=670
+  _globals['_HYPERPARAMETERSPEC']._serialized_start=673
+  _globals['_HYPERPARAMETERSPEC']._serialized_end=878
+  _globals['_MODELVARIANTSCHEMA']._serialized_start=880
+  _globals['_MODELVARIANTSCHEMA']._serialized_end=981
+  _globals['_TRAININGSTATUS']._serialized_start=984
+  _globals['_TRAININGSTATUS']._serialized_end=1357
+  _globals['_TRAINING']._serialized_start=1360
+  _globals['_TRAINING']._serialized_end=1825
 # @@protoc_insertion_point(module_scope)

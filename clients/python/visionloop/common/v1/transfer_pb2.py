@@ -22,17 +22,20 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#visionloop/common/v1/transfer.proto\x12\x14visionloop.common.v1\"T\n\nBlobHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\")\n\tBlobChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#visionloop/common/v1/transfer.proto\x12\x14visionloop.common.v1\x1a!visionloop/common/v1/limits.proto\"T\n\nBlobHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"4\n\tBlobChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x17\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x42\t\xd2\xf3\x18\x05\x08\x80\x80\x80\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.common.v1.transfer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BLOBHEADER']._serialized_start=61
-  _globals['_BLOBHEADER']._serialized_end=145
-  _globals['_BLOBCHUNK']._serialized_start=147
-  _globals['_BLOBCHUNK']._serialized_end=188
+  _globals['_BLOBCHUNK'].fields_by_name['data']._loaded_options = None
+  _globals['_BLOBCHUNK'].fields_by_name['data']._serialized_options = b'\322\363\030\005\010\200\200\200\002'
+  _globals['_BLOBHEADER']._serialized_start=96
+  _globals['_BLOBHEADER']._serialized_end=180
+  _globals['_BLOBCHUNK']._serialized_start=182
+  _globals['_BLOBCHUNK']._serialized_end=234
 # @@protoc_insertion_point(module_scope)

@@ -28,16 +28,19 @@ from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_
 from visionloop.common.v1 import annotation_pb2 as visionloop_dot_common_dot_v1_dot_annotation__pb2
 from visionloop.common.v1 import detection_pb2 as visionloop_dot_common_dot_v1_dot_detection__pb2
 from visionloop.common.v1 import image_pb2 as visionloop_dot_common_dot_v1_dot_image__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 from visionloop.common.v1 import model_pb2 as visionloop_dot_common_dot_v1_dot_model__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-visionloop/detector/v1/detector_service.proto\x12\x16visionloop.detector.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a%visionloop/common/v1/annotation.proto\x1a$visionloop/common/v1/detection.proto\x1a visionloop/common/v1/image.proto\x1a visionloop/common/v1/model.proto\"\xd6\x02\n\rDetectOptions\x12\x36\n\nautoupload\x18\x01 \x01(\x0e\x32\".visionloop.detector.v1.AutoUpload\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x1c\n\x0fscore_threshold\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x1a\n\riou_threshold\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\x18\n\x0bmax_objects\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x1a\n\x12\x63lass_agnostic_nms\x18\x07 \x01(\x08\x12\x37\n\x0crescale_type\x18\x08 \x01(\x0e\x32!.visionloop.common.v1.RescaleType\x12\r\n\x05model\x18\t \x01(\tB\x12\n\x10_score_thresholdB\x10\n\x0e_iou_thresholdB\x0e\n\x0c_max_objects\"\xbf\x01\n\x06Timing\x12-\n\npreprocess\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05queue\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tinference\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bpostprocess\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"s\n\rDetectRequest\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x1b.visionloop.common.v1.Image\x12\x36\n\x07options\x18\x02 \x01(\x0b\x32%.visionloop.detector.v1.DetectOptions\"\xf0\x01\n\x0e\x44\x65tectResponse\x12\x34\n\ndetections\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.Detections\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x13\n\x0bimage_width\x18\x04 \x01(\x05\x12\x14\n\x0cimage_height\x18\x05 \x01(\x05\x12\x10\n\x08uploaded\x18\x06 \x01(\x08\x12\x15\n\rupload_reason\x18\x07 \x01(\t\x12.\n\x06timing\x18\x08 \x01(\x0b\x32\x1e.visionloop.detector.v1.Timing\"y\n\x12\x44\x65tectBatchRequest\x12+\n\x06images\x18\x01 \x03(\x0b\x32\x1b.visionloop.common.v1.Image\x12\x36\n\x07options\x18\x02 \x01(\x0b\x32%.visionloop.detector.v1.DetectOptions\"N\n\x13\x44\x65tectBatchResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32&.visionloop.detector.v1.DetectResponse\"\x8b\x01\n\x13\x44\x65tectStreamRequest\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x03\x12*\n\x05image\x18\x02 \x01(\x0b\x32\x1b.visionloop.common.v1.Image\x12\x36\n\x07options\x18\x03 \x01(\x0b\x32%.visionloop.detector.v1.DetectOptions\"\x8b\x01\n\x14\x44\x65tectStreamResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x03\x12\x36\n\x06result\x18\x02 \x01(\x0b\x32&.visionloop.detector.v1.DetectResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\xb4\x02\n\rUploadRequest\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x1b.visionloop.common.v1.Image\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12\x35\n\x0b\x61nnotations\x18\x04 \x03(\x0b\x32 .visionloop.common.v1.Annotation\x12\x34\n\ndetections\x18\x05 \x01(\x0b\x32 .visionloop.common.v1.Detections\x12\x38\n\x08priority\x18\x06 \x01(\x0e\x32&.visionloop.detector.v1.UploadPriority\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x0eUploadResponse\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x14\n\x0coutbox_depth\x18\x02 \x01(\x05\"\x9e\x01\n\x0bLoadedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04info\x18\x02 \x01(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12-\n\tload_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xac\x01\n\x0cOutboxStatus\x12\x30\n\x04mode\x18\x01 \x01(\x0e\x32\".visionloop.detector.v1.OutboxMode\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\x05\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x03\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x10\n\x08rejected\x18\x06 \x01(\x03\x12\x10\n\x08uploaded\x18\x07 \x01(\x03\"\x11\n\x0fGetAboutRequest\"\xf8\x02\n\x10GetAboutResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12=\n\x0eoperation_mode\x18\x03 \x01(\x0e\x32%.visionloop.detector.v1.OperationMode\x12?\n\x0fversion_control\x18\x04 \x01(\x0e\x32&.visionloop.detector.v1.VersionControl\x12\x16\n\x0epinned_version\x18\x05 \x01(\t\x12\x14\n\x0corganization\x18\x06 \x01(\t\x12\x0f\n\x07project\x18\x07 \x01(\t\x12\x33\n\x06models\x18\x08 \x03(\x0b\x32#.visionloop.detector.v1.LoadedModel\x12\x34\n\x06outbox\x18\t \x01(\x0b\x32$.visionloop.detector.v1.OutboxStatus\x12\x0f\n\x07\x66ormats\x18\n \x03(\t\"$\n\x13GetModelInfoRequest\x12\r\n\x05model\x18\x01 \x01(\t\"E\n\x14GetModelInfoResponse\x12-\n\x04info\x18\x01 \x01(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\"\x19\n\x17ListLoadedModelsRequest\"f\n\x18ListLoadedModelsResponse\x12\x33\n\x06models\x18\x01 \x03(\x0b\x32#.visionloop.detector.v1.LoadedModel\x12\x15\n\rdefault_model\x18\x02 \x01(\t\"N\n\x17SetOperationModeRequest\x12\x33\n\x04mode\x18\x01 \x01(\x0e\x32%.visionloop.detector.v1.OperationMode\"O\n\x18SetOperationModeResponse\x12\x33\n\x04mode\x18\x01 \x01(\x0e\x32%.visionloop.detector.v1.OperationMode\"H\n\x14SetOutboxModeRequest\x12\x30\n\x04mode\x18\x01 \x01(\x0e\x32\".visionloop.detector.v1.OutboxMode\"M\n\x15SetOutboxModeResponse\x12\x34\n\x06outbox\x18\x01 \x01(\x0b\x32$.visionloop.detector.v1.OutboxStatus\"s\n\x18SetVersionControlRequest\x12?\n\x0fversion_control\x18\x01 \x01(\x0e\x32&.visionloop.detector.v1.VersionControl\x12\x16\n\x0epinned_version\x18\x02 \x01(\t\"t\n\x19SetVersionControlResponse\x12?\n\x0fversion_control\x18\x01 \x01(\x0e\x32&.visionloop.detector.v1.VersionControl\x12\x16\n\x0epinned_version\x18\x02 \x01(\t*r\n\nAutoUpload\x12\x1b\n\x17\x41UTO_UPLOAD_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41UTO_UPLOAD_FILTERED\x10\x01\x12\x13\n\x0f\x41UTO_UPLOAD_ALL\x10\x02\x12\x18\n\x14\x41UTO_UPLOAD_DISABLED\x10\x03*g\n\x0eUploadPriority\x12\x1f\n\x1bUPLOAD_PRIORITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPLOAD_PRIORITY_NORMAL\x10\x01\x12\x18\n\x14UPLOAD_PRIORITY_HIGH\x10\x02*f\n\rOperationMode\x12\x1e\n\x1aOPERATION_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18OPERATION_MODE_DETECTING\x10\x01\x12\x17\n\x13OPERATION_MODE_IDLE\x10\x02*e\n\nOutboxMode\x12\x1b\n\x17OUTBOX_MODE_UNSPECIFIED\x10\x00\x12!\n\x1dOUTBOX_MODE_CONTINUOUS_UPLOAD\x10\x01\x12\x17\n\x13OUTBOX_MODE_STOPPED\x10\x02*\x86\x01\n\x0eVersionControl\x12\x1f\n\x1bVERSION_CONTROL_UNSPECIFIED\x10\x00\x12\x1f\n\x1bVERSION_CONTROL_FOLLOW_LOOP\x10\x01\x12\x19\n\x15VERSION_CONTROL_PAUSE\x10\x02\x12\x17\n\x13VERSION_CONTROL_PIN\x10\x03\x32\x9f\t\n\x0f\x44\x65tectorService\x12\x61\n\x06\x44\x65tect\x12%.visionloop.detector.v1.DetectRequest\x1a&.visionloop.detector.v1.DetectResponse\"\x08\xca\xf3\x18\x04\n\x02\x01\x03\x12p\n\x0b\x44\x65tectBatch\x12*.visionloop.detector.v1.DetectBatchRequest\x1a+.visionloop.detector.v1.DetectBatchResponse\"\x08\xca\xf3\x18\x04\n\x02\x01\x03\x12w\n\x0c\x44\x65tectStream\x12+.visionloop.detector.v1.DetectStreamRequest\x1a,.visionloop.detector.v1.DetectStreamResponse\"\x08\xca\xf3\x18\x04\n\x02\x01\x03(\x01\x30\x01\x12`\n\x06Upload\x12%.visionloop.detector.v1.UploadRequest\x1a&.visionloop.detector.v1.UploadResponse\"\x07\xca\xf3\x18\x03\n\x01\x01\x12h\n\x08GetAbout\x12\'.visionloop.detector.v1.GetAboutRequest\x1a(.visionloop.detector.v1.GetAboutResponse\"\t\xca\xf3\x18\x05\n\x03\x01\x05\x03\x12t\n\x0cGetModelInfo\x12+.visionloop.detector.v1.GetModelInfoRequest\x1a,.visionloop.detector.v1.GetModelInfoResponse\"\t\xca\xf3\x18\x05\n\x03\x01\x05\x03\x12\x80\x01\n\x10ListLoadedModels\x12/.visionloop.detector.v1.ListLoadedModelsRequest\x1a\x30.visionloop.detector.v1.ListLoadedModelsResponse\"\t\xca\xf3\x18\x05\n\x03\x01\x05\x03\x12~\n\x10SetOperationMode\x12/.visionloop.detector.v1.SetOperationModeRequest\x1a\x30.visionloop.detector.v1.SetOperationModeResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x12u\n\rSetOutboxMode\x12,.visionloop.detector.v1.SetOutboxModeRequest\x1a-.visionloop.detector.v1.SetOutboxModeResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x12\x81\x01\n\x11SetVersionControl\x12\x30.visionloop.detector.v1.SetVersionControlRequest\x1a\x31.visionloop.detector.v1.SetVersionControlResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-visionloop/detector/v1/detector_service.proto\x12\x16visionloop.detector.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a%visionloop/common/v1/annotation.proto\x1a$visionloop/common/v1/detection.proto\x1a visionloop/common/v1/image.proto\x1a!visionloop/common/v1/limits.proto\x1a visionloop/common/v1/model.proto\"\xd6\x02\n\rDetectOptions\x12\x36\n\nautoupload\x18\x01 \x01(\x0e\x32\".visionloop.detector.v1.AutoUpload\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x1c\n\x0fscore_threshold\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x1a\n\riou_threshold\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\x18\n\x0bmax_objects\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x1a\n\x12\x63lass_agnostic_nms\x18\x07 \x01(\x08\x12\x37\n\x0crescale_type\x18\x08 \x01(\x0e\x32!.visionloop.common.v1.RescaleType\x12\r\n\x05model\x18\t \x01(\tB\x12\n\x10_score_thresholdB\x10\n\x0e_iou_thresholdB\x0e\n\x0c_max_objects\"\xbf\x01\n\x06Timing\x12-\n\npreprocess\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05queue\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tinference\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bpostprocess\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"s\n\rDetectRequest\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x1b.visionloop.common.v1.Image\x12\x36\n\x07options\x18\x02 \x01(\x0b\x32%.visionloop.detector.v1.DetectOptions\"\xf0\x01\n\x0e\x44\x65tectResponse\x12\x34\n\ndetections\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.Detections\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x13\n\x0bimage_width\x18\x04 \x01(\x05\x12\x14\n\x0cimage_height\x18\x05 \x01(\x05\x12\x10\n\x08uploaded\x18\x06 \x01(\x08\x12\x15\n\rupload_reason\x18\x07 \x01(\t\x12.\n\x06timing\x18\x08 \x01(\x0b\x32\x1e.visionloop.detector.v1.Timing\"y\n\x12\x44\x65tectBatchRequest\x12+\n\x06images\x18\x01 \x03(\x0b\x32\x1b.visionloop.common.v1.Image\x12\x36\n\x07options\x18\x02 \x01(\x0b\x32%.visionloop.detector.v1.DetectOptions\"N\n\x13\x44\x65tectBatchResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32&.visionloop.detector.v1.DetectResponse\"\x8b\x01\n\x13\x44\x65tectStreamRequest\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x03\x12*\n\x05image\x18\x02 \x01(\x0b\x32\x1b.visionloop.common.v1.Image\x12\x36\n\x07options\x18\x03 \x01(\x0b\x32%.visionloop.detector.v1.DetectOptions\"\x8b\x01\n\x14\x44\x65tectStreamResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x03\x12\x36\n\x06result\x18\x02 \x01(\x0b\x32&.visionloop.detector.v1.DetectResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\xbd\x02\n\rUploadRequest\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x1b.visionloop.common.v1.Image\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12>\n\x0b\x61nnotations\x18\x04 \x03(\x0b\x32 .visionloop.common.v1.AnnotationB\x07\xd2\xf3\x18\x03\x10\x90N\x12\x34\n\ndetections\x18\x05 \x01(\x0b\x32 .visionloop.common.v1.Detections\x12\x38\n\x08priority\x18\x06 \x01(\x0e\x32&.visionloop.detector.v1.UploadPriority\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x0eUploadResponse\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x14\n\x0coutbox_depth\x18\x02 \x01(\x05\"\x9e\x01\n\x0bLoadedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04info\x18\x02 \x01(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12-\n\tload_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xac\x01\n\x0cOutboxStatus\x12\x30\n\x04mode\x18\x01 \x01(\x0e\x32\".visionloop.detector.v1.OutboxMode\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\x05\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x03\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x10\n\x08rejected\x18\x06 \x01(\x03\x12\x10\n\x08uploaded\x18\x07 \x01(\x03\"\x11\n\x0fGetAboutRequest\"\xf8\x02\n\x10GetAboutResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12=\n\x0eoperation_mode\x18\x03 \x01(\x0e\x32%.visionloop.detector.v1.OperationMode\x12?\n\x0fversion_control\x18\x04 \x01(\x0e\x32&.visionloop.detector.v1.VersionControl\x12\x16\n\x0epinned_version\x18\x05 \x01(\t\x12\x14\n\x0corganization\x18\x06 \x01(\t\x12\x0f\n\x07project\x18\x07 \x01(\t\x12\x33\n\x06models\x18\x08 \x03(\x0b\x32#.visionloop.detector.v1.LoadedModel\x12\x34\n\x06outbox\x18\t \x01(\x0b\x32$.visionloop.detector.v1.OutboxStatus\x12\x0f\n\x07\x66ormats\x18\n \x03(\t\"$\n\x13GetModelInfoRequest\x12\r\n\x05model\x18\x01 \x01(\t\"E\n\x14GetModelInfoResponse\x12-\n\x04info\x18\x01 \x01(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\"\x19\n\x17ListLoadedModelsRequest\"f\n\x18ListLoadedModelsResponse\x12\x33\n\x06models\x18\x01 \x03(\x0b\x32#.visionloop.detector.v1.LoadedModel\x12\x15\n\rdefault_model\x18\x02 \x01(\t\"N\n\x17SetOperationModeRequest\x12\x33\n\x04mode\x18\x01 \x01(\x0e\x32%.visionloop.detector.v1.OperationMode\"O\n\x18SetOperationModeResponse\x12\x33\n\x04mode\x18\x01 \x01(\x0e\x32%.visionloop.detector.v1.OperationMode\"H\n\x14SetOutboxModeRequest\x12\x30\n\x04mode\x18\x01 \x01(\x0e\x32\".visionloop.detector.v1.OutboxMode\"M\n\x15SetOutboxModeResponse\x12\x34\n\x06outbox\x18\x01 \x01(\x0b\x32$.visionloop.detector.v1.OutboxStatus\"s\n\x18SetVersionControlRequest\x12?\n\x0fversion_control\x18\x01 \x01(\x0e\x32&.visionloop.detector.v1.VersionControl\x12\x16\n\x0epinned_version\x18\x02 \x01(\t\"t\n\x19SetVersionControlResponse\x12?\n\x0fversion_control\x18\x01 \x01(\x0e\x32&.visionloop.detector.v1.VersionControl\x12\x16\n\x0epinned_version\x18\x02 \x01(\t*r\n\nAutoUpload\x12\x1b\n\x17\x41UTO_UPLOAD_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41UTO_UPLOAD_FILTERED\x10\x01\x12\x13\n\x0f\x41UTO_UPLOAD_ALL\x10\x02\x12\x18\n\x14\x41UTO_UPLOAD_DISABLED\x10\x03*g\n\x0eUploadPriority\x12\x1f\n\x1bUPLOAD_PRIORITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPLOAD_PRIORITY_NORMAL\x10\x01\x12\x18\n\x14UPLOAD_PRIORITY_HIGH\x10\x02*f\n\rOperationMode\x12\x1e\n\x1aOPERATION_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18OPERATION_MODE_DETECTING\x10\x01\x12\x17\n\x13OPERATION_MODE_IDLE\x10\x02*e\n\nOutboxMode\x12\x1b\n\x17OUTBOX_MODE_UNSPECIFIED\x10\x00\x12!\n\x1dOUTBOX_MODE_CONTINUOUS_UPLOAD\x10\x01\x12\x17\n\x13OUTBOX_MODE_STOPPED\x10\x02*\x86\x01\n\x0eVersionControl\x12\x1f\n\x1bVERSION_CONTROL_UNSPECIFIED\x10\x00\x12\x1f\n\x1bVERSION_CONTROL_FOLLOW_LOOP\x10\x01\x12\x19\n\x15VERSION_CONTROL_PAUSE\x10\x02\x12\x17\n\x13VERSION_CONTROL_PIN\x10\x03\x32\x9f\t\n\x0f\x44\x65tectorService\x12\x61\n\x06\x44\x65tect\x12%.visionloop.detector.v1.DetectRequest\x1a&.visionloop.detector.v1.DetectResponse\"\x08\xca\xf3\x18\x04\n\x02\x01\x03\x12p\n\x0b\x44\x65tectBatch\x12*.visionloop.detector.v1.DetectBatchRequest\x1a+.visionloop.detector.v1.DetectBatchResponse\"\x08\xca\xf3\x18\x04\n\x02\x01\x03\x12w\n\x0c\x44\x65tectStream\x12+.visionloop.detector.v1.DetectStreamRequest\x1a,.visionloop.detector.v1.DetectStreamResponse\"\x08\xca\xf3\x18\x04\n\x02\x01\x03(\x01\x30\x01\x12`\n\x06Upload\x12%.visionloop.detector.v1.UploadRequest\x1a&.visionloop.detector.v1.UploadResponse\"\x07\xca\xf3\x18\x03\n\x01\x01\x12h\n\x08GetAbout\x12\'.visionloop.detector.v1.GetAboutRequest\x1a(.visionloop.detector.v1.GetAboutResponse\"\t\xca\xf3\x18\x05\n\x03\x01\x05\x03\x12t\n\x0cGetModelInfo\x12+.visionloop.detector.v1.GetModelInfoRequest\x1a,.visionloop.detector.v1.GetModelInfoResponse\"\t\xca\xf3\x18\x05\n\x03\x01\x05\x03\x12\x80\x01\n\x10ListLoadedModels\x12/.visionloop.detector.v1.ListLoadedModelsRequest\x1a\x30.visionloop.detector.v1.ListLoadedModelsResponse\"\t\xca\xf3\x18\x05\n\x03\x01\x05\x03\x12~\n\x10SetOperationMode\x12/.visionloop.detector.v1.SetOperationModeRequest\x1a\x30.visionloop.detector.v1.SetOperationModeResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x12u\n\rSetOutboxMode\x12,.visionloop.detector.v1.SetOutboxModeRequest\x1a-.visionloop.detector.v1.SetOutboxModeResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x12\x81\x01\n\x11SetVersionControl\x12\x30.visionloop.detector.v1.SetVersionControlRequest\x1a\x31.visionloop.detector.v1.SetVersionControlResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.detector.v1.detector_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_UPLOADREQUEST'].fields_by_name['annotations']._loaded_options = None
+  _globals['_UPLOADREQUEST'].fields_by_name['annotations']._serialized_options = b'\322\363\030\003\020\220N'
   _globals['_DETECTORSERVICE'].methods_by_name['Detect']._loaded_options = None
   _globals['_DETECTORSERVICE'].methods_by_name['Detect']._serialized_options = b'\312\363\030\004\n\002\001\003'
   _globals['_DETECTORSERVICE'].methods_by_name['DetectBatch']._loaded_options = None
@@ -58,64 +61,64 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETECTORSERVICE'].methods_by_name['SetOutboxMode']._serialized_options = b'\312\363\030\003\n\001\005'
   _globals['_DETECTORSERVICE'].methods_by_name['SetVersionControl']._loaded_options = None
   _globals['_DETECTORSERVICE'].methods_by_name['SetVersionControl']._serialized_options = b'\312\363\030\003\n\001\005'
-  _globals['_AUTOUPLOAD']._serialized_start=3595
-  _globals['_AUTOUPLOAD']._serialized_end=3709
-  _globals['_UPLOADPRIORITY']._serialized_start=3711
-  _globals['_UPLOADPRIORITY']._serialized_end=3814
-  _globals['_OPERATIONMODE']._serialized_start=3816
-  _globals['_OPERATIONMODE']._serialized_end=3918
-  _globals['_OUTBOXMODE']._serialized_start=3920
-  _globals['_OUTBOXMODE']._serialized_end=4021
-  _globals['_VERSIONCONTROL']._serialized_start=4024
-  _globals['_VERSIONCONTROL']._serialized_end=4158
-  _globals['_DETECTOPTIONS']._serialized_start=319
-  _globals['_DETECTOPTIONS']._serialized_end=661
-  _globals['_TIMING']._serialized_start=664
-  _globals['_TIMING']._serialized_end=855
-  _globals['_DETECTREQUEST']._serialized_start=857
-  _globals['_DETECTREQUEST']._serialized_end=972
-  _globals['_DETECTRESPONSE']._serialized_start=975
-  _globals['_DETECTRESPONSE']._serialized_end=1215
-  _globals['_DETECTBATCHREQUEST']._serialized_start=1217
-  _globals['_DETECTBATCHREQUEST']._serialized_end=1338
-  _globals['_DETECTBATCHRESPONSE']._serialized_start=1340
-  _globals['_DETECTBATCHRESPONSE']._serialized_end=1418
-  _globals['_DETECTSTREAMREQUEST']._serialized_start=1421
-  _globals['_DETECTSTREAMREQUEST']._serialized_end=1560
-  _globals['_DETECTSTREAMRESPONSE']._serialized_start=1563
-  _globals['_DETECTSTREAMRESPONSE']._serialized_end=1702
-  _globals['_UPLOADREQUEST']._serialized_start=1705
-  _globals['_UPLOADREQUEST']._serialized_end=2013
-  _globals['_UPLOADRESPONSE']._serialized_start=2015
-  _globals['_UPLOADRESPONSE']._serialized_end=2070
-  _globals['_LOADEDMODEL']._serialized_start=2073
-  _globals['_LOADEDMODEL']._serialized_end=2231
-  _globals['_OUTBOXSTATUS']._serialized_start=2234
-  _globals['_OUTBOXSTATUS']._serialized_end=2406
-  _globals['_GETABOUTREQUEST']._serialized_start=2408
-  _globals['_GETABOUTREQUEST']._serialized_end=2425
-  _globals['_GETABOUTRESPONSE']._serialized_start=2428
-  _globals['_GETABOUTRESPONSE']._serialized_end=2804
-  _globals['_GETMODELINFOREQUEST']._serialized_start=2806
-  _globals['_GETMODELINFOREQUEST']._serialized_end=2842
-  _globals['_GETMODELINFORESPONSE']._serialized_start=2844
-  _globals['_GETMODELINFORESPONSE']._serialized_end=2913
-  _globals['_LISTLOADEDMODELSREQUEST']._serialized_start=2915
-  _globals['_LISTLOADEDMODELSREQUEST']._serialized_end=2940
-  _globals['_LISTLOADEDMODELSRESPONSE']._serialized_start=2942
-  _globals['_LISTLOADEDMODELSRESPONSE']._serialized_end=3044
-  _globals['_SETOPERATIONMODEREQUEST']._serialized_start=3046
-  _globals['_SETOPERATIONMODEREQUEST']._serialized_end=3124
-  _globals['_SETOPERATIONMODERESPONSE']._serialized_start=3126
-  _globals['_SETOPERATIONMODERESPONSE']._serialized_end=3205
-  _globals['_SETOUTBOXMODEREQUEST']._serialized_start=3207
-  _globals['_SETOUTBOXMODEREQUEST']._serialized_end=3279
-  _globals['_SETOUTBOXMODERESPONSE']._serialized_start=3281
-  _globals['_SETOUTBOXMODERESPONSE']._serialized_end=3358
-  _globals['_SETVERSIONCONTROLREQUEST']._serialized_start=3360
-  _globals['_SETVERSIONCONTROLREQUEST']._serialized_end=3475
-  _globals['_SETVERSIONCONTROLRESPONSE']._serialized_start=3477
-  _globals['_SETVERSIONCONTROLRESPONSE']._serialized_end=3593
-  _globals['_DETECTORSERVICE']._serialized_start=4161
-  _globals['_DETECTORSERVICE']._serialized_end=5344
+  _globals['_AUTOUPLOAD']._serialized_start=3639
+  _globals['_AUTOUPLOAD']._serialized_end=3753
+  _globals['_UPLOADPRIORITY']._serialized_start=3755
+  _globals['_UPLOADPRIORITY']._serialized_end=3858
+  _globals['_OPERATIONMODE']._serialized_start=3860
+  _globals['_OPERATIONMODE']._serialized_end=3962
+  _globals['_OUTBOXMODE']._serialized_start=3964
+  _globals['_OUTBOXMODE']._serialized_end=4065
+  _globals['_VERSIONCONTROL']._serialized_start=4068
+  _globals['_VERSIONCONTROL']._serialized_end=4202
+  _globals['_DETECTOPTIONS']._serialized_start=354
+  _globals['_DETECTOPTIONS']._serialized_end=696
+  _globals['_TIMING']._serialized_start=699
+  _globals['_TIMING']._serialized_end=890
+  _globals['_DETECTREQUEST']._serialized_start=892
+  _globals['_DETECTREQUEST']._serialized_end=1007
+  _globals['_DETECTRESPONSE']._serialized_start=1010
+  _globals['_DETECTRESPONSE']._serialized_end=1250
+  _globals['_DETECTBATCHREQUEST']._serialized_start=1252
+  _globals['_DETECTBATCHREQUEST']._serialized_end=1373
+  _globals['_DETECTBATCHRESPONSE']._serialized_start=1375
+  _globals['_DETECTBATCHRESPONSE']._serialized_end=1453
+  _globals['_DETECTSTREAMREQUEST']._serialized_start=1456
+  _globals['_DETECTSTREAMREQUEST']._serialized_end=1595
+  _globals['_DETECTSTREAMRESPONSE']._serialized_start=1598
+  _globals['_DETECTSTREAMRESPONSE']._serialized_end=1737
+  _globals['_UPLOADREQUEST']._serialized_start=1740
+  _globals['_UPLOADREQUEST']._serialized_end=2057
+  _globals['_UPLOADRESPONSE']._serialized_start=2059
+  _globals['_UPLOADRESPONSE']._serialized_end=2114
+  _globals['_LOADEDMODEL']._serialized_start=2117
+  _globals['_LOADEDMODEL']._serialized_end=2275
+  _globals['_OUTBOXSTATUS']._serialized_start=2278
+  _globals['_OUTBOXSTATUS']._serialized_end=2450
+  _globals['_GETABOUTREQUEST']._serialized_start=2452
+  _globals['_GETABOUTREQUEST']._serialized_end=2469
+  _globals['_GETABOUTRESPONSE']._serialized_start=2472
+  _globals['_GETABOUTRESPONSE']._serialized_end=2848
+  _globals['_GETMODELINFOREQUEST']._serialized_start=2850
+  _globals['_GETMODELINFOREQUEST']._serialized_end=2886
+  _globals['_GETMODELINFORESPONSE']._serialized_start=2888
+  _globals['_GETMODELINFORESPONSE']._serialized_end=2957
+  _globals['_LISTLOADEDMODELSREQUEST']._serialized_start=2959
+  _globals['_LISTLOADEDMODELSREQUEST']._serialized_end=2984
+  _globals['_LISTLOADEDMODELSRESPONSE']._serialized_start=2986
+  _globals['_LISTLOADEDMODELSRESPONSE']._serialized_end=3088
+  _globals['_SETOPERATIONMODEREQUEST']._serialized_start=3090
+  _globals['_SETOPERATIONMODEREQUEST']._serialized_end=3168
+  _globals['_SETOPERATIONMODERESPONSE']._serialized_start=3170
+  _globals['_SETOPERATIONMODERESPONSE']._serialized_end=3249
+  _globals['_SETOUTBOXMODEREQUEST']._serialized_start=3251
+  _globals['_SETOUTBOXMODEREQUEST']._serialized_end=3323
+  _globals['_SETOUTBOXMODERESPONSE']._serialized_start=3325
+  _globals['_SETOUTBOXMODERESPONSE']._serialized_end=3402
+  _globals['_SETVERSIONCONTROLREQUEST']._serialized_start=3404
+  _globals['_SETVERSIONCONTROLREQUEST']._serialized_end=3519
+  _globals['_SETVERSIONCONTROLRESPONSE']._serialized_start=3521
+  _globals['_SETVERSIONCONTROLRESPONSE']._serialized_end=3637
+  _globals['_DETECTORSERVICE']._serialized_start=4205
+  _globals['_DETECTORSERVICE']._serialized_end=5388
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ from visionloop.common.v1 import access_pb2 as _access_pb2
 from visionloop.common.v1 import annotation_pb2 as _annotation_pb2
 from visionloop.common.v1 import detection_pb2 as _detection_pb2
 from visionloop.common.v1 import image_pb2 as _image_pb2
+from visionloop.common.v1 import limits_pb2 as _limits_pb2
 from visionloop.common.v1 import model_pb2 as _model_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper

@@ -27,17 +27,24 @@ from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_
 from visionloop.common.v1 import annotation_pb2 as visionloop_dot_common_dot_v1_dot_annotation__pb2
 from visionloop.common.v1 import detection_pb2 as visionloop_dot_common_dot_v1_dot_detection__pb2
 from visionloop.common.v1 import image_pb2 as visionloop_dot_common_dot_v1_dot_image__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 from visionloop.common.v1 import transfer_pb2 as visionloop_dot_common_dot_v1_dot_transfer__pb2
 from visionloop.loop.v1 import project_service_pb2 as visionloop_dot_loop_dot_v1_dot_project__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&visionloop/loop/v1/image_service.proto\x12\x12visionloop.loop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a%visionloop/common/v1/annotation.proto\x1a$visionloop/common/v1/detection.proto\x1a visionloop/common/v1/image.proto\x1a#visionloop/common/v1/transfer.proto\x1a(visionloop/loop/v1/project_service.proto\"\xbf\x01\n\x0bImageUpload\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x35\n\x08metadata\x18\x02 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x35\n\x0b\x61nnotations\x18\x03 \x03(\x0b\x32 .visionloop.common.v1.Annotation\x12\x34\n\ndetections\x18\x04 \x01(\x0b\x32 .visionloop.common.v1.Detections\"q\n\x12UploadImageRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12.\n\x05image\x18\x02 \x01(\x0b\x32\x1f.visionloop.loop.v1.ImageUpload\"_\n\x13UploadImageResponse\x12\x35\n\x08metadata\x18\x01 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\xf3\x01\n\x0bImageHeader\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12.\n\x04\x62lob\x18\x02 \x01(\x0b\x32 .visionloop.common.v1.BlobHeader\x12\x35\n\x08metadata\x18\x03 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x35\n\x0b\x61nnotations\x18\x04 \x03(\x0b\x32 .visionloop.common.v1.Annotation\x12\x34\n\ndetections\x18\x05 \x01(\x0b\x32 .visionloop.common.v1.Detections\"\xaf\x01\n\x13UploadImagesRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x31\n\x06header\x18\x02 \x01(\x0b\x32\x1f.visionloop.loop.v1.ImageHeaderH\x00\x12\x30\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x1f.visionloop.common.v1.BlobChunkH\x00\x42\x06\n\x04part\"\xb2\x01\n\x14UploadImagesResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x35\n\x08metadata\x18\x02 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x12\n\nerror_code\x18\x04 \x01(\x05\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\x13\n\x0bretry_later\x18\x06 \x01(\x08\"h\n\x0fGetImageRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\x16\n\x0einclude_labels\x18\x03 \x01(\x08\"\xb6\x01\n\x10GetImageResponse\x12\x35\n\x08metadata\x18\x01 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x35\n\x0b\x61nnotations\x18\x02 \x03(\x0b\x32 .visionloop.common.v1.Annotation\x12\x34\n\ndetections\x18\x03 \x01(\x0b\x32 .visionloop.common.v1.Detections\"\xac\x02\n\x0bImageFilter\x12\x30\n\x06states\x18\x01 \x03(\x0e\x32 .visionloop.common.v1.ImageState\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12\x34\n\x10upload_time_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eupload_time_to\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x0fhas_annotations\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x0ehas_detections\x18\x07 \x01(\x08H\x01\x88\x01\x01\x42\x12\n\x10_has_annotationsB\x11\n\x0f_has_detections\"\xc7\x01\n\x11ListImagesRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12/\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1f.visionloop.loop.v1.ImageFilter\x12-\n\x05order\x18\x03 \x01(\x0e\x32\x1e.visionloop.loop.v1.ImageOrder\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"b\n\x12ListImagesResponse\x12\x33\n\x06images\x18\x01 \x03(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xcf\x01\n\x12UpdateImageRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x64\x64_tags\x18\x03 \x03(\t\x12\x13\n\x0bremove_tags\x18\x04 \x03(\t\x12/\n\x05state\x18\x05 \x01(\x0e\x32 .visionloop.common.v1.ImageState\x12\x15\n\x08priority\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x0b\n\t_priority\"L\n\x13UpdateImageResponse\x12\x35\n\x08metadata\x18\x01 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\"W\n\x15\x44ownloadImagesRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x11\n\timage_ids\x18\x02 \x03(\t\"\x86\x01\n\x16\x44ownloadImagesResponse\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.BlobHeaderH\x00\x12\x30\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1f.visionloop.common.v1.BlobChunkH\x00\x42\x06\n\x04part\"p\n\x1aListAnnotationQueueRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x1bListAnnotationQueueResponse\x12\x33\n\x06images\x18\x01 \x03(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*s\n\nImageOrder\x12\x1b\n\x17IMAGE_ORDER_UNSPECIFIED\x10\x00\x12\x16\n\x12IMAGE_ORDER_NEWEST\x10\x01\x12\x18\n\x14IMAGE_ORDER_PRIORITY\x10\x02\x12\x16\n\x12IMAGE_ORDER_OLDEST\x10\x03\x32\xa2\x06\n\x0cImageService\x12i\n\x0bUploadImage\x12&.visionloop.loop.v1.UploadImageRequest\x1a\'.visionloop.loop.v1.UploadImageResponse\"\t\xca\xf3\x18\x05\n\x03\x01\x02\x03\x12q\n\x0cUploadImages\x12\'.visionloop.loop.v1.UploadImagesRequest\x1a(.visionloop.loop.v1.UploadImagesResponse\"\n\xca\xf3\x18\x06\n\x04\x01\x02\x06\x03(\x01\x30\x01\x12\x61\n\x08GetImage\x12#.visionloop.loop.v1.GetImageRequest\x1a$.visionloop.loop.v1.GetImageResponse\"\n\xca\xf3\x18\x06\n\x04\x02\x05\t\x03\x12i\n\nListImages\x12%.visionloop.loop.v1.ListImagesRequest\x1a&.visionloop.loop.v1.ListImagesResponse\"\x0c\xca\xf3\x18\x08\n\x06\x02\x05\x07\x08\t\x03\x12i\n\x0bUpdateImage\x12&.visionloop.loop.v1.UpdateImageRequest\x1a\'.visionloop.loop.v1.UpdateImageResponse\"\t\xca\xf3\x18\x05\n\x03\x02\t\x03\x12v\n\x0e\x44ownloadImages\x12).visionloop.loop.v1.DownloadImagesRequest\x1a*.visionloop.loop.v1.DownloadImagesResponse\"\x0b\xca\xf3\x18\x07\n\x05\x02\x07\x08\t\x03\x30\x01\x12\x82\x01\n\x13ListAnnotationQueue\x12..visionloop.loop.v1.ListAnnotationQueueRequest\x1a/.visionloop.loop.v1.ListAnnotationQueueResponse\"\n\xca\xf3\x18\x06\n\x04\x02\x05\t\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&visionloop/loop/v1/image_service.proto\x12\x12visionloop.loop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a%visionloop/common/v1/annotation.proto\x1a$visionloop/common/v1/detection.proto\x1a visionloop/common/v1/image.proto\x1a!visionloop/common/v1/limits.proto\x1a#visionloop/common/v1/transfer.proto\x1a(visionloop/loop/v1/project_service.proto\"\xd3\x01\n\x0bImageUpload\x12\x17\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x42\t\xd2\xf3\x18\x05\x08\x80\x80\x80\x19\x12\x35\n\x08metadata\x18\x02 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12>\n\x0b\x61nnotations\x18\x03 \x03(\x0b\x32 .visionloop.common.v1.AnnotationB\x07\xd2\xf3\x18\x03\x10\x90N\x12\x34\n\ndetections\x18\x04 \x01(\x0b\x32 .visionloop.common.v1.Detections\"q\n\x12UploadImageRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12.\n\x05image\x18\x02 \x01(\x0b\x32\x1f.visionloop.loop.v1.ImageUpload\"_\n\x13UploadImageResponse\x12\x35\n\x08metadata\x18\x01 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\xfc\x01\n\x0bImageHeader\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12.\n\x04\x62lob\x18\x02 \x01(\x0b\x32 .visionloop.common.v1.BlobHeader\x12\x35\n\x08metadata\x18\x03 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12>\n\x0b\x61nnotations\x18\x04 \x03(\x0b\x32 .visionloop.common.v1.AnnotationB\x07\xd2\xf3\x18\x03\x10\x90N\x12\x34\n\ndetections\x18\x05 \x01(\x0b\x32 .visionloop.common.v1.Detections\"\xaf\x01\n\x13UploadImagesRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x31\n\x06header\x18\x02 \x01(\x0b\x32\x1f.visionloop.loop.v1.ImageHeaderH\x00\x12\x30\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x1f.visionloop.common.v1.BlobChunkH\x00\x42\x06\n\x04part\"\xb2\x01\n\x14UploadImagesResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x35\n\x08metadata\x18\x02 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x12\n\nerror_code\x18\x04 \x01(\x05\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\x13\n\x0bretry_later\x18\x06 \x01(\x08\"h\n\x0fGetImageRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\x16\n\x0einclude_labels\x18\x03 \x01(\x08\"\xb6\x01\n\x10GetImageResponse\x12\x35\n\x08metadata\x18\x01 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x35\n\x0b\x61nnotations\x18\x02 \x03(\x0b\x32 .visionloop.common.v1.Annotation\x12\x34\n\ndetections\x18\x03 \x01(\x0b\x32 .visionloop.common.v1.Detections\"\xac\x02\n\x0bImageFilter\x12\x30\n\x06states\x18\x01 \x03(\x0e\x32 .visionloop.common.v1.ImageState\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12\x34\n\x10upload_time_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eupload_time_to\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x0fhas_annotations\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x0ehas_detections\x18\x07 \x01(\x08H\x01\x88\x01\x01\x42\x12\n\x10_has_annotationsB\x11\n\x0f_has_detections\"\xc7\x01\n\x11ListImagesRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12/\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1f.visionloop.loop.v1.ImageFilter\x12-\n\x05order\x18\x03 \x01(\x0e\x32\x1e.visionloop.loop.v1.ImageOrder\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"b\n\x12ListImagesResponse\x12\x33\n\x06images\x18\x01 \x03(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xcf\x01\n\x12UpdateImageRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x64\x64_tags\x18\x03 \x03(\t\x12\x13\n\x0bremove_tags\x18\x04 \x03(\t\x12/\n\x05state\x18\x05 \x01(\x0e\x32 .visionloop.common.v1.ImageState\x12\x15\n\x08priority\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x0b\n\t_priority\"L\n\x13UpdateImageResponse\x12\x35\n\x08metadata\x18\x01 \x01(\x0b\x32#.visionloop.common.v1.ImageMetadata\"W\n\x15\x44ownloadImagesRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x11\n\timage_ids\x18\x02 \x03(\t\"\x86\x01\n\x16\x44ownloadImagesResponse\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.BlobHeaderH\x00\x12\x30\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1f.visionloop.common.v1.BlobChunkH\x00\x42\x06\n\x04part\"p\n\x1aListAnnotationQueueRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x1bListAnnotationQueueResponse\x12\x33\n\x06images\x18\x01 \x03(\x0b\x32#.visionloop.common.v1.ImageMetadata\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*s\n\nImageOrder\x12\x1b\n\x17IMAGE_ORDER_UNSPECIFIED\x10\x00\x12\x16\n\x12IMAGE_ORDER_NEWEST\x10\x01\x12\x18\n\x14IMAGE_ORDER_PRIORITY\x10\x02\x12\x16\n\x12IMAGE_ORDER_OLDEST\x10\x03\x32\xa2\x06\n\x0cImageService\x12i\n\x0bUploadImage\x12&.visionloop.loop.v1.UploadImageRequest\x1a\'.visionloop.loop.v1.UploadImageResponse\"\t\xca\xf3\x18\x05\n\x03\x01\x02\x03\x12q\n\x0cUploadImages\x12\'.visionloop.loop.v1.UploadImagesRequest\x1a(.visionloop.loop.v1.UploadImagesResponse\"\n\xca\xf3\x18\x06\n\x04\x01\x02\x06\x03(\x01\x30\x01\x12\x61\n\x08GetImage\x12#.visionloop.loop.v1.GetImageRequest\x1a$.visionloop.loop.v1.GetImageResponse\"\n\xca\xf3\x18\x06\n\x04\x02\x05\t\x03\x12i\n\nListImages\x12%.visionloop.loop.v1.ListImagesRequest\x1a&.visionloop.loop.v1.ListImagesResponse\"\x0c\xca\xf3\x18\x08\n\x06\x02\x05\x07\x08\t\x03\x12i\n\x0bUpdateImage\x12&.visionloop.loop.v1.UpdateImageRequest\x1a\'.visionloop.loop.v1.UpdateImageResponse\"\t\xca\xf3\x18\x05\n\x03\x02\t\x03\x12v\n\x0e\x44ownloadImages\x12).visionloop.loop.v1.DownloadImagesRequest\x1a*.visionloop.loop.v1.DownloadImagesResponse\"\x0b\xca\xf3\x18\x07\n\x05\x02\x07\x08\t\x03\x30\x01\x12\x82\x01\n\x13ListAnnotationQueue\x12..visionloop.loop.v1.ListAnnotationQueueRequest\x1a/.visionloop.loop.v1.ListAnnotationQueueResponse\"\n\xca\xf3\x18\x06\n\x04\x02\x05\t\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.loop.v1.image_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_IMAGEUPLOAD'].fields_by_name['data']._loaded_options = None
+  _globals['_IMAGEUPLOAD'].fields_by_name['data']._serialized_options = b'\322\363\030\005\010\200\200\200\031'
+  _globals['_IMAGEUPLOAD'].fields_by_name['annotations']._loaded_options = None
+  _globals['_IMAGEUPLOAD'].fields_by_name['annotations']._serialized_options = b'\322\363\030\003\020\220N'
+  _globals['_IMAGEHEADER'].fields_by_name['annotations']._loaded_options = None
+  _globals['_IMAGEHEADER'].fields_by_name['annotations']._serialized_options = b'\322\363\030\003\020\220N'
   _globals['_IMAGESERVICE'].methods_by_name['UploadImage']._loaded_options = None
   _globals['_IMAGESERVICE'].methods_by_name['UploadImage']._serialized_options = b'\312\363\030\005\n\003\001\002\003'
   _globals['_IMAGESERVICE'].methods_by_name['UploadImages']._loaded_options = None
@@ -52,42 +59,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMAGESERVICE'].methods_by_name['DownloadImages']._serialized_options = b'\312\363\030\007\n\005\002\007\010\t\003'
   _globals['_IMAGESERVICE'].methods_by_name['ListAnnotationQueue']._loaded_options = None
   _globals['_IMAGESERVICE'].methods_by_name['ListAnnotationQueue']._serialized_options = b'\312\363\030\006\n\004\002\005\t\003'
-  _globals['_IMAGEORDER']._serialized_start=2964
-  _globals['_IMAGEORDER']._serialized_end=3079
-  _globals['_IMAGEUPLOAD']._serialized_start=321
-  _globals['_IMAGEUPLOAD']._serialized_end=512
-  _globals['_UPLOADIMAGEREQUEST']._serialized_start=514
-  _globals['_UPLOADIMAGEREQUEST']._serialized_end=627
-  _globals['_UPLOADIMAGERESPONSE']._serialized_start=629
-  _globals['_UPLOADIMAGERESPONSE']._serialized_end=724
-  _globals['_IMAGEHEADER']._serialized_start=727
-  _globals['_IMAGEHEADER']._serialized_end=970
-  _globals['_UPLOADIMAGESREQUEST']._serialized_start=973
-  _globals['_UPLOADIMAGESREQUEST']._serialized_end=1148
-  _globals['_UPLOADIMAGESRESPONSE']._serialized_start=1151
-  _globals['_UPLOADIMAGESRESPONSE']._serialized_end=1329
-  _globals['_GETIMAGEREQUEST']._serialized_start=1331
-  _globals['_GETIMAGEREQUEST']._serialized_end=1435
-  _globals['_GETIMAGERESPONSE']._serialized_start=1438
-  _globals['_GETIMAGERESPONSE']._serialized_end=1620
-  _globals['_IMAGEFILTER']._serialized_start=1623
-  _globals['_IMAGEFILTER']._serialized_end=1923
-  _globals['_LISTIMAGESREQUEST']._serialized_start=1926
-  _globals['_LISTIMAGESREQUEST']._serialized_end=2125
-  _globals['_LISTIMAGESRESPONSE']._serialized_start=2127
-  _globals['_LISTIMAGESRESPONSE']._serialized_end=2225
-  _globals['_UPDATEIMAGEREQUEST']._serialized_start=2228
-  _globals['_UPDATEIMAGEREQUEST']._serialized_end=2435
-  _globals['_UPDATEIMAGERESPONSE']._serialized_start=2437
-  _globals['_UPDATEIMAGERESPONSE']._serialized_end=2513
-  _globals['_DOWNLOADIMAGESREQUEST']._serialized_start=2515
-  _globals['_DOWNLOADIMAGESREQUEST']._serialized_end=2602
-  _globals['_DOWNLOADIMAGESRESPONSE']._serialized_start=2605
-  _globals['_DOWNLOADIMAGESRESPONSE']._serialized_end=2739
-  _globals['_LISTANNOTATIONQUEUEREQUEST']._serialized_start=2741
-  _globals['_LISTANNOTATIONQUEUEREQUEST']._serialized_end=2853
-  _globals['_LISTANNOTATIONQUEUERESPONSE']._serialized_start=2855
-  _globals['_LISTANNOTATIONQUEUERESPONSE']._serialized_end=2962
-  _globals['_IMAGESERVICE']._serialized_start=3082
-  _globals['_IMAGESERVICE']._serialized_end=3884
+  _globals['_IMAGEORDER']._serialized_start=3028
+  _globals['_IMAGEORDER']._serialized_end=3143
+  _globals['_IMAGEUPLOAD']._serialized_start=356
+  _globals['_IMAGEUPLOAD']._serialized_end=567
+  _globals['_UPLOADIMAGEREQUEST']._serialized_start=569
+  _globals['_UPLOADIMAGEREQUEST']._serialized_end=682
+  _globals['_UPLOADIMAGERESPONSE']._serialized_start=684
+  _globals['_UPLOADIMAGERESPONSE']._serialized_end=779
+  _globals['_IMAGEHEADER']._serialized_start=782
+  _globals['_IMAGEHEADER']._serialized_end=1034
+  _globals['_UPLOADIMAGESREQUEST']._serialized_start=1037
+  _globals['_UPLOADIMAGESREQUEST']._serialized_end=1212
+  _globals['_UPLOADIMAGESRESPONSE']._serialized_start=1215
+  _globals['_UPLOADIMAGESRESPONSE']._serialized_end=1393
+  _globals['_GETIMAGEREQUEST']._serialized_start=1395
+  _globals['_GETIMAGEREQUEST']._serialized_end=1499
+  _globals['_GETIMAGERESPONSE']._serialized_start=1502
+  _globals['_GETIMAGERESPONSE']._serialized_end=1684
+  _globals['_IMAGEFILTER']._serialized_start=1687
+  _globals['_IMAGEFILTER']._serialized_end=1987
+  _globals['_LISTIMAGESREQUEST']._serialized_start=1990
+  _globals['_LISTIMAGESREQUEST']._serialized_end=2189
+  _globals['_LISTIMAGESRESPONSE']._serialized_start=2191
+  _globals['_LISTIMAGESRESPONSE']._serialized_end=2289
+  _globals['_UPDATEIMAGEREQUEST']._serialized_start=2292
+  _globals['_UPDATEIMAGEREQUEST']._serialized_end=2499
+  _globals['_UPDATEIMAGERESPONSE']._serialized_start=2501
+  _globals['_UPDATEIMAGERESPONSE']._serialized_end=2577
+  _globals['_DOWNLOADIMAGESREQUEST']._serialized_start=2579
+  _globals['_DOWNLOADIMAGESREQUEST']._serialized_end=2666
+  _globals['_DOWNLOADIMAGESRESPONSE']._serialized_start=2669
+  _globals['_DOWNLOADIMAGESRESPONSE']._serialized_end=2803
+  _globals['_LISTANNOTATIONQUEUEREQUEST']._serialized_start=2805
+  _globals['_LISTANNOTATIONQUEUEREQUEST']._serialized_end=2917
+  _globals['_LISTANNOTATIONQUEUERESPONSE']._serialized_start=2919
+  _globals['_LISTANNOTATIONQUEUERESPONSE']._serialized_end=3026
+  _globals['_IMAGESERVICE']._serialized_start=3146
+  _globals['_IMAGESERVICE']._serialized_end=3948
 # @@protoc_insertion_point(module_scope)

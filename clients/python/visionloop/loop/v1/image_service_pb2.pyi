@@ -5,6 +5,7 @@ from visionloop.common.v1 import access_pb2 as _access_pb2
 from visionloop.common.v1 import annotation_pb2 as _annotation_pb2
 from visionloop.common.v1 import detection_pb2 as _detection_pb2
 from visionloop.common.v1 import image_pb2 as _image_pb2
+from visionloop.common.v1 import limits_pb2 as _limits_pb2
 from visionloop.common.v1 import transfer_pb2 as _transfer_pb2
 from visionloop.loop.v1 import project_service_pb2 as _project_service_pb2
 from google.protobuf.internal import containers as _containers

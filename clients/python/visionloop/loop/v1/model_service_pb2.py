@@ -25,18 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_access__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 from visionloop.common.v1 import model_pb2 as visionloop_dot_common_dot_v1_dot_model__pb2
 from visionloop.common.v1 import transfer_pb2 as visionloop_dot_common_dot_v1_dot_transfer__pb2
 from visionloop.loop.v1 import project_service_pb2 as visionloop_dot_loop_dot_v1_dot_project__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&visionloop/loop/v1/model_service.proto\x12\x12visionloop.loop.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a visionloop/common/v1/model.proto\x1a#visionloop/common/v1/transfer.proto\x1a(visionloop/loop/v1/project_service.proto\"H\n\x08ModelKey\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xb5\x01\n\x11UploadModelHeader\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tnew_major\x18\x04 \x01(\x08\x12.\n\x04\x62lob\x18\x05 \x01(\x0b\x32 .visionloop.common.v1.BlobHeader\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\"\x87\x01\n\x12UploadModelRequest\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.visionloop.loop.v1.UploadModelHeaderH\x00\x12\x30\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1f.visionloop.common.v1.BlobChunkH\x00\x42\x06\n\x04part\"E\n\x13UploadModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\"L\n\x0fGetModelRequest\x12)\n\x03key\x18\x01 \x01(\x0b\x32\x1c.visionloop.loop.v1.ModelKey\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"B\n\x10GetModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\"P\n\x11ListModelsRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"E\n\x12ListModelsResponse\x12/\n\x06models\x18\x01 \x03(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\"a\n\x14\x44ownloadModelRequest\x12)\n\x03key\x18\x01 \x01(\x0b\x32\x1c.visionloop.loop.v1.ModelKey\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"\x85\x01\n\x15\x44ownloadModelResponse\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.BlobHeaderH\x00\x12\x30\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1f.visionloop.common.v1.BlobChunkH\x00\x42\x06\n\x04part\"C\n\x16GetModelLineageRequest\x12)\n\x03key\x18\x01 \x01(\x0b\x32\x1c.visionloop.loop.v1.ModelKey\"J\n\x17GetModelLineageResponse\x12/\n\x06models\x18\x01 \x03(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\"x\n\x16SetModelMetricsRequest\x12)\n\x03key\x18\x01 \x01(\x0b\x32\x1c.visionloop.loop.v1.ModelKey\x12\x33\n\x07metrics\x18\x02 \x01(\x0b\x32\".visionloop.common.v1.ModelMetrics\"\x19\n\x17SetModelMetricsResponse\"\x98\x01\n\x16\x43laimConversionRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0etarget_formats\x18\x02 \x03(\t\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x03ref\x18\x04 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"\xd1\x01\n\x17\x43laimConversionResponse\x12\x15\n\rconversion_id\x18\x01 \x01(\t\x12)\n\x03key\x18\x02 \x01(\x0b\x32\x1c.visionloop.loop.v1.ModelKey\x12\x15\n\rsource_format\x18\x03 \x01(\t\x12\x15\n\rtarget_format\x18\x04 \x01(\t\x12\x35\n\x11lease_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"Z\n\x1eReportConversionFailureRequest\x12\x15\n\rconversion_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tpermanent\x18\x03 \x01(\x08\"5\n\x1fReportConversionFailureResponse\x12\x12\n\nwill_retry\x18\x01 \x01(\x08\x32\xaf\x07\n\x0cModelService\x12k\n\x0bUploadModel\x12&.visionloop.loop.v1.UploadModelRequest\x1a\'.visionloop.loop.v1.UploadModelResponse\"\t\xca\xf3\x18\x05\n\x03\x07\x08\x03(\x01\x12\x62\n\x08GetModel\x12#.visionloop.loop.v1.GetModelRequest\x1a$.visionloop.loop.v1.GetModelResponse\"\x0b\xca\xf3\x18\x07\n\x05\x01\x02\x05\x08\x03\x12g\n\nListModels\x12%.visionloop.loop.v1.ListModelsRequest\x1a&.visionloop.loop.v1.ListModelsResponse\"\n\xca\xf3\x18\x06\n\x04\x01\x02\x05\x03\x12t\n\rDownloadModel\x12(.visionloop.loop.v1.DownloadModelRequest\x1a).visionloop.loop.v1.DownloadModelResponse\"\x0c\xca\xf3\x18\x08\n\x06\x01\x06\x07\x08\t\x03\x30\x01\x12u\n\x0fGetModelLineage\x12*.visionloop.loop.v1.GetModelLineageRequest\x1a+.visionloop.loop.v1.GetModelLineageResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12s\n\x0fSetModelMetrics\x12*.visionloop.loop.v1.SetModelMetricsRequest\x1a+.visionloop.loop.v1.SetModelMetricsResponse\"\x07\xca\xf3\x18\x03\n\x01\x03\x12t\n\x0f\x43laimConversion\x12*.visionloop.loop.v1.ClaimConversionRequest\x1a+.visionloop.loop.v1.ClaimConversionResponse\"\x08\xca\xf3\x18\x04\n\x02\x08\x03\x12\x8c\x01\n\x17ReportConversionFailure\x12\x32.visionloop.loop.v1.ReportConversionFailureRequest\x1a\x33.visionloop.loop.v1.ReportConversionFailureResponse\"\x08\xca\xf3\x18\x04\n\x02\x08\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&visionloop/loop/v1/model_service.proto\x12\x12visionloop.loop.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a!visionloop/common/v1/limits.proto\x1a visionloop/common/v1/model.proto\x1a#visionloop/common/v1/transfer.proto\x1a(visionloop/loop/v1/project_service.proto\"H\n\x08ModelKey\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xbe\x01\n\x11UploadModelHeader\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tnew_major\x18\x04 \x01(\x08\x12.\n\x04\x62lob\x18\x05 \x01(\x0b\x32 .visionloop.common.v1.BlobHeader\x12\x18\n\x07\x63omment\x18\x06 \x01(\tB\x07\xd2\xf3\x18\x03\x08\x80 \"\x87\x01\n\x12UploadModelRequest\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.visionloop.loop.v1.UploadModelHeaderH\x00\x12\x30\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1f.visionloop.common.v1.BlobChunkH\x00\x42\x06\n\x04part\"E\n\x13UploadModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\"L\n\x0fGetModelRequest\x12)\n\x03key\x18\x01 \x01(\x0b\x32\x1c.visionloop.loop.v1.ModelKey\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"B\n\x10GetModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\"P\n\x11ListModelsRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"E\n\x12ListModelsResponse\x12/\n\x06models\x18\x01 \x03(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\"a\n\x14\x44ownloadModelRequest\x12)\n\x03key\x18\x01 \x01(\x0b\x32\x1c.visionloop.loop.v1.ModelKey\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"\x85\x01\n\x15\x44ownloadModelResponse\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.BlobHeaderH\x00\x12\x30\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1f.visionloop.common.v1.BlobChunkH\x00\x42\x06\n\x04part\"C\n\x16GetModelLineageRequest\x12)\n\x03key\x18\x01 \x01(\x0b\x32\x1c.visionloop.loop.v1.ModelKey\"J\n\x17GetModelLineageResponse\x12/\n\x06models\x18\x01 \x03(\x0b\x32\x1f.visionloop.common.v1.ModelInfo\"\x82\x01\n\x16SetModelMetricsRequest\x12)\n\x03key\x18\x01 \x01(\x0b\x32\x1c.visionloop.loop.v1.ModelKey\x12=\n\x07metrics\x18\x02 \x01(\x0b\x32\".visionloop.common.v1.ModelMetricsB\x08\xd2\xf3\x18\x04\x08\x80\x80\x10\"\x19\n\x17SetModelMetricsResponse\"\x98\x01\n\x16\x43laimConversionRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0etarget_formats\x18\x02 \x03(\t\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x03ref\x18\x04 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"\xd1\x01\n\x17\x43laimConversionResponse\x12\x15\n\rconversion_id\x18\x01 \x01(\t\x12)\n\x03key\x18\x02 \x01(\x0b\x32\x1c.visionloop.loop.v1.ModelKey\x12\x15\n\rsource_format\x18\x03 \x01(\t\x12\x15\n\rtarget_format\x18\x04 \x01(\t\x12\x35\n\x11lease_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"c\n\x1eReportConversionFailureRequest\x12\x15\n\rconversion_id\x18\x01 \x01(\t\x12\x17\n\x06reason\x18\x02 \x01(\tB\x07\xd2\xf3\x18\x03\x08\x80 \x12\x11\n\tpermanent\x18\x03 \x01(\x08\"5\n\x1fReportConversionFailureResponse\x12\x12\n\nwill_retry\x18\x01 \x01(\x08\x32\xaf\x07\n\x0cModelService\x12k\n\x0bUploadModel\x12&.visionloop.loop.v1.UploadModelRequest\x1a\'.visionloop.loop.v1.UploadModelResponse\"\t\xca\xf3\x18\x05\n\x03\x07\x08\x03(\x01\x12\x62\n\x08GetModel\x12#.visionloop.loop.v1.GetModelRequest\x1a$.visionloop.loop.v1.GetModelResponse\"\x0b\xca\xf3\x18\x07\n\x05\x01\x02\x05\x08\x03\x12g\n\nListModels\x12%.visionloop.loop.v1.ListModelsRequest\x1a&.visionloop.loop.v1.ListModelsResponse\"\n\xca\xf3\x18\x06\n\x04\x01\x02\x05\x03\x12t\n\rDownloadModel\x12(.visionloop.loop.v1.DownloadModelRequest\x1a).visionloop.loop.v1.DownloadModelResponse\"\x0c\xca\xf3\x18\x08\n\x06\x01\x06\x07\x08\t\x03\x30\x01\x12u\n\x0fGetModelLineage\x12*.visionloop.loop.v1.GetModelLineageRequest\x1a+.visionloop.loop.v1.GetModelLineageResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12s\n\x0fSetModelMetrics\x12*.visionloop.loop.v1.SetModelMetricsRequest\x1a+.visionloop.loop.v1.SetModelMetricsResponse\"\x07\xca\xf3\x18\x03\n\x01\x03\x12t\n\x0f\x43laimConversion\x12*.visionloop.loop.v1.ClaimConversionRequest\x1a+.visionloop.loop.v1.ClaimConversionResponse\"\x08\xca\xf3\x18\x04\n\x02\x08\x03\x12\x8c\x01\n\x17ReportConversionFailure\x12\x32.visionloop.loop.v1.ReportConversionFailureRequest\x1a\x33.visionloop.loop.v1.ReportConversionFailureResponse\"\x08\xca\xf3\x18\x04\n\x02\x08\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.loop.v1.model_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_UPLOADMODELHEADER'].fields_by_name['comment']._loaded_options = None
+  _globals['_UPLOADMODELHEADER'].fields_by_name['comment']._serialized_options = b'\322\363\030\003\010\200 '
+  _globals['_SETMODELMETRICSREQUEST'].fields_by_name['metrics']._loaded_options = None
+  _globals['_SETMODELMETRICSREQUEST'].fields_by_name['metrics']._serialized_options = b'\322\363\030\004\010\200\200\020'
+  _globals['_REPORTCONVERSIONFAILUREREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_REPORTCONVERSIONFAILUREREQUEST'].fields_by_name['reason']._serialized_options = b'\322\363\030\003\010\200 '
   _globals['_MODELSERVICE'].methods_by_name['UploadModel']._loaded_options = None
   _globals['_MODELSERVICE'].methods_by_name['UploadModel']._serialized_options = b'\312\363\030\005\n\003\007\010\003'
   _globals['_MODELSERVICE'].methods_by_name['GetModel']._loaded_options = None
@@ -53,42 +60,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELSERVICE'].methods_by_name['ClaimConversion']._serialized_options = b'\312\363\030\004\n\002\010\003'
   _globals['_MODELSERVICE'].methods_by_name['ReportConversionFailure']._loaded_options = None
   _globals['_MODELSERVICE'].methods_by_name['ReportConversionFailure']._serialized_options = b'\312\363\030\004\n\002\010\003'
-  _globals['_MODELKEY']._serialized_start=275
-  _globals['_MODELKEY']._serialized_end=347
-  _globals['_UPLOADMODELHEADER']._serialized_start=350
-  _globals['_UPLOADMODELHEADER']._serialized_end=531
-  _globals['_UPLOADMODELREQUEST']._serialized_start=534
-  _globals['_UPLOADMODELREQUEST']._serialized_end=669
-  _globals['_UPLOADMODELRESPONSE']._serialized_start=671
-  _globals['_UPLOADMODELRESPONSE']._serialized_end=740
-  _globals['_GETMODELREQUEST']._serialized_start=742
-  _globals['_GETMODELREQUEST']._serialized_end=818
-  _globals['_GETMODELRESPONSE']._serialized_start=820
-  _globals['_GETMODELRESPONSE']._serialized_end=886
-  _globals['_LISTMODELSREQUEST']._serialized_start=888
-  _globals['_LISTMODELSREQUEST']._serialized_end=968
-  _globals['_LISTMODELSRESPONSE']._serialized_start=970
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1039
-  _globals['_DOWNLOADMODELREQUEST']._serialized_start=1041
-  _globals['_DOWNLOADMODELREQUEST']._serialized_end=1138
-  _globals['_DOWNLOADMODELRESPONSE']._serialized_start=1141
-  _globals['_DOWNLOADMODELRESPONSE']._serialized_end=1274
-  _globals['_GETMODELLINEAGEREQUEST']._serialized_start=1276
-  _globals['_GETMODELLINEAGEREQUEST']._serialized_end=1343
-  _globals['_GETMODELLINEAGERESPONSE']._serialized_start=1345
-  _globals['_GETMODELLINEAGERESPONSE']._serialized_end=1419
-  _globals['_SETMODELMETRICSREQUEST']._serialized_start=1421
-  _globals['_SETMODELMETRICSREQUEST']._serialized_end=1541
-  _globals['_SETMODELMETRICSRESPONSE']._serialized_start=1543
-  _globals['_SETMODELMETRICSRESPONSE']._serialized_end=1568
-  _globals['_CLAIMCONVERSIONREQUEST']._serialized_start=1571
-  _globals['_CLAIMCONVERSIONREQUEST']._serialized_end=1723
-  _globals['_CLAIMCONVERSIONRESPONSE']._serialized_start=1726
-  _globals['_CLAIMCONVERSIONRESPONSE']._serialized_end=1935
-  _globals['_REPORTCONVERSIONFAILUREREQUEST']._serialized_start=1937
-  _globals['_REPORTCONVERSIONFAILUREREQUEST']._serialized_end=2027
-  _globals['_REPORTCONVERSIONFAILURERESPONSE']._serialized_start=2029
-  _globals['_REPORTCONVERSIONFAILURERESPONSE']._serialized_end=2082
-  _globals['_MODELSERVICE']._serialized_start=2085
-  _globals['_MODELSERVICE']._serialized_end=3028
+  _globals['_MODELKEY']._serialized_start=310
+  _globals['_MODELKEY']._serialized_end=382
+  _globals['_UPLOADMODELHEADER']._serialized_start=385
+  _globals['_UPLOADMODELHEADER']._serialized_end=575
+  _globals['_UPLOADMODELREQUEST']._serialized_start=578
+  _globals['_UPLOADMODELREQUEST']._serialized_end=713
+  _globals['_UPLOADMODELRESPONSE']._serialized_start=715
+  _globals['_UPLOADMODELRESPONSE']._serialized_end=784
+  _globals['_GETMODELREQUEST']._serialized_start=786
+  _globals['_GETMODELREQUEST']._serialized_end=862
+  _globals['_GETMODELRESPONSE']._serialized_start=864
+  _globals['_GETMODELRESPONSE']._serialized_end=930
+  _globals['_LISTMODELSREQUEST']._serialized_start=932
+  _globals['_LISTMODELSREQUEST']._serialized_end=1012
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1014
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1083
+  _globals['_DOWNLOADMODELREQUEST']._serialized_start=1085
+  _globals['_DOWNLOADMODELREQUEST']._serialized_end=1182
+  _globals['_DOWNLOADMODELRESPONSE']._serialized_start=1185
+  _globals['_DOWNLOADMODELRESPONSE']._serialized_end=1318
+  _globals['_GETMODELLINEAGEREQUEST']._serialized_start=1320
+  _globals['_GETMODELLINEAGEREQUEST']._serialized_end=1387
+  _globals['_GETMODELLINEAGERESPONSE']._serialized_start=1389
+  _globals['_GETMODELLINEAGERESPONSE']._serialized_end=1463
+  _globals['_SETMODELMETRICSREQUEST']._serialized_start=1466
+  _globals['_SETMODELMETRICSREQUEST']._serialized_end=1596
+  _globals['_SETMODELMETRICSRESPONSE']._serialized_start=1598
+  _globals['_SETMODELMETRICSRESPONSE']._serialized_end=1623
+  _globals['_CLAIMCONVERSIONREQUEST']._serialized_start=1626
+  _globals['_CLAIMCONVERSIONREQUEST']._serialized_end=1778
+  _globals['_CLAIMCONVERSIONRESPONSE']._serialized_start=1781
+  _globals['_CLAIMCONVERSIONRESPONSE']._serialized_end=1990
+  _globals['_REPORTCONVERSIONFAILUREREQUEST']._serialized_start=1992
+  _globals['_REPORTCONVERSIONFAILUREREQUEST']._serialized_end=2091
+  _globals['_REPORTCONVERSIONFAILURERESPONSE']._serialized_start=2093
+  _globals['_REPORTCONVERSIONFAILURERESPONSE']._serialized_end=2146
+  _globals['_MODELSERVICE']._serialized_start=2149
+  _globals['_MODELSERVICE']._serialized_end=3092
 # @@protoc_insertion_point(module_scope)

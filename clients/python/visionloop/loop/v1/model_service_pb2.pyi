@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from visionloop.common.v1 import access_pb2 as _access_pb2
+from visionloop.common.v1 import limits_pb2 as _limits_pb2
 from visionloop.common.v1 import model_pb2 as _model_pb2
 from visionloop.common.v1 import transfer_pb2 as _transfer_pb2
 from visionloop.loop.v1 import project_service_pb2 as _project_service_pb2

@@ -24,16 +24,21 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_access__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 from visionloop.common.v1 import node_pb2 as visionloop_dot_common_dot_v1_dot_node__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%visionloop/loop/v1/node_service.proto\x12\x12visionloop.loop.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!visionloop/common/v1/access.proto\x1a\x1fvisionloop/common/v1/node.proto\"G\n\x13RegisterNodeRequest\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\"\x7f\n\x14RegisterNodeResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"D\n\x10HeartbeatRequest\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\"J\n\x11HeartbeatResponse\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"C\n\x0fGetNodeResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\"Y\n\x10ListNodesRequest\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.visionloop.common.v1.NodeType\x12\x17\n\x0finclude_offline\x18\x02 \x01(\x08\"D\n\x11ListNodesResponse\x12/\n\x05nodes\x18\x01 \x03(\x0b\x32 .visionloop.common.v1.NodeStatus2\xa6\x03\n\x0bNodeService\x12m\n\x0cRegisterNode\x12\'.visionloop.loop.v1.RegisterNodeRequest\x1a(.visionloop.loop.v1.RegisterNodeResponse\"\n\xca\xf3\x18\x06\n\x04\x06\x07\x08\x03\x12\x64\n\tHeartbeat\x12$.visionloop.loop.v1.HeartbeatRequest\x1a%.visionloop.loop.v1.HeartbeatResponse\"\n\xca\xf3\x18\x06\n\x04\x06\x07\x08\x03\x12]\n\x07GetNode\x12\".visionloop.loop.v1.GetNodeRequest\x1a#.visionloop.loop.v1.GetNodeResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12\x63\n\tListNodes\x12$.visionloop.loop.v1.ListNodesRequest\x1a%.visionloop.loop.v1.ListNodesResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%visionloop/loop/v1/node_service.proto\x12\x12visionloop.loop.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!visionloop/common/v1/access.proto\x1a!visionloop/common/v1/limits.proto\x1a\x1fvisionloop/common/v1/node.proto\"Q\n\x13RegisterNodeRequest\x12:\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatusB\x08\xd2\xf3\x18\x04\x08\x80\x80\x04\"\x7f\n\x14RegisterNodeResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"N\n\x10HeartbeatRequest\x12:\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatusB\x08\xd2\xf3\x18\x04\x08\x80\x80\x04\"J\n\x11HeartbeatResponse\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"C\n\x0fGetNodeResponse\x12\x30\n\x06status\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\"Y\n\x10ListNodesRequest\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.visionloop.common.v1.NodeType\x12\x17\n\x0finclude_offline\x18\x02 \x01(\x08\"D\n\x11ListNodesResponse\x12/\n\x05nodes\x18\x01 \x03(\x0b\x32 .visionloop.common.v1.NodeStatus2\xa6\x03\n\x0bNodeService\x12m\n\x0cRegisterNode\x12\'.visionloop.loop.v1.RegisterNodeRequest\x1a(.visionloop.loop.v1.RegisterNodeResponse\"\n\xca\xf3\x18\x06\n\x04\x06\x07\x08\x03\x12\x64\n\tHeartbeat\x12$.visionloop.loop.v1.HeartbeatRequest\x1a%.visionloop.loop.v1.HeartbeatResponse\"\n\xca\xf3\x18\x06\n\x04\x06\x07\x08\x03\x12]\n\x07GetNode\x12\".visionloop.loop.v1.GetNodeRequest\x1a#.visionloop.loop.v1.GetNodeResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12\x63\n\tListNodes\x12$.visionloop.loop.v1.ListNodesRequest\x1a%.visionloop.loop.v1.ListNodesResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.loop.v1.node_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REGISTERNODEREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_REGISTERNODEREQUEST'].fields_by_name['status']._serialized_options = b'\322\363\030\004\010\200\200\004'
+  _globals['_HEARTBEATREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_HEARTBEATREQUEST'].fields_by_name['status']._serialized_options = b'\322\363\030\004\010\200\200\004'
   _globals['_NODESERVICE'].methods_by_name['RegisterNode']._loaded_options = None
   _globals['_NODESERVICE'].methods_by_name['RegisterNode']._serialized_options = b'\312\363\030\006\n\004\006\007\010\003'
   _globals['_NODESERVICE'].methods_by_name['Heartbeat']._loaded_options = None
@@ -42,22 +47,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODESERVICE'].methods_by_name['GetNode']._serialized_options = b'\312\363\030\005\n\003\002\005\003'
   _globals['_NODESERVICE'].methods_by_name['ListNodes']._loaded_options = None
   _globals['_NODESERVICE'].methods_by_name['ListNodes']._serialized_options = b'\312\363\030\005\n\003\002\005\003'
-  _globals['_REGISTERNODEREQUEST']._serialized_start=161
-  _globals['_REGISTERNODEREQUEST']._serialized_end=232
-  _globals['_REGISTERNODERESPONSE']._serialized_start=234
-  _globals['_REGISTERNODERESPONSE']._serialized_end=361
-  _globals['_HEARTBEATREQUEST']._serialized_start=363
-  _globals['_HEARTBEATREQUEST']._serialized_end=431
-  _globals['_HEARTBEATRESPONSE']._serialized_start=433
-  _globals['_HEARTBEATRESPONSE']._serialized_end=507
-  _globals['_GETNODEREQUEST']._serialized_start=509
-  _globals['_GETNODEREQUEST']._serialized_end=542
-  _globals['_GETNODERESPONSE']._serialized_start=544
-  _globals['_GETNODERESPONSE']._serialized_end=611
-  _globals['_LISTNODESREQUEST']._serialized_start=613
-  _globals['_LISTNODESREQUEST']._serialized_end=702
-  _globals['_LISTNODESRESPONSE']._serialized_start=704
-  _globals['_LISTNODESRESPONSE']._serialized_end=772
-  _globals['_NODESERVICE']._serialized_start=775
-  _globals['_NODESERVICE']._serialized_end=1197
+  _globals['_REGISTERNODEREQUEST']._serialized_start=196
+  _globals['_REGISTERNODEREQUEST']._serialized_end=277
+  _globals['_REGISTERNODERESPONSE']._serialized_start=279
+  _globals['_REGISTERNODERESPONSE']._serialized_end=406
+  _globals['_HEARTBEATREQUEST']._serialized_start=408
+  _globals['_HEARTBEATREQUEST']._serialized_end=486
+  _globals['_HEARTBEATRESPONSE']._serialized_start=488
+  _globals['_HEARTBEATRESPONSE']._serialized_end=562
+  _globals['_GETNODEREQUEST']._serialized_start=564
+  _globals['_GETNODEREQUEST']._serialized_end=597
+  _globals['_GETNODERESPONSE']._serialized_start=599
+  _globals['_GETNODERESPONSE']._serialized_end=666
+  _globals['_LISTNODESREQUEST']._serialized_start=668
+  _globals['_LISTNODESREQUEST']._serialized_end=757
+  _globals['_LISTNODESRESPONSE']._serialized_start=759
+  _globals['_LISTNODESRESPONSE']._serialized_end=827
+  _globals['_NODESERVICE']._serialized_start=830
+  _globals['_NODESERVICE']._serialized_end=1252
 # @@protoc_insertion_point(module_scope)

@@ -25,53 +25,56 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_access__pb2
 from visionloop.common.v1 import category_pb2 as visionloop_dot_common_dot_v1_dot_category__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(visionloop/loop/v1/project_service.proto\x12\x12visionloop.loop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a#visionloop/common/v1/category.proto\"3\n\nProjectRef\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\"\x92\x01\n\x07Project\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x14\x43reateProjectRequest\x12,\n\x07project\x18\x01 \x01(\x0b\x32\x1b.visionloop.loop.v1.Project\"E\n\x15\x43reateProjectResponse\x12,\n\x07project\x18\x01 \x01(\x0b\x32\x1b.visionloop.loop.v1.Project\"@\n\x11GetProjectRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"B\n\x12GetProjectResponse\x12,\n\x07project\x18\x01 \x01(\x0b\x32\x1b.visionloop.loop.v1.Project\"+\n\x13ListProjectsRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\"E\n\x14ListProjectsResponse\x12-\n\x08projects\x18\x01 \x03(\x0b\x32\x1b.visionloop.loop.v1.Project\"v\n\x15\x43reateCategoryRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x30\n\x08\x63\x61tegory\x18\x02 \x01(\x0b\x32\x1e.visionloop.common.v1.Category\"J\n\x16\x43reateCategoryResponse\x12\x30\n\x08\x63\x61tegory\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Category\"v\n\x15UpdateCategoryRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x30\n\x08\x63\x61tegory\x18\x02 \x01(\x0b\x32\x1e.visionloop.common.v1.Category\"J\n\x16UpdateCategoryResponse\x12\x30\n\x08\x63\x61tegory\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Category\"D\n\x15ListCategoriesRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"L\n\x16ListCategoriesResponse\x12\x32\n\ncategories\x18\x01 \x03(\x0b\x32\x1e.visionloop.common.v1.Category\"h\n\x15\x44\x65leteCategoryRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x13\n\x0b\x63\x61tegory_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"5\n\x16\x44\x65leteCategoryResponse\x12\x1b\n\x13\x64\x65leted_annotations\x18\x01 \x01(\x05\x32\x80\x06\n\x0eProjectService\x12\x64\n\rCreateProject\x12(.visionloop.loop.v1.CreateProjectRequest\x1a).visionloop.loop.v1.CreateProjectResponse\x12h\n\nGetProject\x12%.visionloop.loop.v1.GetProjectRequest\x1a&.visionloop.loop.v1.GetProjectResponse\"\x0b\xca\xf3\x18\x07\n\x05\x01\x02\x05\x06\x03\x12l\n\x0cListProjects\x12\'.visionloop.loop.v1.ListProjectsRequest\x1a(.visionloop.loop.v1.ListProjectsResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12g\n\x0e\x43reateCategory\x12).visionloop.loop.v1.CreateCategoryRequest\x1a*.visionloop.loop.v1.CreateCategoryResponse\x12g\n\x0eUpdateCategory\x12).visionloop.loop.v1.UpdateCategoryRequest\x1a*.visionloop.loop.v1.UpdateCategoryResponse\x12u\n\x0eListCategories\x12).visionloop.loop.v1.ListCategoriesRequest\x1a*.visionloop.loop.v1.ListCategoriesResponse\"\x0c\xca\xf3\x18\x08\n\x06\x01\x02\x05\x07\t\x03\x12g\n\x0e\x44\x65leteCategory\x12).visionloop.loop.v1.DeleteCategoryRequest\x1a*.visionloop.loop.v1.DeleteCategoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(visionloop/loop/v1/project_service.proto\x12\x12visionloop.loop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a#visionloop/common/v1/category.proto\x1a!visionloop/common/v1/limits.proto\"3\n\nProjectRef\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\"\x9c\x01\n\x07Project\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xd2\xf3\x18\x04\x08\x80\x80\x01\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x14\x43reateProjectRequest\x12,\n\x07project\x18\x01 \x01(\x0b\x32\x1b.visionloop.loop.v1.Project\"E\n\x15\x43reateProjectResponse\x12,\n\x07project\x18\x01 \x01(\x0b\x32\x1b.visionloop.loop.v1.Project\"@\n\x11GetProjectRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"B\n\x12GetProjectResponse\x12,\n\x07project\x18\x01 \x01(\x0b\x32\x1b.visionloop.loop.v1.Project\"+\n\x13ListProjectsRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\"E\n\x14ListProjectsResponse\x12-\n\x08projects\x18\x01 \x03(\x0b\x32\x1b.visionloop.loop.v1.Project\"v\n\x15\x43reateCategoryRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x30\n\x08\x63\x61tegory\x18\x02 \x01(\x0b\x32\x1e.visionloop.common.v1.Category\"J\n\x16\x43reateCategoryResponse\x12\x30\n\x08\x63\x61tegory\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Category\"v\n\x15UpdateCategoryRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x30\n\x08\x63\x61tegory\x18\x02 \x01(\x0b\x32\x1e.visionloop.common.v1.Category\"J\n\x16UpdateCategoryResponse\x12\x30\n\x08\x63\x61tegory\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Category\"D\n\x15ListCategoriesRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"L\n\x16ListCategoriesResponse\x12\x32\n\ncategories\x18\x01 \x03(\x0b\x32\x1e.visionloop.common.v1.Category\"h\n\x15\x44\x65leteCategoryRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x13\n\x0b\x63\x61tegory_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"5\n\x16\x44\x65leteCategoryResponse\x12\x1b\n\x13\x64\x65leted_annotations\x18\x01 \x01(\x05\x32\x80\x06\n\x0eProjectService\x12\x64\n\rCreateProject\x12(.visionloop.loop.v1.CreateProjectRequest\x1a).visionloop.loop.v1.CreateProjectResponse\x12h\n\nGetProject\x12%.visionloop.loop.v1.GetProjectRequest\x1a&.visionloop.loop.v1.GetProjectResponse\"\x0b\xca\xf3\x18\x07\n\x05\x01\x02\x05\x06\x03\x12l\n\x0cListProjects\x12\'.visionloop.loop.v1.ListProjectsRequest\x1a(.visionloop.loop.v1.ListProjectsResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12g\n\x0e\x43reateCategory\x12).visionloop.loop.v1.CreateCategoryRequest\x1a*.visionloop.loop.v1.CreateCategoryResponse\x12g\n\x0eUpdateCategory\x12).visionloop.loop.v1.UpdateCategoryRequest\x1a*.visionloop.loop.v1.UpdateCategoryResponse\x12u\n\x0eListCategories\x12).visionloop.loop.v1.ListCategoriesRequest\x1a*.visionloop.loop.v1.ListCategoriesResponse\"\x0c\xca\xf3\x18\x08\n\x06\x01\x02\x05\x07\t\x03\x12g\n\x0e\x44\x65leteCategory\x12).visionloop.loop.v1.DeleteCategoryRequest\x1a*.visionloop.loop.v1.DeleteCategoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.loop.v1.project_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PROJECT'].fields_by_name['description']._loaded_options = None
+  _globals['_PROJECT'].fields_by_name['description']._serialized_options = b'\322\363\030\004\010\200\200\001'
   _globals['_PROJECTSERVICE'].methods_by_name['GetProject']._loaded_options = None
   _globals['_PROJECTSERVICE'].methods_by_name['GetProject']._serialized_options = b'\312\363\030\007\n\005\001\002\005\006\003'
   _globals['_PROJECTSERVICE'].methods_by_name['ListProjects']._loaded_options = None
   _globals['_PROJECTSERVICE'].methods_by_name['ListProjects']._serialized_options = b'\312\363\030\005\n\003\002\005\003'
   _globals['_PROJECTSERVICE'].methods_by_name['ListCategories']._loaded_options = None
   _globals['_PROJECTSERVICE'].methods_by_name['ListCategories']._serialized_options = b'\312\363\030\010\n\006\001\002\005\007\t\003'
-  _globals['_PROJECTREF']._serialized_start=169
-  _globals['_PROJECTREF']._serialized_end=220
-  _globals['_PROJECT']._serialized_start=223
-  _globals['_PROJECT']._serialized_end=369
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=371
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=439
-  _globals['_CREATEPROJECTRESPONSE']._serialized_start=441
-  _globals['_CREATEPROJECTRESPONSE']._serialized_end=510
-  _globals['_GETPROJECTREQUEST']._serialized_start=512
-  _globals['_GETPROJECTREQUEST']._serialized_end=576
-  _globals['_GETPROJECTRESPONSE']._serialized_start=578
-  _globals['_GETPROJECTRESPONSE']._serialized_end=644
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=646
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=689
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=691
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=760
-  _globals['_CREATECATEGORYREQUEST']._serialized_start=762
-  _globals['_CREATECATEGORYREQUEST']._serialized_end=880
-  _globals['_CREATECATEGORYRESPONSE']._serialized_start=882
-  _globals['_CREATECATEGORYRESPONSE']._serialized_end=956
-  _globals['_UPDATECATEGORYREQUEST']._serialized_start=958
-  _globals['_UPDATECATEGORYREQUEST']._serialized_end=1076
-  _globals['_UPDATECATEGORYRESPONSE']._serialized_start=1078
-  _globals['_UPDATECATEGORYRESPONSE']._serialized_end=1152
-  _globals['_LISTCATEGORIESREQUEST']._serialized_start=1154
-  _globals['_LISTCATEGORIESREQUEST']._serialized_end=1222
-  _globals['_LISTCATEGORIESRESPONSE']._serialized_start=1224
-  _globals['_LISTCATEGORIESRESPONSE']._serialized_end=1300
-  _globals['_DELETECATEGORYREQUEST']._serialized_start=1302
-  _globals['_DELETECATEGORYREQUEST']._serialized_end=1406
-  _globals['_DELETECATEGORYRESPONSE']._serialized_start=1408
-  _globals['_DELETECATEGORYRESPONSE']._serialized_end=1461
-  _globals['_PROJECTSERVICE']._serialized_start=1464
-  _globals['_PROJECTSERVICE']._serialized_end=2232
+  _globals['_PROJECTREF']._serialized_start=204
+  _globals['_PROJECTREF']._serialized_end=255
+  _globals['_PROJECT']._serialized_start=258
+  _globals['_PROJECT']._serialized_end=414
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=416
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=484
+  _globals['_CREATEPROJECTRESPONSE']._serialized_start=486
+  _globals['_CREATEPROJECTRESPONSE']._serialized_end=555
+  _globals['_GETPROJECTREQUEST']._serialized_start=557
+  _globals['_GETPROJECTREQUEST']._serialized_end=621
+  _globals['_GETPROJECTRESPONSE']._serialized_start=623
+  _globals['_GETPROJECTRESPONSE']._serialized_end=689
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=691
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=734
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=736
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=805
+  _globals['_CREATECATEGORYREQUEST']._serialized_start=807
+  _globals['_CREATECATEGORYREQUEST']._serialized_end=925
+  _globals['_CREATECATEGORYRESPONSE']._serialized_start=927
+  _globals['_CREATECATEGORYRESPONSE']._serialized_end=1001
+  _globals['_UPDATECATEGORYREQUEST']._serialized_start=1003
+  _globals['_UPDATECATEGORYREQUEST']._serialized_end=1121
+  _globals['_UPDATECATEGORYRESPONSE']._serialized_start=1123
+  _globals['_UPDATECATEGORYRESPONSE']._serialized_end=1197
+  _globals['_LISTCATEGORIESREQUEST']._serialized_start=1199
+  _globals['_LISTCATEGORIESREQUEST']._serialized_end=1267
+  _globals['_LISTCATEGORIESRESPONSE']._serialized_start=1269
+  _globals['_LISTCATEGORIESRESPONSE']._serialized_end=1345
+  _globals['_DELETECATEGORYREQUEST']._serialized_start=1347
+  _globals['_DELETECATEGORYREQUEST']._serialized_end=1451
+  _globals['_DELETECATEGORYRESPONSE']._serialized_start=1453
+  _globals['_DELETECATEGORYRESPONSE']._serialized_end=1506
+  _globals['_PROJECTSERVICE']._serialized_start=1509
+  _globals['_PROJECTSERVICE']._serialized_end=2277
 # @@protoc_insertion_point(module_scope)

@@ -24,17 +24,22 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_access__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 from visionloop.common.v1 import training_pb2 as visionloop_dot_common_dot_v1_dot_training__pb2
 from visionloop.loop.v1 import project_service_pb2 as visionloop_dot_loop_dot_v1_dot_project__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)visionloop/loop/v1/training_service.proto\x12\x12visionloop.loop.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!visionloop/common/v1/access.proto\x1a#visionloop/common/v1/training.proto\x1a(visionloop/loop/v1/project_service.proto\"v\n\x15\x43reateTrainingRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x30\n\x04spec\x18\x02 \x01(\x0b\x32\".visionloop.common.v1.TrainingSpec\"J\n\x16\x43reateTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\")\n\x12GetTrainingRequest\x12\x13\n\x0btraining_id\x18\x01 \x01(\t\"G\n\x13GetTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"x\n\x14ListTrainingsRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x33\n\x06phases\x18\x02 \x03(\x0e\x32#.visionloop.common.v1.TrainingPhase\"J\n\x15ListTrainingsResponse\x12\x31\n\ttrainings\x18\x01 \x03(\x0b\x32\x1e.visionloop.common.v1.Training\"\xab\x01\n\x14\x43laimTrainingRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0emodel_variants\x18\x02 \x03(\t\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x03ref\x18\x04 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x13\n\x0btraining_id\x18\x05 \x01(\t\"I\n\x15\x43laimTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"\xa3\x01\n\x1bUpdateTrainingStatusRequest\x12\x13\n\x0btraining_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0b\x32$.visionloop.common.v1.TrainingStatus\x12(\n\x05lease\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"P\n\x1cUpdateTrainingStatusResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"\xc5\x01\n\x15\x46inishTrainingRequest\x12\x13\n\x0btraining_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x32\n\x05phase\x18\x03 \x01(\x0e\x32#.visionloop.common.v1.TrainingPhase\x12\x34\n\x06status\x18\x04 \x01(\x0b\x32$.visionloop.common.v1.TrainingStatus\x12\x1c\n\x14result_model_version\x18\x05 \x01(\t\"J\n\x16\x46inishTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"*\n\x13StopTrainingRequest\x12\x13\n\x0btraining_id\x18\x01 \x01(\t\"H\n\x14StopTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"+\n\x14\x41\x62ortTrainingRequest\x12\x13\n\x0btraining_id\x18\x01 \x01(\t\"I\n\x15\x41\x62ortTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training2\xa6\x07\n\x0fTrainingService\x12r\n\x0e\x43reateTraining\x12).visionloop.loop.v1.CreateTrainingRequest\x1a*.visionloop.loop.v1.CreateTrainingResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\t\x12i\n\x0bGetTraining\x12&.visionloop.loop.v1.GetTrainingRequest\x1a\'.visionloop.loop.v1.GetTrainingResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12o\n\rListTrainings\x12(.visionloop.loop.v1.ListTrainingsRequest\x1a).visionloop.loop.v1.ListTrainingsResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12n\n\rClaimTraining\x12(.visionloop.loop.v1.ClaimTrainingRequest\x1a).visionloop.loop.v1.ClaimTrainingResponse\"\x08\xca\xf3\x18\x04\n\x02\x07\x03\x12\x83\x01\n\x14UpdateTrainingStatus\x12/.visionloop.loop.v1.UpdateTrainingStatusRequest\x1a\x30.visionloop.loop.v1.UpdateTrainingStatusResponse\"\x08\xca\xf3\x18\x04\n\x02\x07\x03\x12q\n\x0e\x46inishTraining\x12).visionloop.loop.v1.FinishTrainingRequest\x1a*.visionloop.loop.v1.FinishTrainingResponse\"\x08\xca\xf3\x18\x04\n\x02\x07\x03\x12k\n\x0cStopTraining\x12\'.visionloop.loop.v1.StopTrainingRequest\x1a(.visionloop.loop.v1.StopTrainingResponse\"\x08\xca\xf3\x18\x04\n\x02\x02\x05\x12m\n\rAbortTraining\x12(.visionloop.loop.v1.AbortTrainingRequest\x1a).visionloop.loop.v1.AbortTrainingResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)visionloop/loop/v1/training_service.proto\x12\x12visionloop.loop.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!visionloop/common/v1/access.proto\x1a!visionloop/common/v1/limits.proto\x1a#visionloop/common/v1/training.proto\x1a(visionloop/loop/v1/project_service.proto\"v\n\x15\x43reateTrainingRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x30\n\x04spec\x18\x02 \x01(\x0b\x32\".visionloop.common.v1.TrainingSpec\"J\n\x16\x43reateTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\")\n\x12GetTrainingRequest\x12\x13\n\x0btraining_id\x18\x01 \x01(\t\"G\n\x13GetTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"x\n\x14ListTrainingsRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x33\n\x06phases\x18\x02 \x03(\x0e\x32#.visionloop.common.v1.TrainingPhase\"J\n\x15ListTrainingsResponse\x12\x31\n\ttrainings\x18\x01 \x03(\x0b\x32\x1e.visionloop.common.v1.Training\"\xab\x01\n\x14\x43laimTrainingRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0emodel_variants\x18\x02 \x03(\t\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x03ref\x18\x04 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x13\n\x0btraining_id\x18\x05 \x01(\t\"I\n\x15\x43laimTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"\xad\x01\n\x1bUpdateTrainingStatusRequest\x12\x13\n\x0btraining_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12>\n\x06status\x18\x03 \x01(\x0b\x32$.visionloop.common.v1.TrainingStatusB\x08\xd2\xf3\x18\x04\x08\x80\x80\x10\x12(\n\x05lease\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"P\n\x1cUpdateTrainingStatusResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"\xcf\x01\n\x15\x46inishTrainingRequest\x12\x13\n\x0btraining_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x32\n\x05phase\x18\x03 \x01(\x0e\x32#.visionloop.common.v1.TrainingPhase\x12>\n\x06status\x18\x04 \x01(\x0b\x32$.visionloop.common.v1.TrainingStatusB\x08\xd2\xf3\x18\x04\x08\x80\x80\x10\x12\x1c\n\x14result_model_version\x18\x05 \x01(\t\"J\n\x16\x46inishTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"*\n\x13StopTrainingRequest\x12\x13\n\x0btraining_id\x18\x01 \x01(\t\"H\n\x14StopTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"+\n\x14\x41\x62ortTrainingRequest\x12\x13\n\x0btraining_id\x18\x01 \x01(\t\"I\n\x15\x41\x62ortTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training2\xa6\x07\n\x0fTrainingService\x12r\n\x0e\x43reateTraining\x12).visionloop.loop.v1.CreateTrainingRequest\x1a*.visionloop.loop.v1.CreateTrainingResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\t\x12i\n\x0bGetTraining\x12&.visionloop.loop.v1.GetTrainingRequest\x1a\'.visionloop.loop.v1.GetTrainingResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12o\n\rListTrainings\x12(.visionloop.loop.v1.ListTrainingsRequest\x1a).visionloop.loop.v1.ListTrainingsResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12n\n\rClaimTraining\x12(.visionloop.loop.v1.ClaimTrainingRequest\x1a).visionloop.loop.v1.ClaimTrainingResponse\"\x08\xca\xf3\x18\x04\n\x02\x07\x03\x12\x83\x01\n\x14UpdateTrainingStatus\x12/.visionloop.loop.v1.UpdateTrainingStatusRequest\x1a\x30.visionloop.loop.v1.UpdateTrainingStatusResponse\"\x08\xca\xf3\x18\x04\n\x02\x07\x03\x12q\n\x0e\x46inishTraining\x12).visionloop.loop.v1.FinishTrainingRequest\x1a*.visionloop.loop.v1.FinishTrainingResponse\"\x08\xca\xf3\x18\x04\n\x02\x07\x03\x12k\n\x0cStopTraining\x12\'.visionloop.loop.v1.StopTrainingRequest\x1a(.visionloop.loop.v1.StopTrainingResponse\"\x08\xca\xf3\x18\x04\n\x02\x02\x05\x12m\n\rAbortTraining\x12(.visionloop.loop.v1.AbortTrainingRequest\x1a).visionloop.loop.v1.AbortTrainingResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.loop.v1.training_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_UPDATETRAININGSTATUSREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_UPDATETRAININGSTATUSREQUEST'].fields_by_name['status']._serialized_options = b'\322\363\030\004\010\200\200\020'
+  _globals['_FINISHTRAININGREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_FINISHTRAININGREQUEST'].fields_by_name['status']._serialized_options = b'\322\363\030\004\010\200\200\020'
   _globals['_TRAININGSERVICE'].methods_by_name['CreateTraining']._loaded_options = None
   _globals['_TRAININGSERVICE'].methods_by_name['CreateTraining']._serialized_options = b'\312\363\030\005\n\003\002\005\t'
   _globals['_TRAININGSERVICE'].methods_by_name['GetTraining']._loaded_options = None
@@ -51,38 +56,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAININGSERVICE'].methods_by_name['StopTraining']._serialized_options = b'\312\363\030\004\n\002\002\005'
   _globals['_TRAININGSERVICE'].methods_by_name['AbortTraining']._loaded_options = None
   _globals['_TRAININGSERVICE'].methods_by_name['AbortTraining']._serialized_options = b'\312\363\030\003\n\001\005'
-  _globals['_CREATETRAININGREQUEST']._serialized_start=211
-  _globals['_CREATETRAININGREQUEST']._serialized_end=329
-  _globals['_CREATETRAININGRESPONSE']._serialized_start=331
-  _globals['_CREATETRAININGRESPONSE']._serialized_end=405
-  _globals['_GETTRAININGREQUEST']._serialized_start=407
-  _globals['_GETTRAININGREQUEST']._serialized_end=448
-  _globals['_GETTRAININGRESPONSE']._serialized_start=450
-  _globals['_GETTRAININGRESPONSE']._serialized_end=521
-  _globals['_LISTTRAININGSREQUEST']._serialized_start=523
-  _globals['_LISTTRAININGSREQUEST']._serialized_end=643
-  _globals['_LISTTRAININGSRESPONSE']._serialized_start=645
-  _globals['_LISTTRAININGSRESPONSE']._serialized_end=719
-  _globals['_CLAIMTRAININGREQUEST']._serialized_start=722
-  _globals['_CLAIMTRAININGREQUEST']._serialized_end=893
-  _globals['_CLAIMTRAININGRESPONSE']._serialized_start=895
-  _globals['_CLAIMTRAININGRESPONSE']._serialized_end=968
-  _globals['_UPDATETRAININGSTATUSREQUEST']._serialized_start=971
-  _globals['_UPDATETRAININGSTATUSREQUEST']._serialized_end=1134
-  _globals['_UPDATETRAININGSTATUSRESPONSE']._serialized_start=1136
-  _globals['_UPDATETRAININGSTATUSRESPONSE']._serialized_end=1216
-  _globals['_FINISHTRAININGREQUEST']._serialized_start=1219
-  _globals['_FINISHTRAININGREQUEST']._serialized_end=1416
-  _globals['_FINISHTRAININGRESPONSE']._serialized_start=1418
-  _globals['_FINISHTRAININGRESPONSE']._serialized_end=1492
-  _globals['_STOPTRAININGREQUEST']._serialized_start=1494
-  _globals['_STOPTRAININGREQUEST']._serialized_end=1536
-  _globals['_STOPTRAININGRESPONSE']._serialized_start=1538
-  _globals['_STOPTRAININGRESPONSE']._serialized_end=1610
-  _globals['_ABORTTRAININGREQUEST']._serialized_start=1612
-  _globals['_ABORTTRAININGREQUEST']._serialized_end=1655
-  _globals['_ABORTTRAININGRESPONSE']._serialized_start=1657
-  _globals['_ABORTTRAININGRESPONSE']._serialized_end=1730
-  _globals['_TRAININGSERVICE']._serialized_start=1733
-  _globals['_TRAININGSERVICE']._serialized_end=2667
+  _globals['_CREATETRAININGREQUEST']._serialized_start=246
+  _globals['_CREATETRAININGREQUEST']._serialized_end=364
+  _globals['_CREATETRAININGRESPONSE']._serialized_start=366
+  _globals['_CREATETRAININGRESPONSE']._serialized_end=440
+  _globals['_GETTRAININGREQUEST']._serialized_start=442
+  _globals['_GETTRAININGREQUEST']._serialized_end=483
+  _globals['_GETTRAININGRESPONSE']._serialized_start=485
+  _globals['_GETTRAININGRESPONSE']._serialized_end=556
+  _globals['_LISTTRAININGSREQUEST']._serialized_start=558
+  _globals['_LISTTRAININGSREQUEST']._serialized_end=678
+  _globals['_LISTTRAININGSRESPONSE']._serialized_start=680
+  _globals['_LISTTRAININGSRESPONSE']._serialized_end=754
+  _globals['_CLAIMTRAININGREQUEST']._serialized_start=757
+  _globals['_CLAIMTRAININGREQUEST']._serialized_end=928
+  _globals['_CLAIMTRAININGRESPONSE']._serialized_start=930
+  _globals['_CLAIMTRAININGRESPONSE']._serialized_end=1003
+  _globals['_UPDATETRAININGSTATUSREQUEST']._serialized_start=1006
+  _globals['_UPDATETRAININGSTATUSREQUEST']._serialized_end=1179
+  _globals['_UPDATETRAININGSTATUSRESPONSE']._serialized_start=1181
+  _globals['_UPDATETRAININGSTATUSRESPONSE']._serialized_end=1261
+  _globals['_FINISHTRAININGREQUEST']._serialized_start=1264
+  _globals['_FINISHTRAININGREQUEST']._serialized_end=1471
+  _globals['_FINISHTRAININGRESPONSE']._serialized_start=1473
+  _globals['_FINISHTRAININGRESPONSE']._serialized_end=1547
+  _globals['_STOPTRAININGREQUEST']._serialized_start=1549
+  _globals['_STOPTRAININGREQUEST']._serialized_end=1591
+  _globals['_STOPTRAININGRESPONSE']._serialized_start=1593
+  _globals['_STOPTRAININGRESPONSE']._serialized_end=1665
+  _globals['_ABORTTRAININGREQUEST']._serialized_start=1667
+  _globals['_ABORTTRAININGREQUEST']._serialized_end=1710
+  _globals['_ABORTTRAININGRESPONSE']._serialized_start=1712
+  _globals['_ABORTTRAININGRESPONSE']._serialized_end=1785
+  _globals['_TRAININGSERVICE']._serialized_start=1788
+  _globals['_TRAININGSERVICE']._serialized_end=2722
 # @@protoc_insertion_point(module_scope)

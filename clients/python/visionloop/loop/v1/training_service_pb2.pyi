@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from visionloop.common.v1 import access_pb2 as _access_pb2
+from visionloop.common.v1 import limits_pb2 as _limits_pb2
 from visionloop.common.v1 import training_pb2 as _training_pb2
 from visionloop.loop.v1 import project_service_pb2 as _project_service_pb2
 from google.protobuf.internal import containers as _containers

@@ -25,25 +25,28 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_access__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#visionloop/ops/v1/ops_service.proto\x12\x11visionloop.ops.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\"\x15\n\x13GetBuildInfoRequest\"\xc2\x01\n\x14GetBuildInfoResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06uptime\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rgrpc_services\x18\x06 \x03(\t\"7\n\x0cProbeRequest\x12\'\n\x04hold\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"8\n\rProbeResponse\x12\'\n\x04held\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration2\xc9\x01\n\nOpsService\x12o\n\x0cGetBuildInfo\x12&.visionloop.ops.v1.GetBuildInfoRequest\x1a\'.visionloop.ops.v1.GetBuildInfoResponse\"\x0e\xca\xf3\x18\n\n\x08\x01\x02\x05\x06\x07\x08\t\x03\x12J\n\x05Probe\x12\x1f.visionloop.ops.v1.ProbeRequest\x1a .visionloop.ops.v1.ProbeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#visionloop/ops/v1/ops_service.proto\x12\x11visionloop.ops.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a!visionloop/common/v1/limits.proto\"\x15\n\x13GetBuildInfoRequest\"\xc2\x01\n\x14GetBuildInfoResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06uptime\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rgrpc_services\x18\x06 \x03(\t\"F\n\x0cProbeRequest\x12\x36\n\x04hold\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationB\r\xd2\xf3\x18\t!\x00\x00\x00\x00\x00\x00N@\"8\n\rProbeResponse\x12\'\n\x04held\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration2\xc9\x01\n\nOpsService\x12o\n\x0cGetBuildInfo\x12&.visionloop.ops.v1.GetBuildInfoRequest\x1a\'.visionloop.ops.v1.GetBuildInfoResponse\"\x0e\xca\xf3\x18\n\n\x08\x01\x02\x05\x06\x07\x08\t\x03\x12J\n\x05Probe\x12\x1f.visionloop.ops.v1.ProbeRequest\x1a .visionloop.ops.v1.ProbeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.ops.v1.ops_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PROBEREQUEST'].fields_by_name['hold']._loaded_options = None
+  _globals['_PROBEREQUEST'].fields_by_name['hold']._serialized_options = b'\322\363\030\t!\000\000\000\000\000\000N@'
   _globals['_OPSSERVICE'].methods_by_name['GetBuildInfo']._loaded_options = None
   _globals['_OPSSERVICE'].methods_by_name['GetBuildInfo']._serialized_options = b'\312\363\030\n\n\010\001\002\005\006\007\010\t\003'
-  _globals['_GETBUILDINFOREQUEST']._serialized_start=158
-  _globals['_GETBUILDINFOREQUEST']._serialized_end=179
-  _globals['_GETBUILDINFORESPONSE']._serialized_start=182
-  _globals['_GETBUILDINFORESPONSE']._serialized_end=376
-  _globals['_PROBEREQUEST']._serialized_start=378
-  _globals['_PROBEREQUEST']._serialized_end=433
-  _globals['_PROBERESPONSE']._serialized_start=435
-  _globals['_PROBERESPONSE']._serialized_end=491
-  _globals['_OPSSERVICE']._serialized_start=494
-  _globals['_OPSSERVICE']._serialized_end=695
+  _globals['_GETBUILDINFOREQUEST']._serialized_start=193
+  _globals['_GETBUILDINFOREQUEST']._serialized_end=214
+  _globals['_GETBUILDINFORESPONSE']._serialized_start=217
+  _globals['_GETBUILDINFORESPONSE']._serialized_end=411
+  _globals['_PROBEREQUEST']._serialized_start=413
+  _globals['_PROBEREQUEST']._serialized_end=483
+  _globals['_PROBERESPONSE']._serialized_start=485
+  _globals['_PROBERESPONSE']._serialized_end=541
+  _globals['_OPSSERVICE']._serialized_start=544
+  _globals['_OPSSERVICE']._serialized_end=745
 # @@protoc_insertion_point(module_scope)

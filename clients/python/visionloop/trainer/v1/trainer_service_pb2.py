@@ -24,17 +24,20 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_access__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 from visionloop.common.v1 import node_pb2 as visionloop_dot_common_dot_v1_dot_node__pb2
 from visionloop.common.v1 import training_pb2 as visionloop_dot_common_dot_v1_dot_training__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+visionloop/trainer/v1/trainer_service.proto\x12\x15visionloop.trainer.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a!visionloop/common/v1/access.proto\x1a\x1fvisionloop/common/v1/node.proto\x1a#visionloop/common/v1/training.proto\"\xec\x01\n\x0cModelVariant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61tegory_types\x18\x03 \x03(\t\x12\x38\n\x17\x64\x65\x66\x61ult_hyperparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x62\x61se_models\x18\x05 \x03(\t\x12\x0f\n\x07\x66ormats\x18\x06 \x03(\t\x12\x41\n\x0fhyperparameters\x18\x07 \x03(\x0b\x32(.visionloop.common.v1.HyperparameterSpec\"\x19\n\x17GetTrainerStatusRequest\"|\n\x18GetTrainerStatusResponse\x12.\n\x04node\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\x12\x30\n\x08training\x18\x02 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"\x1a\n\x18ListModelVariantsRequest\"R\n\x19ListModelVariantsResponse\x12\x35\n\x08variants\x18\x01 \x03(\x0b\x32#.visionloop.trainer.v1.ModelVariant\"g\n\x1cVerifyHyperparametersRequest\x12\x15\n\rmodel_variant\x18\x01 \x01(\t\x12\x30\n\x0fhyperparameters\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"|\n\x1dVerifyHyperparametersResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t\x12*\n\tcorrected\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x15\n\x13StopTrainingRequest\"H\n\x14StopTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"\x16\n\x14\x41\x62ortTrainingRequest\"I\n\x15\x41\x62ortTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training2\x8b\x05\n\x0eTrainerService\x12~\n\x10GetTrainerStatus\x12..visionloop.trainer.v1.GetTrainerStatusRequest\x1a/.visionloop.trainer.v1.GetTrainerStatusResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12\x81\x01\n\x11ListModelVariants\x12/.visionloop.trainer.v1.ListModelVariantsRequest\x1a\x30.visionloop.trainer.v1.ListModelVariantsResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12\x8d\x01\n\x15VerifyHyperparameters\x12\x33.visionloop.trainer.v1.VerifyHyperparametersRequest\x1a\x34.visionloop.trainer.v1.VerifyHyperparametersResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12p\n\x0cStopTraining\x12*.visionloop.trainer.v1.StopTrainingRequest\x1a+.visionloop.trainer.v1.StopTrainingResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x12s\n\rAbortTraining\x12+.visionloop.trainer.v1.AbortTrainingRequest\x1a,.visionloop.trainer.v1.AbortTrainingResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+visionloop/trainer/v1/trainer_service.proto\x12\x15visionloop.trainer.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a!visionloop/common/v1/access.proto\x1a!visionloop/common/v1/limits.proto\x1a\x1fvisionloop/common/v1/node.proto\x1a#visionloop/common/v1/training.proto\"\xec\x01\n\x0cModelVariant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61tegory_types\x18\x03 \x03(\t\x12\x38\n\x17\x64\x65\x66\x61ult_hyperparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x62\x61se_models\x18\x05 \x03(\t\x12\x0f\n\x07\x66ormats\x18\x06 \x03(\t\x12\x41\n\x0fhyperparameters\x18\x07 \x03(\x0b\x32(.visionloop.common.v1.HyperparameterSpec\"\x19\n\x17GetTrainerStatusRequest\"|\n\x18GetTrainerStatusResponse\x12.\n\x04node\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.NodeStatus\x12\x30\n\x08training\x18\x02 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"\x1a\n\x18ListModelVariantsRequest\"R\n\x19ListModelVariantsResponse\x12\x35\n\x08variants\x18\x01 \x03(\x0b\x32#.visionloop.trainer.v1.ModelVariant\"q\n\x1cVerifyHyperparametersRequest\x12\x15\n\rmodel_variant\x18\x01 \x01(\t\x12:\n\x0fhyperparameters\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x08\xd2\xf3\x18\x04\x08\x80\x80\x04\"|\n\x1dVerifyHyperparametersResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t\x12*\n\tcorrected\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x15\n\x13StopTrainingRequest\"H\n\x14StopTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training\"\x16\n\x14\x41\x62ortTrainingRequest\"I\n\x15\x41\x62ortTrainingResponse\x12\x30\n\x08training\x18\x01 \x01(\x0b\x32\x1e.visionloop.common.v1.Training2\x8b\x05\n\x0eTrainerService\x12~\n\x10GetTrainerStatus\x12..visionloop.trainer.v1.GetTrainerStatusRequest\x1a/.visionloop.trainer.v1.GetTrainerStatusResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12\x81\x01\n\x11ListModelVariants\x12/.visionloop.trainer.v1.ListModelVariantsRequest\x1a\x30.visionloop.trainer.v1.ListModelVariantsResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12\x8d\x01\n\x15VerifyHyperparameters\x12\x33.visionloop.trainer.v1.VerifyHyperparametersRequest\x1a\x34.visionloop.trainer.v1.VerifyHyperparametersResponse\"\t\xca\xf3\x18\x05\n\x03\x02\x05\x03\x12p\n\x0cStopTraining\x12*.visionloop.trainer.v1.StopTrainingRequest\x1a+.visionloop.trainer.v1.StopTrainingResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x12s\n\rAbortTraining\x12+.visionloop.trainer.v1.AbortTrainingRequest\x1a,.visionloop.trainer.v1.AbortTrainingResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.trainer.v1.trainer_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_VERIFYHYPERPARAMETERSREQUEST'].fields_by_name['hyperparameters']._loaded_options = None
+  _globals['_VERIFYHYPERPARAMETERSREQUEST'].fields_by_name['hyperparameters']._serialized_options = b'\322\363\030\004\010\200\200\004'
   _globals['_TRAINERSERVICE'].methods_by_name['GetTrainerStatus']._loaded_options = None
   _globals['_TRAINERSERVICE'].methods_by_name['GetTrainerStatus']._serialized_options = b'\312\363\030\005\n\003\002\005\003'
   _globals['_TRAINERSERVICE'].methods_by_name['ListModelVariants']._loaded_options = None
@@ -45,28 +48,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAINERSERVICE'].methods_by_name['StopTraining']._serialized_options = b'\312\363\030\003\n\001\005'
   _globals['_TRAINERSERVICE'].methods_by_name['AbortTraining']._loaded_options = None
   _globals['_TRAINERSERVICE'].methods_by_name['AbortTraining']._serialized_options = b'\312\363\030\003\n\001\005'
-  _globals['_MODELVARIANT']._serialized_start=206
-  _globals['_MODELVARIANT']._serialized_end=442
-  _globals['_GETTRAINERSTATUSREQUEST']._serialized_start=444
-  _globals['_GETTRAINERSTATUSREQUEST']._serialized_end=469
-  _globals['_GETTRAINERSTATUSRESPONSE']._serialized_start=471
-  _globals['_GETTRAINERSTATUSRESPONSE']._serialized_end=595
-  _globals['_LISTMODELVARIANTSREQUEST']._serialized_start=597
-  _globals['_LISTMODELVARIANTSREQUEST']._serialized_end=623
-  _globals['_LISTMODELVARIANTSRESPONSE']._serialized_start=625
-  _globals['_LISTMODELVARIANTSRESPONSE']._serialized_end=707
-  _globals['_VERIFYHYPERPARAMETERSREQUEST']._serialized_start=709
-  _globals['_VERIFYHYPERPARAMETERSREQUEST']._serialized_end=812
-  _globals['_VERIFYHYPERPARAMETERSRESPONSE']._serialized_start=814
-  _globals['_VERIFYHYPERPARAMETERSRESPONSE']._serialized_end=938
-  _globals['_STOPTRAININGREQUEST']._serialized_start=940
-  _globals['_STOPTRAININGREQUEST']._serialized_end=961
-  _globals['_STOPTRAININGRESPONSE']._serialized_start=963
-  _globals['_STOPTRAININGRESPONSE']._serialized_end=1035
-  _globals['_ABORTTRAININGREQUEST']._serialized_start=1037
-  _globals['_ABORTTRAININGREQUEST']._serialized_end=1059
-  _globals['_ABORTTRAININGRESPONSE']._serialized_start=1061
-  _globals['_ABORTTRAININGRESPONSE']._serialized_end=1134
-  _globals['_TRAINERSERVICE']._serialized_start=1137
-  _globals['_TRAINERSERVICE']._serialized_end=1788
+  _globals['_MODELVARIANT']._serialized_start=241
+  _globals['_MODELVARIANT']._serialized_end=477
+  _globals['_GETTRAINERSTATUSREQUEST']._serialized_start=479
+  _globals['_GETTRAINERSTATUSREQUEST']._serialized_end=504
+  _globals['_GETTRAINERSTATUSRESPONSE']._serialized_start=506
+  _globals['_GETTRAINERSTATUSRESPONSE']._serialized_end=630
+  _globals['_LISTMODELVARIANTSREQUEST']._serialized_start=632
+  _globals['_LISTMODELVARIANTSREQUEST']._serialized_end=658
+  _globals['_LISTMODELVARIANTSRESPONSE']._serialized_start=660
+  _globals['_LISTMODELVARIANTSRESPONSE']._serialized_end=742
+  _globals['_VERIFYHYPERPARAMETERSREQUEST']._serialized_start=744
+  _globals['_VERIFYHYPERPARAMETERSREQUEST']._serialized_end=857
+  _globals['_VERIFYHYPERPARAMETERSRESPONSE']._serialized_start=859
+  _globals['_VERIFYHYPERPARAMETERSRESPONSE']._serialized_end=983
+  _globals['_STOPTRAININGREQUEST']._serialized_start=985
+  _globals['_STOPTRAININGREQUEST']._serialized_end=1006
+  _globals['_STOPTRAININGRESPONSE']._serialized_start=1008
+  _globals['_STOPTRAININGRESPONSE']._serialized_end=1080
+  _globals['_ABORTTRAININGREQUEST']._serialized_start=1082
+  _globals['_ABORTTRAININGREQUEST']._serialized_end=1104
+  _globals['_ABORTTRAININGRESPONSE']._serialized_start=1106
+  _globals['_ABORTTRAININGRESPONSE']._serialized_end=1179
+  _globals['_TRAINERSERVICE']._serialized_start=1182
+  _globals['_TRAINERSERVICE']._serialized_end=1833
 # @@protoc_insertion_point(module_scope)

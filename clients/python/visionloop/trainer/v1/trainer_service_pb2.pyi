@@ -1,5 +1,6 @@
 from google.protobuf import struct_pb2 as _struct_pb2
 from visionloop.common.v1 import access_pb2 as _access_pb2
+from visionloop.common.v1 import limits_pb2 as _limits_pb2
 from visionloop.common.v1 import node_pb2 as _node_pb2
 from visionloop.common.v1 import training_pb2 as _training_pb2
 from google.protobuf.internal import containers as _containers
