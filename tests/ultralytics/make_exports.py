@@ -167,7 +167,7 @@ def main(out: Path) -> None:
     }
     segment = _train("yolov8n-seg.yaml", data, out, "segment", epochs=int(os.environ.get("EPOCHS", "40")))
     exports["segment_static"] = (_export(segment, out, "segment_static"), "segment")
-    classify = _train("yolov8n-cls.yaml", _classify_dataset(out / "classes"), out, "classify", epochs=4)
+    classify = _train("yolov8n-cls.yaml", _classify_dataset(out / "classes"), out, "classify", epochs=10)
     exports["classify_static"] = (_export(classify, out, "classify_static"), "classify")
     predictions = {name: _predictions(path, task, frames) for name, (path, task) in exports.items()}
     (out / "predictions.json").write_text(json.dumps(predictions))
