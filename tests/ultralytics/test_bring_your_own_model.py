@@ -22,8 +22,9 @@ from prometheus_client import REGISTRY
 from tests.detector.conftest import OPEN_ADMISSION, REF, Hub, settings_for, start_detector, version_served
 from tests.harness import VISIONLOOP, base_env
 from tests.ultralytics.conftest import Exports
-from visionloop.common.v1 import category_pb2, image_pb2, transfer_pb2
+from visionloop.common.v1 import category_pb2, image_pb2, node_pb2, transfer_pb2
 from visionloop.detector.config import DetectorSettings
+from visionloop.detector.service import DetectorServicer
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
 from visionloop.lib.shapes import decode_mask
@@ -55,12 +56,15 @@ def imported(exports: Exports, name: str, tmp_path: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def serving(tmp_path: Path, model_paths: str) -> AsyncIterator[detector_service_pb2_grpc.DetectorServiceStub]:
+async def serving(
+    tmp_path: Path, model_paths: str
+) -> AsyncIterator[tuple[detector_service_pb2_grpc.DetectorServiceStub, DetectorServicer]]:
+    """A detector serving ``model_paths`` (DETECTOR_MODEL_PATHS): its stub and its servicer."""
     settings = DetectorSettings(port=0, data_dir=tmp_path / "detector", model_paths=model_paths, **OPEN_ADMISSION)
     server, port = await start_detector(settings)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield detector_service_pb2_grpc.DetectorServiceStub(channel)
+            yield detector_service_pb2_grpc.DetectorServiceStub(channel), server.spec.context
     finally:
         await server.stop(0)
 
@@ -104,7 +108,7 @@ async def test_an_imported_export_answers_as_ultralytics_predict(exports: Export
     assert [c["name"] for c in manifest["categories"]] == (
         ["blue", "red"] if name.startswith("classify") else ["red", "blue"]
     )
-    async with serving(tmp_path, f"{name}={archive}") as stub:
+    async with serving(tmp_path, f"{name}={archive}") as (stub, _):
         answered = 0
         for frame in exports.frames():
             response = await stub.Detect(pb.DetectRequest(image=image(frame)))
@@ -120,7 +124,7 @@ async def test_a_static_export_answers_every_frame_of_a_batch_and_of_eight_strea
     archive = imported(exports, "detect_static", tmp_path)
     frames = exports.frames()
     expected = exports.predictions["detect_static"]
-    async with serving(tmp_path, f"static={archive}") as stub:
+    async with serving(tmp_path, f"static={archive}") as (stub, _):
         batch = await stub.DetectBatch(pb.DetectBatchRequest(images=[image(f) for f in frames * 4]))
         for frame, response in zip(frames * 4, batch.results, strict=True):
             assert_same_answer("detect", response, expected[frame.name], f"batch {frame.name}")
@@ -178,7 +182,7 @@ async def test_a_model_json_with_the_wrong_class_count_is_refused_on_upload_and_
     assert (await upload(hub.settings.port, archive.read_bytes())).model.version == "1.0"  # the right one passes
 
     # A detector given it directly refuses it at load with the same reason, and serves its other model.
-    async with serving(tmp_path, f"good={archive},wrong={wrong}") as stub:
+    async with serving(tmp_path, f"good={archive},wrong={wrong}") as (stub, servicer):
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await stub.Detect(
                 pb.DetectRequest(image=image(exports.frames()[0]), options=pb.DetectOptions(model="wrong"))
@@ -194,6 +198,9 @@ async def test_a_model_json_with_the_wrong_class_count_is_refused_on_upload_and_
         assert REGISTRY.get_sample_value("visionloop_detector_model_load_failed", {"model": "good"}) == 0
         loaded = await stub.ListLoadedModels(pb.ListLoadedModelsRequest())
         assert [m.name for m in loaded.models] == ["good"]
+        status = servicer.node_status()  # what the hub's node registry lists
+        assert status.state == node_pb2.NODE_STATE_DEGRADED
+        assert [(e.key, reason in e.message) for e in status.errors] == [("model_load", True)]
 
 
 async def test_import_uploads_and_deploys_in_one_command(exports: Exports, hub: Hub, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from visionloop.common.v1 import image_pb2, model_pb2
 from visionloop.lib import images
@@ -134,6 +135,8 @@ def prepare(frame: Frame, spec: model_pb2.ModelInput, rescale: int) -> tuple[np.
         return _normalised(placed, frame.order, spec, Placement(width, height, width, height)), Transform(
             width / w, height / h, 0.0, 0.0, width, height
         )
+    if rescale == model_pb2.RESCALE_TYPE_CROP and spec.letterbox == model_pb2.LETTERBOX_CENTER:
+        return _ultralytics_crop(frame, spec)
     if rescale == model_pb2.RESCALE_TYPE_CROP:
         scale = max(width / w, height / h)
         scaled = _resized(frame.pixels, max(width, round(w * scale)), max(height, round(h * scale)))
@@ -151,6 +154,25 @@ def prepare(frame: Frame, spec: model_pb2.ModelInput, rescale: int) -> tuple[np.
         place.scaled_width / w, place.scaled_height / h, place.left, place.top, place.width, place.height
     )
     return _normalised(placed, frame.order, spec, place), transform
+
+
+def _ultralytics_crop(frame: Frame, spec: model_pb2.ModelInput) -> tuple[np.ndarray, Transform]:
+    """Ultralytics' classifier input: torchvision's ``Resize(size)`` (the short side to ``size``,
+    Pillow's bilinear resampling) then ``CenterCrop(size)``, pixel for pixel; a non-square input
+    is resized to it exactly, as Ultralytics does."""
+    width, height = spec.width, spec.height
+    w, h = frame.width, frame.height
+    if width != height:
+        new_w, new_h = width, height
+    elif w <= h:
+        new_w, new_h = width, int(width * h / w)
+    else:
+        new_w, new_h = int(height * w / h), height
+    resized = np.asarray(Image.fromarray(frame.pixels).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    top, left = round((new_h - height) / 2.0), round((new_w - width) / 2.0)  # torchvision CenterCrop
+    placed = resized[top : top + height, left : left + width]
+    tensor = _normalised(placed, frame.order, spec, Placement(width, height, width, height))
+    return tensor, Transform(new_w / w, new_h / h, -left, -top, width, height)
 
 
 def _normalised(placed: np.ndarray, order: str, spec: model_pb2.ModelInput, place: Placement) -> np.ndarray:
