@@ -152,8 +152,19 @@ def reference_folder(folder: Path, images: list[bytes], boxes: int = 80) -> Path
 
 
 def yolov8_folder(onnx_path: Path, folder: Path) -> Path:
-    """Wrap an Ultralytics YOLOv8 ONNX export ([N,3,H,W] -> [N,4+C,A]) in a model folder."""
+    """Wrap a YOLOv8-layout ONNX file ([N,3,H,W] -> [N,4+C,A]) in a model folder: an Ultralytics
+    export as ``visionloop models import`` does (its metadata, batch and size), others as 640 models."""
     import onnx
+
+    from visionloop import model_import
+    from visionloop.lib import onnx_graph, ultralytics
+
+    if ultralytics.is_ultralytics(onnx_graph.read_signature(onnx_path)):
+        safe_extract(
+            model_import.write_zip(onnx_path, model_import.model_info(onnx_path), folder / "model.zip"), folder
+        )
+        (folder / "model.zip").unlink()
+        return folder
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     initializers = {i.name for i in graph.initializer}
@@ -324,7 +335,9 @@ class RawSession:
             self._run(batch)
 
     def _run(self, batch: np.ndarray) -> None:
-        self.session.run(self.outputs, {self.input_name: batch})
+        fixed = self.info.input.batch_size  # a static export takes exactly this many images per run
+        for start in range(0, len(batch), fixed or len(batch)):
+            self.session.run(self.outputs, {self.input_name: batch[start : start + (fixed or len(batch))]})
 
     def _tensor(self, index: int) -> np.ndarray:
         return jpeg_tensor(self.images[index % len(self.images)], self.info.input)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,42 @@ def models_upload(client: LoopClient, zip_path: Path, format_: str, version: str
     """Upload a model zip (holding model.json) in chunks."""
     model = client.upload_model(zip_path, format_, version=version)
     click.echo(f"uploaded {model.version} ({model.format})")
+
+
+@models.command("import")
+@click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--deploy", is_flag=True, help="Deploy the new version at once (pin it).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Only write the model zip here (for DETECTOR_MODEL_PATHS); nothing is uploaded.",
+)
+@with_hub
+def models_import(client: LoopClient, export: Path, deploy: bool, output: Path | None) -> None:
+    """Turn an Ultralytics ONNX export (detect, segment, classify) into a model and upload it.
+
+    model.json comes from the export's metadata (class names, image size, stride, task) and graph
+    (tensor names, batch, dynamic size); class names that match the project's categories get their ids.
+    """
+    from visionloop import model_import
+    from visionloop.runtime.errors import ServiceError
+
+    try:
+        if output is not None:
+            info = model_import.model_info(export)
+            model_import.write_zip(export, info, output)
+            click.echo(f"wrote {output}: {model_import.describe(info)}")
+            return
+        ids = {category.name: category.id for category in client.list_categories()}
+        info = model_import.model_info(export, ids)
+    except ServiceError as error:
+        raise click.ClickException(f"{export}: {error.message}") from None
+    with tempfile.TemporaryDirectory(prefix="visionloop-import-") as folder:
+        archive = model_import.write_zip(export, info, Path(folder) / "model.zip")
+        model = client.upload_model(archive, "onnx")
+    click.echo(f"uploaded {model.version} (onnx): {model_import.describe(info)}")
+    if deploy:
+        click.echo(f"deployed {client.pin(model.version).resolved_version} (pinned)")
 
 
 @models.command("pin")

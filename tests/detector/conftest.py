@@ -15,7 +15,6 @@ from tests.detector.frames import frame, jpeg
 from tests.hub.stacks import free_port
 from visionloop.common.v1 import image_pb2, transfer_pb2
 from visionloop.detector import app
-from visionloop.detector.admission import AdmissionPolicy
 from visionloop.detector.config import DetectorSettings
 from visionloop.detector.service import DetectorServicer
 from visionloop.detector.v1 import detector_service_pb2 as pb
@@ -32,7 +31,6 @@ from visionloop.synthetic.models import model_zip
 # thousand frames); tests/detector/test_admission.py tests admission itself.
 OPEN_ADMISSION = {"queue_budget_ms": 60_000, "max_queued_batches": 64}
 OPEN_ADMISSION_ENV = {f"DETECTOR_{name.upper()}": str(value) for name, value in OPEN_ADMISSION.items()}
-OPEN_POLICY = AdmissionPolicy(OPEN_ADMISSION["queue_budget_ms"] / 1000, OPEN_ADMISSION["max_queued_batches"])
 
 
 @pytest.fixture(scope="session")

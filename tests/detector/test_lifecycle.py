@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import onnx
 
 from tests.detector.conftest import IMAGE, Hub, settings_for, start_detector, upload, version_served
 from visionloop.common.v1 import node_pb2
@@ -19,12 +20,15 @@ from visionloop.synthetic.models import model_zip
 
 
 def broken_zip(path: Path, good: Path) -> bytes:
-    """A zip the hub accepts (valid model.json) whose weights are garbage."""
+    """A zip the hub accepts (a model.json that fits the graph's inputs and outputs) whose graph
+    ONNX Runtime cannot load: an operator that does not exist."""
     with zipfile.ZipFile(good) as source:
         manifest = source.read("model.json")
+        graph = onnx.load_from_string(source.read("model.onnx"))
+    graph.graph.node[0].op_type = "NoSuchOperator"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("model.json", manifest)
-        archive.writestr("model.onnx", b"these are not weights")
+        archive.writestr("model.onnx", graph.SerializeToString())
     return path.read_bytes()
 
 

@@ -7,7 +7,6 @@ zips without ``model.json`` are refused before anything is written, with the rea
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,9 @@ from visionloop.common.v1 import model_pb2
 from visionloop.converter.errors import ConversionFailed
 from visionloop.runtime.archives import UnsafeArchive, check_entries, safe_extract
 from visionloop.runtime.errors import InvalidArgument
-from visionloop.runtime.model_json import model_info_from_json, parse_model_json
+from visionloop.runtime.model_json import MODEL_JSON, model_info_from_json, pack, parse_model_json, write_model_json
 
-MODEL_JSON = "model.json"
+__all__ = ["MODEL_JSON", "ModelFolder", "pack", "read_folder", "unpack", "write_model_json"]
 MAX_MODEL_JSON_BYTES = 1024**2
 
 
@@ -64,17 +63,3 @@ def unpack(archive: Path, destination: Path, max_bytes: int) -> ModelFolder:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
         raise ConversionFailed(f"the model zip cannot be read: {error}", permanent=True) from None
     return read_folder(destination)
-
-
-def write_model_json(folder: Path, doc: dict[str, Any]) -> None:
-    (folder / MODEL_JSON).write_text(json.dumps(doc, indent=2, ensure_ascii=False))
-
-
-def pack(folder: Path, archive: Path) -> Path:
-    """Zip every file under ``folder`` (model.json first: the hub rewrites it in place)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    files.sort(key=lambda p: p.relative_to(folder).as_posix() != MODEL_JSON)
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
-        for file in files:
-            out.write(file, file.relative_to(folder).as_posix())
-    return archive

@@ -43,9 +43,18 @@ def max_abs_diff(reference: Sequence[np.ndarray], converted: Sequence[np.ndarray
     return worst
 
 
-def run_batched(runner: Runner, inputs: np.ndarray) -> list[np.ndarray]:
-    """``runner`` over ``inputs`` in batches of at most BATCH, outputs concatenated."""
-    parts = [runner(np.ascontiguousarray(inputs[i : i + BATCH])) for i in range(0, len(inputs), BATCH)]
+def run_batched(runner: Runner, inputs: np.ndarray, fixed_batch: int = 0) -> list[np.ndarray]:
+    """``runner`` over ``inputs`` in batches of at most BATCH, outputs concatenated. A graph with a fixed
+    batch dimension (``fixed_batch``, e.g. 1 for Ultralytics' default export) gets exactly that many
+    images per run, the last run padded with zeros and its padding's outputs dropped."""
+    step = fixed_batch or BATCH
+    parts = []
+    for start in range(0, len(inputs), step):
+        chunk = inputs[start : start + step]
+        count = len(chunk)
+        if fixed_batch and count < fixed_batch:
+            chunk = np.concatenate([chunk, np.zeros((fixed_batch - count, *chunk.shape[1:]), chunk.dtype)])
+        parts.append([output[:count] for output in runner(np.ascontiguousarray(chunk))])
     return [np.concatenate([part[k] for part in parts]) for k in range(len(parts[0]))]
 
 
@@ -55,7 +64,7 @@ def map50(runner: Runner, info: model_pb2.ModelInfo, images: Sequence[Prepared])
     settings = postprocess.Settings(
         MAP_SCORE_THRESHOLD, defaults.iou_threshold or 0.45, defaults.max_objects or 100, class_agnostic=False
     )
-    outputs = run_batched(runner, np.stack([p.tensor for p in images]))
+    outputs = run_batched(runner, np.stack([p.tensor for p in images]), info.input.batch_size)
     truths, predictions = [], []
     for i, image in enumerate(images):
         detections = postprocess.to_detections(info, [o[i] for o in outputs], image.transform, image.size, settings)
@@ -71,9 +80,11 @@ class Verdict:
     reason: str  # why it failed, or a note on a pass (e.g. no validation images); "" otherwise
 
 
-def check_exact(reference: Runner, converted: Runner, inputs: np.ndarray, tolerance: float) -> Verdict:
+def check_exact(
+    reference: Runner, converted: Runner, inputs: np.ndarray, tolerance: float, fixed_batch: int = 0
+) -> Verdict:
     """FP32: every output value within ``tolerance``."""
-    diff = max_abs_diff(run_batched(reference, inputs), run_batched(converted, inputs))
+    diff = max_abs_diff(run_batched(reference, inputs, fixed_batch), run_batched(converted, inputs, fixed_batch))
     passed = diff <= tolerance
     report = pb.ParityReport(max_abs_diff=diff, samples=len(inputs), passed=passed)
     reason = "" if passed else f"parity check failed: max abs diff {diff:.3g} > {tolerance:g} on {len(inputs)} samples"
@@ -89,7 +100,8 @@ def check_map(
     max_drop: float,
 ) -> Verdict:
     """FP16/INT8: the mAP@0.5 drop on the validation images at most ``max_drop``."""
-    diff = max_abs_diff(run_batched(reference, inputs), run_batched(converted, inputs))
+    batch = info.input.batch_size
+    diff = max_abs_diff(run_batched(reference, inputs, batch), run_batched(converted, inputs, batch))
     annotated = [p for p in validation if p.annotations]
     if not annotated:
         report = pb.ParityReport(max_abs_diff=diff, samples=len(inputs), passed=True)

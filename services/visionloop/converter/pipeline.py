@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from visionloop.common.v1 import model_pb2
 from visionloop.converter import exporters, onnx_models, parity, triton_entries
 from visionloop.converter.artifacts import ModelFolder, read_folder, write_model_json
 from visionloop.converter.config import Int8Mode
 from visionloop.converter.errors import ConversionFailed
 from visionloop.converter.samples import Samples, calibration_tensors, parity_inputs, prepare_all
 from visionloop.converter.v1 import converter_service_pb2 as pb
+from visionloop.lib import onnx_graph
 
 SOURCES = ("onnx", "pytorch")
 FP32_TARGETS = ("onnx", triton_entries.PYTHON, triton_entries.ONNX)
@@ -135,14 +137,19 @@ BUILDERS: dict[str, Callable[[Job, Path, Path], None]] = {
 
 
 def _check(job: Job, reference: exporters.Runner, converted: Path) -> parity.Verdict:
-    info = job.source.info
+    info = model_pb2.ModelInfo()
+    info.CopyFrom(job.source.info)
     if info.input.width <= 0 or info.input.height <= 0:
         raise ConversionFailed("model.json input.width and input.height must be set to check parity", permanent=True)
+    # The graph decides the batch (a static export takes exactly its batch size); a graph of any size
+    # is checked on inputs of the full width x height, so the samples stack into one batch.
+    info.input.batch_size = onnx_graph.batch_size(info.input, onnx_graph.read_signature(converted))
+    info.input.stride = 0
     runner = onnx_models.onnx_runner(converted, list(info.output.tensor_names))
     validation = prepare_all(job.samples.validation, info.input, job.samples.limits)
     inputs: np.ndarray = parity_inputs(validation, info.input, job.options.parity_samples)
     if job.target in FP32_TARGETS:
-        return parity.check_exact(reference, runner, inputs, job.options.fp32_max_abs_diff)
+        return parity.check_exact(reference, runner, inputs, job.options.fp32_max_abs_diff, info.input.batch_size)
     drop = job.options.fp16_max_map_drop if job.target == "onnx_fp16" else job.options.int8_max_map_drop
     return parity.check_map(reference, runner, inputs, info, validation, drop)
 
@@ -151,6 +158,12 @@ def _triton(job: Job, weights: Path, out: Path) -> tuple[str, dict[str, Path | b
     """Lay the entry out in ``out`` (beside model.json: the zip the hub keeps); returns its name and files."""
     name = triton_entries.entry_name(job.organization, job.project, job.version, job.target)
     inputs, outputs = onnx_models.tensors(weights)
+    if inputs and inputs[0].shape and inputs[0].shape[0] != -1:
+        raise ConversionFailed(
+            f"input {inputs[0].name!r} has a fixed batch size {inputs[0].shape[0]}: Triton entries batch, so they "
+            "need a dynamic batch axis (export with dynamic=True); the detector serves the onnx format as it is",
+            permanent=True,
+        )
     specs_in = [triton_entries.TensorSpec(t.name, t.shape[1:], t.triton_type) for t in inputs[:1]]
     specs_out = [triton_entries.TensorSpec(t.name, t.shape[1:], t.triton_type) for t in outputs]
     files = triton_entries.entry_files(job.target, name, weights, specs_in, specs_out, job.options.entry)

@@ -62,9 +62,10 @@ class AdmissionPolicy:
 
     budget: float = 0.05  # seconds
     max_queued_batches: int = 4
+    max_batch_size: int = 16  # DETECTOR_MAX_BATCH_SIZE: a batch of one model (e.g. a static export) takes fewer
 
     def admission(self, model: str, max_batch: int) -> Admission:
-        return Admission(model, self.budget, self.max_queued_batches * max_batch)
+        return Admission(model, self.budget, self.max_queued_batches * max(max_batch, self.max_batch_size))
 
 
 DEFAULT_POLICY = AdmissionPolicy()

@@ -54,7 +54,7 @@ def opener(settings: DetectorSettings, owner: str = "") -> Opener:
     """What loads a model folder on the configured backend: ``await opener(settings)(name, folder)``.
     ``owner`` (the node id) names the Triton shared-memory regions, so a restart can find leftovers."""
     wait = settings.max_batch_wait_ms / 1000
-    admission = AdmissionPolicy(settings.queue_budget_ms / 1000, settings.max_queued_batches)
+    admission = AdmissionPolicy(settings.queue_budget_ms / 1000, settings.max_queued_batches, settings.max_batch_size)
     if settings.backend is Backend.TRITON:
         # Imported here: the Triton client costs ~0.4 s of start-up that ONNX Runtime detectors skip.
         from visionloop.detector.triton_models import open_triton_model
@@ -123,8 +123,13 @@ def create(settings: DetectorSettings) -> ServiceSpec:
         if settings.backend is Backend.TRITON and settings.triton_shared_memory != "off":
             await _sweep_shared_memory(settings.triton_url, servicer.node_id)
         for name, source in static.items():
-            folder = await asyncio.to_thread(unpack, name, source, data_dir)
-            await models.put(await open_model(name, folder))
+            # A model that does not load is refused with its reason (node status, metrics, the answer
+            # to requests for it); the detector serves the others.
+            try:
+                folder = await asyncio.to_thread(unpack, name, source, data_dir)
+                await models.put(await open_model(name, folder))
+            except BackendError as error:
+                models.failed(name, str(error))
         outbox.start()
         if updater is not None:
             await updater.start()

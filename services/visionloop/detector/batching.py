@@ -2,9 +2,11 @@
 
 A request waits at most ``max_wait`` for company; while a batch runs, the next one fills up,
 so under load batches grow on their own and throughput grows with the number of cameras.
-Each request brings a ``finish`` (its post-processing); a batch's finishes run one after the
-other in one worker thread once its backend call returned, rather than one thread hop per frame
-with a dozen threads contending for the interpreter lock.
+Only tensors of one shape share a batch: a model of any input size (a dynamic-shape export) gets
+frames letterboxed to their own rectangles, and a frame of another shape waits for the next
+batch, ahead of later arrivals. Each request brings a ``finish`` (its post-processing); a batch's
+finishes run one after the other in one worker thread once its backend call returned, rather than
+one thread hop per frame with a dozen threads contending for the interpreter lock.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -75,6 +78,7 @@ class MicroBatcher:
         self._slots = asyncio.Semaphore(max(1, max_in_flight))
         self._running: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._deferred: deque[_Request] = deque()  # taken from the queue, of another shape than their batch
         self._worker: asyncio.Task[None] | None = None
         self._submitting = 0  # requests between submit() and the queue: company is on its way
 
@@ -91,7 +95,7 @@ class MicroBatcher:
         """Hold a free slot for a lone request, which then runs decode, inference and post-processing
         in one worker thread instead of hopping through the queue; False when others are queued or
         on their way (they batch better together). Release with ``release``."""
-        if not self._queue.empty() or self._submitting or self._slots.locked():
+        if not self._queue.empty() or self._deferred or self._submitting or self._slots.locked():
             return False
         await self._slots.acquire()  # free, so this returns at once: nothing can slip in between
         BATCH_SIZE.labels(self.name).observe(1)
@@ -108,11 +112,21 @@ class MicroBatcher:
         self._submitting = max(0, self._submitting - 1)
 
     async def _collect(self) -> list[_Request]:
-        batch = [await self._queue.get()]
+        batch = [self._deferred.popleft() if self._deferred else await self._queue.get()]
+        shape = batch[0].tensor.shape
+        others: deque[_Request] = deque()
+        while self._deferred:  # earlier arrivals first, those of this shape into this batch
+            request = self._deferred.popleft()
+            (batch if request.tensor.shape == shape and len(batch) < self.max_batch else others).append(request)
+        self._deferred = others
+
+        def take(request: _Request) -> None:
+            (batch if request.tensor.shape == shape else self._deferred).append(request)
+
         deadline = time.perf_counter() + self.max_wait
         while len(batch) < self.max_batch:
             if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+                take(self._queue.get_nowait())
                 continue
             if self._submitting == 0:  # nobody else is coming: a lone request never waits
                 break
@@ -120,7 +134,7 @@ class MicroBatcher:
             if remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                take(await asyncio.wait_for(self._queue.get(), remaining))
             except TimeoutError:
                 break
         return [request for request in batch if not request.future.cancelled()]
@@ -165,6 +179,9 @@ class MicroBatcher:
                     request.future.cancel()
 
     async def close(self) -> None:
+        for request in self._deferred:
+            request.future.cancel()
+        self._deferred.clear()
         for task in list(self._running):
             task.cancel()
         if self._worker is not None:

@@ -1,4 +1,5 @@
-"""Model outputs to detections: the YOLOv8 export layout, VisionLoop's CenterNet layout, classifiers.
+"""Model outputs to detections: the YOLOv8 export layouts (boxes, and boxes with masks), VisionLoop's
+CenterNet layout, classifiers.
 
 Decoders work in the model's input pixels and return candidates; ``postprocess`` applies NMS,
 limits and the mapping back to the original image.
@@ -21,27 +22,56 @@ class Candidates:
     classes: np.ndarray  # int, [K]
     scores: np.ndarray  # float, [K]
     boxes: np.ndarray  # float, [K, 4]
+    coefficients: np.ndarray | None = None  # float, [K, M]: mask coefficients (segmentation models)
+
+    def take(self, keep: np.ndarray) -> Candidates:
+        coefficients = None if self.coefficients is None else self.coefficients[keep]
+        return Candidates(self.classes[keep], self.scores[keep], self.boxes[keep], coefficients)
 
 
 _NEIGHBOURS = np.ones((3, 3), np.uint8)
 EMPTY = Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 4), np.float32))
 
 
-def yolov8(outputs: list[np.ndarray], score_threshold: float, classes: int) -> Candidates:
-    """Ultralytics export: one output [4 + C, A] per image, (cx, cy, w, h) then class scores."""
+def yolov8(outputs: list[np.ndarray], score_threshold: float, classes: int, masks: int = 0) -> Candidates:
+    """Ultralytics export: one output [4 + C (+ M), A] per image, (cx, cy, w, h), class scores, and
+    for segmentation models M mask coefficients."""
     prediction = outputs[0]
-    if prediction.ndim != 2 or prediction.shape[0] != 4 + classes:
-        raise ValueError(f"YOLOv8 output must be [4+{classes}, anchors] per image, got {list(prediction.shape)}")
+    if prediction.ndim != 2 or prediction.shape[0] != 4 + classes + masks:
+        extra = f"+{masks}" if masks else ""
+        raise ValueError(f"YOLOv8 output must be [4+{classes}{extra}, anchors] per image, got {list(prediction.shape)}")
     # Threshold on the best score first, then argmax only the survivors: most anchors are background.
-    scores = prediction[4:].max(axis=0)
+    scores = prediction[4 : 4 + classes].max(axis=0)
     keep = np.flatnonzero(scores >= score_threshold)
     if keep.size == 0:
         return EMPTY
     kept = prediction[:, keep]
-    best = kept[4:].argmax(axis=0)
+    best = kept[4 : 4 + classes].argmax(axis=0)
     cx, cy, w, h = kept[:4]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    return Candidates(best, scores[keep], boxes.astype(np.float32, copy=False))
+    coefficients = kept[4 + classes :].T.astype(np.float32, copy=False) if masks else None
+    return Candidates(best, scores[keep], boxes.astype(np.float32, copy=False), coefficients)
+
+
+def instance_masks(
+    protos: np.ndarray, coefficients: np.ndarray, boxes: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
+    """Binary masks [K, H, W] (uint8) at the model input's ``size`` (width, height), as Ultralytics'
+    ``process_mask(upsample=True)``: prototypes [M, h, w] weighted by each candidate's coefficients,
+    upsampled bilinearly (half-pixel centres), above 0, and cut to the candidate's box."""
+    width, height = size
+    count, (m, h, w) = coefficients.shape[0], protos.shape
+    result = np.zeros((count, height, width), np.uint8)
+    if count == 0:
+        return result
+    logits = (coefficients @ protos.reshape(m, h * w).astype(np.float32)).reshape(count, h, w)
+    columns, rows = np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
+    for index in range(count):
+        upsampled = cv2.resize(logits[index], (width, height), interpolation=cv2.INTER_LINEAR)
+        x1, y1, x2, y2 = boxes[index]
+        inside = ((rows >= y1) & (rows < y2))[:, None] & ((columns >= x1) & (columns < x2))[None, :]
+        np.logical_and(upsampled > 0, inside, out=result[index].view(bool))
+    return result
 
 
 def centernet(outputs: list[np.ndarray], score_threshold: float, stride: int) -> Candidates:

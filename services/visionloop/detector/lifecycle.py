@@ -197,6 +197,8 @@ class ModelUpdater:
             reason = error.details() if isinstance(error, grpc.aio.AioRpcError) else str(error)
             failure.reason = reason or type(error).__name__
         failure.retry_at = time.monotonic() + min(self.max_backoff, self.backoff * 2**failure.attempts)
+        if isinstance(error, BackendError):
+            self.models.failed(self.name, f"version {version}: {failure.reason}")
         log.error(
             "model update failed",
             version=version,

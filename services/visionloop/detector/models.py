@@ -23,22 +23,25 @@ from visionloop.detector.backends.base import Backend, BackendError, stack
 from visionloop.detector.backends.onnxruntime import OnnxRuntimeBackend
 from visionloop.detector.batching import MicroBatcher, Run
 from visionloop.detector.v1 import detector_service_pb2 as pb
-from visionloop.runtime.errors import InvalidArgument, NotFound, Unavailable
+from visionloop.lib import onnx_graph
+from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.model_json import model_info_from_json, parse_model_json
 
 log = get_logger(__name__)
 
 MODEL_INFO = Gauge("visionloop_detector_model_info", "Models served (1 per model and version).", ["model", "version"])
-_SUPPORTED = (
-    model_pb2.OUTPUT_DECODER_YOLOV8,
-    model_pb2.OUTPUT_DECODER_VISIONLOOP_CENTERNET,
-    model_pb2.OUTPUT_DECODER_CLASSIFIER,
+LOAD_FAILED = Gauge(
+    "visionloop_detector_model_load_failed",
+    "1 while the model's last load failed (the reason is in the node status and the log); 0 once one loaded.",
+    ["model"],
 )
 
 
 def read_model_folder(folder: Path) -> tuple[model_pb2.ModelInfo, Path]:
-    """The model.json and the ONNX file of a model folder; BackendError saying what is wrong."""
+    """The model.json and the ONNX file of a model folder, checked against each other (tensor
+    names, ranks, element types, class count, batch and image size: ``onnx_graph.problems``);
+    BackendError saying what is wrong. ``info.input.batch_size`` is set to what the graph takes."""
     manifest = folder / "model.json"
     if not manifest.is_file():
         raise BackendError(f"{folder} has no model.json")
@@ -52,12 +55,14 @@ def read_model_folder(folder: Path) -> tuple[model_pb2.ModelInfo, Path]:
         if not candidates:
             raise BackendError(f"{folder} has no .onnx file")
         weights = candidates[0]
-    if info.output.decoder not in _SUPPORTED:
-        raise BackendError("model.json output.decoder is missing or unknown; the detector cannot decode this model")
-    if info.input.width <= 0 or info.input.height <= 0:
-        raise BackendError("model.json input.width and input.height must be set")
-    if not info.output.tensor_names:
-        raise BackendError("model.json output.tensor_names must name the outputs the decoder reads")
+    try:
+        signature = onnx_graph.read_signature(weights)
+    except InvalidArgument as error:
+        raise BackendError(f"{weights.name}: {error}") from None
+    problems = onnx_graph.problems(info, signature)
+    if problems:
+        raise BackendError("model.json does not fit the ONNX graph: " + "; ".join(problems))
+    info.input.batch_size = onnx_graph.batch_size(info.input, signature)
     return info, weights
 
 
@@ -94,7 +99,7 @@ async def open_onnx_model(
     if not info.version:  # a model brought from elsewhere: detections still name what produced them
         info.version = "local"
     backend = await OnnxRuntimeBackend.load(
-        weights, info.input.tensor_name or "images", list(info.output.tensor_names), max_batch
+        weights, info.input.tensor_name or "images", list(info.output.tensor_names), max_batch, info.input.batch_size
     )
     return served(name, info, backend, max_wait, admission)
 
@@ -131,6 +136,13 @@ class ModelSet:
     def __init__(self, default: str) -> None:
         self.default = default
         self._models: dict[str, ServedModel] = {}
+        self.failures: dict[str, str] = {}  # model name -> why its last load failed
+
+    def failed(self, name: str, reason: str) -> None:
+        """Note that loading ``name`` failed; what it served before (if anything) keeps serving."""
+        self.failures[name] = reason
+        LOAD_FAILED.labels(name).set(1)
+        log.error("model did not load", model=name, reason=reason, still_serving=name in self._models)
 
     def names(self) -> list[str]:
         return sorted(self._models)
@@ -140,6 +152,8 @@ class ModelSet:
         model = self._models.get(wanted)
         if model is not None:
             return model
+        if wanted in self.failures:
+            raise FailedPrecondition(f"model {wanted!r} did not load: {self.failures[wanted]}")
         if not self._models:
             raise Unavailable(
                 "no model is loaded yet: the detector is waiting for its first model from the hub "
@@ -167,6 +181,8 @@ class ModelSet:
         """Serve ``model`` under its name; the model it replaces is closed after its last request."""
         old = self._models.get(model.name)
         self._models[model.name] = model  # the atomic moment of the swap
+        self.failures.pop(model.name, None)
+        LOAD_FAILED.labels(model.name).set(0)
         MODEL_INFO.labels(model.name, model.version).set(1)
         log.info("model serving", model=model.name, version=model.version, backend=model.backend.kind)
         if old is not None and old is not model:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from visionloop.common.v1 import category_pb2, detection_pb2, model_pb2
 from visionloop.detector import decoders
 from visionloop.detector.preprocess import Transform
+from visionloop.lib.shapes import encode_mask
 from visionloop.runtime.errors import InvalidArgument
 
 
@@ -57,8 +59,7 @@ def _suppress(candidates: decoders.Candidates, settings: Settings) -> decoders.C
         if kept.size >= settings.max_objects or k >= order.size:
             break
         k *= 4
-    keep = kept[: settings.max_objects]
-    return decoders.Candidates(candidates.classes[keep], candidates.scores[keep], candidates.boxes[keep])
+    return candidates.take(kept[: settings.max_objects])
 
 
 def to_detections(
@@ -88,17 +89,17 @@ def to_detections(
                 )
             )
         return result
+    if decoder == model_pb2.OUTPUT_DECODER_YOLOV8_SEGMENT:
+        masks = outputs[1].shape[0]
+        candidates = _suppress(decoders.yolov8(outputs, settings.score_threshold, len(categories), masks), settings)
+        return _segmentations(info, outputs[1], candidates, transform, image_size, result)
     if decoder == model_pb2.OUTPUT_DECODER_YOLOV8:
         candidates = decoders.yolov8(outputs, settings.score_threshold, len(categories))
     else:
         stride = int(info.output.parameters.get("stride", "4"))
         candidates = decoders.centernet(outputs, settings.score_threshold, stride)
     candidates = _suppress(candidates, settings)
-    width, height = image_size
-    x1, y1 = transform.to_original(candidates.boxes[:, 0], candidates.boxes[:, 1])
-    x2, y2 = transform.to_original(candidates.boxes[:, 2], candidates.boxes[:, 3])
-    x1, x2 = np.clip(x1, 0, width), np.clip(x2, 0, width)
-    y1, y2 = np.clip(y1, 0, height), np.clip(y2, 0, height)
+    x1, y1, x2, y2 = _original_boxes(candidates.boxes, transform, image_size).T
     # Plain Python floats, add() in place and fields set on the nested message: a hundred boxes
     # per frame make per-field numpy scalars and message copies the larger part of post-processing.
     rows = zip(
@@ -127,4 +128,57 @@ def to_detections(
                 category_id=category_id, category_name=category_name, confidence=score, model_version=version
             ).box
             box.x, box.y, box.width, box.height = left, top, right - left, bottom - top
+    return result
+
+
+def _original_boxes(boxes: np.ndarray, transform: Transform, image_size: tuple[int, int]) -> np.ndarray:
+    """Boxes [K, 4] from model input pixels to the original image's, clipped to it."""
+    width, height = image_size
+    x1, y1 = transform.to_original(boxes[:, 0], boxes[:, 1])
+    x2, y2 = transform.to_original(boxes[:, 2], boxes[:, 3])
+    return np.stack([np.clip(x1, 0, width), np.clip(y1, 0, height), np.clip(x2, 0, width), np.clip(y2, 0, height)], 1)
+
+
+def _segmentations(
+    info: model_pb2.ModelInfo,
+    protos: np.ndarray,
+    candidates: decoders.Candidates,
+    transform: Transform,
+    image_size: tuple[int, int],
+    result: detection_pb2.Detections,
+) -> detection_pb2.Detections:
+    """Masks for the kept candidates as Ultralytics' predict makes them: in the model input, then the
+    letterbox's content scaled to the original image (bilinear, above one half). A candidate whose
+    mask is empty in the model input is dropped, as Ultralytics drops it."""
+    assert candidates.coefficients is not None
+    width, height = image_size
+    masks = decoders.instance_masks(
+        protos, candidates.coefficients, candidates.boxes, (transform.input_width, transform.input_height)
+    )
+    left, top = round(transform.offset_x), round(transform.offset_y)
+    right = left + max(1, round(width * transform.scale_x))
+    bottom = top + max(1, round(height * transform.scale_y))
+    boxes = _original_boxes(candidates.boxes, transform, image_size)
+    categories, version = info.categories, info.version
+    for index, class_index in enumerate(candidates.classes.tolist()):
+        if class_index >= len(categories) or not masks[index].any():
+            continue
+        content = masks[index, top:bottom, left:right].astype(np.float32)
+        mask = (cv2.resize(content, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5).astype(np.uint8)
+        category = categories[class_index]
+        detection = result.segmentations.add(
+            category_id=category.id,
+            category_name=category.name,
+            confidence=float(candidates.scores[index]),
+            model_version=version,
+        )
+        x1, y1, x2, y2 = boxes[index].tolist()
+        box = detection.bounding_box
+        box.x, box.y, box.width, box.height = x1, y1, x2 - x1, y2 - y1
+        detection.mask.CopyFrom(encode_mask(mask))
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        if contours:
+            outline = max(contours, key=cv2.contourArea).reshape(-1, 2).tolist()
+            for x, y in outline:
+                detection.polygon.points.add(x=float(x), y=float(y))
     return result

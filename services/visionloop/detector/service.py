@@ -301,9 +301,15 @@ class DetectorServicer(detector_service_pb2_grpc.DetectorServiceServicer):
             )
             for version, failure in (self.updater.failures.items() if self.updater is not None else [])
         ]
+        following = self.updater.name if self.updater is not None else None
+        errors += [  # static models (DETECTOR_MODEL_PATHS) that did not load; the hub's are listed above
+            node_pb2.NodeError(key="model_load", message=f"model {name}: {reason}", count=1)
+            for name, reason in sorted(self.models.failures.items())
+            if name != following
+        ]
         if self.mode == pb.OPERATION_MODE_IDLE:
             state = node_pb2.NODE_STATE_IDLE
-        elif not loaded:
+        elif not loaded and not errors:
             state = node_pb2.NODE_STATE_STARTING
         else:
             state = node_pb2.NODE_STATE_DEGRADED if errors else node_pb2.NODE_STATE_BUSY

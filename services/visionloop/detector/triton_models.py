@@ -216,6 +216,13 @@ async def open_triton_model(
     (``triton_leases``). Returns the ServedModel; BackendError saying what went wrong.
     """
     info, weights = await asyncio.to_thread(read_model_folder, folder)
+    if info.input.batch_size > 1:
+        raise BackendError(
+            f"the graph takes batches of exactly {info.input.batch_size}; Triton sends any batch up to its "
+            "max_batch_size: export with a dynamic batch (dynamic=True) or serve it on onnxruntime"
+        )
+    if info.input.batch_size == 1:  # a static export: one image per inference, Triton queues the rest
+        max_batch = 1
     input_name = info.input.tensor_name or "images"
     output_names = list(info.output.tensor_names)
     leases = entry_leases(repository, triton_url, lease_seconds)
@@ -236,7 +243,8 @@ async def open_triton_model(
     if not info.version:  # a model brought from elsewhere: detections still name what produced them
         info.version = "local"
     version = triton_version(info.version)
-    dims = (3, info.input.height, info.input.width)
+    # A graph of any size gets each frame's stride-aligned rectangle: free height and width.
+    dims = (3, -1, -1) if info.input.stride else (3, info.input.height, info.input.width)
     try:
         entry, files = await asyncio.to_thread(
             _entry_files, triton_model_name(name), version, weights, input_name, dims, output_names, max_batch

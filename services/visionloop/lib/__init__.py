@@ -7,4 +7,7 @@ enforces the rule.
 
 - ``images``: JPEG and PNG from bytes to pixels, with limits read from the header before any
   pixel is decoded and one orientation rule.
+- ``onnx_graph``: an ONNX file's inputs, outputs and metadata, read without its weights, and
+  model.json checked against them.
+- ``ultralytics``: the model.json of an Ultralytics ONNX export, from its metadata and graph.
 """

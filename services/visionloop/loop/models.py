@@ -32,6 +32,7 @@ from visionloop.converter.v1 import converter_service_pb2 as converter_pb
 from visionloop.loop.db import schema
 from visionloop.loop.deployments import follows_latest
 from visionloop.loop.hub import EventBus, Hub, check_in_scope, check_ref, get_project, utcnow
+from visionloop.loop.model_checks import check_graph
 from visionloop.loop.protos import to_timestamp
 from visionloop.loop.storage import BlobNotFound
 from visionloop.loop.transfer import check_sha256, hash_file, receive_chunks
@@ -435,6 +436,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         try:
             await receive_chunks(request_iterator, header.blob, spool, "model zip")
             doc = await asyncio.to_thread(check_zip, spool)
+            await asyncio.to_thread(check_graph, spool, doc)
             model = await self._publish(header, spool, doc)
         finally:
             await asyncio.to_thread(spool.unlink, True)

@@ -1,4 +1,5 @@
-"""model.json, the file inside every model zip: parsing it into ``ModelInfo`` with precise errors.
+"""model.json, the file inside every model zip: parsing it into ``ModelInfo`` with precise errors,
+writing it, and packing a model folder into the zip the hub stores.
 
 The hub validates it on upload; detectors, trainers and converters read it to know a model's
 input, output layout and categories.
@@ -7,6 +8,8 @@ input, output layout and categories.
 from __future__ import annotations
 
 import json
+import zipfile
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
@@ -88,3 +91,33 @@ def parse_model_json(raw: bytes) -> dict[str, Any]:
     # Validate what nodes rely on; the fields the hub owns are overwritten anyway, whatever their type.
     model_info_from_json({key: value for key, value in doc.items() if key not in HUB_FIELDS})
     return doc
+
+
+MODEL_JSON = "model.json"
+_TYPE_NAMES = {value: key for key, value in _CATEGORY_TYPES.items()}
+
+
+def info_to_json(info: model_pb2.ModelInfo) -> dict[str, Any]:
+    """A model.json object for ``info``: proto field names, enums by name, category types as "box"."""
+    doc = json_format.MessageToDict(info, preserving_proto_field_name=True)
+    for category, message in zip(doc.get("categories", []), info.categories, strict=True):
+        category["type"] = _TYPE_NAMES.get(message.type, "")
+    return doc
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def write_model_json(folder: Path, doc: dict[str, Any]) -> None:
+    (folder / MODEL_JSON).write_text(dumps(doc))
+
+
+def pack(folder: Path, archive: Path) -> Path:
+    """Zip every file under ``folder`` (model.json first: the hub rewrites it in place)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.relative_to(folder).as_posix() != MODEL_JSON)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        for file in files:
+            out.write(file, file.relative_to(folder).as_posix())
+    return archive

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
-MODEL_JSON = "model.json"
+from visionloop.runtime.model_json import MODEL_JSON, pack
+
+__all__ = ["MODEL_JSON", "zip_folder"]
 
 
 def zip_folder(folder: Path, path: Path) -> Path:
     """A model zip of every file in ``folder`` (model.json first: the hub rewrites that entry)."""
-    files = sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: (p.name != MODEL_JSON, p.name))
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in files:
-            archive.write(file, file.name)
-    return path
+    return pack(folder, path)

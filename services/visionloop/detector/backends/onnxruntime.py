@@ -14,23 +14,43 @@ from visionloop.runtime.threads import named_executor
 
 
 class OnnxRuntimeBackend:
+    """One ONNX Runtime session. A graph with a fixed batch dimension (Ultralytics' default export
+    takes exactly one image) gets batches of at most that many frames, padded up to it when fewer
+    came, so the micro-batcher never sends it more; a float16 input gets its tensor cast."""
+
     kind = "onnxruntime"
     max_in_flight = 1  # one run at a time: ORT already spreads a run over the cores
 
-    def __init__(self, session: object, input_name: str, output_names: Sequence[str], max_batch_size: int) -> None:
+    def __init__(
+        self,
+        session: object,
+        input_name: str,
+        output_names: Sequence[str],
+        max_batch_size: int,
+        fixed_batch: int = 0,
+        input_type: type[np.floating] = np.float32,
+    ) -> None:
         self._session = session
         self.input_name = input_name
         self.output_names = list(output_names)
-        self.max_batch_size = max_batch_size
+        self.fixed_batch = fixed_batch  # 0: any batch size
+        self.max_batch_size = fixed_batch or max_batch_size
+        self._input_type = input_type
         # One runner thread: ORT parallelises inside a run; more runners only fight over the cores.
         self._executor = named_executor(1, "onnxruntime")
         self._buffer: np.ndarray | None = None  # the runner thread's batch buffer (runs never overlap)
 
     @classmethod
     async def load(
-        cls, model_path: Path, input_name: str, output_names: Sequence[str], max_batch_size: int = 16
+        cls,
+        model_path: Path,
+        input_name: str,
+        output_names: Sequence[str],
+        max_batch_size: int = 16,
+        fixed_batch: int = 0,
     ) -> OnnxRuntimeBackend:
-        """Build the session off the event loop; BackendError when the file is not a usable model."""
+        """Build the session off the event loop; BackendError when the file is not a usable model.
+        ``fixed_batch``: the images per run the graph takes when its batch dimension is fixed."""
 
         def build() -> object:
             import onnxruntime as ort
@@ -53,7 +73,9 @@ class OnnxRuntimeBackend:
             return session
 
         session = await asyncio.to_thread(build)
-        return cls(session, input_name, output_names, max_batch_size)
+        kind = next(i.type for i in session.get_inputs() if i.name == input_name)  # type: ignore[attr-defined]
+        input_type = np.float16 if kind == "tensor(float16)" else np.float32
+        return cls(session, input_name, output_names, max_batch_size, fixed_batch, input_type)
 
     async def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         loop = asyncio.get_running_loop()
@@ -71,19 +93,29 @@ class OnnxRuntimeBackend:
         return self._run(stack(frames))
 
     def _run_frames(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if len(frames) == 1:
+        if len(frames) == 1 and self.fixed_batch in (0, 1):
             return self._run(frames[0][None])
         shape = frames[0].shape
+        rows = self.fixed_batch or len(frames)
         buffer = self._buffer
-        if buffer is None or buffer.shape[1:] != shape or len(buffer) < len(frames):
-            buffer = self._buffer = np.empty((max(len(frames), self.max_batch_size), *shape), np.float32)
-        batch = buffer[: len(frames)]
-        np.stack(frames, out=batch)
-        return self._run(batch)
+        if buffer is None or buffer.shape[1:] != shape or len(buffer) < rows:
+            buffer = self._buffer = np.zeros((max(rows, self.max_batch_size), *shape), np.float32)
+        np.stack(frames, out=buffer[: len(frames)])
+        return self._run(buffer[:rows], len(frames))
 
-    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
-        feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
-        return self._session.run(self.output_names, feed)  # type: ignore[attr-defined,no-any-return]
+    def _run(self, batch: np.ndarray, frames: int | None = None) -> list[np.ndarray]:
+        """Run ``batch`` (padded up to a fixed batch size here when short); the outputs of its first
+        ``frames`` images (all of them by default)."""
+        count = len(batch) if frames is None else frames
+        if self.fixed_batch and len(batch) != self.fixed_batch:
+            if len(batch) > self.fixed_batch:
+                raise BackendError(f"a batch of {len(batch)} images; the model takes {self.fixed_batch} at a time")
+            padded = np.zeros((self.fixed_batch, *batch.shape[1:]), np.float32)
+            padded[: len(batch)] = batch
+            batch = padded
+        feed = {self.input_name: np.ascontiguousarray(batch, dtype=self._input_type)}
+        outputs = self._session.run(self.output_names, feed)  # type: ignore[attr-defined]
+        return [output[:count] for output in outputs] if count != len(batch) else outputs
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False)

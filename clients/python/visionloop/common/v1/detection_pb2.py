@@ -26,7 +26,7 @@ from visionloop.common.v1 import geometry_pb2 as visionloop_dot_common_dot_v1_do
 from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$visionloop/common/v1/detection.proto\x12\x14visionloop.common.v1\x1a#visionloop/common/v1/geometry.proto\x1a!visionloop/common/v1/limits.proto\"\x8d\x01\n\x0c\x42oxDetection\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12&\n\x03\x62ox\x18\x05 \x01(\x0b\x32\x19.visionloop.common.v1.Box\"\x93\x01\n\x0ePointDetection\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12*\n\x05point\x18\x05 \x01(\x0b\x32\x1b.visionloop.common.v1.Point\"\xcf\x01\n\x15SegmentationDetection\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12.\n\x07polygon\x18\x05 \x01(\x0b\x32\x1d.visionloop.common.v1.Polygon\x12/\n\x0c\x62ounding_box\x18\x06 \x01(\x0b\x32\x19.visionloop.common.v1.Box\"p\n\x17\x43lassificationDetection\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"\xa5\x02\n\nDetections\x12:\n\x05\x62oxes\x18\x01 \x03(\x0b\x32\".visionloop.common.v1.BoxDetectionB\x07\xd2\xf3\x18\x03\x10\x90N\x12=\n\x06points\x18\x02 \x03(\x0b\x32$.visionloop.common.v1.PointDetectionB\x07\xd2\xf3\x18\x03\x10\x90N\x12K\n\rsegmentations\x18\x03 \x03(\x0b\x32+.visionloop.common.v1.SegmentationDetectionB\x07\xd2\xf3\x18\x03\x10\x90N\x12O\n\x0f\x63lassifications\x18\x04 \x03(\x0b\x32-.visionloop.common.v1.ClassificationDetectionB\x07\xd2\xf3\x18\x03\x10\x90Nb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$visionloop/common/v1/detection.proto\x12\x14visionloop.common.v1\x1a#visionloop/common/v1/geometry.proto\x1a!visionloop/common/v1/limits.proto\"\x8d\x01\n\x0c\x42oxDetection\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12&\n\x03\x62ox\x18\x05 \x01(\x0b\x32\x19.visionloop.common.v1.Box\"\x93\x01\n\x0ePointDetection\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12*\n\x05point\x18\x05 \x01(\x0b\x32\x1b.visionloop.common.v1.Point\"\xf9\x01\n\x15SegmentationDetection\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12.\n\x07polygon\x18\x05 \x01(\x0b\x32\x1d.visionloop.common.v1.Polygon\x12/\n\x0c\x62ounding_box\x18\x06 \x01(\x0b\x32\x19.visionloop.common.v1.Box\x12(\n\x04mask\x18\x07 \x01(\x0b\x32\x1a.visionloop.common.v1.Mask\"p\n\x17\x43lassificationDetection\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"\xa5\x02\n\nDetections\x12:\n\x05\x62oxes\x18\x01 \x03(\x0b\x32\".visionloop.common.v1.BoxDetectionB\x07\xd2\xf3\x18\x03\x10\x90N\x12=\n\x06points\x18\x02 \x03(\x0b\x32$.visionloop.common.v1.PointDetectionB\x07\xd2\xf3\x18\x03\x10\x90N\x12K\n\rsegmentations\x18\x03 \x03(\x0b\x32+.visionloop.common.v1.SegmentationDetectionB\x07\xd2\xf3\x18\x03\x10\x90N\x12O\n\x0f\x63lassifications\x18\x04 \x03(\x0b\x32-.visionloop.common.v1.ClassificationDetectionB\x07\xd2\xf3\x18\x03\x10\x90Nb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,9 +46,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POINTDETECTION']._serialized_start=279
   _globals['_POINTDETECTION']._serialized_end=426
   _globals['_SEGMENTATIONDETECTION']._serialized_start=429
-  _globals['_SEGMENTATIONDETECTION']._serialized_end=636
-  _globals['_CLASSIFICATIONDETECTION']._serialized_start=638
-  _globals['_CLASSIFICATIONDETECTION']._serialized_end=750
-  _globals['_DETECTIONS']._serialized_start=753
-  _globals['_DETECTIONS']._serialized_end=1046
+  _globals['_SEGMENTATIONDETECTION']._serialized_end=678
+  _globals['_CLASSIFICATIONDETECTION']._serialized_start=680
+  _globals['_CLASSIFICATIONDETECTION']._serialized_end=792
+  _globals['_DETECTIONS']._serialized_start=795
+  _globals['_DETECTIONS']._serialized_end=1088
 # @@protoc_insertion_point(module_scope)

@@ -37,20 +37,22 @@ class PointDetection(_message.Message):
     def __init__(self, category_id: _Optional[str] = ..., category_name: _Optional[str] = ..., confidence: _Optional[float] = ..., model_version: _Optional[str] = ..., point: _Optional[_Union[_geometry_pb2.Point, _Mapping]] = ...) -> None: ...
 
 class SegmentationDetection(_message.Message):
-    __slots__ = ("category_id", "category_name", "confidence", "model_version", "polygon", "bounding_box")
+    __slots__ = ("category_id", "category_name", "confidence", "model_version", "polygon", "bounding_box", "mask")
     CATEGORY_ID_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     POLYGON_FIELD_NUMBER: _ClassVar[int]
     BOUNDING_BOX_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
     category_id: str
     category_name: str
     confidence: float
     model_version: str
     polygon: _geometry_pb2.Polygon
     bounding_box: _geometry_pb2.Box
-    def __init__(self, category_id: _Optional[str] = ..., category_name: _Optional[str] = ..., confidence: _Optional[float] = ..., model_version: _Optional[str] = ..., polygon: _Optional[_Union[_geometry_pb2.Polygon, _Mapping]] = ..., bounding_box: _Optional[_Union[_geometry_pb2.Box, _Mapping]] = ...) -> None: ...
+    mask: _geometry_pb2.Mask
+    def __init__(self, category_id: _Optional[str] = ..., category_name: _Optional[str] = ..., confidence: _Optional[float] = ..., model_version: _Optional[str] = ..., polygon: _Optional[_Union[_geometry_pb2.Polygon, _Mapping]] = ..., bounding_box: _Optional[_Union[_geometry_pb2.Box, _Mapping]] = ..., mask: _Optional[_Union[_geometry_pb2.Mask, _Mapping]] = ...) -> None: ...
 
 class ClassificationDetection(_message.Message):
     __slots__ = ("category_id", "category_name", "confidence", "model_version")

@@ -27,7 +27,7 @@ from visionloop.common.v1 import category_pb2 as visionloop_dot_common_dot_v1_do
 from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n visionloop/common/v1/model.proto\x12\x14visionloop.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#visionloop/common/v1/category.proto\x1a!visionloop/common/v1/limits.proto\"\xcb\x01\n\nModelInput\x12\x13\n\x0btensor_name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x35\n\x0b\x63olor_order\x18\x04 \x01(\x0e\x32 .visionloop.common.v1.ColorOrder\x12\x37\n\x0crescale_type\x18\x05 \x01(\x0e\x32!.visionloop.common.v1.RescaleType\x12\x0c\n\x04mean\x18\x06 \x03(\x02\x12\x0b\n\x03std\x18\x07 \x03(\x02\"\xd3\x01\n\x0bModelOutput\x12\x34\n\x07\x64\x65\x63oder\x18\x01 \x01(\x0e\x32#.visionloop.common.v1.OutputDecoder\x12\x14\n\x0ctensor_names\x18\x02 \x03(\t\x12\x45\n\nparameters\x18\x03 \x03(\x0b\x32\x31.visionloop.common.v1.ModelOutput.ParametersEntry\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x11\x44\x65tectionDefaults\x12\x17\n\x0fscore_threshold\x18\x01 \x01(\x02\x12\x15\n\riou_threshold\x18\x02 \x01(\x02\x12\x13\n\x0bmax_objects\x18\x03 \x01(\x05\"}\n\x0c\x43lassMetrics\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\n\n\x02tp\x18\x03 \x01(\x05\x12\n\n\x02\x66p\x18\x04 \x01(\x05\x12\n\n\x02\x66n\x18\x05 \x01(\x05\x12\x0c\n\x04\x61p50\x18\x06 \x01(\x01\x12\x0f\n\x07\x61p50_95\x18\x07 \x01(\x01\"\x82\x01\n\x0cModelMetrics\x12<\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\".visionloop.common.v1.ClassMetricsB\x07\xd2\xf3\x18\x03\x10\x90N\x12\r\n\x05map50\x18\x02 \x01(\x01\x12\x13\n\x0bimage_count\x18\x03 \x01(\x05\x12\x10\n\x08map50_95\x18\x04 \x01(\x01\"\xde\x04\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x14\n\x0corganization\x18\x03 \x01(\t\x12\x0f\n\x07project\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\t\x12\x12\n\nresolution\x18\x07 \x01(\x05\x12;\n\ncategories\x18\x08 \x03(\x0b\x32\x1e.visionloop.common.v1.CategoryB\x07\xd2\xf3\x18\x03\x10\x90N\x12/\n\x05input\x18\t \x01(\x0b\x32 .visionloop.common.v1.ModelInput\x12\x31\n\x06output\x18\n \x01(\x0b\x32!.visionloop.common.v1.ModelOutput\x12\x43\n\x12\x64\x65tection_defaults\x18\x0b \x01(\x0b\x32\'.visionloop.common.v1.DetectionDefaults\x12\x1a\n\x12\x62\x61se_model_version\x18\x0c \x01(\t\x12\x13\n\x0btraining_id\x18\r \x01(\t\x12\x0f\n\x07variant\x18\x0e \x01(\t\x12\x33\n\x07metrics\x18\x0f \x01(\x0b\x32\".visionloop.common.v1.ModelMetrics\x12\x0f\n\x07\x66ormats\x18\x10 \x03(\t\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x07\x63omment\x18\x12 \x01(\tB\x07\xd2\xf3\x18\x03\x08\x80 \x12\x0e\n\x06sha256\x18\x13 \x01(\t\x12\x12\n\nsize_bytes\x18\x14 \x01(\x03*o\n\x0bRescaleType\x12\x1c\n\x18RESCALE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11RESCALE_TYPE_WARP\x10\x01\x12\x14\n\x10RESCALE_TYPE_PAD\x10\x02\x12\x15\n\x11RESCALE_TYPE_CROP\x10\x03*S\n\nColorOrder\x12\x1b\n\x17\x43OLOR_ORDER_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43OLOR_ORDER_RGB\x10\x01\x12\x13\n\x0f\x43OLOR_ORDER_BGR\x10\x02*\x92\x01\n\rOutputDecoder\x12\x1e\n\x1aOUTPUT_DECODER_UNSPECIFIED\x10\x00\x12\'\n#OUTPUT_DECODER_VISIONLOOP_CENTERNET\x10\x01\x12\x19\n\x15OUTPUT_DECODER_YOLOV8\x10\x02\x12\x1d\n\x19OUTPUT_DECODER_CLASSIFIER\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n visionloop/common/v1/model.proto\x12\x14visionloop.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#visionloop/common/v1/category.proto\x1a!visionloop/common/v1/limits.proto\"\xa3\x02\n\nModelInput\x12\x13\n\x0btensor_name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x35\n\x0b\x63olor_order\x18\x04 \x01(\x0e\x32 .visionloop.common.v1.ColorOrder\x12\x37\n\x0crescale_type\x18\x05 \x01(\x0e\x32!.visionloop.common.v1.RescaleType\x12\x0c\n\x04mean\x18\x06 \x03(\x02\x12\x0b\n\x03std\x18\x07 \x03(\x02\x12\x32\n\tletterbox\x18\x08 \x01(\x0e\x32\x1f.visionloop.common.v1.Letterbox\x12\x12\n\nbatch_size\x18\t \x01(\x05\x12\x0e\n\x06stride\x18\n \x01(\x05\"\xd3\x01\n\x0bModelOutput\x12\x34\n\x07\x64\x65\x63oder\x18\x01 \x01(\x0e\x32#.visionloop.common.v1.OutputDecoder\x12\x14\n\x0ctensor_names\x18\x02 \x03(\t\x12\x45\n\nparameters\x18\x03 \x03(\x0b\x32\x31.visionloop.common.v1.ModelOutput.ParametersEntry\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x11\x44\x65tectionDefaults\x12\x17\n\x0fscore_threshold\x18\x01 \x01(\x02\x12\x15\n\riou_threshold\x18\x02 \x01(\x02\x12\x13\n\x0bmax_objects\x18\x03 \x01(\x05\"}\n\x0c\x43lassMetrics\x12\x13\n\x0b\x63\x61tegory_id\x18\x01 \x01(\t\x12\x15\n\rcategory_name\x18\x02 \x01(\t\x12\n\n\x02tp\x18\x03 \x01(\x05\x12\n\n\x02\x66p\x18\x04 \x01(\x05\x12\n\n\x02\x66n\x18\x05 \x01(\x05\x12\x0c\n\x04\x61p50\x18\x06 \x01(\x01\x12\x0f\n\x07\x61p50_95\x18\x07 \x01(\x01\"\x82\x01\n\x0cModelMetrics\x12<\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\".visionloop.common.v1.ClassMetricsB\x07\xd2\xf3\x18\x03\x10\x90N\x12\r\n\x05map50\x18\x02 \x01(\x01\x12\x13\n\x0bimage_count\x18\x03 \x01(\x05\x12\x10\n\x08map50_95\x18\x04 \x01(\x01\"\xde\x04\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x14\n\x0corganization\x18\x03 \x01(\t\x12\x0f\n\x07project\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\t\x12\x12\n\nresolution\x18\x07 \x01(\x05\x12;\n\ncategories\x18\x08 \x03(\x0b\x32\x1e.visionloop.common.v1.CategoryB\x07\xd2\xf3\x18\x03\x10\x90N\x12/\n\x05input\x18\t \x01(\x0b\x32 .visionloop.common.v1.ModelInput\x12\x31\n\x06output\x18\n \x01(\x0b\x32!.visionloop.common.v1.ModelOutput\x12\x43\n\x12\x64\x65tection_defaults\x18\x0b \x01(\x0b\x32\'.visionloop.common.v1.DetectionDefaults\x12\x1a\n\x12\x62\x61se_model_version\x18\x0c \x01(\t\x12\x13\n\x0btraining_id\x18\r \x01(\t\x12\x0f\n\x07variant\x18\x0e \x01(\t\x12\x33\n\x07metrics\x18\x0f \x01(\x0b\x32\".visionloop.common.v1.ModelMetrics\x12\x0f\n\x07\x66ormats\x18\x10 \x03(\t\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x07\x63omment\x18\x12 \x01(\tB\x07\xd2\xf3\x18\x03\x08\x80 \x12\x0e\n\x06sha256\x18\x13 \x01(\t\x12\x12\n\nsize_bytes\x18\x14 \x01(\x03*o\n\x0bRescaleType\x12\x1c\n\x18RESCALE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11RESCALE_TYPE_WARP\x10\x01\x12\x14\n\x10RESCALE_TYPE_PAD\x10\x02\x12\x15\n\x11RESCALE_TYPE_CROP\x10\x03*T\n\tLetterbox\x12\x19\n\x15LETTERBOX_UNSPECIFIED\x10\x00\x12\x16\n\x12LETTERBOX_TOP_LEFT\x10\x01\x12\x14\n\x10LETTERBOX_CENTER\x10\x02*S\n\nColorOrder\x12\x1b\n\x17\x43OLOR_ORDER_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43OLOR_ORDER_RGB\x10\x01\x12\x13\n\x0f\x43OLOR_ORDER_BGR\x10\x02*\xb5\x01\n\rOutputDecoder\x12\x1e\n\x1aOUTPUT_DECODER_UNSPECIFIED\x10\x00\x12\'\n#OUTPUT_DECODER_VISIONLOOP_CENTERNET\x10\x01\x12\x19\n\x15OUTPUT_DECODER_YOLOV8\x10\x02\x12\x1d\n\x19OUTPUT_DECODER_CLASSIFIER\x10\x03\x12!\n\x1dOUTPUT_DECODER_YOLOV8_SEGMENT\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,24 +42,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELINFO'].fields_by_name['categories']._serialized_options = b'\322\363\030\003\020\220N'
   _globals['_MODELINFO'].fields_by_name['comment']._loaded_options = None
   _globals['_MODELINFO'].fields_by_name['comment']._serialized_options = b'\322\363\030\003\010\200 '
-  _globals['_RESCALETYPE']._serialized_start=1542
-  _globals['_RESCALETYPE']._serialized_end=1653
-  _globals['_COLORORDER']._serialized_start=1655
-  _globals['_COLORORDER']._serialized_end=1738
-  _globals['_OUTPUTDECODER']._serialized_start=1741
-  _globals['_OUTPUTDECODER']._serialized_end=1887
+  _globals['_RESCALETYPE']._serialized_start=1630
+  _globals['_RESCALETYPE']._serialized_end=1741
+  _globals['_LETTERBOX']._serialized_start=1743
+  _globals['_LETTERBOX']._serialized_end=1827
+  _globals['_COLORORDER']._serialized_start=1829
+  _globals['_COLORORDER']._serialized_end=1912
+  _globals['_OUTPUTDECODER']._serialized_start=1915
+  _globals['_OUTPUTDECODER']._serialized_end=2096
   _globals['_MODELINPUT']._serialized_start=164
-  _globals['_MODELINPUT']._serialized_end=367
-  _globals['_MODELOUTPUT']._serialized_start=370
-  _globals['_MODELOUTPUT']._serialized_end=581
-  _globals['_MODELOUTPUT_PARAMETERSENTRY']._serialized_start=532
-  _globals['_MODELOUTPUT_PARAMETERSENTRY']._serialized_end=581
-  _globals['_DETECTIONDEFAULTS']._serialized_start=583
-  _globals['_DETECTIONDEFAULTS']._serialized_end=671
-  _globals['_CLASSMETRICS']._serialized_start=673
-  _globals['_CLASSMETRICS']._serialized_end=798
-  _globals['_MODELMETRICS']._serialized_start=801
-  _globals['_MODELMETRICS']._serialized_end=931
-  _globals['_MODELINFO']._serialized_start=934
-  _globals['_MODELINFO']._serialized_end=1540
+  _globals['_MODELINPUT']._serialized_end=455
+  _globals['_MODELOUTPUT']._serialized_start=458
+  _globals['_MODELOUTPUT']._serialized_end=669
+  _globals['_MODELOUTPUT_PARAMETERSENTRY']._serialized_start=620
+  _globals['_MODELOUTPUT_PARAMETERSENTRY']._serialized_end=669
+  _globals['_DETECTIONDEFAULTS']._serialized_start=671
+  _globals['_DETECTIONDEFAULTS']._serialized_end=759
+  _globals['_CLASSMETRICS']._serialized_start=761
+  _globals['_CLASSMETRICS']._serialized_end=886
+  _globals['_MODELMETRICS']._serialized_start=889
+  _globals['_MODELMETRICS']._serialized_end=1019
+  _globals['_MODELINFO']._serialized_start=1022
+  _globals['_MODELINFO']._serialized_end=1628
 # @@protoc_insertion_point(module_scope)

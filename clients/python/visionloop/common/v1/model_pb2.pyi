@@ -19,6 +19,12 @@ class RescaleType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESCALE_TYPE_PAD: _ClassVar[RescaleType]
     RESCALE_TYPE_CROP: _ClassVar[RescaleType]
 
+class Letterbox(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LETTERBOX_UNSPECIFIED: _ClassVar[Letterbox]
+    LETTERBOX_TOP_LEFT: _ClassVar[Letterbox]
+    LETTERBOX_CENTER: _ClassVar[Letterbox]
+
 class ColorOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     COLOR_ORDER_UNSPECIFIED: _ClassVar[ColorOrder]
@@ -31,10 +37,14 @@ class OutputDecoder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTPUT_DECODER_VISIONLOOP_CENTERNET: _ClassVar[OutputDecoder]
     OUTPUT_DECODER_YOLOV8: _ClassVar[OutputDecoder]
     OUTPUT_DECODER_CLASSIFIER: _ClassVar[OutputDecoder]
+    OUTPUT_DECODER_YOLOV8_SEGMENT: _ClassVar[OutputDecoder]
 RESCALE_TYPE_UNSPECIFIED: RescaleType
 RESCALE_TYPE_WARP: RescaleType
 RESCALE_TYPE_PAD: RescaleType
 RESCALE_TYPE_CROP: RescaleType
+LETTERBOX_UNSPECIFIED: Letterbox
+LETTERBOX_TOP_LEFT: Letterbox
+LETTERBOX_CENTER: Letterbox
 COLOR_ORDER_UNSPECIFIED: ColorOrder
 COLOR_ORDER_RGB: ColorOrder
 COLOR_ORDER_BGR: ColorOrder
@@ -42,9 +52,10 @@ OUTPUT_DECODER_UNSPECIFIED: OutputDecoder
 OUTPUT_DECODER_VISIONLOOP_CENTERNET: OutputDecoder
 OUTPUT_DECODER_YOLOV8: OutputDecoder
 OUTPUT_DECODER_CLASSIFIER: OutputDecoder
+OUTPUT_DECODER_YOLOV8_SEGMENT: OutputDecoder
 
 class ModelInput(_message.Message):
-    __slots__ = ("tensor_name", "width", "height", "color_order", "rescale_type", "mean", "std")
+    __slots__ = ("tensor_name", "width", "height", "color_order", "rescale_type", "mean", "std", "letterbox", "batch_size", "stride")
     TENSOR_NAME_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +63,9 @@ class ModelInput(_message.Message):
     RESCALE_TYPE_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     STD_FIELD_NUMBER: _ClassVar[int]
+    LETTERBOX_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    STRIDE_FIELD_NUMBER: _ClassVar[int]
     tensor_name: str
     width: int
     height: int
@@ -59,7 +73,10 @@ class ModelInput(_message.Message):
     rescale_type: RescaleType
     mean: _containers.RepeatedScalarFieldContainer[float]
     std: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, tensor_name: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., color_order: _Optional[_Union[ColorOrder, str]] = ..., rescale_type: _Optional[_Union[RescaleType, str]] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ...) -> None: ...
+    letterbox: Letterbox
+    batch_size: int
+    stride: int
+    def __init__(self, tensor_name: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., color_order: _Optional[_Union[ColorOrder, str]] = ..., rescale_type: _Optional[_Union[RescaleType, str]] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., letterbox: _Optional[_Union[Letterbox, str]] = ..., batch_size: _Optional[int] = ..., stride: _Optional[int] = ...) -> None: ...
 
 class ModelOutput(_message.Message):
     __slots__ = ("decoder", "tensor_names", "parameters")
