@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 from tests.detector.conftest import OPEN_ADMISSION, REF, Hub, settings_for, start_detector, version_served
 from tests.harness import VISIONLOOP, base_env
 from tests.ultralytics.conftest import Exports
+from visionloop.client.loop import CHUNK_BYTES
 from visionloop.common.v1 import category_pb2, image_pb2, node_pb2, transfer_pb2
 from visionloop.detector.config import DetectorSettings
 from visionloop.detector.service import DetectorServicer
@@ -161,7 +162,9 @@ async def upload(port: int, data: bytes) -> model_service_pb2.UploadModelRespons
 
         async def parts() -> AsyncIterator[model_service_pb2.UploadModelRequest]:
             yield model_service_pb2.UploadModelRequest(header=header)
-            yield model_service_pb2.UploadModelRequest(chunk=transfer_pb2.BlobChunk(offset=0, data=data))
+            for offset in range(0, len(data), CHUNK_BYTES):  # in the contract's chunks, as every client sends
+                chunk = transfer_pb2.BlobChunk(offset=offset, data=data[offset : offset + CHUNK_BYTES])
+                yield model_service_pb2.UploadModelRequest(chunk=chunk)
 
         return await model_service_pb2_grpc.ModelServiceStub(channel).UploadModel(parts())
 
