@@ -23,9 +23,9 @@ from visionloop.converter.triton_entries import EntryOptions, TensorSpec, onnxru
 
 
 @pytest.fixture
-def s3(s3_storage: dict[str, str]) -> dict[str, str]:
+def s3(s3_settings: dict[str, str]) -> dict[str, str]:
     """The S3 server, with a bucket of this test's own."""
-    return {**s3_storage, "s3_bucket": f"triton-{uuid.uuid4().hex[:12]}"}
+    return {**s3_settings, "s3_bucket": f"triton-{uuid.uuid4().hex[:12]}"}
 
 
 async def test_entry_is_written_to_the_s3_repository(

@@ -1,8 +1,11 @@
-"""Real storage back ends for the hub tests: a PostgreSQL server and an S3 protocol server.
+"""Real storage back ends for the tests: a PostgreSQL server and an S3 server.
 
 PostgreSQL is Debian's package (``scripts/bootstrap`` installs it when missing), started on a
-free port in a temporary folder. S3 is moto's server mode: a real HTTP server speaking the S3
-protocol, pip-installable, so it runs here where no MinIO binary can be downloaded.
+free port in a temporary folder. S3 is Ceph's radosgw (Debian's package, ``tests/radosgw.py``):
+the S3 server production deployments run, which checks signatures and refuses damaged bodies.
+``VISIONLOOP_TEST_S3=moto`` runs the S3 side on moto's server mode instead (pip-installable, a
+real HTTP server speaking the S3 protocol, but it checks no Content-MD5): quick local runs, and
+the hub benchmark, whose figures were measured on it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,29 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+S3_SERVERS = ("radosgw", "moto")
+
+
+def s3_server_kind() -> str:
+    """The S3 server the tests run against: ``VISIONLOOP_TEST_S3``, radosgw by default."""
+    kind = os.environ.get("VISIONLOOP_TEST_S3", "radosgw")
+    if kind not in S3_SERVERS:
+        raise RuntimeError(f"VISIONLOOP_TEST_S3={kind!r}: use one of {', '.join(S3_SERVERS)}")
+    return kind
+
+
+@contextmanager
+def s3_under_test() -> Iterator[dict[str, str]]:
+    """The S3 server the tests run against (``s3_server_kind``); yield the hub's S3 settings."""
+    if s3_server_kind() == "moto":
+        with s3_server() as settings:
+            yield settings
+        return
+    from tests.radosgw import radosgw_cluster
+
+    with radosgw_cluster() as cluster:
+        yield cluster.settings()
 
 
 def free_port() -> int:
