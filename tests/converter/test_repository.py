@@ -1,9 +1,8 @@
 """The Triton model repository in S3 (cluster mode), and the entries' config.pbtxt.
 
-Triton reads ``s3://`` repositories itself, but not from moto's S3 server here, so the S3 path
-is covered up to the layout: the converter writes the entry into the bucket through the S3
-protocol and the test checks every key and the repository URL Triton would be started with.
-The folder repository is served by a real tritonserver in test_triton_end_to_end.
+The converter writes each entry into the bucket through the S3 protocol: the keys and the
+repository URL it states are checked here; a real tritonserver reads the repository from the
+tests' S3 server at that URL in test_triton_end_to_end, as it serves the folder repository there.
 """
 
 from __future__ import annotations

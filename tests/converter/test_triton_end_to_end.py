@@ -3,13 +3,17 @@
 The converter writes its Triton entries into a repository folder; a real CPU ``tritonserver``
 (``tests/detector/triton_server.py``) serves that folder with explicit model control, and a
 detector on the Triton backend follows the hub's deployment and loads each version's entry
-through Triton's repository API.
+through Triton's repository API. With S3, the converter writes the entries into a bucket on the
+tests' S3 server (radosgw) and a tritonserver started on the repository URL the converter states
+in model.json reads them from there itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -133,3 +137,48 @@ async def test_trainer_model_is_converted_served_by_triton_and_hot_swapped(
                     await asyncio.sleep(0.1)
     finally:
         await detector.stop(0)
+
+
+async def test_triton_reads_the_converter_s_s3_repository_at_the_url_the_converter_states(
+    hub: HubClient, start_converter: StartConverter, s3_settings: dict[str, str], tmp_path: Path
+) -> None:
+    bucket = f"triton-{uuid.uuid4().hex[:12]}"
+    await start_converter(
+        target_formats="onnx,triton_python", triton_prefix="models/triton", **{**s3_settings, "s3_bucket": bucket}
+    )
+    version = await hub.upload(pytorch_zip(tmp_path / "model.zip", seed=3), "pytorch")
+    await hub.wait_formats(version, {"onnx", "triton_python"})
+    doc = json.loads((await hub.download(version, "triton_python", tmp_path / "d") / "model.json").read_text())
+    port = s3_settings["s3_endpoint"].rsplit(":", 1)[1]
+    # Triton's spelling of an S3 endpoint that is not AWS: host and port before the bucket.
+    assert doc["triton"]["repository"] == f"s3://127.0.0.1:{port}/{bucket}/models/triton"
+
+    credentials = {
+        "AWS_ACCESS_KEY_ID": s3_settings["s3_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": s3_settings["s3_secret_access_key"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    (tmp_path / "tritonserver").mkdir()
+    server = TritonServer(doc["triton"]["repository"], tmp_path / "tritonserver", environment=credentials)
+    try:
+        await asyncio.to_thread(server.start)
+    except TritonStartError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        name = doc["triton"]["model_name"]
+        async with aioclient.InferenceServerClient(server.grpc_url) as client:
+            await client.load_model(name)  # explicit model control: Triton lists and fetches the entry from S3
+            assert await client.is_model_ready(name)
+            metadata = await client.get_model_metadata(name)
+            batch = np.random.default_rng(4).random((2, 3, HEIGHT, WIDTH), dtype=np.float32)
+            request = aioclient.InferInput(metadata.inputs[0].name, list(batch.shape), "FP32")
+            request.set_data_from_numpy(batch)
+            names = [output.name for output in metadata.outputs]
+            result = await client.infer(name, [request])
+        onnx_folder = await hub.download(version, "onnx", tmp_path / "downloads")
+        for got, want in zip(
+            [result.as_numpy(n) for n in names], onnx_runner(onnx_folder / "model.onnx", names)(batch), strict=True
+        ):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    finally:
+        await asyncio.to_thread(server.stop)
