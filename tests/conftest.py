@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness import VISIONLOOP
-from tests.hub.stacks import postgres_server, s3_under_test
+from tests.hub.stacks import S3UnderTest, postgres_server, s3_under_test
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,8 +27,13 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def s3_settings() -> Iterator[dict[str, str]]:
-    """The session's S3 server (radosgw; moto with VISIONLOOP_TEST_S3=moto) as the hub's S3 settings;
-    tests use a bucket each."""
-    with s3_under_test() as settings:
-        yield settings
+def s3_under_test_server() -> Iterator[S3UnderTest]:
+    """The session's S3 server: radosgw (moto with VISIONLOOP_TEST_S3=moto)."""
+    with s3_under_test() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_settings(s3_under_test_server: S3UnderTest) -> dict[str, str]:
+    """The session's S3 server as the hub's S3 settings; tests use a bucket each."""
+    return s3_under_test_server.settings

@@ -29,6 +29,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.certs import make_pki
+
 DAEMONS = ("ceph-mon", "ceph-osd", "radosgw")
 ACCESS_KEY_ID = "visionloop-tests"
 SECRET_ACCESS_KEY = "visionloop-tests-secret"
@@ -51,6 +53,7 @@ class Cluster:
     root: Path
     mon_port: int
     rgw_port: int
+    rgw_tls_port: int
     fsid: str = field(default_factory=lambda: str(uuid.uuid4()))
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -61,6 +64,15 @@ class Cluster:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.rgw_port}"
+
+    @property
+    def tls_endpoint(self) -> str:
+        """The same gateway over https, with a certificate for 127.0.0.1 and localhost from ``ca``."""
+        return f"https://127.0.0.1:{self.rgw_tls_port}"
+
+    @property
+    def ca(self) -> Path:
+        return self.root / "tls" / "ca.pem"
 
     def settings(self) -> dict[str, str]:
         """The hub's S3 settings (``LoopSettings``' names) for this gateway."""
@@ -105,7 +117,8 @@ osd crush chooseleaf type = 0
 # a one-monitor cluster waits for nobody: commit map changes at once instead of each second
 paxos propose interval = 0.05
 paxos min wait = 0.01
-rgw frontends = beast endpoint=127.0.0.1:{self.rgw_port}
+rgw frontends = beast endpoint=127.0.0.1:{self.rgw_port} ssl_endpoint=127.0.0.1:{self.rgw_tls_port} \
+ssl_certificate={root}/tls/server.pem ssl_private_key={root}/tls/server-key.pem
 rgw thread pool size = 64
 # no lifecycle rules here; its worker sleeps in 5 s steps, which a stop would wait out
 rgw enable lc threads = false
@@ -113,6 +126,7 @@ rgw enable lc threads = false
         )
         for folder in ("run", "log", "mon/mon.a", "osd/osd.0", "rgw/client.rgw"):
             (root / folder).mkdir(parents=True, exist_ok=True)
+        make_pki(root / "tls")
 
     def run(self, *args: str, timeout: float = 60.0) -> str:
         """A ceph command-line tool against this cluster; its standard output."""
@@ -243,7 +257,7 @@ def radosgw_cluster() -> Iterator[Cluster]:
             "or set VISIONLOOP_TEST_S3=moto for a quick run on moto"
         )
     root = Path(tempfile.mkdtemp(prefix="visionloop-ceph-"))
-    cluster = Cluster(root, mon_port=free_port(), rgw_port=free_port())
+    cluster = Cluster(root, mon_port=free_port(), rgw_port=free_port(), rgw_tls_port=free_port())
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         stack.callback(cluster.stop_all)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,8 +27,10 @@ import tritonclient.grpc.aio as aioclient
 from tests.converter.conftest import HEIGHT, REF, WIDTH, HubClient, StartConverter, pytorch_zip
 from tests.detector.frames import frame, jpeg
 from tests.detector.triton_server import TritonServer, TritonStartError
+from tests.hub.stacks import S3UnderTest
 from visionloop.common.v1 import image_pb2
 from visionloop.converter.onnx_models import onnx_runner
+from visionloop.converter.triton_s3 import triton_s3_url
 from visionloop.detector import app as detector_app
 from visionloop.detector.config import DetectorSettings
 from visionloop.detector.service import DetectorServicer
@@ -139,19 +143,62 @@ async def test_trainer_model_is_converted_served_by_triton_and_hot_swapped(
         await detector.stop(0)
 
 
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian's, where Triton's S3 client looks
+
+
+class TritonTrustingCa(TritonServer):
+    """A tritonserver that also trusts ``ca``: Triton's S3 client reads only the system's CA bundle, so
+    it runs in a mount namespace of its own where that file has ``ca`` appended (root only; nothing
+    outside the namespace changes)."""
+
+    def __init__(self, repository: str, workdir: Path, environment: dict[str, str], ca: Path) -> None:
+        super().__init__(repository, workdir, environment)
+        self.ca = ca
+
+    def command(self, distribution: Path) -> list[str]:
+        bundle = self.workdir / "ca-bundle.pem"
+        bundle.write_bytes(SYSTEM_CA_BUNDLE.read_bytes() + b"\n" + self.ca.read_bytes())
+        mount = 'mount --bind "$0" "$1" && shift && exec "$@"'
+        return [
+            "unshare",
+            "--mount",
+            "sh",
+            "-c",
+            mount,
+            str(bundle),
+            str(SYSTEM_CA_BUNDLE),
+            *super().command(distribution),
+        ]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
 async def test_triton_reads_the_converter_s_s3_repository_at_the_url_the_converter_states(
-    hub: HubClient, start_converter: StartConverter, s3_settings: dict[str, str], tmp_path: Path
+    hub: HubClient,
+    start_converter: StartConverter,
+    s3_under_test_server: S3UnderTest,
+    tmp_path: Path,
+    scheme: str,
 ) -> None:
+    """The converter's repository path, spelled for Triton's S3 file system, read by a real tritonserver:
+    ``s3://host:port/bucket/prefix`` over http, ``s3://https://host:port/bucket/prefix`` over https."""
+    s3_settings, tls_endpoint = s3_under_test_server.settings, s3_under_test_server.tls_endpoint
+    if scheme == "https" and (tls_endpoint is None or os.geteuid() != 0 or not shutil.which("unshare")):
+        pytest.skip("https needs radosgw's TLS endpoint and root (Triton trusts only the system's CA bundle)")
     bucket = f"triton-{uuid.uuid4().hex[:12]}"
+    endpoint = s3_settings["s3_endpoint"] if scheme == "http" else str(tls_endpoint)
+    port = endpoint.rsplit(":", 1)[1]
+    # The converter writes over http; the https one is the same gateway, so the same bucket.
     await start_converter(
         target_formats="onnx,triton_python", triton_prefix="models/triton", **{**s3_settings, "s3_bucket": bucket}
     )
     version = await hub.upload(pytorch_zip(tmp_path / "model.zip", seed=3), "pytorch")
     await hub.wait_formats(version, {"onnx", "triton_python"})
     doc = json.loads((await hub.download(version, "triton_python", tmp_path / "d") / "model.json").read_text())
-    port = s3_settings["s3_endpoint"].rsplit(":", 1)[1]
-    # Triton's spelling of an S3 endpoint that is not AWS: host and port before the bucket.
-    assert doc["triton"]["repository"] == f"s3://127.0.0.1:{port}/{bucket}/models/triton"
+    repository = triton_s3_url(endpoint, bucket, "models/triton")
+    if scheme == "http":
+        assert doc["triton"]["repository"] == repository == f"s3://127.0.0.1:{port}/{bucket}/models/triton"
+    else:
+        assert repository == f"s3://https://127.0.0.1:{port}/{bucket}/models/triton"
 
     credentials = {
         "AWS_ACCESS_KEY_ID": s3_settings["s3_access_key_id"],
@@ -159,7 +206,11 @@ async def test_triton_reads_the_converter_s_s3_repository_at_the_url_the_convert
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     (tmp_path / "tritonserver").mkdir()
-    server = TritonServer(doc["triton"]["repository"], tmp_path / "tritonserver", environment=credentials)
+    server = (
+        TritonServer(repository, tmp_path / "tritonserver", environment=credentials)
+        if scheme == "http"
+        else TritonTrustingCa(repository, tmp_path / "tritonserver", credentials, s3_under_test_server.ca)  # type: ignore[arg-type]
+    )
     try:
         await asyncio.to_thread(server.start)
     except TritonStartError as error:

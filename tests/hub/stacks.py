@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 S3_SERVERS = ("radosgw", "moto")
@@ -35,17 +36,26 @@ def s3_server_kind() -> str:
     return kind
 
 
+@dataclass(frozen=True)
+class S3UnderTest:
+    """The tests' S3 server: the hub's S3 settings, and (radosgw) the same server over https."""
+
+    settings: dict[str, str]
+    tls_endpoint: str | None = None
+    ca: Path | None = None  # the CA of the https endpoint's certificate
+
+
 @contextmanager
-def s3_under_test() -> Iterator[dict[str, str]]:
-    """The S3 server the tests run against (``s3_server_kind``); yield the hub's S3 settings."""
+def s3_under_test() -> Iterator[S3UnderTest]:
+    """The S3 server the tests run against (``s3_server_kind``)."""
     if s3_server_kind() == "moto":
         with s3_server() as settings:
-            yield settings
+            yield S3UnderTest(settings)
         return
     from tests.radosgw import radosgw_cluster
 
     with radosgw_cluster() as cluster:
-        yield cluster.settings()
+        yield S3UnderTest(cluster.settings(), cluster.tls_endpoint, cluster.ca)
 
 
 def free_port() -> int:
@@ -76,6 +86,7 @@ def postgres_server() -> Iterator[str]:
             os.chown(path, user.pw_uid, user.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
+    fsync = os.environ.get("VISIONLOOP_TEST_PG_FSYNC", "off")
     subprocess.run(
         [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "visionloop", "--auth=trust", "-E", "UTF8"],
         check=True,
@@ -90,7 +101,7 @@ def postgres_server() -> Iterator[str]:
             "-l",
             str(workdir / "postgres.log"),
             "-o",
-            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=200",
             "-w",
             "start",
         ],
