@@ -2,9 +2,10 @@
 
 Debian's ``radosgw``, ``ceph-mon`` and ``ceph-osd`` (``scripts/bootstrap`` installs them): one
 monitor, one OSD on memstore (objects in the OSD's memory: nothing to format, nothing left on
-disk) and radosgw's beast frontend, all in a temporary folder, as the user running the tests.
-It is the S3 server production runs: it checks every request's SigV4 signature and refuses a
-body that does not match its Content-MD5 (``BadDigest``), which moto does not.
+disk) and radosgw's beast frontend over http and https (a throw-away CA), all in a temporary
+folder, as the user running the tests. It is an S3 server production object stores run: it
+checks every request's SigV4 signature and refuses a body that does not match its Content-MD5
+(``BadDigest``), which moto does not.
 
 Cephx is off between the daemons (one host, loopback only); S3 clients still authenticate with
 the access key radosgw issued. Pools get one replica and 8 placement groups: one OSD holds them
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.certs import make_pki
+from tests.hub.stacks import free_port
 
 DAEMONS = ("ceph-mon", "ceph-osd", "radosgw")
 ACCESS_KEY_ID = "visionloop-tests"
@@ -240,26 +242,29 @@ rgw enable lc threads = false
         self.wait("radosgw", self.gateway_answers)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def radosgw_cluster() -> Iterator[Cluster]:
-    """Start a one-node cluster with radosgw in a temporary folder; stop it and remove the folder after."""
+    """Start a one-node cluster with radosgw in a temporary folder; stop it and remove the folder after.
+
+    A start that fails (a port taken between choosing and binding it, a daemon that died) is tried
+    once more from scratch on other ports.
+    """
     if not installed():
         raise RuntimeError(
             "Ceph's radosgw is not installed; run scripts/bootstrap (apt-get install radosgw ceph-mon ceph-osd), "
             "or set VISIONLOOP_TEST_S3=moto for a quick run on moto"
         )
-    root = Path(tempfile.mkdtemp(prefix="visionloop-ceph-"))
-    cluster = Cluster(root, mon_port=free_port(), rgw_port=free_port(), rgw_tls_port=free_port())
-    with ExitStack() as stack:
-        stack.callback(shutil.rmtree, root, ignore_errors=True)
-        stack.callback(cluster.stop_all)
-        cluster.boot()
-        yield cluster
+    for attempt in (1, 2):
+        with ExitStack() as stack:
+            root = Path(tempfile.mkdtemp(prefix="visionloop-ceph-"))
+            stack.callback(shutil.rmtree, root, ignore_errors=True)
+            cluster = Cluster(root, mon_port=free_port(), rgw_port=free_port(), rgw_tls_port=free_port())
+            stack.callback(cluster.stop_all)
+            try:
+                cluster.boot()
+            except ClusterError:
+                if attempt == 2:
+                    raise
+                continue
+            yield cluster
+            return
