@@ -118,7 +118,8 @@ def open_stack(name: str, workdir: Path, hub_replicas: int = 1) -> Iterator[Stac
         return
     from tests.hub.stacks import postgres_server, s3_server
 
-    with postgres_server() as url, s3_server() as s3:
+    # The figures in benchmarks/README.md were taken with fsync off (and on moto): kept comparable.
+    with postgres_server(fsync=False) as url, s3_server() as s3:
         overrides["database_url"] = url
         overrides.update(s3)
         raw = S3ObjectStore(s3["s3_endpoint"], "raw-benchmark", s3["s3_access_key_id"], s3["s3_secret_access_key"])

@@ -6,7 +6,7 @@ import asyncio
 import json
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ import psycopg
 import pytest
 import torch
 
-from tests.hub.stacks import postgres_server, s3_server
 from visionloop.common.v1 import annotation_pb2, category_pb2, geometry_pb2, image_pb2
 from visionloop.converter import app as converter_app
 from visionloop.converter.config import ConverterSettings
@@ -98,24 +97,11 @@ def hub_stack() -> str:
     return "sqlite"
 
 
-@pytest.fixture(scope="session")
-def s3_storage() -> Iterator[dict[str, str]]:
-    """An S3 protocol server (moto) as S3_* settings."""
-    with s3_server() as settings:
-        yield settings
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
 @pytest.fixture
 async def hub(hub_stack: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HubClient]:
     overrides: dict[str, Any] = {}
     if hub_stack == "postgres":
-        overrides = dict(request.getfixturevalue("s3_storage"))
+        overrides = dict(request.getfixturevalue("s3_settings"))
         database = f"converter_{uuid.uuid4().hex[:12]}"  # one database and bucket per test
         base = request.getfixturevalue("postgres_url").rsplit("/", 1)[0]
         with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:

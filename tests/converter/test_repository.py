@@ -1,31 +1,33 @@
 """The Triton model repository in S3 (cluster mode), and the entries' config.pbtxt.
 
-Triton reads ``s3://`` repositories itself, but not from moto's S3 server here, so the S3 path
-is covered up to the layout: the converter writes the entry into the bucket through the S3
-protocol and the test checks every key and the repository URL Triton would be started with.
-The folder repository is served by a real tritonserver in test_triton_end_to_end.
+The converter writes each entry into the bucket through the S3 protocol: the keys and the
+repository URL it states are checked here; a real tritonserver reads the repository from the
+tests' S3 server at that URL in test_triton_end_to_end, as it serves the folder repository there.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
 from google.protobuf import text_format
+from pydantic import ValidationError
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tests.converter.conftest import HubClient, StartConverter, onnx_stub_zip
+from visionloop.converter.config import ConverterSettings
 from visionloop.converter.repository import triton_s3_url
 from visionloop.converter.triton_entries import EntryOptions, TensorSpec, onnxruntime_config, python_config
 
 
 @pytest.fixture
-def s3(s3_storage: dict[str, str]) -> dict[str, str]:
+def s3(s3_settings: dict[str, str]) -> dict[str, str]:
     """The S3 server, with a bucket of this test's own."""
-    return {**s3_storage, "s3_bucket": f"triton-{uuid.uuid4().hex[:12]}"}
+    return {**s3_settings, "s3_bucket": f"triton-{uuid.uuid4().hex[:12]}"}
 
 
 async def test_entry_is_written_to_the_s3_repository(
@@ -61,9 +63,37 @@ async def test_entry_is_written_to_the_s3_repository(
 
 
 def test_triton_s3_urls() -> None:
+    """The spellings Triton's S3 file system reads (a real tritonserver reads the http one from
+    radosgw in test_triton_end_to_end): the port always written, https spelled out, AWS by bucket."""
     assert triton_s3_url("http://minio:9000", "vl", "triton") == "s3://minio:9000/vl/triton"
+    assert triton_s3_url("http://rgw.storage.svc", "vl", "triton") == "s3://rgw.storage.svc:80/vl/triton"
     assert triton_s3_url("https://minio.example.com", "vl", "a/b") == "s3://https://minio.example.com:443/vl/a/b"
+    assert triton_s3_url("https://minio.example.com:9443/", "vl", "a_b") == "s3://https://minio.example.com:9443/vl/a_b"
     assert triton_s3_url("https://s3.eu-west-1.amazonaws.com", "vl", "triton") == "s3://vl/triton"
+    assert triton_s3_url("https://s3.amazonaws.com", "vl", "triton") == "s3://vl/triton"
+    assert triton_s3_url("https://s3.cn-north-1.amazonaws.com.cn", "vl", "triton") == "s3://vl/triton"
+    assert triton_s3_url("https://amazonaws.com.example.com", "vl", "triton") == (
+        "s3://https://amazonaws.com.example.com:443/vl/triton"
+    )
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "bucket", "prefix", "refused"),
+    [
+        ("http://[::1]:9000", "vl", "triton", "no IPv6 addresses"),
+        ("http://gateway:8080/s3", "vl", "triton", "has a path"),
+        ("http://minio:9000", "VL_models", "triton", "bucket 'VL_models'"),
+        ("http://minio:9000", "vl", "models/tri ton", "not 'tri ton'"),
+        ("http://minio:9000", "vl", "modèles", "not 'modèles'"),
+    ],
+)
+def test_what_triton_s_s3_path_cannot_hold_is_refused_at_start_up(
+    endpoint: str, bucket: str, prefix: str, refused: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        triton_s3_url(endpoint, bucket, prefix)
+    with pytest.raises(ValidationError, match=re.escape(refused)):
+        ConverterSettings(s3_endpoint=endpoint, s3_bucket=bucket, triton_prefix=prefix)
 
 
 def test_configs_are_valid_model_configs() -> None:

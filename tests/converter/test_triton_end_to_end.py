@@ -3,13 +3,19 @@
 The converter writes its Triton entries into a repository folder; a real CPU ``tritonserver``
 (``tests/detector/triton_server.py``) serves that folder with explicit model control, and a
 detector on the Triton backend follows the hub's deployment and loads each version's entry
-through Triton's repository API.
+through Triton's repository API. With S3, the converter writes the entries into a bucket on the
+tests' S3 server (radosgw) and a tritonserver started on the repository URL the converter states
+in model.json reads them from there itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import shutil
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,8 +27,10 @@ import tritonclient.grpc.aio as aioclient
 from tests.converter.conftest import HEIGHT, REF, WIDTH, HubClient, StartConverter, pytorch_zip
 from tests.detector.frames import frame, jpeg
 from tests.detector.triton_server import TritonServer, TritonStartError
+from tests.hub.stacks import S3UnderTest
 from visionloop.common.v1 import image_pb2
 from visionloop.converter.onnx_models import onnx_runner
+from visionloop.converter.triton_s3 import triton_s3_url
 from visionloop.detector import app as detector_app
 from visionloop.detector.config import DetectorSettings
 from visionloop.detector.service import DetectorServicer
@@ -133,3 +141,95 @@ async def test_trainer_model_is_converted_served_by_triton_and_hot_swapped(
                     await asyncio.sleep(0.1)
     finally:
         await detector.stop(0)
+
+
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian's, where Triton's S3 client looks
+
+
+class TritonTrustingCa(TritonServer):
+    """A tritonserver that also trusts ``ca``: Triton's S3 client reads only the system's CA bundle, so
+    it runs in a mount namespace of its own where that file has ``ca`` appended (root only; nothing
+    outside the namespace changes)."""
+
+    def __init__(self, repository: str, workdir: Path, environment: dict[str, str], ca: Path) -> None:
+        super().__init__(repository, workdir, environment)
+        self.ca = ca
+
+    def command(self, distribution: Path) -> list[str]:
+        bundle = self.workdir / "ca-bundle.pem"
+        bundle.write_bytes(SYSTEM_CA_BUNDLE.read_bytes() + b"\n" + self.ca.read_bytes())
+        mount = 'mount --bind "$0" "$1" && shift && exec "$@"'
+        return [
+            "unshare",
+            "--mount",
+            "sh",
+            "-c",
+            mount,
+            str(bundle),
+            str(SYSTEM_CA_BUNDLE),
+            *super().command(distribution),
+        ]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_triton_reads_the_converter_s_s3_repository_at_the_url_the_converter_states(
+    hub: HubClient,
+    start_converter: StartConverter,
+    s3_under_test_server: S3UnderTest,
+    tmp_path: Path,
+    scheme: str,
+) -> None:
+    """The converter's repository path, spelled for Triton's S3 file system, read by a real tritonserver:
+    ``s3://host:port/bucket/prefix`` over http, ``s3://https://host:port/bucket/prefix`` over https."""
+    s3_settings, tls_endpoint = s3_under_test_server.settings, s3_under_test_server.tls_endpoint
+    if scheme == "https" and (tls_endpoint is None or os.geteuid() != 0 or not shutil.which("unshare")):
+        pytest.skip("https needs radosgw's TLS endpoint and root (Triton trusts only the system's CA bundle)")
+    bucket = f"triton-{uuid.uuid4().hex[:12]}"
+    endpoint = s3_settings["s3_endpoint"] if scheme == "http" else str(tls_endpoint)
+    port = endpoint.rsplit(":", 1)[1]
+    # The converter writes over http; the https one is the same gateway, so the same bucket.
+    await start_converter(
+        target_formats="onnx,triton_python", triton_prefix="models/triton", **{**s3_settings, "s3_bucket": bucket}
+    )
+    version = await hub.upload(pytorch_zip(tmp_path / "model.zip", seed=3), "pytorch")
+    await hub.wait_formats(version, {"onnx", "triton_python"})
+    doc = json.loads((await hub.download(version, "triton_python", tmp_path / "d") / "model.json").read_text())
+    repository = triton_s3_url(endpoint, bucket, "models/triton")
+    if scheme == "http":
+        assert doc["triton"]["repository"] == repository == f"s3://127.0.0.1:{port}/{bucket}/models/triton"
+    else:
+        assert repository == f"s3://https://127.0.0.1:{port}/{bucket}/models/triton"
+
+    credentials = {
+        "AWS_ACCESS_KEY_ID": s3_settings["s3_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": s3_settings["s3_secret_access_key"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    (tmp_path / "tritonserver").mkdir()
+    server = (
+        TritonServer(repository, tmp_path / "tritonserver", environment=credentials)
+        if scheme == "http"
+        else TritonTrustingCa(repository, tmp_path / "tritonserver", credentials, s3_under_test_server.ca)  # type: ignore[arg-type]
+    )
+    try:
+        await asyncio.to_thread(server.start)
+    except TritonStartError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        name = doc["triton"]["model_name"]
+        async with aioclient.InferenceServerClient(server.grpc_url) as client:
+            await client.load_model(name)  # explicit model control: Triton lists and fetches the entry from S3
+            assert await client.is_model_ready(name)
+            metadata = await client.get_model_metadata(name)
+            batch = np.random.default_rng(4).random((2, 3, HEIGHT, WIDTH), dtype=np.float32)
+            request = aioclient.InferInput(metadata.inputs[0].name, list(batch.shape), "FP32")
+            request.set_data_from_numpy(batch)
+            names = [output.name for output in metadata.outputs]
+            result = await client.infer(name, [request])
+        onnx_folder = await hub.download(version, "onnx", tmp_path / "downloads")
+        for got, want in zip(
+            [result.as_numpy(n) for n in names], onnx_runner(onnx_folder / "model.onnx", names)(batch), strict=True
+        ):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    finally:
+        await asyncio.to_thread(server.stop)

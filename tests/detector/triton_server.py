@@ -3,6 +3,7 @@ for its shared-memory regions."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from visionloop.detector import triton_server
@@ -12,5 +13,5 @@ __all__ = ["HOST", "TritonServer", "TritonStartError", "free_port"]
 
 
 class TritonServer(triton_server.TritonServer):
-    def __init__(self, repository: Path, workdir: Path) -> None:
-        super().__init__(repository, workdir, shm_prefix="visionloop-test-")
+    def __init__(self, repository: Path | str, workdir: Path, environment: Mapping[str, str] | None = None) -> None:
+        super().__init__(repository, workdir, shm_prefix="visionloop-test-", environment=environment)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,6 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.hub.stacks import postgres_server, s3_server
 from visionloop.loop import app
 from visionloop.loop.config import LoopSettings
 from visionloop.loop.hub import Hub
@@ -32,18 +31,6 @@ from visionloop.runtime.files import is_temporary
 from visionloop.runtime.server import GrpcServer
 
 STACKS = ["sqlite", "postgres"]
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def s3_settings() -> Iterator[dict[str, str]]:
-    with s3_server() as settings:
-        yield settings
 
 
 _counter = iter(range(1_000_000))

@@ -1,8 +1,12 @@
-"""Real storage back ends for the hub tests: a PostgreSQL server and an S3 protocol server.
+"""Real storage back ends for the tests: a PostgreSQL server and an S3 server.
 
 PostgreSQL is Debian's package (``scripts/bootstrap`` installs it when missing), started on a
-free port in a temporary folder. S3 is moto's server mode: a real HTTP server speaking the S3
-protocol, pip-installable, so it runs here where no MinIO binary can be downloaded.
+free port in a temporary folder, with the durability settings of a production server (fsync on:
+about 20 s more for the hub's suite than without). S3 is Ceph's radosgw (Debian's package,
+``tests/radosgw.py``): an S3 server production object stores run, which checks signatures and
+refuses damaged bodies. ``VISIONLOOP_TEST_S3=moto`` runs the S3 side on moto's server mode
+instead (pip-installable, a real HTTP server speaking the S3 protocol, but it checks no
+Content-MD5): quick local runs, and the hub benchmark, whose figures were taken on it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,40 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+S3_SERVERS = ("radosgw", "moto")
+
+
+def s3_server_kind() -> str:
+    """The S3 server the tests run against: ``VISIONLOOP_TEST_S3``, radosgw by default."""
+    kind = os.environ.get("VISIONLOOP_TEST_S3", "radosgw")
+    if kind not in S3_SERVERS:
+        raise RuntimeError(f"VISIONLOOP_TEST_S3={kind!r}: use one of {', '.join(S3_SERVERS)}")
+    return kind
+
+
+@dataclass(frozen=True)
+class S3UnderTest:
+    """The tests' S3 server: the hub's S3 settings, and (radosgw) the same server over https."""
+
+    settings: dict[str, str]
+    tls_endpoint: str | None = None
+    ca: Path | None = None  # the CA of the https endpoint's certificate
+
+
+@contextmanager
+def s3_under_test() -> Iterator[S3UnderTest]:
+    """The S3 server the tests run against (``s3_server_kind``)."""
+    if s3_server_kind() == "moto":
+        with s3_server() as settings:
+            yield S3UnderTest(settings)
+        return
+    from tests.radosgw import radosgw_cluster
+
+    with radosgw_cluster() as cluster:
+        yield S3UnderTest(cluster.settings(), cluster.tls_endpoint, cluster.ca)
 
 
 def free_port() -> int:
@@ -34,8 +71,8 @@ def postgres_bin() -> Path | None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Run a throw-away PostgreSQL; yield its URL."""
+def postgres_server(fsync: bool = True) -> Iterator[str]:
+    """Run a throw-away PostgreSQL; yield its URL. ``fsync=False`` for figures taken without it."""
     bindir = postgres_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL is not installed; run scripts/bootstrap (apt-get install postgresql)")
@@ -64,7 +101,8 @@ def postgres_server() -> Iterator[str]:
             "-l",
             str(workdir / "postgres.log"),
             "-o",
-            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+            f" -c fsync={'on' if fsync else 'off'}",
             "-w",
             "start",
         ],

@@ -8,6 +8,7 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
+from visionloop.converter.triton_s3 import triton_s3_url
 from visionloop.runtime.config import ImageLimitSettings, PeerSettings, ServiceSettings
 
 GIB = 1024**3
@@ -182,4 +183,6 @@ class ConverterSettings(ServiceSettings, PeerSettings, ImageLimitSettings):
     def _bucket_given(self) -> Self:
         if self.s3_endpoint and not self.s3_bucket:
             raise ValueError("S3_BUCKET must be set when S3_ENDPOINT is set")
+        if self.s3_endpoint:  # the repository Triton is started on must be one it can read
+            triton_s3_url(self.s3_endpoint, self.s3_bucket, self.triton_prefix)
         return self

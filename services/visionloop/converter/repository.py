@@ -9,25 +9,12 @@ atomic multi-object write, and an entry without config.pbtxt is not an entry yet
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
 
 from visionloop.converter.config import ConverterSettings
+from visionloop.converter.triton_s3 import triton_s3_url
 from visionloop.loop.storage import LocalObjectStore, ObjectStore, S3ObjectStore
 
 CONFIG = "config.pbtxt"
-
-
-def triton_s3_url(endpoint: str, bucket: str, prefix: str) -> str:
-    """The repository path Triton takes for an S3 prefix (see Triton's model_repository docs):
-    ``s3://bucket/prefix`` on AWS, ``s3://host:port/bucket/prefix`` elsewhere, https spelled out.
-    The Helm chart's visionloop.tritonS3Url follows the same rule (tests/deploy/test_chart.py checks both)."""
-    parsed = urlparse(endpoint)
-    host = parsed.hostname or ""
-    if host == "amazonaws.com" or host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
-        return f"s3://{bucket}/{prefix}"
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    scheme = "https://" if parsed.scheme == "https" else ""
-    return f"s3://{scheme}{host}:{port}/{bucket}/{prefix}"
 
 
 class TritonRepository:

@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import IO
@@ -89,8 +90,17 @@ def free_port() -> int:
 class TritonServer:
     """One ``tritonserver`` process, explicit model control, loopback only."""
 
-    def __init__(self, repository: Path, workdir: Path, shm_prefix: str = "visionloop-") -> None:
+    def __init__(
+        self,
+        repository: Path | str,
+        workdir: Path,
+        shm_prefix: str = "visionloop-",
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
+        # A folder, or a URL Triton reads itself (s3://host:port/bucket/prefix, with the store's
+        # credentials in ``environment``: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION).
         self.repository = repository
+        self.environment = dict(environment or {})
         self.workdir = workdir
         self.grpc_port = free_port()
         self.http_port = free_port()
@@ -126,14 +136,15 @@ class TritonServer:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the server and wait until it reports live; TritonStartError (with the log) if not."""
-        self.repository.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.repository, Path):
+            self.repository.mkdir(parents=True, exist_ok=True)
         distribution = prepare_distribution(self.workdir / "tritonserver")
         self._log_file = self.log_path.open("wb")
         self._process = subprocess.Popen(
             self.command(distribution),
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            env=server_environment(),
+            env={**server_environment(), **self.environment},
             cwd=self.workdir,
             start_new_session=True,  # its python-backend stubs form one group we can end together
         )
