@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import chart_pki, validate_settings
+from tests.deploy.conftest import REPO, chart_pki, validate_settings
 from tests.deploy.podman_proof import (
     CLIENT_SECRET,
     POSTGRESQL_SECRET,
@@ -87,6 +89,23 @@ def test_every_port_is_published_on_loopback_at_its_own_host_port(rendered: tupl
     assert len(host_ports) == len(set(host_ports)) == 4 * 3 + 1
 
 
+def test_each_pod_gets_its_own_scratch_volumes(rendered: tuple[list[dict[str, Any]], Plan]) -> None:
+    """podman 4.3 makes an emptyDir a volume named after the pod's volume: every pod's "data" would be one."""
+    _, plan = rendered
+    seen: set[str] = set()
+    for pod in plan.pods:
+        name = pod["metadata"]["name"]
+        scratch = {v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v}
+        assert scratch, name
+        assert all(volume.startswith(f"{name}-") for volume in scratch)
+        assert not scratch & seen
+        seen |= scratch
+        mounted = {m["name"] for c in pod["spec"]["containers"] for m in c["volumeMounts"]}
+        assert {v["name"] for v in pod["spec"]["volumes"]} == mounted
+        # podman 4.3 refuses annotation values over 63 characters (the chart's checksum/secrets is 64)
+        assert all(len(v) <= 63 for v in pod["metadata"].get("annotations", {}).values())
+
+
 def test_each_service_accepts_the_environment_podman_gives_it(
     rendered: tuple[list[dict[str, Any]], Plan], tmp_path: Path
 ) -> None:
@@ -155,3 +174,20 @@ def test_what_podman_cannot_run_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="both as environment and as a volume"):
         podman_plan(documents, {**tls, POSTGRESQL_SECRET: {"password": b"p"}}, [both])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2700)
+@pytest.mark.skipif(
+    os.environ.get("CI") != "true" and not os.environ.get("VISIONLOOP_PROVE"),
+    reason="the full proof builds images (minutes): CI runs it, or set VISIONLOOP_PROVE=1",
+)
+def test_the_images_built_here_run_the_chart_under_podman() -> None:
+    """deploy/podman/prove end to end: images built on a debootstrap base, the chart under podman kube play."""
+    if os.geteuid() != 0:
+        pytest.skip("the proof runs rootful podman and debootstrap: root only")
+    result = subprocess.run(
+        [str(REPO / "deploy" / "podman" / "prove")], capture_output=True, text=True, timeout=2600, check=False
+    )
+    assert result.returncode == 0, result.stdout[-10_000:] + result.stderr[-5_000:]
+    assert "proof passed" in result.stdout
