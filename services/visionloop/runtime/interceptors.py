@@ -268,13 +268,42 @@ class ScopeChain(ScopedInterceptor):
             yield
 
 
+class StartupGate(ScopedInterceptor):
+    """Refuses calls with UNAVAILABLE until the service's start-up steps have run.
+
+    The server listens before those steps (they get its bound port), and some of them must finish
+    before a call can be served: the hub's database migration, the bootstrap project. A call in
+    that window would otherwise fail on a half-made service (INTERNAL, "relation does not exist").
+    UNAVAILABLE is what clients retry; health and reflection answer throughout (health says
+    NOT_SERVING until the gate opens)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.open = False
+
+    @asynccontextmanager
+    async def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        if not self.open and not info.service.startswith(PUBLIC_SERVICE_PREFIXES):
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"the {self.service} is still starting up; retry in a moment"
+            )
+        yield
+
+
 def interceptor_chain(
-    tokens: access.Tokens, streams: OpenStreamInterceptor, project: tuple[str, str] | None = None
+    tokens: access.Tokens,
+    streams: OpenStreamInterceptor,
+    project: tuple[str, str] | None = None,
+    gate: StartupGate | None = None,
 ) -> list[grpc.aio.ServerInterceptor]:
     """The standard chain, outermost first, as one interceptor. Auth is left out when no tokens are configured;
-    ``project``: see ``AuthInterceptor``."""
+    ``project``: see ``AuthInterceptor``; ``gate`` (after metrics, so its refusals are counted) holds calls
+    off until the service has started."""
     links: list[ScopedInterceptor] = [RequestIdInterceptor()]
     if tokens:
         links.append(AuthInterceptor(tokens, project))
-    links += [MetricsInterceptor(), streams, ExceptionInterceptor()]
+    links.append(MetricsInterceptor())
+    if gate is not None:
+        links.append(gate)
+    links += [streams, ExceptionInterceptor()]
     return [ScopeChain(links)]

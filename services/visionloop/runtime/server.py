@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from visionloop.ops.v1 import ops_service_pb2, ops_service_pb2_grpc
 from visionloop.runtime import __version__
 from visionloop.runtime.config import ServiceSettings
-from visionloop.runtime.interceptors import OpenStreamInterceptor, interceptor_chain
+from visionloop.runtime.interceptors import OpenStreamInterceptor, StartupGate, interceptor_chain
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.metrics import BUILD_INFO, MetricsServer
 from visionloop.runtime.ops import OpsServicer
@@ -85,6 +85,7 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self._streams = OpenStreamInterceptor()
+        self._gate = StartupGate(spec.name)
 
     @property
     def grpc_service_names(self) -> list[str]:
@@ -97,10 +98,10 @@ class GrpcServer:
         return bind_address(self.settings.host, self.port or 0)
 
     async def start(self) -> int:
-        """Build, bind and start the server; health turns SERVING once the start hooks ran."""
+        """Build, bind and start the server; calls are served and health turns SERVING once the start hooks ran."""
         max_bytes = self.settings.max_message_bytes
         server = grpc.aio.server(
-            interceptors=interceptor_chain(self.settings.tokens(), self._streams, self.spec.project),
+            interceptors=interceptor_chain(self.settings.tokens(), self._streams, self.spec.project, self._gate),
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
@@ -134,6 +135,7 @@ class GrpcServer:
             await self._start_health_server(self.settings.health_port)
         for hook in self.spec.on_start:
             await hook(self)
+        self._gate.open = True
         for name in ["", *names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
