@@ -620,7 +620,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
         def set_(session: Session) -> None:
             model = get_model(session, get_project(session, request.key.ref), request.key.version)
-            model.metrics = metrics.SerializeToString()
+            model.metrics = metrics.SerializeToString() if metrics.ByteSize() else None  # empty: never measured
 
         await self.hub.db.write(set_)
         return pb.SetModelMetricsResponse()
