@@ -8,6 +8,7 @@ format, and the detector serving the last version.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from visionloop.trainer.evaluation import Prediction
 
 pytestmark = pytest.mark.slow
 
+TOLERANT = {"promotion_tolerance": 1.0}  # every version passes the promotion gate
 # Small, but big enough that the second model is clearly better than the first.
 SHORT = LoopConfig(rounds=2, robots=2, frames=30, fps=15.0, bootstrap=24, held_out=40, epochs=12)
 
@@ -52,17 +54,24 @@ def test_a_short_demo_runs_every_stage_and_the_second_model_is_better(stack: Sta
     ref = stack.config
     with LoopClient(stack.hub, ref.organization, ref.project) as hub:
         complete = list(hub.list_images(states=[image_pb2.IMAGE_STATE_COMPLETE]))
-        assert len(complete) == first.uploads + second.uploads  # every upload reached the hub and was annotated
+        trained = [image for image in complete if "test" not in image.tags]
+        assert len(trained) == first.uploads + second.uploads  # every upload reached the hub and was annotated
+        assert len(complete) - len(trained) == SHORT.validation  # and the validation set the trainer holds out
         assert not list(hub.list_images(states=[image_pb2.IMAGE_STATE_INBOX]))
         assert first.annotations > 0
         assert second.annotations > 0
-        assert sum(annotation_count(hub, image.id) for image in complete) == first.annotations + second.annotations
+        assert sum(annotation_count(hub, image.id) for image in trained) == first.annotations + second.annotations
 
         # A succeeded training per round, the second continuing from the first's model.
         trainings = sorted(hub.list_trainings(), key=lambda t: t.number)
         assert [t.phase for t in trainings] == [training_pb2.TRAINING_PHASE_SUCCEEDED] * 2
         assert [t.result_model_version for t in trainings] == [first.version, second.version]
         assert trainings[1].spec.base_model_version == first.version
+        # The second measured the first on the validation set too, and the promotion gate let it through.
+        measured = trainings[1].status.confusion_matrix.metrics
+        assert measured.image_count == SHORT.validation
+        assert [b.version for b in measured.baselines] == [first.version]
+        assert not second.held, second.gate
 
         # The trainer's formats plus the converter's.
         for model in hub.list_models():
@@ -131,8 +140,10 @@ def test_the_demo_command_refuses_a_data_folder_in_use(tmp_path: Path) -> None:
 
 def test_the_demo_detects_through_a_real_triton_server(tmp_path: Path) -> None:
     # The first model must find something for the filter to upload: trained as SHORT's, scored on less.
-    tiny = LoopConfig(rounds=2, robots=2, frames=10, bootstrap=24, held_out=12, epochs=12)
-    with Stack(stack_config(tiny, tmp_path / "demo", backend="triton")) as stack:
+    tiny = LoopConfig(rounds=2, robots=2, frames=10, bootstrap=24, held_out=12, validation=12, epochs=12)
+    # About serving through Triton: the gate lets the second model through, whatever its figures.
+    config = dataclasses.replace(stack_config(tiny, tmp_path / "demo", backend="triton"), loop=TOLERANT)
+    with Stack(config) as stack:
         result = run_rounds(tiny, stack)
         model = stack.context("detector").models.get()
         # The last version, on Triton: from the converter's entry, or from the detector's own when it

@@ -19,7 +19,7 @@ import grpc
 from tqdm import tqdm
 
 from visionloop.client import ImageItem, LoopClient
-from visionloop.common.v1 import training_pb2
+from visionloop.common.v1 import model_pb2, training_pb2
 from visionloop.loop.v1 import deployment_service_pb2
 from visionloop.runtime.config import ConfigError, PeerSettings, load_settings
 
@@ -185,11 +185,15 @@ def models() -> None:
 @click.option("--format", "format_", default="", help="Only versions available in this format.")
 @with_hub
 def models_list(client: LoopClient, format_: str) -> None:
-    """List versions, newest first, and mark the deployed one."""
+    """List versions, newest first: * marks the deployed one, mAP50 is on the held-out images (- when
+    never measured); a version the promotion gate held back says why."""
     deployed = client.deployment().resolved_version
     for model in client.list_models(format_):
         marker = "*" if model.version == deployed else " "
-        click.echo(f"{marker} {model.version}\t{','.join(model.formats)}\tmAP50={model.metrics.map50:.3f}")
+        map50 = f"{model.metrics.map50:.3f}" if model.HasField("metrics") else "-"
+        held = model.promotion.state == model_pb2.PROMOTION_STATE_HELD
+        gate = f"\theld: {model.promotion.reason}" if held else ""
+        click.echo(f"{marker} {model.version}\t{','.join(model.formats)}\tmAP50={map50}{gate}")
 
 
 @models.command("upload")

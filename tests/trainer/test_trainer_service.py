@@ -353,6 +353,13 @@ async def test_a_training_continues_from_a_base_model(project: Project, trainer:
     key = model_service_pb2.ModelKey(ref=REF, version=done.result_model_version)
     lineage = await stub.GetModelLineage(model_service_pb2.GetModelLineageRequest(key=key))
     assert [m.version for m in lineage.models] == ["1.1", "1.0"]
+    # It measured the base model too, on its own held-out images (the same as the first training's here),
+    # for the hub's promotion gate: the base model's figure comes back.
+    trained, base = lineage.models
+    [baseline] = trained.metrics.baselines
+    assert baseline.version == "1.0"
+    assert trained.metrics.held_out_digest == base.metrics.held_out_digest != ""
+    assert (baseline.map50, baseline.map50_95) == pytest.approx((base.metrics.map50, base.metrics.map50_95))
 
 
 @pytest.mark.slow

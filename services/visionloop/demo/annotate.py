@@ -17,9 +17,10 @@ from visionloop.demo.scenes import Frame
 from visionloop.loop.v1 import annotation_service_pb2, image_service_pb2
 from visionloop.synthetic.seeding import shapes
 
-# Every annotated image trains: the demo scores models on held-out frames of its own, so the
-# trainer's 20 % test split would only take pictures away from the model.
+# Every inbox image the people annotate trains: the trainer holds out the validation frames instead
+# (tag test), so its 20 % split by image id takes no pictures away from the model.
 TRAIN_TAG = "train"
+TEST_TAG = "test"
 
 
 class GroundTruth:
@@ -72,3 +73,29 @@ def annotate_inbox(
         images += 1
         tick(1)
     return Annotated(images, annotations, unknown)
+
+
+def upload_validation(
+    client: LoopClient,
+    frames: Iterable[Frame],
+    categories: Mapping[str, category_pb2.Category],
+    tick: Callable[[int], None] = lambda _: None,
+) -> int:
+    """Upload annotated frames the trainer holds out (tag ``test``), as a team labels a validation
+    set once: every training measures its new model and the deployed one on them, and the hub's
+    promotion gate compares the two. Returns how many were uploaded."""
+    count = 0
+    for frame in frames:
+        upload = image_service_pb2.ImageUpload(
+            data=frame.data,
+            metadata=image_pb2.ImageMetadata(
+                tags=[TEST_TAG], source="demo:validation", state=image_pb2.IMAGE_STATE_COMPLETE
+            ),
+            annotations=shapes(frame.annotations, dict(categories), frame.width, frame.height),
+        )
+        client.images.UploadImage(
+            image_service_pb2.UploadImageRequest(ref=client.ref, image=upload), timeout=client.timeout
+        )
+        count += 1
+        tick(1)
+    return count

@@ -146,23 +146,33 @@ def _torch_threads() -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="An empty folder for the services' state, kept afterwards (default: a temporary one).",
 )
+@click.option(
+    "--validation",
+    type=click.IntRange(1),
+    default=DEFAULTS.validation,
+    show_default=True,
+    help="Annotated frames the trainer holds out: the promotion gate compares each new model with the "
+    "deployed one on them.",
+)
 @click.option("--log-level", default="info", show_default=True, help="Of the services' log, DATA_DIR/demo.log.")
-def demo(seed: int, backend: str, data_dir: Path | None, log_level: str, **options: Any) -> None:
+def demo(seed: int, backend: str, data_dir: Path | None, validation: int, log_level: str, **options: Any) -> None:
     """The whole loop on a synthetic field: robots, detector, uploads, annotation, training, conversion, swap.
 
-    Starts hub, detector, trainer and converter in this process (embedded mode). Round 1: the robots
-    upload a few frames, as there is no model yet; later rounds: they stream frames to the detector
-    and its active-learning filter uploads the ones the model is unsure about. Every round the new
-    images are annotated from ground truth (the stand-in for people), a training continues from the
-    deployed model, the converter adds its formats, the detector swaps to the new version, and the
-    held-out frames are scored through the detector. Prints one row per round.
+    Starts hub, detector, trainer and converter in this process (embedded mode). First a validation
+    set goes to the hub, annotated, for the trainer to hold out. Round 1: the robots upload a few
+    frames, as there is no model yet; later rounds: they stream frames to the detector and its
+    active-learning filter uploads the ones the model is unsure about. Every round the new images
+    are annotated from ground truth (the stand-in for people), a training continues from the
+    deployed model and measures both on the validation set, the converter adds its formats, the
+    detector swaps to the new version unless the hub's promotion gate held it back as worse, and
+    the held-out frames are scored through the detector. Prints one row per round.
     """
     from visionloop.demo.report import Progress, rounds_table
     from visionloop.demo.rounds import DemoError, run_demo
     from visionloop.detector.triton_server import TritonStartError
     from visionloop.runtime.config import ConfigError
 
-    config = _config(options, seed)
+    config = replace(_config(options, seed), validation=validation)
     temporary = data_dir is None
     folder = Path(tempfile.mkdtemp(prefix="visionloop-demo-")) if data_dir is None else data_dir
     if not temporary and folder.exists() and any(folder.iterdir()):

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # imported where used: the CLI reads the defaults here withou
     from visionloop.demo.scenes import Scenes
     from visionloop.trainer.reference.train import Hyperparameters
 
-MIN_EPOCHS = 2
+MIN_EPOCHS = 3  # of a continuation: each frame seen a few times, flipped differently
 DETECTOR_SCORE_THRESHOLD = 0.3  # the reference model's model.json default: what robots get back
 EVALUATION_SCORE_THRESHOLD = 0.05  # AP needs the low-scored detections too
 # Fields beyond the world presets (easy, standard, hard): name -> (share of rare frames, preset of
@@ -42,9 +42,16 @@ class LoopConfig:
     # observations must have started afresh in the demo too, or a quick round would upload nothing.
     round_gap: float = 60.0
     bootstrap: int = 32  # frames uploaded while there is no model yet
-    held_out: int = 100  # never uploaded: the mAP of every round is measured on them
+    # Never uploaded: the mAP of every round is measured on them. Enough that a round's gain is more
+    # than the figure's own noise (a few hundredths on 100 frames).
+    held_out: int = 200
+    # Annotated frames the trainer holds out (tag test), never trained on: every training measures
+    # its model and the deployed one on them, and the hub's promotion gate compares the two. Enough
+    # that a better model rarely scores lower on them by chance.
+    validation: int = 100
     # Passes over the bootstrap frames. Later trainings continue from the deployed model and make as
-    # many image passes over their larger sets (at least MIN_EPOCHS), so every round costs the same.
+    # many image passes plus one more epoch over their larger sets (at least MIN_EPOCHS): the budget
+    # grows with the data, or the model stops learning from what each round adds.
     epochs: int = 20
     resolution: int = 256  # the model input's longer side: the frames' own size, no rescaling
     width: int = 16  # model width (channels at stride 4)
@@ -54,8 +61,8 @@ class LoopConfig:
     upload: FilterSettings = field(default_factory=FilterSettings)
 
     def __post_init__(self) -> None:
-        if min(self.rounds, self.robots, self.frames, self.bootstrap, self.held_out, self.epochs) < 1:
-            raise ValueError("rounds, robots, frames, bootstrap, held_out and epochs must be at least 1")
+        if min(self.rounds, self.robots, self.frames, self.bootstrap, self.held_out, self.validation, self.epochs) < 1:
+            raise ValueError("rounds, robots, frames, bootstrap, held_out, validation and epochs must be at least 1")
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
         if self.preset not in FIELDS:
@@ -68,26 +75,28 @@ class LoopConfig:
 
         return Scenes.preset(self.preset, self.seed, self.size)
 
-    def epochs_for(self, images: int) -> int:
-        """Epochs of a training on ``images`` frames: ``epochs`` x ``bootstrap`` image passes."""
-        return max(MIN_EPOCHS, math.ceil(self.epochs * self.bootstrap / max(images, 1)))
+    def epochs_for(self, images: int, continued: bool) -> int:
+        """Epochs of a training on ``images`` frames: ``epochs`` x ``bootstrap`` image passes, and for a
+        continuation one more epoch (at least ``MIN_EPOCHS``)."""
+        passes = math.ceil(self.epochs * self.bootstrap / max(images, 1))
+        return max(MIN_EPOCHS, passes + 1) if continued else passes
 
-    def hyperparameters(self, images: int) -> Hyperparameters:
-        """The training on ``images`` frames."""
+    def hyperparameters(self, images: int, continued: bool) -> Hyperparameters:
+        """The training on ``images`` frames, from scratch or continuing from a model."""
         from visionloop.trainer.reference.train import Hyperparameters
 
         return Hyperparameters(
             resolution=self.resolution,
-            epochs=self.epochs_for(images),
+            epochs=self.epochs_for(images, continued),
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             width=self.width,
             seed=self.seed,
         )
 
-    def training_spec(self, images: int) -> dict[str, Any]:
+    def training_spec(self, images: int, continued: bool) -> dict[str, Any]:
         """The hyperparameters of a training on ``images`` frames as the hub's training spec takes them."""
-        hyper = self.hyperparameters(images)
+        hyper = self.hyperparameters(images, continued)
         return {
             "resolution": hyper.resolution,
             "epochs": hyper.epochs,

@@ -124,7 +124,7 @@ class _Run:
         self.trainings += 1
         folder = self.workdir / f"training-{self.trainings}"
         base_state = base.state_dict() if base is not None else None
-        hyper = self.config.hyperparameters(len(samples))
+        hyper = self.config.hyperparameters(len(samples), continued=base is not None)
         run = TrainingRun(samples, self.names, hyper, folder, base_state=base_state)
         run.run()
         model = run.best_model()

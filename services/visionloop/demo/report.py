@@ -69,7 +69,7 @@ def rounds_table(rows: Sequence[RoundRow]) -> str:
                 str(r.uploads),
                 f"+{r.annotated}",
                 str(r.images),
-                r.version,
+                f"{r.version} ({r.held} held)" if r.held else r.version,
                 f"{r.map50:.3f}",
                 f"{r.detect_p50_ms:.1f}",
                 "-" if r.stream_p50_ms is None else f"{r.stream_p50_ms:.1f}",

@@ -1,11 +1,13 @@
 """The loop, round by round, against the real services.
 
+Before round 1 a validation set goes to the hub, annotated and tagged ``test``: the trainer holds
+it out and measures every new model and the deployed one on it, for the hub's promotion gate.
 Round 1: there is no model, so the robots upload a few frames with ``Upload``. Every later round:
 the robots stream their frames through ``DetectStream`` and the detector's upload filter sends
 the frames it is unsure about to the hub. Then, every round: the frames in the hub's inbox are
 annotated from ground truth, a training continues from the deployed model, the converter adds its
-formats, the detector swaps to the new version, and the held-out frames go through the detector
-to score it. One ``RoundRow`` per round.
+formats, the detector swaps to the new version unless the promotion gate held it back, and the
+held-out frames go through the detector to score the model it serves. One ``RoundRow`` per round.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from google.protobuf import struct_pb2
 
 from visionloop.client.detector import DetectorClient
 from visionloop.client.loop import LoopClient
-from visionloop.common.v1 import training_pb2
+from visionloop.common.v1 import model_pb2, training_pb2
 from visionloop.converter.config import ConverterSettings
 from visionloop.demo import robots
-from visionloop.demo.annotate import Annotated, GroundTruth, annotate_inbox
+from visionloop.demo.annotate import Annotated, GroundTruth, annotate_inbox, upload_validation
 from visionloop.demo.config import EVALUATION_SCORE_THRESHOLD, LoopConfig
 from visionloop.demo.report import Progress
 from visionloop.demo.scenes import Frame
@@ -60,13 +62,15 @@ class RoundRow:
     images: int  # annotated images in the project
     annotations: int  # annotations created in this round
     training: str  # training id; empty when the filter uploaded nothing (the model stays)
-    version: str  # the model trained in this round, served at the end of it
-    formats: tuple[str, ...]  # its formats on the hub once converted
-    map50: float  # of that model on the held-out frames, through the detector
+    version: str  # the model served at the end of the round: this round's, unless the gate held it back
+    formats: tuple[str, ...]  # the formats of this round's model on the hub once converted
+    map50: float  # of the served model on the held-out frames, through the detector
     detect_p50_ms: float  # median latency of the scoring's Detect calls, one frame at a time
     stream_p50_ms: float | None  # median latency the streaming robots saw, submit to answer (None: no stream)
     served: int  # frames the detector answered this round
     seconds: float
+    held: str = ""  # the model trained in this round when the promotion gate held it back
+    gate: str = ""  # the gate's reason for its decision on this round's model
 
 
 @dataclass
@@ -114,6 +118,7 @@ class _Loop:
         with self.progress.bar("held-out frames", self.config.held_out) as bar:
             self.held_out = self.scenes.held_out(self.config.held_out)
             bar.update(len(self.held_out))
+        self._validation()
         for round_ in range(1, self.config.rounds + 1):
             started = time.perf_counter()
             streamed: list[float] = []
@@ -126,13 +131,21 @@ class _Loop:
                 result.served_versions.append(set())
             self._drain()
             annotated = self._annotate(round_)
-            training_id, formats = "", ()
+            training_id, formats, held, gate = "", (), "", ""
             if annotated.images:
                 training = self._train(round_)
-                training_id, version = training.id, training.result_model_version
-                formats = self._converted(version)
-                self._swapped(version)
-                self.version = version
+                training_id, trained = training.id, training.result_model_version
+                formats = self._converted(trained)
+                promotion = self._promotion(trained)
+                gate = promotion.reason
+                if promotion.state == model_pb2.PROMOTION_STATE_PROMOTED:
+                    self._swapped(trained)
+                    self.version = trained
+                else:
+                    held = trained
+                    self.progress.say(
+                        f"round {round_}: {trained} held back ({gate}); the detector keeps {self.version}"
+                    )
             elif not self.version:
                 raise DemoError("the hub received none of the bootstrap frames: nothing to annotate")
             else:
@@ -152,13 +165,15 @@ class _Loop:
                 stream_p50_ms=statistics.median(streamed) * 1000 if streamed else None,
                 served=served + len(scored),
                 seconds=time.perf_counter() - started,
+                held=held,
+                gate=gate,
             )
             result.rows.append(row)
             log.info("round done", **{k: v for k, v in row.__dict__.items() if k != "formats"})
             self.progress.say(
                 f"round {round_}: +{row.annotated} images ({row.images} in all), model {self.version}, "
                 f"mAP@0.5 {map50:.3f}, detect p50 {row.detect_p50_ms:.1f} ms, {row.served} frames served, "
-                f"{row.seconds:.0f} s"
+                f"{row.seconds:.0f} s" + (f"; gate: {gate}" if gate and not held else "")
             )
 
     # --- stages -------------------------------------------------------------------------------
@@ -216,12 +231,12 @@ class _Loop:
 
     def _train(self, round_: int) -> training_pb2.Training:
         values = struct_pb2.Struct()
-        values.update(self.config.training_spec(self.images))
+        values.update(self.config.training_spec(self.images, continued=bool(self.version)))
         spec = training_pb2.TrainingSpec(hyperparameters=values, base_model_version=self.version)
         training = self.hub.create_training(spec)
         request = training_service_pb2.GetTrainingRequest(training_id=training.id)
         deadline = time.monotonic() + TRAINING_TIMEOUT
-        epochs = self.config.epochs_for(self.images)
+        epochs = self.config.epochs_for(self.images, continued=bool(self.version))
         with self.progress.bar(f"round {round_}: training on {self.images} images", epochs, unit="epoch") as bar:
             while training.phase not in _ENDED:
                 if time.monotonic() > deadline:
@@ -237,6 +252,15 @@ class _Loop:
             phase = training_pb2.TrainingPhase.Name(training.phase)  # type: ignore[arg-type]
             raise DemoError(f"round {round_}: training {training.id} ended {phase}: {errors}")
         return training
+
+    def _validation(self) -> None:
+        frames = self.scenes.validation(self.config.validation)
+        with self.progress.bar("validation frames the trainer holds out", len(frames)) as bar:
+            upload_validation(self.hub, frames, self.categories, bar.update)
+
+    def _promotion(self, version: str) -> model_pb2.Promotion:
+        """The hub's promotion-gate decision on ``version``."""
+        return next(m.promotion for m in self.hub.list_models() if m.version == version)
 
     def _converted(self, version: str) -> tuple[str, ...]:
         """Wait until the converter published every target format of ``version``."""

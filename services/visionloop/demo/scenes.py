@@ -1,4 +1,5 @@
-"""The frames of the demo's field: what each robot sees per round, the bootstrap and the held-out set.
+"""The frames of the demo's field: what each robot sees per round, the bootstrap, the trainer's
+validation set and the held-out set.
 
 Every frame is a pure function of the demo seed, the stream it belongs to and its index, so the
 demo and the experiment see the same frames for the same seed and any frame can be rebuilt.
@@ -21,7 +22,7 @@ from visionloop.synthetic import world
 from visionloop.synthetic.seeding import jpeg
 from visionloop.synthetic.world import Annotation, Sample, WorldConfig
 
-_HELD_OUT, _BOOTSTRAP, _ROBOTS = 0, 1, 10
+_HELD_OUT, _BOOTSTRAP, _VALIDATION, _ROBOTS = 0, 1, 2, 10
 _RARE = 7  # seeds the draw of a mixed field's frame kind, apart from the frame's own streams
 _STREAMS = 1000  # streams per demo seed: robot ids stay below 990
 
@@ -83,6 +84,10 @@ class Scenes:
 
     def held_out(self, count: int) -> list[Frame]:
         return self._frames(_HELD_OUT, 0, count)
+
+    def validation(self, count: int) -> list[Frame]:
+        """Annotated frames the trainer holds out (tag ``test``): what the promotion gate compares models on."""
+        return self._frames(_VALIDATION, 0, count)
 
     def bootstrap(self, count: int) -> list[Frame]:
         """Frames robots upload before there is a model to filter with."""

@@ -33,6 +33,7 @@ class StackConfig:
     organization: str = "demo"
     project: str = "demo"
     backend: str = "onnxruntime"  # or "triton": a tritonserver is started for the detector
+    loop: Mapping[str, Any] = field(default_factory=dict)  # further hub settings
     detector: Mapping[str, Any] = field(default_factory=dict)  # further detector settings (upload filter)
     trainer: Mapping[str, Any] = field(default_factory=dict)
     converter: Mapping[str, Any] = field(default_factory=dict)
@@ -74,7 +75,7 @@ class Stack:
             detector |= {"triton_url": self.triton.grpc_url, "triton_model_repository": repository}
             converter |= {"triton_model_repository": repository}
         return {
-            "loop": {"bootstrap_project": f"{config.organization}/{config.project}"},
+            "loop": {"bootstrap_project": f"{config.organization}/{config.project}", **config.loop},
             "detector": detector,
             # A short lease: the trainer pushes its status (epochs for the progress bar) every third of it.
             "trainer": {

@@ -59,6 +59,16 @@ class LoopSettings(ServiceSettings, ImageLimitSettings):
         "any upload takes from its put to its commit.",
     )
 
+    promotion_tolerance: float = Field(
+        0.0,
+        alias="VISIONLOOP_PROMOTION_TOLERANCE",
+        ge=0.0,
+        le=1.0,
+        description="How much lower a new version's held-out mAP@0.5 may be than the newest promoted "
+        "version's, measured on the same images, for the promotion gate to let follow-latest deployment "
+        "targets deploy it (0: never a lower one). Versions that fail are published but held back.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:

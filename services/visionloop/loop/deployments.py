@@ -1,8 +1,10 @@
 """Deployment targets per project: follow latest, pin, roll back, watch.
 
-A project without a deployment row follows the latest version at revision 0. Every change bumps
-the revision and is kept in the history; rollback restores the newest earlier target that
-differs from the current one, as a new revision (so two rollbacks toggle, like ``cd -``).
+Following latest means the newest version the promotion gate promoted (``promotion.py``); a pin
+deploys any version, held ones too. A project without a deployment row follows latest at revision
+0. Every change bumps the revision and is kept in the history; rollback restores the newest
+earlier target that differs from the current one, as a new revision (so two rollbacks toggle,
+like ``cd -``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from sqlalchemy.orm import Session
 
 from visionloop.loop.db import schema
 from visionloop.loop.hub import Hub, check_ref, get_project, utcnow
+from visionloop.loop.promotion import promotion_of
 from visionloop.loop.v1 import deployment_service_pb2 as pb
 from visionloop.loop.v1 import deployment_service_pb2_grpc, event_service_pb2, project_service_pb2
-from visionloop.loop.versions import find_model, latest_version, parse_version, version_formats
+from visionloop.loop.versions import find_model, latest_model, latest_version, parse_version, version_formats
 from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 FOLLOW_LATEST = pb.DEPLOYMENT_POLICY_FOLLOW_LATEST
@@ -63,9 +66,13 @@ def deployment_message(session: Session, project: schema.Project) -> pb.Deployme
         message.update_time.FromDatetime(row.update_time)
         message.updated_by = row.updated_by
     pinned = message.policy == PINNED
-    message.resolved_version = message.pinned_version if pinned else latest_version(session, project)
+    message.resolved_version = message.pinned_version if pinned else latest_version(session, project, promoted=True)
     if message.resolved_version:
         message.resolved_formats.extend(version_formats(session, project, message.resolved_version))
+    newest = latest_model(session, project)
+    if newest is not None:
+        message.latest_version = newest.version
+        message.latest_promotion.CopyFrom(promotion_of(newest))
     return message
 
 

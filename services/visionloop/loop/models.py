@@ -33,6 +33,7 @@ from visionloop.loop.db import schema
 from visionloop.loop.deployments import follows_latest
 from visionloop.loop.hub import EventBus, Hub, check_in_scope, check_ref, get_project, utcnow
 from visionloop.loop.model_checks import check_graph
+from visionloop.loop.promotion import PROMOTED, decide, has_metrics, promotion_of
 from visionloop.loop.protos import to_timestamp
 from visionloop.loop.storage import BlobNotFound
 from visionloop.loop.transfer import check_sha256, hash_file, receive_chunks
@@ -53,7 +54,7 @@ from visionloop.runtime.errors import (
     OutOfRange,
     ResourceExhausted,
 )
-from visionloop.runtime.model_json import REGISTRY_FIELDS, model_info_from_json, parse_model_json
+from visionloop.runtime.model_json import HUB_FIELDS, REGISTRY_FIELDS, model_info_from_json, parse_model_json
 
 GIB = 1024**3
 MIB = 1024**2
@@ -146,6 +147,19 @@ def rewrite_zip(source: Path, target: Path, model_json: bytes) -> tuple[str, int
 
 
 # --- upload -----------------------------------------------------------------------------------
+
+
+def check_metrics(metrics: model_pb2.ModelMetrics, where: str) -> None:
+    """INVALID_ARGUMENT naming the field for figures no evaluation gives (the promotion gate trusts them)."""
+    if not (0.0 <= metrics.map50 <= 1.0 and 0.0 <= metrics.map50_95 <= 1.0) or metrics.image_count < 0:
+        raise InvalidArgument(f"{where}.map50 and map50_95 must be within [0, 1] and image_count not negative")
+    for item in metrics.classes:
+        if min(item.tp, item.fp, item.fn) < 0 or not (0.0 <= item.ap50 <= 1.0 and 0.0 <= item.ap50_95 <= 1.0):
+            raise InvalidArgument(f"{where} of category {item.category_name or item.category_id!r} are out of range")
+    for baseline in metrics.baselines:
+        parse_version(baseline.version, f"{where}.baselines.version")
+        if not (0.0 <= baseline.map50 <= 1.0 and 0.0 <= baseline.map50_95 <= 1.0):
+            raise InvalidArgument(f"{where}.baselines of {baseline.version}: map50 and map50_95 must be within [0, 1]")
 
 
 def _check_header(header: pb.UploadModelHeader) -> None:
@@ -260,6 +274,7 @@ def _record(
     doc: dict[str, Any],
     stored: _Stored,
     events: EventBus,
+    tolerance: float,
 ) -> model_pb2.ModelInfo:
     project = get_project(session, header.ref)
     now = utcnow()
@@ -270,6 +285,7 @@ def _record(
         if next_version(session, project.pk, header.new_major) != (plan.major, plan.minor):
             raise _VersionTaken
         info = model_info_from_json(doc)
+        promotion = decide(session, project, info, tolerance, now)  # before the new row is flushed
         model = schema.Model(
             id=plan.model_id,
             project_pk=project.pk,
@@ -279,7 +295,9 @@ def _record(
             training_id=info.training_id,
             variant=info.variant,
             comment=header.comment or info.comment,
-            metrics=info.metrics.SerializeToString() if info.HasField("metrics") else None,
+            metrics=info.metrics.SerializeToString() if has_metrics(info) else None,
+            promoted=promotion.state == PROMOTED,
+            promotion=promotion.SerializeToString(),
             create_time=now,
         )
         session.add(model)
@@ -288,7 +306,9 @@ def _record(
         except IntegrityError:
             raise _VersionTaken from None
         events.append(session, events_pb.EVENT_TYPE_MODEL_PUBLISHED, project, plan.version)
-        if follows_latest(session, project):  # the deployment target moved with the new version
+        if promotion.state != PROMOTED:
+            events.append(session, events_pb.EVENT_TYPE_MODEL_HELD, project, plan.version, promotion.reason[:256])
+        elif follows_latest(session, project):  # the deployment target moved with the new version
             events.append(session, events_pb.EVENT_TYPE_DEPLOYMENT_CHANGED, project, plan.version)
     session.add(
         schema.ModelArtifact(
@@ -327,6 +347,9 @@ def _info(model: schema.Model, artifact: schema.ModelArtifact, formats: list[str
         info.comment = model.comment
     if model.metrics is not None:
         info.metrics.ParseFromString(model.metrics)
+    else:
+        info.ClearField("metrics")  # measured never: no figures, not zeros
+    info.promotion.CopyFrom(promotion_of(model))
     return info
 
 
@@ -437,6 +460,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             await receive_chunks(request_iterator, header.blob, spool, "model zip")
             doc = await asyncio.to_thread(check_zip, spool)
             await asyncio.to_thread(check_graph, spool, doc)
+            if not header.version:  # a new version: its metrics decide its promotion
+                given = model_info_from_json({k: v for k, v in doc.items() if k not in HUB_FIELDS})
+                check_metrics(given.metrics, "model.json metrics")
             model = await self._publish(header, spool, doc)
         finally:
             await asyncio.to_thread(spool.unlink, True)
@@ -458,7 +484,13 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             stored = await self._store(spool, plan, header.format, completed)
             try:
                 record = partial(
-                    _record, header=header, plan=plan, doc=completed, stored=stored, events=self.hub.events
+                    _record,
+                    header=header,
+                    plan=plan,
+                    doc=completed,
+                    stored=stored,
+                    events=self.hub.events,
+                    tolerance=self.hub.settings.promotion_tolerance,
                 )
                 return await self.hub.db.write(record)
             except _VersionTaken:
@@ -586,17 +618,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self, request: pb.SetModelMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetModelMetricsResponse:
         metrics = request.metrics
-        if not 0.0 <= metrics.map50 <= 1.0 or metrics.image_count < 0:
-            raise InvalidArgument("metrics.map50 must be within [0, 1] and metrics.image_count not negative")
-        for item in metrics.classes:
-            if min(item.tp, item.fp, item.fn) < 0 or not 0.0 <= item.ap50 <= 1.0:
-                raise InvalidArgument(
-                    f"metrics of category {item.category_name or item.category_id!r} are out of range"
-                )
+        check_metrics(metrics, "metrics")
 
         def set_(session: Session) -> None:
             model = get_model(session, get_project(session, request.key.ref), request.key.version)
-            model.metrics = metrics.SerializeToString()
+            model.metrics = metrics.SerializeToString() if metrics.ByteSize() else None  # empty: never measured
 
         await self.hub.db.write(set_)
         return pb.SetModelMetricsResponse()

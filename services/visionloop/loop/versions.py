@@ -37,15 +37,18 @@ def get_model(session: Session, project: schema.Project, version: str, field: st
     return row
 
 
-def latest_version(session: Session, project: schema.Project) -> str:
-    """The newest version of the project's model; empty when none was published."""
-    newest = session.execute(
-        select(schema.Model.major, schema.Model.minor)
-        .where(schema.Model.project_pk == project.pk)
-        .order_by(schema.Model.major.desc(), schema.Model.minor.desc())
-        .limit(1)
-    ).first()
-    return f"{newest.major}.{newest.minor}" if newest else ""
+def latest_model(session: Session, project: schema.Project, *, promoted: bool = False) -> schema.Model | None:
+    """The newest version of the project's model (only promoted ones if asked); None when there is none."""
+    query = select(schema.Model).where(schema.Model.project_pk == project.pk)
+    if promoted:
+        query = query.where(schema.Model.promoted.is_(True))
+    return session.scalars(query.order_by(schema.Model.major.desc(), schema.Model.minor.desc()).limit(1)).first()
+
+
+def latest_version(session: Session, project: schema.Project, *, promoted: bool = False) -> str:
+    """The newest version (only promoted ones if asked); empty when there is none."""
+    newest = latest_model(session, project, promoted=promoted)
+    return newest.version if newest else ""
 
 
 def next_version(session: Session, project_pk: int, new_major: bool) -> tuple[int, int]:

@@ -19,7 +19,8 @@ from visionloop.runtime import validation
 from visionloop.runtime.errors import InvalidArgument
 
 HUB_FIELDS = ("host", "organization", "project", "version", "id", "format")  # filled in by the hub
-REGISTRY_FIELDS = ("formats", "sha256", "size_bytes", "sizeBytes", "create_time", "createTime")
+# Set by the registry on reads (the promotion gate's decision included): never taken from an upload.
+REGISTRY_FIELDS = ("formats", "sha256", "size_bytes", "sizeBytes", "create_time", "createTime", "promotion")
 _CATEGORY_TYPES = {
     "box": category_pb2.CATEGORY_TYPE_BOX,
     "point": category_pb2.CATEGORY_TYPE_POINT,

@@ -8,6 +8,7 @@ not drift between trainings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,15 @@ def is_test(image_id: str, tags: Sequence[str]) -> bool:
     if "train" in tags:
         return False
     return int(image_id[:8], 16) % 100 < TEST_PERCENT
+
+
+def held_out_digest(images: Sequence[TrainImage]) -> str:
+    """Which images a model was measured on: sha256 of their sorted ids, one per line.
+
+    The hub's promotion gate compares two versions' metrics only when they were measured on the
+    same images; this is how it tells.
+    """
+    return hashlib.sha256("\n".join(sorted(image.id for image in images)).encode()).hexdigest()
 
 
 def decodes(path: Path, limits: images.Limits) -> tuple[int, int] | None:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 from google.protobuf import json_format
 
 from visionloop.client.loop import CATEGORY_TYPES
@@ -564,25 +565,58 @@ class TrainingMachine:
         self._check()
 
     def evaluate(self) -> None:
+        """Metrics of the new model on the held-out images, and of the base model on the same images.
+
+        The base model's own metrics were measured on an earlier, smaller held-out set; measured
+        again here they give the hub's promotion gate a fair comparison.
+        """
         job = self.job()
         if not self.plugin.has_model(job) or not job.test_images:
             return
+        base_version = self.record.training.spec.base_model_version
+        compare = job.base_model is not None and bool(base_version)
+        share = 0.5 if compare else 1.0  # of the step's progress
+        result = self._score(lambda frames: self.plugin.detect(job, frames), 0.0, share)
+        assert result is not None
+        trainer_metrics.MAP50.set(result.map50)
+        metrics = result.to_proto({c.name: c.id for c in job.categories})
+        metrics.held_out_digest = training_data.held_out_digest(job.test_images)
+        if compare:
+            baseline = self._score(lambda frames: self.plugin.detect_base(job, frames), share, 1.0)
+            if baseline is None:
+                log.info("the plug-in cannot run the base model; no baseline", training_id=self.record.id)
+            else:
+                metrics.baselines.add(version=base_version, map50=baseline.map50, map50_95=baseline.map50_95)
+                log.info(
+                    "evaluated",
+                    training_id=self.record.id,
+                    map50=round(result.map50, 4),
+                    base_version=base_version,
+                    base_map50=round(baseline.map50, 4),
+                    images=len(job.test_images),
+                )
+        with self._lock:
+            self.record.training.status.confusion_matrix.metrics.CopyFrom(metrics)
+
+    def _score(
+        self, detect: Callable[[list[np.ndarray]], list[detection_pb2.Detections] | None], start: float, end: float
+    ) -> evaluation.Evaluation | None:
+        """``detect``'s metrics on the held-out images; None when it answers None (it cannot run)."""
+        job = self.job()
         names = [c.name for c in job.categories]
         truths, predictions = [], []
         batch = self.settings.inference_batch_size
-        for start in range(0, len(job.test_images), batch):
+        for first in range(0, len(job.test_images), batch):
             self._check()
-            chunk = job.test_images[start : start + batch]
-            frames = [image.pixels() for image in chunk]
-            for image, found in zip(chunk, self.plugin.detect(job, frames), strict=True):
+            chunk = job.test_images[first : first + batch]
+            found = detect([image.pixels() for image in chunk])
+            if found is None:
+                return None
+            for image, detections in zip(chunk, found, strict=True):
                 truths.append(evaluation.truths_from_annotations(image.annotations))
-                predictions.append(evaluation.predictions_from_detections(found))
-            self._progress((start + len(chunk)) / len(job.test_images))
-        result = evaluation.evaluate(truths, predictions, names)
-        trainer_metrics.MAP50.set(result.map50)
-        metrics = result.to_proto({c.name: c.id for c in job.categories})
-        with self._lock:
-            self.record.training.status.confusion_matrix.metrics.CopyFrom(metrics)
+                predictions.append(evaluation.predictions_from_detections(detections))
+            self._progress(start + (end - start) * (first + len(chunk)) / len(job.test_images))
+        return evaluation.evaluate(truths, predictions, names)
 
     def upload_model(self) -> None:
         job = self.job()

@@ -13,7 +13,11 @@ machine, persistence, retries, uploads. A plug-in only knows how to train and ru
   checkpoint leaves none);
 - ``export(job, format, folder)`` — write the best state's model files for a format, with a
   ``model.json`` describing input, output layout and categories;
-- ``detect(job, images)`` — run the best state on decoded images.
+- ``detect(job, images)`` — run the best state on decoded images;
+- ``detect_base(job, images)`` (optional) — run the base model a training continues from, so the
+  trainer measures it on the same held-out images as the new model and the hub's promotion gate
+  compares like with like; a plug-in that cannot leaves it out, and its continuations are only
+  compared when the deployed model's own metrics were measured on the same images.
 
 Images are decoded with ``TrainImage.pixels()`` (``visionloop.lib.images``): one decoder and one
 orientation rule, so a plug-in trains on the pixels the hub's annotations were drawn on and the
@@ -174,6 +178,11 @@ class TrainerPlugin(ABC):
     @abstractmethod
     def detect(self, job: TrainJob, images: Sequence[np.ndarray]) -> list[detection_pb2.Detections]:
         """Detections (confidence 0..1, coordinates in image pixels) for BGR images."""
+
+    def detect_base(self, job: TrainJob, images: Sequence[np.ndarray]) -> list[detection_pb2.Detections] | None:
+        """Detections of the base model (``job.base_model``) for BGR images, as ``detect`` gives them;
+        None when the plug-in cannot run it (the default)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what ``detect`` keeps loaded between batches."""

@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.sql.expression import false
+from sqlalchemy.sql.expression import false, true
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -165,6 +165,10 @@ class Model(Base):
     variant: Mapped[str] = mapped_column(String(64), default="")
     comment: Mapped[str] = mapped_column(Text, default="")
     metrics: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # serialized ModelMetrics
+    # The promotion gate's decision: whether follow-latest targets may deploy it (versions published
+    # before the gate existed count as promoted), and the decision's record (serialized Promotion).
+    promoted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    promotion: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     create_time: Mapped[datetime] = mapped_column(UtcDateTime())
 
     @property

@@ -104,6 +104,7 @@ class ReferenceTrainer(TrainerPlugin):
 
     def __init__(self) -> None:
         self._loaded: tuple[Path, CenterNet, dict[str, Any]] | None = None
+        self._base: tuple[Path, CenterNet, dict[str, Any]] | None = None
 
     def variants(self) -> Sequence[Variant]:
         return [
@@ -191,32 +192,18 @@ class ReferenceTrainer(TrainerPlugin):
 
     def detect(self, job: TrainJob, images: Sequence[np.ndarray]) -> list[detection_pb2.Detections]:
         model, doc = self._best(job)
-        categories = [(c.name, c.type) for c in job.categories]
-        size = (int(doc["input"]["width"]), int(doc["input"]["height"]))
-        found = predict(model, list(images), categories, size, score_threshold=DETECTION_THRESHOLD)
-        ids = {c.name: c.id for c in job.categories}
-        results = []
-        for predictions in found:
-            detections = detection_pb2.Detections()
-            for p in predictions:
-                score = float(min(max(p.score, 0.0), 1.0))
-                if p.point is not None:
-                    detections.points.add(
-                        category_id=ids[p.category],
-                        category_name=p.category,
-                        confidence=score,
-                        point=geometry_pb2.Point(x=p.point[0], y=p.point[1]),
-                    )
-                elif p.box is not None:
-                    x, y, w, h = p.box
-                    detections.boxes.add(
-                        category_id=ids[p.category],
-                        category_name=p.category,
-                        confidence=score,
-                        box=geometry_pb2.Box(x=x, y=y, width=w, height=h),
-                    )
-            results.append(detections)
-        return results
+        return _detections(model, doc, [(c.name, c.type) for c in job.categories], images)
+
+    def detect_base(self, job: TrainJob, images: Sequence[np.ndarray]) -> list[detection_pb2.Detections] | None:
+        if job.base_model is None:
+            return None
+        if self._base is None or self._base[0] != job.base_model:
+            model, doc = artifacts.load_pytorch(job.base_model)
+            self._base = (job.base_model, model.eval(), doc)
+        _, model, doc = self._base
+        # The base model's own outputs: it may predate categories the project added since.
+        categories = [(c["name"], c.get("type", "box")) for c in doc["categories"]]
+        return _detections(model, doc, categories, images)
 
     def _best(self, job: TrainJob) -> tuple[CenterNet, dict[str, Any]]:
         folder = job.folder / BEST
@@ -227,3 +214,35 @@ class ReferenceTrainer(TrainerPlugin):
 
     def close(self) -> None:
         self._loaded = None
+        self._base = None
+
+
+def _detections(
+    model: CenterNet, doc: Mapping[str, Any], categories: Sequence[tuple[str, str]], images: Sequence[np.ndarray]
+) -> list[detection_pb2.Detections]:
+    """``model``'s detections for BGR images, with the category ids of its model.json."""
+    size = (int(doc["input"]["width"]), int(doc["input"]["height"]))
+    found = predict(model, list(images), categories, size, score_threshold=DETECTION_THRESHOLD)
+    ids = {c["name"]: str(c.get("id", "")) for c in doc["categories"]}
+    results = []
+    for predictions in found:
+        detections = detection_pb2.Detections()
+        for p in predictions:
+            score = float(min(max(p.score, 0.0), 1.0))
+            if p.point is not None:
+                detections.points.add(
+                    category_id=ids.get(p.category, ""),
+                    category_name=p.category,
+                    confidence=score,
+                    point=geometry_pb2.Point(x=p.point[0], y=p.point[1]),
+                )
+            elif p.box is not None:
+                x, y, w, h = p.box
+                detections.boxes.add(
+                    category_id=ids.get(p.category, ""),
+                    category_name=p.category,
+                    confidence=score,
+                    box=geometry_pb2.Box(x=x, y=y, width=w, height=h),
+                )
+        results.append(detections)
+    return results

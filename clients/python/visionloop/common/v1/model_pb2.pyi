@@ -38,6 +38,12 @@ class OutputDecoder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTPUT_DECODER_YOLOV8: _ClassVar[OutputDecoder]
     OUTPUT_DECODER_CLASSIFIER: _ClassVar[OutputDecoder]
     OUTPUT_DECODER_YOLOV8_SEGMENT: _ClassVar[OutputDecoder]
+
+class PromotionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROMOTION_STATE_UNSPECIFIED: _ClassVar[PromotionState]
+    PROMOTION_STATE_PROMOTED: _ClassVar[PromotionState]
+    PROMOTION_STATE_HELD: _ClassVar[PromotionState]
 RESCALE_TYPE_UNSPECIFIED: RescaleType
 RESCALE_TYPE_WARP: RescaleType
 RESCALE_TYPE_PAD: RescaleType
@@ -53,6 +59,9 @@ OUTPUT_DECODER_VISIONLOOP_CENTERNET: OutputDecoder
 OUTPUT_DECODER_YOLOV8: OutputDecoder
 OUTPUT_DECODER_CLASSIFIER: OutputDecoder
 OUTPUT_DECODER_YOLOV8_SEGMENT: OutputDecoder
+PROMOTION_STATE_UNSPECIFIED: PromotionState
+PROMOTION_STATE_PROMOTED: PromotionState
+PROMOTION_STATE_HELD: PromotionState
 
 class ModelInput(_message.Message):
     __slots__ = ("tensor_name", "width", "height", "color_order", "rescale_type", "mean", "std", "letterbox", "batch_size", "stride")
@@ -124,19 +133,53 @@ class ClassMetrics(_message.Message):
     def __init__(self, category_id: _Optional[str] = ..., category_name: _Optional[str] = ..., tp: _Optional[int] = ..., fp: _Optional[int] = ..., fn: _Optional[int] = ..., ap50: _Optional[float] = ..., ap50_95: _Optional[float] = ...) -> None: ...
 
 class ModelMetrics(_message.Message):
-    __slots__ = ("classes", "map50", "image_count", "map50_95")
+    __slots__ = ("classes", "map50", "image_count", "map50_95", "held_out_digest", "baselines")
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     MAP50_FIELD_NUMBER: _ClassVar[int]
     IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
     MAP50_95_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BASELINES_FIELD_NUMBER: _ClassVar[int]
     classes: _containers.RepeatedCompositeFieldContainer[ClassMetrics]
     map50: float
     image_count: int
     map50_95: float
-    def __init__(self, classes: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., map50: _Optional[float] = ..., image_count: _Optional[int] = ..., map50_95: _Optional[float] = ...) -> None: ...
+    held_out_digest: str
+    baselines: _containers.RepeatedCompositeFieldContainer[BaselineMetrics]
+    def __init__(self, classes: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., map50: _Optional[float] = ..., image_count: _Optional[int] = ..., map50_95: _Optional[float] = ..., held_out_digest: _Optional[str] = ..., baselines: _Optional[_Iterable[_Union[BaselineMetrics, _Mapping]]] = ...) -> None: ...
+
+class BaselineMetrics(_message.Message):
+    __slots__ = ("version", "map50", "map50_95")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAP50_FIELD_NUMBER: _ClassVar[int]
+    MAP50_95_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    map50: float
+    map50_95: float
+    def __init__(self, version: _Optional[str] = ..., map50: _Optional[float] = ..., map50_95: _Optional[float] = ...) -> None: ...
+
+class Promotion(_message.Message):
+    __slots__ = ("state", "reason", "compared_version", "map50", "compared_map50", "tolerance", "image_count", "decide_time")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAP50_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_MAP50_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
+    state: PromotionState
+    reason: str
+    compared_version: str
+    map50: float
+    compared_map50: float
+    tolerance: float
+    image_count: int
+    decide_time: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[PromotionState, str]] = ..., reason: _Optional[str] = ..., compared_version: _Optional[str] = ..., map50: _Optional[float] = ..., compared_map50: _Optional[float] = ..., tolerance: _Optional[float] = ..., image_count: _Optional[int] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("id", "host", "organization", "project", "version", "format", "resolution", "categories", "input", "output", "detection_defaults", "base_model_version", "training_id", "variant", "metrics", "formats", "create_time", "comment", "sha256", "size_bytes")
+    __slots__ = ("id", "host", "organization", "project", "version", "format", "resolution", "categories", "input", "output", "detection_defaults", "base_model_version", "training_id", "variant", "metrics", "formats", "create_time", "comment", "sha256", "size_bytes", "promotion")
     ID_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +200,7 @@ class ModelInfo(_message.Message):
     COMMENT_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROMOTION_FIELD_NUMBER: _ClassVar[int]
     id: str
     host: str
     organization: str
@@ -177,4 +221,5 @@ class ModelInfo(_message.Message):
     comment: str
     sha256: str
     size_bytes: int
-    def __init__(self, id: _Optional[str] = ..., host: _Optional[str] = ..., organization: _Optional[str] = ..., project: _Optional[str] = ..., version: _Optional[str] = ..., format: _Optional[str] = ..., resolution: _Optional[int] = ..., categories: _Optional[_Iterable[_Union[_category_pb2.Category, _Mapping]]] = ..., input: _Optional[_Union[ModelInput, _Mapping]] = ..., output: _Optional[_Union[ModelOutput, _Mapping]] = ..., detection_defaults: _Optional[_Union[DetectionDefaults, _Mapping]] = ..., base_model_version: _Optional[str] = ..., training_id: _Optional[str] = ..., variant: _Optional[str] = ..., metrics: _Optional[_Union[ModelMetrics, _Mapping]] = ..., formats: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    promotion: Promotion
+    def __init__(self, id: _Optional[str] = ..., host: _Optional[str] = ..., organization: _Optional[str] = ..., project: _Optional[str] = ..., version: _Optional[str] = ..., format: _Optional[str] = ..., resolution: _Optional[int] = ..., categories: _Optional[_Iterable[_Union[_category_pb2.Category, _Mapping]]] = ..., input: _Optional[_Union[ModelInput, _Mapping]] = ..., output: _Optional[_Union[ModelOutput, _Mapping]] = ..., detection_defaults: _Optional[_Union[DetectionDefaults, _Mapping]] = ..., base_model_version: _Optional[str] = ..., training_id: _Optional[str] = ..., variant: _Optional[str] = ..., metrics: _Optional[_Union[ModelMetrics, _Mapping]] = ..., formats: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., promotion: _Optional[_Union[Promotion, _Mapping]] = ...) -> None: ...

@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_access__pb2
+from visionloop.common.v1 import model_pb2 as visionloop_dot_common_dot_v1_dot_model__pb2
 from visionloop.loop.v1 import project_service_pb2 as visionloop_dot_loop_dot_v1_dot_project__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+visionloop/loop/v1/deployment_service.proto\x12\x12visionloop.loop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a(visionloop/loop/v1/project_service.proto\"\x92\x02\n\nDeployment\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x34\n\x06policy\x18\x02 \x01(\x0e\x32$.visionloop.loop.v1.DeploymentPolicy\x12\x16\n\x0epinned_version\x18\x03 \x01(\t\x12\x18\n\x10resolved_version\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\x03\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x07 \x01(\t\x12\x18\n\x10resolved_formats\x18\x08 \x03(\t\"C\n\x14GetDeploymentRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"K\n\x15GetDeploymentResponse\x12\x32\n\ndeployment\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.Deployment\"\x91\x01\n\x14SetDeploymentRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x34\n\x06policy\x18\x02 \x01(\x0e\x32$.visionloop.loop.v1.DeploymentPolicy\x12\x16\n\x0epinned_version\x18\x03 \x01(\t\"K\n\x15SetDeploymentResponse\x12\x32\n\ndeployment\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.Deployment\"H\n\x19RollbackDeploymentRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"P\n\x1aRollbackDeploymentResponse\x12\x32\n\ndeployment\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.Deployment\"E\n\x16WatchDeploymentRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"M\n\x17WatchDeploymentResponse\x12\x32\n\ndeployment\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.Deployment*x\n\x10\x44\x65ploymentPolicy\x12!\n\x1d\x44\x45PLOYMENT_POLICY_UNSPECIFIED\x10\x00\x12#\n\x1f\x44\x45PLOYMENT_POLICY_FOLLOW_LATEST\x10\x01\x12\x1c\n\x18\x44\x45PLOYMENT_POLICY_PINNED\x10\x02\x32\xed\x03\n\x11\x44\x65ploymentService\x12q\n\rGetDeployment\x12(.visionloop.loop.v1.GetDeploymentRequest\x1a).visionloop.loop.v1.GetDeploymentResponse\"\x0b\xca\xf3\x18\x07\n\x05\x01\x02\x05\t\x03\x12m\n\rSetDeployment\x12(.visionloop.loop.v1.SetDeploymentRequest\x1a).visionloop.loop.v1.SetDeploymentResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x12|\n\x12RollbackDeployment\x12-.visionloop.loop.v1.RollbackDeploymentRequest\x1a..visionloop.loop.v1.RollbackDeploymentResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x12x\n\x0fWatchDeployment\x12*.visionloop.loop.v1.WatchDeploymentRequest\x1a+.visionloop.loop.v1.WatchDeploymentResponse\"\n\xca\xf3\x18\x06\n\x04\x01\x05\x06\x03\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+visionloop/loop/v1/deployment_service.proto\x12\x12visionloop.loop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a visionloop/common/v1/model.proto\x1a(visionloop/loop/v1/project_service.proto\"\xe5\x02\n\nDeployment\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x34\n\x06policy\x18\x02 \x01(\x0e\x32$.visionloop.loop.v1.DeploymentPolicy\x12\x16\n\x0epinned_version\x18\x03 \x01(\t\x12\x18\n\x10resolved_version\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\x03\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x07 \x01(\t\x12\x18\n\x10resolved_formats\x18\x08 \x03(\t\x12\x16\n\x0elatest_version\x18\t \x01(\t\x12\x39\n\x10latest_promotion\x18\n \x01(\x0b\x32\x1f.visionloop.common.v1.Promotion\"C\n\x14GetDeploymentRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"K\n\x15GetDeploymentResponse\x12\x32\n\ndeployment\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.Deployment\"\x91\x01\n\x14SetDeploymentRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x34\n\x06policy\x18\x02 \x01(\x0e\x32$.visionloop.loop.v1.DeploymentPolicy\x12\x16\n\x0epinned_version\x18\x03 \x01(\t\"K\n\x15SetDeploymentResponse\x12\x32\n\ndeployment\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.Deployment\"H\n\x19RollbackDeploymentRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"P\n\x1aRollbackDeploymentResponse\x12\x32\n\ndeployment\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.Deployment\"E\n\x16WatchDeploymentRequest\x12+\n\x03ref\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"M\n\x17WatchDeploymentResponse\x12\x32\n\ndeployment\x18\x01 \x01(\x0b\x32\x1e.visionloop.loop.v1.Deployment*x\n\x10\x44\x65ploymentPolicy\x12!\n\x1d\x44\x45PLOYMENT_POLICY_UNSPECIFIED\x10\x00\x12#\n\x1f\x44\x45PLOYMENT_POLICY_FOLLOW_LATEST\x10\x01\x12\x1c\n\x18\x44\x45PLOYMENT_POLICY_PINNED\x10\x02\x32\xed\x03\n\x11\x44\x65ploymentService\x12q\n\rGetDeployment\x12(.visionloop.loop.v1.GetDeploymentRequest\x1a).visionloop.loop.v1.GetDeploymentResponse\"\x0b\xca\xf3\x18\x07\n\x05\x01\x02\x05\t\x03\x12m\n\rSetDeployment\x12(.visionloop.loop.v1.SetDeploymentRequest\x1a).visionloop.loop.v1.SetDeploymentResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x12|\n\x12RollbackDeployment\x12-.visionloop.loop.v1.RollbackDeploymentRequest\x1a..visionloop.loop.v1.RollbackDeploymentResponse\"\x07\xca\xf3\x18\x03\n\x01\x05\x12x\n\x0fWatchDeployment\x12*.visionloop.loop.v1.WatchDeploymentRequest\x1a+.visionloop.loop.v1.WatchDeploymentResponse\"\n\xca\xf3\x18\x06\n\x04\x01\x05\x06\x03\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,26 +43,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['RollbackDeployment']._serialized_options = b'\312\363\030\003\n\001\005'
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['WatchDeployment']._loaded_options = None
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['WatchDeployment']._serialized_options = b'\312\363\030\006\n\004\001\005\006\003'
-  _globals['_DEPLOYMENTPOLICY']._serialized_start=1131
-  _globals['_DEPLOYMENTPOLICY']._serialized_end=1251
-  _globals['_DEPLOYMENT']._serialized_start=178
-  _globals['_DEPLOYMENT']._serialized_end=452
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=454
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=521
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=523
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=598
-  _globals['_SETDEPLOYMENTREQUEST']._serialized_start=601
-  _globals['_SETDEPLOYMENTREQUEST']._serialized_end=746
-  _globals['_SETDEPLOYMENTRESPONSE']._serialized_start=748
-  _globals['_SETDEPLOYMENTRESPONSE']._serialized_end=823
-  _globals['_ROLLBACKDEPLOYMENTREQUEST']._serialized_start=825
-  _globals['_ROLLBACKDEPLOYMENTREQUEST']._serialized_end=897
-  _globals['_ROLLBACKDEPLOYMENTRESPONSE']._serialized_start=899
-  _globals['_ROLLBACKDEPLOYMENTRESPONSE']._serialized_end=979
-  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_start=981
-  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_end=1050
-  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_start=1052
-  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_end=1129
-  _globals['_DEPLOYMENTSERVICE']._serialized_start=1254
-  _globals['_DEPLOYMENTSERVICE']._serialized_end=1747
+  _globals['_DEPLOYMENTPOLICY']._serialized_start=1248
+  _globals['_DEPLOYMENTPOLICY']._serialized_end=1368
+  _globals['_DEPLOYMENT']._serialized_start=212
+  _globals['_DEPLOYMENT']._serialized_end=569
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=571
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=638
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=640
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=715
+  _globals['_SETDEPLOYMENTREQUEST']._serialized_start=718
+  _globals['_SETDEPLOYMENTREQUEST']._serialized_end=863
+  _globals['_SETDEPLOYMENTRESPONSE']._serialized_start=865
+  _globals['_SETDEPLOYMENTRESPONSE']._serialized_end=940
+  _globals['_ROLLBACKDEPLOYMENTREQUEST']._serialized_start=942
+  _globals['_ROLLBACKDEPLOYMENTREQUEST']._serialized_end=1014
+  _globals['_ROLLBACKDEPLOYMENTRESPONSE']._serialized_start=1016
+  _globals['_ROLLBACKDEPLOYMENTRESPONSE']._serialized_end=1096
+  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_start=1098
+  _globals['_WATCHDEPLOYMENTREQUEST']._serialized_end=1167
+  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_start=1169
+  _globals['_WATCHDEPLOYMENTRESPONSE']._serialized_end=1246
+  _globals['_DEPLOYMENTSERVICE']._serialized_start=1371
+  _globals['_DEPLOYMENTSERVICE']._serialized_end=1864
 # @@protoc_insertion_point(module_scope)

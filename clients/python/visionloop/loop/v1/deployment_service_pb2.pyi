@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from visionloop.common.v1 import access_pb2 as _access_pb2
+from visionloop.common.v1 import model_pb2 as _model_pb2
 from visionloop.loop.v1 import project_service_pb2 as _project_service_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -22,7 +23,7 @@ DEPLOYMENT_POLICY_FOLLOW_LATEST: DeploymentPolicy
 DEPLOYMENT_POLICY_PINNED: DeploymentPolicy
 
 class Deployment(_message.Message):
-    __slots__ = ("ref", "policy", "pinned_version", "resolved_version", "revision", "update_time", "updated_by", "resolved_formats")
+    __slots__ = ("ref", "policy", "pinned_version", "resolved_version", "revision", "update_time", "updated_by", "resolved_formats", "latest_version", "latest_promotion")
     REF_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     PINNED_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +32,8 @@ class Deployment(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_FORMATS_FIELD_NUMBER: _ClassVar[int]
+    LATEST_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LATEST_PROMOTION_FIELD_NUMBER: _ClassVar[int]
     ref: _project_service_pb2.ProjectRef
     policy: DeploymentPolicy
     pinned_version: str
@@ -39,7 +42,9 @@ class Deployment(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     updated_by: str
     resolved_formats: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ref: _Optional[_Union[_project_service_pb2.ProjectRef, _Mapping]] = ..., policy: _Optional[_Union[DeploymentPolicy, str]] = ..., pinned_version: _Optional[str] = ..., resolved_version: _Optional[str] = ..., revision: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ..., resolved_formats: _Optional[_Iterable[str]] = ...) -> None: ...
+    latest_version: str
+    latest_promotion: _model_pb2.Promotion
+    def __init__(self, ref: _Optional[_Union[_project_service_pb2.ProjectRef, _Mapping]] = ..., policy: _Optional[_Union[DeploymentPolicy, str]] = ..., pinned_version: _Optional[str] = ..., resolved_version: _Optional[str] = ..., revision: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ..., resolved_formats: _Optional[_Iterable[str]] = ..., latest_version: _Optional[str] = ..., latest_promotion: _Optional[_Union[_model_pb2.Promotion, _Mapping]] = ...) -> None: ...
 
 class GetDeploymentRequest(_message.Message):
     __slots__ = ("ref",)

@@ -71,7 +71,8 @@ class DeploymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetDeployment(self, request, context):
-        """Sets the target: follow the latest version or pin one. NOT_FOUND for an
+        """Sets the target: follow the latest promoted version or pin any one
+        (a version the promotion gate held back too). NOT_FOUND for an
         unknown pinned version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

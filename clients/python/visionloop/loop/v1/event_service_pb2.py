@@ -27,7 +27,7 @@ from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_
 from visionloop.loop.v1 import project_service_pb2 as visionloop_dot_loop_dot_v1_dot_project__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&visionloop/loop/v1/event_service.proto\x12\x12visionloop.loop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a(visionloop/loop/v1/project_service.proto\"\xbc\x01\n\x05\x45vent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12+\n\x04type\x18\x02 \x01(\x0e\x32\x1d.visionloop.loop.v1.EventType\x12+\n\x03ref\x18\x03 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x7f\n\x12WatchEventsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12,\n\x05types\x18\x02 \x03(\x0e\x32\x1d.visionloop.loop.v1.EventType\x12+\n\x03ref\x18\x03 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"?\n\x13WatchEventsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.visionloop.loop.v1.Event*\xbc\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_TYPE_IMAGE_ADDED\x10\x01\x12\x1e\n\x1a\x45VENT_TYPE_MODEL_PUBLISHED\x10\x02\x12\x1b\n\x17\x45VENT_TYPE_FORMAT_ADDED\x10\x03\x12!\n\x1d\x45VENT_TYPE_DEPLOYMENT_CHANGED\x10\x04\x12!\n\x1d\x45VENT_TYPE_TRAINING_REQUESTED\x10\x05\x12&\n\"EVENT_TYPE_TRAINING_STOP_REQUESTED\x10\x06\x12\'\n#EVENT_TYPE_TRAINING_ABORT_REQUESTED\x10\x07\x12#\n\x1f\x45VENT_TYPE_CONVERSION_REQUESTED\x10\x08\x32|\n\x0c\x45ventService\x12l\n\x0bWatchEvents\x12&.visionloop.loop.v1.WatchEventsRequest\x1a\'.visionloop.loop.v1.WatchEventsResponse\"\n\xca\xf3\x18\x06\n\x04\x05\x08\t\x03\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&visionloop/loop/v1/event_service.proto\x12\x12visionloop.loop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!visionloop/common/v1/access.proto\x1a(visionloop/loop/v1/project_service.proto\"\xbc\x01\n\x05\x45vent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12+\n\x04type\x18\x02 \x01(\x0e\x32\x1d.visionloop.loop.v1.EventType\x12+\n\x03ref\x18\x03 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x7f\n\x12WatchEventsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12,\n\x05types\x18\x02 \x03(\x0e\x32\x1d.visionloop.loop.v1.EventType\x12+\n\x03ref\x18\x03 \x01(\x0b\x32\x1e.visionloop.loop.v1.ProjectRef\"?\n\x13WatchEventsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.visionloop.loop.v1.Event*\xd7\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_TYPE_IMAGE_ADDED\x10\x01\x12\x1e\n\x1a\x45VENT_TYPE_MODEL_PUBLISHED\x10\x02\x12\x1b\n\x17\x45VENT_TYPE_FORMAT_ADDED\x10\x03\x12!\n\x1d\x45VENT_TYPE_DEPLOYMENT_CHANGED\x10\x04\x12!\n\x1d\x45VENT_TYPE_TRAINING_REQUESTED\x10\x05\x12&\n\"EVENT_TYPE_TRAINING_STOP_REQUESTED\x10\x06\x12\'\n#EVENT_TYPE_TRAINING_ABORT_REQUESTED\x10\x07\x12#\n\x1f\x45VENT_TYPE_CONVERSION_REQUESTED\x10\x08\x12\x19\n\x15\x45VENT_TYPE_MODEL_HELD\x10\t2|\n\x0c\x45ventService\x12l\n\x0bWatchEvents\x12&.visionloop.loop.v1.WatchEventsRequest\x1a\'.visionloop.loop.v1.WatchEventsResponse\"\n\xca\xf3\x18\x06\n\x04\x05\x08\t\x03\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTSERVICE'].methods_by_name['WatchEvents']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['WatchEvents']._serialized_options = b'\312\363\030\006\n\004\005\010\t\003'
   _globals['_EVENTTYPE']._serialized_start=558
-  _globals['_EVENTTYPE']._serialized_end=874
+  _globals['_EVENTTYPE']._serialized_end=901
   _globals['_EVENT']._serialized_start=173
   _globals['_EVENT']._serialized_end=361
   _globals['_WATCHEVENTSREQUEST']._serialized_start=363
   _globals['_WATCHEVENTSREQUEST']._serialized_end=490
   _globals['_WATCHEVENTSRESPONSE']._serialized_start=492
   _globals['_WATCHEVENTSRESPONSE']._serialized_end=555
-  _globals['_EVENTSERVICE']._serialized_start=876
-  _globals['_EVENTSERVICE']._serialized_end=1000
+  _globals['_EVENTSERVICE']._serialized_start=903
+  _globals['_EVENTSERVICE']._serialized_end=1027
 # @@protoc_insertion_point(module_scope)

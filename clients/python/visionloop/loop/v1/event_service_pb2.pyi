@@ -23,6 +23,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_TRAINING_STOP_REQUESTED: _ClassVar[EventType]
     EVENT_TYPE_TRAINING_ABORT_REQUESTED: _ClassVar[EventType]
     EVENT_TYPE_CONVERSION_REQUESTED: _ClassVar[EventType]
+    EVENT_TYPE_MODEL_HELD: _ClassVar[EventType]
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_IMAGE_ADDED: EventType
 EVENT_TYPE_MODEL_PUBLISHED: EventType
@@ -32,6 +33,7 @@ EVENT_TYPE_TRAINING_REQUESTED: EventType
 EVENT_TYPE_TRAINING_STOP_REQUESTED: EventType
 EVENT_TYPE_TRAINING_ABORT_REQUESTED: EventType
 EVENT_TYPE_CONVERSION_REQUESTED: EventType
+EVENT_TYPE_MODEL_HELD: EventType
 
 class Event(_message.Message):
     __slots__ = ("cursor", "type", "ref", "subject", "detail", "time")
