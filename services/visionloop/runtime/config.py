@@ -246,7 +246,7 @@ class ImageLimitSettings(BaseSettings):
 
 
 class PeerSettings(BaseSettings):
-    """How a node reaches the hub (names kept from the learning-loop node library)."""
+    """How a node reaches the hub (names users of existing learning-loop nodes know)."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
