@@ -13,7 +13,7 @@ Two variants: ``ultralytics-detect`` (boxes, and points learnt as small boxes) a
 Nothing is downloaded: the package sets ``YOLO_OFFLINE`` and ``YOLO_AUTOINSTALL=0`` before
 Ultralytics is imported (unless they are set already), and plots, which fetch a font, are off.
 The trained model is exported with Ultralytics' own exporter (dynamic ONNX), and its model.json
-comes from the export as ``visionloop models import`` writes it (``visionloop.lib.ultralytics``).
+comes from the export as ``visionloop models import`` writes it (``visionloop.model_import``).
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ultralytics import YOLO
 from ultralytics.nn.tasks import guess_model_task, yaml_model_load
 
+from visionloop import model_import
 from visionloop.common.v1 import category_pb2, detection_pb2
-from visionloop.lib import onnx_graph
-from visionloop.lib import ultralytics as ultralytics_export
 from visionloop.runtime.model_json import info_to_json
 from visionloop.trainer.packaging import MODEL_JSON
 from visionloop.trainer.plugin import CannotTrain, Progress, TrainerPlugin, TrainJob, Variant, Verification
@@ -327,9 +326,7 @@ class UltralyticsTrainer(TrainerPlugin):
 def _model_json(onnx: Path, job: TrainJob) -> dict[str, Any]:
     """model.json of the export, as ``visionloop models import`` writes it, with the project's category
     ids and types (a point category's boxes are answered as points)."""
-    signature = onnx_graph.read_signature(onnx)
-    info = ultralytics_export.model_info(signature, {c.name: c.id for c in job.categories})
-    onnx_graph.check(info, signature)
+    info = model_import.model_info(onnx, {c.name: c.id for c in job.categories})
     types = {c.name: c.type for c in job.categories}
     for category in info.categories:
         if types.get(category.name) == "point":
