@@ -131,8 +131,11 @@ async def trainer(project: Project, tmp_path: Path) -> AsyncIterator[GrpcServer]
 class TrainerProcess:
     """``visionloop serve trainer`` as a real process, for kill -9."""
 
-    def __init__(self, project: Project, folder: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, project: Project, folder: Path, env: dict[str, str] | None = None, python: str = sys.executable
+    ) -> None:
         self.folder = folder
+        self.python = python
         self.log = folder.with_suffix(".log")
         self.env = {
             **os.environ,
@@ -153,7 +156,7 @@ class TrainerProcess:
     def start(self) -> None:
         out = self.log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "visionloop.cli", "serve", "trainer"], env=self.env, stdout=out, stderr=out
+            [self.python, "-m", "visionloop.cli", "serve", "trainer"], env=self.env, stdout=out, stderr=out
         )
 
     def kill(self) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from visionloop.common.v1 import annotation_pb2, detection_pb2, geometry_pb2
 from visionloop.lib.shapes import shape_box
 from visionloop.trainer.packaging import MODEL_JSON
-from visionloop.trainer.plugin import Progress, TrainerPlugin, TrainJob, Variant
+from visionloop.trainer.plugin import CannotTrain, Progress, TrainerPlugin, TrainJob, Variant
 from visionloop.trainer.reference.plugin import ReferenceTrainer
 
 BEST = "best"
@@ -26,6 +26,13 @@ class BrokenTrainer(ReferenceTrainer):
 
     def train(self, job: TrainJob, report: Callable[[Progress], None], cancelled: Callable[[], bool]) -> None:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+class MisconfiguredTrainer(ReferenceTrainer):
+    """Cannot train what it was given, as with a base model of another framework: retrying cannot help."""
+
+    def train(self, job: TrainJob, report: Callable[[Progress], None], cancelled: Callable[[], bool]) -> None:
+        raise CannotTrain("the base model is a reference-detector; this trainer continues only its own models")
 
 
 class HangingExportTrainer(ReferenceTrainer):

@@ -192,6 +192,23 @@ async def test_a_step_that_keeps_failing_is_retried_then_fails_the_training(proj
     assert await empty(tmp_path / "trainer" / "trainings")
 
 
+async def test_a_plugin_that_cannot_train_fails_the_training_at_once(project: Project, tmp_path: Path) -> None:
+    trainer = await start_trainer(
+        project, tmp_path / "trainer", trainer_plugin="tests.trainer.plugins:MisconfiguredTrainer", max_step_attempts=3
+    )
+    try:
+        created = await project.create_training()
+        done = await project.ended(created.id)
+    finally:
+        await trainer.stop(0)
+    assert done.phase == t.TRAINING_PHASE_FAILED
+    # One critical error with the plug-in's own words: no retries, no exception class name.
+    errors = [(e.state, e.attempts, e.critical, e.message) for e in done.status.errors]
+    reason = "the base model is a reference-detector; this trainer continues only its own models"
+    assert errors == [(t.TRAINING_STATE_TRAINING_RUNNING, 1, True, reason)]
+    assert await models(project) == []
+
+
 async def test_rejected_hyperparameters_end_the_training_at_once(project: Project, tmp_path: Path) -> None:
     # Queued before any trainer declared the variant to the hub: only the trainer can check it.
     created = await project.create_training(epochs=0, learning_rate="fast")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.detector.conftest import hub  # noqa: F401  (the real hub the detector tests use)
+from tests.trainer.conftest import project  # noqa: F401  (a hub with an annotated project, for the trainer plug-in)
 
 HERE = Path(__file__).resolve().parent
 PYTHON = HERE.parents[1] / ".venv-ultralytics" / "bin" / "python"

@@ -5,8 +5,9 @@ downloaded → running → training finished → confusion matrix syncing → sy
 → uploaded → detecting → detected → detection uploading → ready for cleanup.
 
 A step that raises is retried with backoff up to ``max_attempts`` times, each failure recorded
-on the hub as a ``StepError``; a ``CriticalError``, anything that is not an ``Exception`` (a
-plug-in calling ``sys.exit``), or the last attempt ends the training as failed with the reason.
+on the hub as a ``StepError``; a ``CriticalError`` (a plug-in's ``CannotTrain``), anything that
+is not an ``Exception`` (a plug-in calling ``sys.exit``), or the last attempt ends the training
+as failed with the reason.
 So does an error outside the steps (writing the record, the machine's own bookkeeping): a
 training never takes the trainer down with it. A run that never ends cleanly (the process is
 killed, runs out of memory) counts in the record; after ``max_crashes`` of them without progress
@@ -54,7 +55,7 @@ from visionloop.trainer import evaluation
 from visionloop.trainer import metrics as trainer_metrics
 from visionloop.trainer.hub import LIVE, TrainerHub
 from visionloop.trainer.packaging import MODEL_JSON, zip_folder
-from visionloop.trainer.plugin import CategoryInfo, Progress, TrainerPlugin, TrainJob
+from visionloop.trainer.plugin import CannotTrain, CategoryInfo, Progress, TrainerPlugin, TrainJob
 from visionloop.trainer.record import TrainingRecord
 
 log = get_logger(__name__)
@@ -100,7 +101,7 @@ BEFORE[S.TRAINING_STATE_UNSPECIFIED] = S.TRAINING_STATE_INITIALIZED
 SKIPPED_ON_STOP = (S.TRAINING_STATE_TRAIN_MODEL_UPLOADED, S.TRAINING_STATE_DETECTED)  # no detections
 
 
-class CriticalError(Exception):
+class CriticalError(CannotTrain):
     """Retrying cannot help (bad hyperparameters, no data): the training ends as failed."""
 
 
@@ -313,14 +314,14 @@ class TrainingMachine:
 
     def _failed(self, before: int, during: int, error: BaseException) -> None:
         shortage = shortage_of(error) if isinstance(error, Exception) else None
-        if shortage is not None and shortage.retry_later and not isinstance(error, CriticalError):
+        if shortage is not None and shortage.retry_later and not isinstance(error, CannotTrain):
             self._wait_for_space(before, during, shortage, error)
             return
         attempts = self._attempts.get(during, 0) + 1
         self._attempts[during] = attempts
         # Not an Exception (SystemExit, KeyboardInterrupt raised by a plug-in): no retry can help.
         critical = (
-            isinstance(error, CriticalError)
+            isinstance(error, CannotTrain)  # a CriticalError, or a plug-in's
             or not isinstance(error, Exception)
             or attempts >= self.settings.max_attempts
         )
@@ -740,5 +741,5 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, grpc.RpcError):
         text = f"hub answered {error.code().name}: {error.details()}"  # type: ignore[attr-defined]
     else:
-        text = f"{type(error).__name__}: {error}" if not isinstance(error, CriticalError) else str(error)
+        text = f"{type(error).__name__}: {error}" if not isinstance(error, CannotTrain) else str(error)
     return clip(text, _MAX_STEP_MESSAGE)

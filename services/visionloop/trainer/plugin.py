@@ -8,7 +8,8 @@ machine, persistence, retries, uploads. A plug-in only knows how to train and ru
   the hub, which checks new trainings against them before queueing;
 - ``verify(variant, hyperparameters)`` — errors, warnings and the corrected values it would use;
 - ``train(job, report, cancelled)`` — train on ``job.train_images``, checkpointing into
-  ``job.folder`` and resuming from what is there (the service restarts it after a crash);
+  ``job.folder`` and resuming from what is there (the service restarts it after a crash); a
+  ``CannotTrain`` ends the training as failed at once, any other error is retried;
 - ``has_model(job)`` — whether a best state exists to upload (a stop before the first
   checkpoint leaves none);
 - ``export(job, format, folder)`` — write the best state's model files for a format, with a
@@ -42,6 +43,11 @@ from visionloop.common.v1 import annotation_pb2, detection_pb2
 from visionloop.lib import images
 from visionloop.lib.hyperparameters import Spec, specs_from_defaults
 from visionloop.lib.hyperparameters import check as check_hyperparameters
+
+
+class CannotTrain(Exception):
+    """Raised by a plug-in when retrying cannot help (a base model it cannot continue from, ...): the
+    training ends as failed at once, with this message as its reason."""
 
 
 @dataclass(frozen=True)

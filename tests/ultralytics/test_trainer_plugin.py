@@ -1,0 +1,108 @@
+"""The Ultralytics trainer plug-in in the real trainer service: ``visionloop serve trainer`` run from
+.venv-ultralytics with ``TRAINER_PLUGIN`` set, against a real hub, killed with SIGKILL mid-training
+and started again; the training resumes from Ultralytics' own checkpoint, ends, publishes a dynamic
+ONNX export with its model.json, and a real detector following the hub serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+
+from tests.detector.conftest import REF, settings_for, start_detector, version_served
+from tests.trainer.conftest import Project, TrainerProcess
+from tests.ultralytics.conftest import PYTHON
+from visionloop.common.v1 import image_pb2
+from visionloop.common.v1 import training_pb2 as t
+from visionloop.detector.v1 import detector_service_pb2 as pb
+from visionloop.detector.v1 import detector_service_pb2_grpc
+from visionloop.loop.v1 import model_service_pb2, model_service_pb2_grpc, training_service_pb2
+from visionloop.synthetic import world
+from visionloop.synthetic.seeding import jpeg
+
+pytestmark = [
+    pytest.mark.timeout(1200),
+    pytest.mark.skipif(not PYTHON.exists(), reason=f"{PYTHON} is missing (scripts/bootstrap builds it)"),
+]
+DETECT = "ultralytics-detect"
+PLUGIN = "visionloop.trainer.ultralytics_plugin:UltralyticsTrainer"
+# yolov8n from its yaml on the fixture's 160x120 frames, a step per batch: about a second an epoch
+# on two cores, and objects found after twenty.
+SMALL = {"model": "yolov8n.yaml", "resolution": 160, "epochs": 20, "batch_size": 4, "nominal_batch_size": 4, "seed": 1}
+
+
+def events(process: TrainerProcess) -> list[dict[str, object]]:
+    text = process.log.read_text() if process.log.exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+async def logged(process: TrainerProcess, event: str, within: float = 600) -> dict[str, object]:
+    """The first ``event`` in the trainer's log (waiting at most ``within`` seconds for it)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        found = [e for e in await asyncio.to_thread(events, process) if e.get("event") == event]
+        if found:
+            return found[0]
+        assert process.process is not None
+        assert process.process.poll() is None, process.log.read_text()[-4000:]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the trainer never logged {event!r}; log:\n{process.log.read_text()[-4000:]}")
+
+
+async def create_training(project: Project) -> t.Training:
+    values = struct_pb2.Struct()
+    values.update(SMALL)
+    spec = t.TrainingSpec(model_variant=DETECT, hyperparameters=values)
+    request = training_service_pb2.CreateTrainingRequest(ref=REF, spec=spec)
+    return (await project.trainings.CreateTraining(request)).training
+
+
+async def test_trains_survives_kill_9_and_the_detector_serves_the_model(project: Project, tmp_path: Path) -> None:
+    env = {"TRAINER_PLUGIN": PLUGIN, "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics"), "TRAINER_LEASE_SECONDS": "30"}
+    process = TrainerProcess(project, tmp_path / "trainer", env, python=str(PYTHON))
+    process.start()
+    try:
+        created = await create_training(project)
+        first = await logged(process, "epoch finished")
+        process.kill()  # SIGKILL after the first epoch, before the last
+        assert first["epoch"] < SMALL["epochs"], first
+        process.start()
+        resumed = await logged(process, "resuming Ultralytics training")
+        done = await project.ended(created.id, within=900)
+    finally:
+        process.stop()
+    assert done.phase == t.TRAINING_PHASE_SUCCEEDED, done
+    assert resumed["epoch"] > first["epoch"], (first, resumed)  # went on from the checkpoint, not epoch 1
+    assert (done.status.epoch, done.status.total_epochs) == (20, 20)
+    # Each epoch reports Ultralytics' own validation mAP@0.5; the trainer then measures the best model.
+    epochs = [e for e in events(process) if e.get("event") == "epoch finished"]
+    assert [e["epoch"] for e in epochs][-1] == 20
+    assert all(isinstance(e["map50"], float) for e in epochs), epochs
+    assert done.status.confusion_matrix.metrics.image_count == done.status.image_counts.test > 0
+    assert not [e for e in done.status.errors if e.critical], done.status.errors
+
+    models = model_service_pb2_grpc.ModelServiceStub(project.channel)
+    listed = (await models.ListModels(model_service_pb2.ListModelsRequest(ref=REF))).models
+    assert [(m.version, sorted(m.formats)) for m in listed] == [("1.0", ["onnx", "pytorch"])]
+
+    # A detector following the hub downloads the ONNX export and answers with it.
+    server, port = await start_detector(settings_for(project.hub, tmp_path / "detector"))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = detector_service_pb2_grpc.DetectorServiceStub(channel)
+            await version_served(stub, "1.0", within=120)
+            frame = world.generate_samples(1, seed=5, config=world.WorldConfig(width=160, height=120))[0]
+            answer = await stub.Detect(
+                pb.DetectRequest(
+                    image=image_pb2.Image(encoded=jpeg(frame)), options=pb.DetectOptions(score_threshold=0.01)
+                )
+            )
+    finally:
+        await server.stop(0)
+    assert answer.model_version == "1.0"
+    found = answer.detections
+    assert len(found.boxes) + len(found.points) > 0, ([e["map50"] for e in epochs], answer)
