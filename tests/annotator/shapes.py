@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from visionloop.annotator import masks
+from visionloop.server.annotator import masks
 
 WIDTH, HEIGHT = 320, 240
 COLOURS = ((40, 40, 220), (220, 60, 40), (40, 200, 230), (200, 40, 200), (30, 210, 60))

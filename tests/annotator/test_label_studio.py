@@ -26,16 +26,16 @@ from tests.annotator import shapes
 from tests.annotator.conftest import Desk, open_desk
 from tests.annotator.studio import VENV, Studio
 from tests.detector.conftest import REF, upload
-from tests.detector.frames import frame, jpeg
-from visionloop.annotator import masks
-from visionloop.annotator.config import AnnotatorSettings
-from visionloop.annotator.labelstudio import brush
-from visionloop.cli import cli
+from visionloop.cli.main import cli
 from visionloop.common.v1 import detection_pb2, geometry_pb2, image_pb2
 from visionloop.lib import shapes as hub_shapes
 from visionloop.loop.v1 import annotation_service_pb2, image_service_pb2
 from visionloop.runtime.config import ConfigError, PeerSettings, load_settings
-from visionloop.trainer.hub import COMPLETE, TrainerHub
+from visionloop.server.annotator import masks
+from visionloop.server.annotator.config import AnnotatorSettings
+from visionloop.server.annotator.labelstudio import brush
+from visionloop.server.trainer.hub_client import COMPLETE, TrainerHub
+from visionloop.testing.frames import frame, jpeg
 
 TOKEN = "bridge-secret-0123456789"
 DEADLINE = 60.0

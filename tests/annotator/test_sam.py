@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from tests.annotator.conftest import Desk
-from visionloop.annotator import masks
-from visionloop.annotator.sam import SamBackend
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import geometry_pb2
+from visionloop.server.annotator import masks
+from visionloop.server.annotator.sam import SamBackend
 
 
 async def test_sam_sessions_encode_each_image_once_and_answer_at_image_size(sam_desk: Desk) -> None:

@@ -9,10 +9,10 @@ import pytest
 
 from tests.annotator.conftest import Desk
 from tests.detector.conftest import REF
-from visionloop.annotator import masks
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import geometry_pb2
 from visionloop.loop.v1 import annotation_service_pb2, annotation_service_pb2_grpc
+from visionloop.server.annotator import masks
 
 
 def _box(x: float, y: float, w: float, h: float, margin: float = 5) -> geometry_pb2.Box:

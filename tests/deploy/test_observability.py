@@ -28,7 +28,7 @@ from tests.deploy.conftest import (
     metric_names,
 )
 from tests.harness import SERVING, ServiceProcess, health_status, visionloop
-from visionloop.services import SERVICES
+from visionloop.server.catalog import SERVICES
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 # Series Prometheus makes itself, and Triton's, checked against a running Triton (test_triton_metrics.py).
