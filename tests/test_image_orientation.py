@@ -38,7 +38,7 @@ from visionloop.server.trainer.config import TrainerSettings
 from visionloop.server.trainer.hub_client import TrainerHub
 from visionloop.server.trainer.plugin import CategoryInfo, TrainImage
 from visionloop.testing.frames import frame
-from visionloop.testing.servers import free_port
+from visionloop.testing.ports import free_port
 from visionloop.testing.synthetic.models import model_zip
 
 WIDTH, HEIGHT = 240, 320  # the upright picture: taller than wide

@@ -23,7 +23,7 @@ from visionloop.runtime.server import GrpcServer
 from visionloop.server.annotator import app
 from visionloop.server.annotator.config import AnnotatorSettings
 from visionloop.server.annotator.service import AnnotatorServicer
-from visionloop.testing.servers import free_port
+from visionloop.testing.ports import free_port
 from visionloop.testing.synthetic.models import model_zip
 
 SCENES = 4

@@ -29,6 +29,7 @@ from tests.detector.conftest import REF, upload
 from visionloop.cli.main import cli
 from visionloop.common.v1 import detection_pb2, geometry_pb2, image_pb2
 from visionloop.lib import shapes as hub_shapes
+from visionloop.lib.geometry import mask_iou
 from visionloop.loop.v1 import annotation_service_pb2, image_service_pb2
 from visionloop.runtime.config import ConfigError, PeerSettings, load_settings
 from visionloop.server.annotator import masks
@@ -449,7 +450,7 @@ async def test_a_smart_keypoint_click_outlines_the_clicked_object_only(bridge_de
     assert region["type"] == "brushlabels"
     assert region["value"]["brushlabels"] == ["leaf"]
     mask = brush.decode(region["value"]["rle"], W, H)
-    assert masks.iou(mask, scene.mask) > 0.8
+    assert mask_iou(mask, scene.mask) > 0.8
     assert (mask & scene.distractor).sum() < 0.1 * scene.distractor.sum()
 
 

@@ -23,7 +23,7 @@ from visionloop.server.detector.service import DetectorServicer
 from visionloop.server.hub import app as hub_app
 from visionloop.server.hub.config import LoopSettings
 from visionloop.testing.frames import frame, jpeg
-from visionloop.testing.servers import free_port
+from visionloop.testing.ports import free_port
 from visionloop.testing.synthetic.models import model_zip
 
 # Tests of what a detector answers send frames as fast as the streams take them; on a busy machine

@@ -27,7 +27,7 @@ from visionloop.server.detector.admission import Admission
 from visionloop.server.detector.config import DetectorSettings
 from visionloop.server.detector.models import ServedModel
 from visionloop.testing.frames import frame, jpeg
-from visionloop.testing.servers import free_port
+from visionloop.testing.ports import free_port
 
 RED = frame(squares=((100, 100, 64, "red"),))
 IMAGE = image_pb2.Image(encoded=jpeg(RED))

@@ -41,7 +41,7 @@ from visionloop.server.detector.outbox import (
 from visionloop.server.hub import app
 from visionloop.server.hub.config import LoopSettings
 from visionloop.server.hub.state import Hub
-from visionloop.testing.servers import free_port
+from visionloop.testing.ports import free_port
 
 REF = project_service_pb2.ProjectRef(organization="acme", project="weeds")
 # The channel's own reconnect backoff (default up to 2 minutes) would outlast the tests' short one.

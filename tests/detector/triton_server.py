@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from visionloop.testing import triton as triton_server
-from visionloop.testing.triton import HOST, TritonStartError, free_port
+from visionloop.testing.ports import free_port
+from visionloop.testing.triton import HOST, TritonStartError
 
 __all__ = ["HOST", "TritonServer", "TritonStartError", "free_port"]
 

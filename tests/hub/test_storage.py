@@ -19,7 +19,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from tests.hub.conftest import partial_writes, start_partial_write
 from visionloop.lib import storage
 from visionloop.lib.storage import BlobNotFound, LocalObjectStore, ObjectStore, S3ObjectStore
-from visionloop.testing.servers import free_port, s3_server, s3_server_kind
+from visionloop.testing.ports import free_port
+from visionloop.testing.servers import s3_server, s3_server_kind
 
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'

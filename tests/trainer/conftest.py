@@ -23,7 +23,7 @@ from visionloop.loop.v1 import project_service_pb2_grpc as project_grpc
 from visionloop.runtime.server import GrpcServer
 from visionloop.server.trainer import app as trainer_app
 from visionloop.server.trainer.config import TrainerSettings
-from visionloop.testing.servers import free_port
+from visionloop.testing.ports import free_port
 from visionloop.testing.synthetic import world
 from visionloop.testing.synthetic.seeding import ensure_categories, upload_annotated
 

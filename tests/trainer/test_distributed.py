@@ -58,7 +58,7 @@ def _torchrun(workers: int, folder: Path) -> dict[str, Any]:
         "--standalone",
         f"--nproc_per_node={workers}",
         "-m",
-        "visionloop.server.trainer.reference.distributed",
+        "visionloop.testing.synthetic.distributed",
         *("--seed", "0", "--count", "96", "--holdout", "32", "--epochs", "12", "--resolution", "160"),
         *("--preset", "easy"),  # learnt well enough in 12 short epochs to tell learning from noise
         *("--out", str(folder)),

@@ -29,7 +29,7 @@ from visionloop.runtime.server import GrpcServer
 from visionloop.server.hub.db import schema
 from visionloop.server.trainer import app as trainer_app
 from visionloop.server.trainer.machine import TrainingMachine
-from visionloop.testing.servers import free_port
+from visionloop.testing.ports import free_port
 from visionloop.trainer.v1 import trainer_service_pb2 as pb
 from visionloop.trainer.v1 import trainer_service_pb2_grpc
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from visionloop.cli.main import embedded
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.server import GrpcServer
+from visionloop.server.embedded import embedded
 
 SERVICES = ("loop", "detector", "trainer", "converter")
 START_TIMEOUT = 120.0

@@ -18,6 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from visionloop.common.v1 import annotation_pb2, detection_pb2, geometry_pb2, model_pb2
+from visionloop.lib.geometry import box_ious
 from visionloop.lib.shapes import outline_box, shape_box
 
 # Same construction as COCOeval, so the thresholds are bit-identical.
@@ -133,7 +134,7 @@ def evaluate(
             order = np.argsort(-image_scores, kind="mergesort")
             image_truths_k = truth_groups.get(k, [])
             crowd = np.array([t.crowd for t in image_truths_k], dtype=bool)
-            ious = _iou(_boxes(group, point_size)[order], _boxes(image_truths_k, point_size), crowd)
+            ious = box_ious(_boxes(group, point_size)[order], _boxes(image_truths_k, point_size), crowd)
             matched, ignored = _match(ious, crowd)
             scores[k].append(image_scores[order])
             matches[k].append(matched)
@@ -212,20 +213,6 @@ def _boxes(items: Sequence[Truth | Prediction], point_size: float) -> np.ndarray
         for item in items
     ]
     return np.array(rows, dtype=np.float64).reshape(-1, 4)
-
-
-def _iou(dets: np.ndarray, truths: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
-    """D x G IoU of xywh boxes, computed as pycocotools does (w*h areas, no +1); for a crowd
-    region the overlap over the detection's area."""
-    d = dets[:, None, :]
-    g = truths[None, :, :]
-    w = np.clip(np.minimum(d[..., 0] + d[..., 2], g[..., 0] + g[..., 2]) - np.maximum(d[..., 0], g[..., 0]), 0, None)
-    h = np.clip(np.minimum(d[..., 1] + d[..., 3], g[..., 1] + g[..., 3]) - np.maximum(d[..., 1], g[..., 1]), 0, None)
-    inter = w * h
-    union = d[..., 2] * d[..., 3] + g[..., 2] * g[..., 3] - inter
-    if crowd is not None and crowd.any():
-        union = np.where(crowd[None, :], d[..., 2] * d[..., 3] + 0 * g[..., 2], union)
-    return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
 
 
 def _match(ious: np.ndarray, crowd: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

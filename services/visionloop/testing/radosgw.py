@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from visionloop.testing.certs import make_pki
-from visionloop.testing.servers import free_port
+from visionloop.testing.ports import free_port
 
 DAEMONS = ("ceph-mon", "ceph-osd", "radosgw")
 ACCESS_KEY_ID = "visionloop-tests"

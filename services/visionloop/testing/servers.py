@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from visionloop.testing.ports import free_port
+
 S3_SERVERS = ("radosgw", "moto")
 
 
@@ -57,12 +59,6 @@ def s3_under_test() -> Iterator[S3UnderTest]:
 
     with radosgw_cluster() as cluster:
         yield S3UnderTest(cluster.settings(), cluster.tls_endpoint, cluster.ca)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def postgres_bin() -> Path | None:

@@ -23,7 +23,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -35,6 +34,8 @@ from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import IO
+
+from visionloop.testing.ports import free_port
 
 HOST = "127.0.0.1"
 
@@ -79,12 +80,6 @@ def server_environment() -> dict[str, str]:
     # The stub must not pick up a PYTHONHOME/PYTHONPATH meant for another interpreter.
     env.pop("PYTHONHOME", None)
     return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class TritonServer:

@@ -7,7 +7,8 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from visionloop.runtime.config import ImageLimitSettings, PeerSettings, ServiceSettings
+from visionloop.lib.images import ImageLimitSettings
+from visionloop.runtime.config import PeerSettings, ServiceSettings
 
 MIN_TOKEN = 16
 

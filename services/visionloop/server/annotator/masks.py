@@ -60,8 +60,3 @@ def centre(mask: np.ndarray) -> geometry_pb2.Point:
     distance = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
     return geometry_pb2.Point(x=float(x) + 0.5, y=float(y) + 0.5)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0

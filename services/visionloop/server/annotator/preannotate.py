@@ -2,8 +2,8 @@
 
 Its detections are stored on the hub as the image's suggestions (detections of that model
 version, apart from human annotations), and the image's queue priority is recomputed from them.
-The model runs in-process with the detector's own pre- and post-processing; a loaded version is
-kept until the deployment moves on.
+The model runs in-process (``visionloop.lib.inference``) with the detector's pre- and
+post-processing; a loaded version is kept until the deployment moves on.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import shutil
 from pathlib import Path
 
 from visionloop.common.v1 import detection_pb2
-from visionloop.detector.v1 import detector_service_pb2
-from visionloop.lib import images, postprocess, preprocess
+from visionloop.lib import images
+from visionloop.lib.inference import LocalModel, unpack_model
+from visionloop.lib.preprocess import Frame
 from visionloop.loop.v1 import (
     deployment_service_pb2,
     deployment_service_pb2_grpc,
@@ -25,8 +26,6 @@ from visionloop.loop.v1 import (
 from visionloop.runtime.errors import FailedPrecondition
 from visionloop.runtime.model_transfer import download_model
 from visionloop.server.annotator.hub_client import AnnotatorHub, call
-from visionloop.server.detector.app import unpack
-from visionloop.server.detector.models import ServedModel, open_onnx_model
 
 FORMAT = "onnx"
 
@@ -40,10 +39,10 @@ class DeployedModel:
         self.limits = limits
         self._deployments = deployment_service_pb2_grpc.DeploymentServiceStub(hub.channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(hub.channel)
-        self._loaded: dict[tuple[str, str], ServedModel] = {}
+        self._loaded: dict[tuple[str, str], LocalModel] = {}
         self._lock = asyncio.Lock()
 
-    async def get(self, ref: project_service_pb2.ProjectRef) -> ServedModel:
+    async def get(self, ref: project_service_pb2.ProjectRef) -> LocalModel:
         request = deployment_service_pb2.GetDeploymentRequest(ref=ref)
         deployment = (await call(self._deployments.GetDeployment(request, timeout=60))).deployment
         version = deployment.resolved_version
@@ -58,32 +57,23 @@ class DeployedModel:
             if model is None:
                 model = await self._load(ref, version)
                 for old_key in [k for k in self._loaded if k[0] == name]:
-                    await self._loaded.pop(old_key).close()
+                    del self._loaded[old_key]
                 self._loaded[key] = model
             return model
 
-    async def _load(self, ref: project_service_pb2.ProjectRef, version: str) -> ServedModel:
+    async def _load(self, ref: project_service_pb2.ProjectRef, version: str) -> LocalModel:
         place = self.folder / ref.organization / ref.project / version
         shutil.rmtree(place, ignore_errors=True)
         place.mkdir(parents=True)
         archive = place / "model.zip"
         key = model_service_pb2.ModelKey(ref=ref, version=version)
         await call(download_model(self._models, key, FORMAT, archive))
-        folder = await asyncio.to_thread(unpack, version, archive, place)
-        return await open_onnx_model(f"{ref.organization}-{ref.project}", folder)
+        folder = await asyncio.to_thread(unpack_model, version, archive, place / "model")
+        return await asyncio.to_thread(LocalModel.open, folder)
 
-    async def detect(self, model: ServedModel, data: bytes) -> detection_pb2.Detections:
-        frame = preprocess.Frame(await asyncio.to_thread(images.decode, data, self.limits), "bgr")
-        rescale = model.info.input.rescale_type
-        tensor, transform = await asyncio.to_thread(preprocess.prepare, frame, model.info.input, rescale)
-        settings = postprocess.Settings.resolve(detector_service_pb2.DetectOptions(), model.info.detection_defaults)
-        size = (frame.width, frame.height)
-        done = await model.batcher.submit(
-            tensor, lambda outputs: postprocess.to_detections(model.info, outputs, transform, size, settings)
-        )
-        return done.value
+    async def detect(self, model: LocalModel, data: bytes) -> detection_pb2.Detections:
+        frame = Frame(await asyncio.to_thread(images.decode, data, self.limits), "bgr")
+        return await asyncio.to_thread(model.detect, frame)
 
     async def close(self) -> None:
-        for model in self._loaded.values():
-            await model.close()
         self._loaded.clear()

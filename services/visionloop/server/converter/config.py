@@ -8,7 +8,8 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from visionloop.runtime.config import ImageLimitSettings, PeerSettings, ServiceSettings
+from visionloop.lib.images import ImageLimitSettings
+from visionloop.runtime.config import PeerSettings, ServiceSettings
 from visionloop.server.converter.triton_s3 import triton_s3_url
 
 GIB = 1024**3

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import shutil
-import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from visionloop.detector.v1 import detector_service_pb2, detector_service_pb2_grpc
-from visionloop.lib.archives import UnsafeArchive, safe_extract
+from visionloop.lib.inference import unpack_model
 from visionloop.runtime.identity import node_id
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.presence import Presence
@@ -34,15 +32,7 @@ SETTINGS = DetectorSettings
 
 def unpack(name: str, source: Path, data_dir: Path) -> Path:
     """A model folder for ``source``: the folder itself, or a zip extracted under the data folder."""
-    if source.is_dir():
-        return source
-    target = data_dir / "models" / name / "static"
-    shutil.rmtree(target, ignore_errors=True)
-    try:
-        safe_extract(source, target)
-    except (zipfile.BadZipFile, UnsafeArchive) as error:
-        raise BackendError(f"model {name}: {source} is not a usable model zip: {error}") from None
-    return target
+    return unpack_model(name, source, data_dir / "models" / name / "static")
 
 
 log = get_logger(__name__)

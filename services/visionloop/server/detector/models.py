@@ -19,12 +19,11 @@ from prometheus_client import Gauge
 
 from visionloop.common.v1 import model_pb2
 from visionloop.detector.v1 import detector_service_pb2 as pb
-from visionloop.lib.model_format import onnx_graph
-from visionloop.lib.model_format.model_json import model_info_from_json, parse_model_json
-from visionloop.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from visionloop.lib.inference import read_model_folder
+from visionloop.runtime.errors import FailedPrecondition, NotFound, Unavailable
 from visionloop.runtime.logging import get_logger
 from visionloop.server.detector.admission import DEFAULT_POLICY, Admission, AdmissionPolicy
-from visionloop.server.detector.backends.base import Backend, BackendError, stack
+from visionloop.server.detector.backends.base import Backend, stack
 from visionloop.server.detector.backends.onnxruntime import OnnxRuntimeBackend
 from visionloop.server.detector.batching import MicroBatcher, Run
 
@@ -36,34 +35,6 @@ LOAD_FAILED = Gauge(
     "1 while the model's last load failed (the reason is in the node status and the log); 0 once one loaded.",
     ["model"],
 )
-
-
-def read_model_folder(folder: Path) -> tuple[model_pb2.ModelInfo, Path]:
-    """The model.json and the ONNX file of a model folder, checked against each other (tensor
-    names, ranks, element types, class count, batch and image size: ``onnx_graph.problems``);
-    BackendError saying what is wrong. ``info.input.batch_size`` is set to what the graph takes."""
-    manifest = folder / "model.json"
-    if not manifest.is_file():
-        raise BackendError(f"{folder} has no model.json")
-    try:
-        info = model_info_from_json(parse_model_json(manifest.read_bytes()))
-    except InvalidArgument as error:
-        raise BackendError(str(error)) from None
-    weights = folder / "model.onnx"
-    if not weights.is_file():
-        candidates = sorted(folder.glob("*.onnx"))
-        if not candidates:
-            raise BackendError(f"{folder} has no .onnx file")
-        weights = candidates[0]
-    try:
-        signature = onnx_graph.read_signature(weights)
-    except InvalidArgument as error:
-        raise BackendError(f"{weights.name}: {error}") from None
-    problems = onnx_graph.problems(info, signature)
-    if problems:
-        raise BackendError("model.json does not fit the ONNX graph: " + "; ".join(problems))
-    info.input.batch_size = onnx_graph.batch_size(info.input, signature)
-    return info, weights
 
 
 @dataclass

@@ -35,6 +35,7 @@ from prometheus_client import Counter
 
 from visionloop.common.v1 import detection_pb2, geometry_pb2
 from visionloop.detector.v1 import detector_service_pb2
+from visionloop.lib.geometry import box_iou
 from visionloop.server.detector.config import DetectorSettings
 
 REASON_ALL = "all"
@@ -66,7 +67,7 @@ _MAX_MEMORY_PER_CAMERA = 1000
 # How often (in `now` seconds) state of cameras that went quiet is dropped.
 _SWEEP_INTERVAL = 60.0
 
-_Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
+_Rect = tuple[float, float, float, float]  # x, y, width, height
 
 
 def _f32(value: float) -> float:
@@ -197,7 +198,7 @@ def _category(category_id: str, category_name: str) -> str:
 
 
 def _box_rect(box: geometry_pb2.Box) -> _Rect:
-    return (box.x, box.y, box.x + box.width, box.y + box.height)
+    return (box.x, box.y, box.width, box.height)
 
 
 def _segmentation_rect(seg: detection_pb2.SegmentationDetection) -> _Rect:
@@ -205,18 +206,8 @@ def _segmentation_rect(seg: detection_pb2.SegmentationDetection) -> _Rect:
     if seg.polygon.points:
         xs = [p.x for p in seg.polygon.points]
         ys = [p.y for p in seg.polygon.points]
-        return (min(xs), min(ys), max(xs), max(ys))
+        return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
     return _box_rect(seg.bounding_box)
-
-
-def _iou(a: _Rect, b: _Rect) -> float:
-    inter_w = min(a[2], b[2]) - max(a[0], b[0])
-    inter_h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(inter_w, 0.0) * max(inter_h, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    if union <= 0:
-        return 1.0 if a == b else 0.0  # degenerate (zero-area) boxes: similar only when identical
-    return inter / union
 
 
 def _observations(detections: detection_pb2.Detections, low: float, high: float) -> Iterator[_Observation]:
@@ -362,7 +353,7 @@ class UploadFilter:
         if a.kind is not b.kind or a.category != b.category:
             return False
         if a.rect is not None and b.rect is not None:
-            return _iou(a.rect, b.rect) >= self._settings.similarity_iou
+            return box_iou(a.rect, b.rect) >= self._settings.similarity_iou
         if a.point is not None and b.point is not None:
             return math.dist(a.point, b.point) <= self._settings.point_radius_px
         return True  # classifications: the category is the whole observation

@@ -6,7 +6,8 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from visionloop.runtime.config import ImageLimitSettings, ServiceSettings
+from visionloop.lib.images import ImageLimitSettings
+from visionloop.runtime.config import ServiceSettings
 
 
 class LoopSettings(ServiceSettings, ImageLimitSettings):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from visionloop.runtime.config import ImageLimitSettings, PeerSettings, ServiceSettings
+from visionloop.lib.images import ImageLimitSettings
+from visionloop.runtime.config import PeerSettings, ServiceSettings
 
 
 class TrainerSettings(ServiceSettings, PeerSettings, ImageLimitSettings):

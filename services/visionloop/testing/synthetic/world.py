@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from visionloop.lib.training_data import Annotation, Sample
+
 WEED = "weed"
 STEM = "stem"
 CROP = "crop"
@@ -40,30 +42,6 @@ _OCCLUDED = -1
 _LAYOUT, _CLUTTER, _LIGHTING, _SENSOR = 1, 2, 3, 4
 
 _Drawn = tuple[str, tuple[float, float], np.ndarray]  # category, centre, drawn pixels (flat indices)
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """One ground-truth object: a box (x, y, width, height) for weeds and crops, a point (x, y) for stems."""
-
-    category: str
-    box: tuple[float, float, float, float] | None = None
-    point: tuple[float, float] | None = None
-
-    @property
-    def centre(self) -> tuple[float, float]:
-        if self.point is not None:
-            return self.point
-        assert self.box is not None
-        x, y, w, h = self.box
-        return x + w / 2, y + h / 2
-
-
-@dataclass(frozen=True)
-class Sample:
-    image: np.ndarray  # HxWx3 uint8 BGR
-    annotations: tuple[Annotation, ...]
-    index: int
 
 
 @dataclass(frozen=True)

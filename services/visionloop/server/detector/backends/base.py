@@ -7,11 +7,12 @@ from typing import Protocol
 
 import numpy as np
 
+from visionloop.lib.inference import ModelError
 from visionloop.runtime.errors import Unavailable
 
-
-class BackendError(Exception):
-    """A model that cannot be loaded or run; the message says why."""
+# A model that cannot be loaded or run; the message says why. The library's in-process inference
+# raises the same error, for the folders and sessions it opens for the detector.
+BackendError = ModelError
 
 
 class BackendUnavailable(BackendError, Unavailable):

@@ -21,6 +21,7 @@ from visionloop.lib.centernet import artifacts
 from visionloop.lib.centernet.model import CenterNet, export_onnx, model_json
 from visionloop.lib.images import ImageError
 from visionloop.lib.shapes import shape_box
+from visionloop.lib.training_data import Annotation, Sample
 from visionloop.server.trainer.plugin import (
     CategoryInfo,
     Progress,
@@ -32,7 +33,6 @@ from visionloop.server.trainer.plugin import (
 )
 from visionloop.server.trainer.reference.predict import map50_evaluator, predict
 from visionloop.server.trainer.reference.train import EpochReport, Hyperparameters, TrainingRun, input_size
-from visionloop.testing.synthetic.world import Annotation, Sample
 
 BEST = "best"  # the best state as a pytorch artifact folder, written when training returns
 DETECTION_THRESHOLD = 0.1  # low enough that uncertain objects reach ranking and review

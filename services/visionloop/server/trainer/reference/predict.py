@@ -19,7 +19,7 @@ from visionloop.lib.centernet.model import CenterNet, Exported, model_json
 from visionloop.lib.evaluation import Prediction, Truth, evaluate, predictions_from_detections
 from visionloop.lib.model_format.model_json import model_info_from_json, parse_model_json
 from visionloop.lib.preprocess import Frame, prepare
-from visionloop.testing.synthetic.world import Annotation, Sample
+from visionloop.lib.training_data import Annotation, Sample
 
 IOU_THRESHOLD, MAX_OBJECTS = 0.45, 100  # model_json's detection defaults
 

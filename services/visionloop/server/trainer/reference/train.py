@@ -26,9 +26,9 @@ import torch
 from visionloop.common.v1 import model_pb2
 from visionloop.lib.centernet.model import POINT_SIZE, STRIDE, CenterNet, loss
 from visionloop.lib.preprocess import Frame, prepare
+from visionloop.lib.training_data import Annotation, Sample
 from visionloop.runtime.files import write_atomically
 from visionloop.server.trainer.reference import distributed
-from visionloop.testing.synthetic.world import Annotation, Sample
 
 Progress = Callable[[int, float], None]  # (epoch, 1-based; mean loss over the epoch)
 LAST, BEST = "last.pt", "best.pt"
