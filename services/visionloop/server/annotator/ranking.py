@@ -27,6 +27,7 @@ import numpy as np
 
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import detection_pb2
+from visionloop.lib.geometry import box_iou
 
 SAME_SPOT_IOU = 0.5
 SAME_SPOT_PIXELS = 8.0
@@ -39,22 +40,12 @@ class _Seen:
     scores: list[float]
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = w * h
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _same_spot(kind: str, a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     if kind == "point":
         return math.dist(a, b) <= SAME_SPOT_PIXELS
     if kind == "image":
         return True
-    return _iou(a, b) >= SAME_SPOT_IOU
+    return box_iou(a, b) >= SAME_SPOT_IOU
 
 
 def objects(detections: detection_pb2.Detections) -> list[list[float]]:
