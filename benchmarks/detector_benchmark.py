@@ -51,11 +51,12 @@ from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
 from visionloop.lib import preprocess
 from visionloop.lib.archives import safe_extract
+from visionloop.lib.inference import read_model_folder
+from visionloop.lib.model_format.model_json import read_model_json, write_model_json
 from visionloop.runtime.logging import configure_logging
 from visionloop.runtime.server import GrpcServer
 from visionloop.server.detector import app
 from visionloop.server.detector.config import DetectorSettings
-from visionloop.server.detector.models import read_model_folder
 from visionloop.testing.synthetic.models import model_json, model_zip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,9 +147,9 @@ def reference_folder(folder: Path, images: list[bytes], boxes: int = 80) -> Path
         outputs = session.run(list(info.output.tensor_names), {"images": jpeg_tensor(data, info.input)[None]})
         scores = np.sort(centernet([o[0] for o in outputs], 0.0, stride).scores)[::-1]
         thresholds.append(float(scores[min(boxes, scores.size) - 1]))
-    manifest = json.loads((folder / "model.json").read_text())
+    manifest = read_model_json(folder)
     manifest["detection_defaults"]["score_threshold"] = statistics.median(thresholds)
-    (folder / "model.json").write_text(json.dumps(manifest, indent=2))
+    write_model_json(folder, manifest)
     return folder
 
 
@@ -181,7 +182,7 @@ def yolov8_folder(onnx_path: Path, folder: Path) -> Path:
     manifest["variant"] = "yolov8"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").write_bytes(onnx_path.read_bytes())
-    (folder / "model.json").write_text(json.dumps(manifest, indent=2))
+    write_model_json(folder, manifest)
     return folder
 
 

@@ -22,6 +22,7 @@ from visionloop.common.v1 import annotation_pb2, category_pb2, geometry_pb2, ima
 from visionloop.converter.v1 import converter_service_pb2_grpc
 from visionloop.lib.centernet import artifacts
 from visionloop.lib.centernet.model import CenterNet, model_json
+from visionloop.lib.model_format.model_json import pack
 from visionloop.loop.v1 import (
     deployment_service_pb2_grpc,
     image_service_pb2,
@@ -176,7 +177,7 @@ def pytorch_zip(path: Path, seed: int = 0, **doc: Any) -> Path:
     folder = artifacts.write_pytorch(
         model, path.with_suffix(""), {**model_json([("weed", "box"), ("stem", "point")], WIDTH, HEIGHT), **doc}, 8
     )
-    return artifacts.zip_folder(folder, path)
+    return pack(folder, path)
 
 
 def broken_pytorch_zip(path: Path) -> Path:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.converter.conftest import onnx_stub_zip
-from visionloop.server.converter.artifacts import pack, unpack
+from visionloop.lib.model_format.model_json import pack
+from visionloop.server.converter.artifacts import unpack
 from visionloop.server.converter.errors import ConversionFailed
 
 LIMIT = 64 * 1024**2

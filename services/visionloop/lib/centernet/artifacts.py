@@ -8,7 +8,6 @@ The converter turns the first into the second with :func:`pytorch_to_onnx`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,7 @@ from typing import Any
 import torch
 
 from visionloop.lib.centernet.model import CenterNet, export_onnx
-from visionloop.lib.model_format.packaging import MODEL_JSON, zip_folder
-
-__all__ = ["load_pytorch", "pytorch_to_onnx", "write_pytorch", "zip_folder"]
+from visionloop.lib.model_format.model_json import read_model_json, write_model_json
 
 VARIANT = "centernet_small"
 WEIGHTS = "model.pt"
@@ -35,13 +32,13 @@ def write_pytorch(model: CenterNet, folder: Path, model_json: Mapping[str, Any],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     torch.save(state, folder / WEIGHTS)
-    (folder / MODEL_JSON).write_text(json.dumps({**model_json, "format": "pytorch"}, indent=2))
+    write_model_json(folder, {**model_json, "format": "pytorch"})
     return folder
 
 
 def load_pytorch(folder: Path) -> tuple[CenterNet, dict[str, Any]]:
     """The model of a ``pytorch`` artifact folder (eval mode) and its model.json."""
-    doc = json.loads((folder / MODEL_JSON).read_text())
+    doc = read_model_json(folder)
     state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     if state.get("variant") != VARIANT:
         raise ValueError(f"{folder / WEIGHTS} holds variant {state.get('variant')!r}, not {VARIANT!r}")
@@ -56,5 +53,5 @@ def pytorch_to_onnx(source: Path, target: Path) -> Path:
     spec = doc["input"]
     target.mkdir(parents=True, exist_ok=True)
     export_onnx(model, target / ONNX, int(spec["width"]), int(spec["height"]))
-    (target / MODEL_JSON).write_text(json.dumps({**doc, "format": "onnx"}, indent=2))
+    write_model_json(target, {**doc, "format": "onnx"})
     return target

@@ -11,7 +11,6 @@ input pixels, offset in cells.
 
 from __future__ import annotations
 
-import json
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -22,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from visionloop.lib.model_format.model_json import MODEL_JSON, dumps
 
 STRIDE = 4
 POINT_SIZE = 12.0  # pixels: the box a point category is trained to, so NMS keeps nearby points apart
@@ -221,6 +222,6 @@ def model_zip(model: CenterNet, path: Path, categories: Sequence[tuple[str, str]
     onnx_path = export_onnx(model, path.with_suffix(".onnx"), width, height)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.write(onnx_path, "model.onnx")
-        archive.writestr("model.json", json.dumps(model_json(categories, width, height), indent=2))
+        archive.writestr(MODEL_JSON, dumps(model_json(categories, width, height)))
     onnx_path.unlink()
     return path

@@ -95,6 +95,7 @@ def parse_model_json(raw: bytes) -> dict[str, Any]:
 
 
 MODEL_JSON = "model.json"
+MAX_MODEL_JSON_BYTES = 1024**2  # what nodes and the hub read of a model.json at most
 _TYPE_NAMES = {value: key for key, value in _CATEGORY_TYPES.items()}
 
 
@@ -111,7 +112,14 @@ def dumps(doc: dict[str, Any]) -> str:
 
 
 def write_model_json(folder: Path, doc: dict[str, Any]) -> None:
+    """The one place a model folder's model.json is written (zips get ``dumps`` of it)."""
     (folder / MODEL_JSON).write_text(dumps(doc))
+
+
+def read_model_json(folder: Path) -> dict[str, Any]:
+    """A model folder's model.json as written (not checked: ``parse_model_json`` checks)."""
+    doc: dict[str, Any] = json.loads((folder / MODEL_JSON).read_text())
+    return doc
 
 
 def pack(folder: Path, archive: Path) -> Path:

@@ -15,17 +15,13 @@ from typing import Any
 from visionloop.common.v1 import model_pb2
 from visionloop.lib.archives import UnsafeArchive, check_entries, safe_extract
 from visionloop.lib.model_format.model_json import (
+    MAX_MODEL_JSON_BYTES,
     MODEL_JSON,
     model_info_from_json,
-    pack,
     parse_model_json,
-    write_model_json,
 )
 from visionloop.runtime.errors import InvalidArgument
 from visionloop.server.converter.errors import ConversionFailed
-
-__all__ = ["MODEL_JSON", "ModelFolder", "pack", "read_folder", "unpack", "write_model_json"]
-MAX_MODEL_JSON_BYTES = 1024**2
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from visionloop.common.v1 import model_pb2
 from visionloop.converter.v1 import converter_service_pb2 as pb
 from visionloop.lib.model_format import onnx_graph
 from visionloop.lib.model_format import triton as triton_entries
+from visionloop.lib.model_format.model_json import write_model_json
 from visionloop.server.converter import exporters, onnx_models, parity
-from visionloop.server.converter.artifacts import ModelFolder, read_folder, write_model_json
+from visionloop.server.converter.artifacts import ModelFolder, read_folder
 from visionloop.server.converter.config import Int8Mode
 from visionloop.server.converter.errors import ConversionFailed
 from visionloop.server.converter.samples import Samples, calibration_tensors, parity_inputs, prepare_all

@@ -28,6 +28,7 @@ from prometheus_client import Counter, Histogram
 
 from visionloop.common.v1 import node_pb2
 from visionloop.converter.v1 import converter_service_pb2 as pb
+from visionloop.lib.model_format.model_json import pack
 from visionloop.lib.model_format.triton import EntryOptions
 from visionloop.loop.v1 import event_service_pb2 as events_pb
 from visionloop.loop.v1 import model_service_pb2
@@ -35,7 +36,7 @@ from visionloop.runtime.logging import get_logger
 from visionloop.runtime.presence import Presence
 from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
 from visionloop.server.converter import pipeline
-from visionloop.server.converter.artifacts import pack, unpack
+from visionloop.server.converter.artifacts import unpack
 from visionloop.server.converter.config import ConverterSettings
 from visionloop.server.converter.errors import ConversionFailed
 from visionloop.server.converter.hub_client import ConverterHub, ProjectRef

@@ -24,6 +24,7 @@ import grpc
 from visionloop.client.channel import create_aio_channel
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.lib.archives import UnsafeArchive, safe_extract
+from visionloop.lib.model_format.model_json import MODEL_JSON
 from visionloop.loop.v1 import (
     deployment_service_pb2,
     deployment_service_pb2_grpc,
@@ -210,7 +211,7 @@ class ModelUpdater:
     async def _download(self, version: str) -> Path:
         """Download and unpack ``version`` into its folder (verified by sha256)."""
         target = self.folder / version
-        if (target / "model.json").is_file():
+        if (target / MODEL_JSON).is_file():
             return target
         self.folder.mkdir(parents=True, exist_ok=True)
         archive = self.folder / f".{version}.zip.partial"

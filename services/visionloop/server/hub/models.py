@@ -30,7 +30,15 @@ from sqlalchemy.orm import Session
 from visionloop.common.v1 import model_pb2, transfer_pb2
 from visionloop.converter.v1 import converter_service_pb2 as converter_pb
 from visionloop.lib.archives import archive_problem, zip_entry_problem
-from visionloop.lib.model_format.model_json import HUB_FIELDS, REGISTRY_FIELDS, model_info_from_json, parse_model_json
+from visionloop.lib.model_format.model_json import (
+    HUB_FIELDS,
+    MAX_MODEL_JSON_BYTES,
+    MODEL_JSON,
+    REGISTRY_FIELDS,
+    dumps,
+    model_info_from_json,
+    parse_model_json,
+)
 from visionloop.lib.storage import BlobNotFound
 from visionloop.loop.v1 import event_service_pb2 as events_pb
 from visionloop.loop.v1 import model_service_pb2 as pb
@@ -61,11 +69,9 @@ MIB = 1024**2
 MAX_MODEL_BYTES = 2 * GIB
 MAX_UNCOMPRESSED_BYTES = 4 * GIB
 MAX_ENTRIES = 10_000
-MAX_MODEL_JSON_BYTES = MIB
 CHUNK_BYTES = MIB
 VERSION_ATTEMPTS = 5  # concurrent uploads racing for the next version retry this often
 
-MODEL_JSON = "model.json"
 SOURCE_FORMATS = ("onnx", "pytorch")  # formats a converter starts from, preferred first
 MAX_CONVERSION_ATTEMPTS = 3
 DEFAULT_LEASE = timedelta(minutes=10)
@@ -502,7 +508,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         raise Aborted("concurrent uploads kept taking the next version; upload again")
 
     async def _store(self, spool: Path, plan: _Plan, fmt: str, completed: dict[str, Any]) -> _Stored:
-        text = json.dumps(completed, indent=2, ensure_ascii=False)
+        text = dumps(completed)
         packed = self.hub.spool_file()
         try:
             sha256, size = await asyncio.to_thread(rewrite_zip, spool, packed, text.encode("utf-8"))

@@ -34,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import grpc
 import numpy as np
@@ -44,7 +43,7 @@ from visionloop.client.loop import CATEGORY_TYPES
 from visionloop.common.v1 import detection_pb2, training_pb2
 from visionloop.lib import evaluation, hyperparameters, images
 from visionloop.lib.archives import safe_extract
-from visionloop.lib.model_format.packaging import MODEL_JSON, zip_folder
+from visionloop.lib.model_format.model_json import MODEL_JSON, pack, read_model_json, write_model_json
 from visionloop.runtime import limits
 from visionloop.runtime.files import write_atomically
 from visionloop.runtime.logging import get_logger
@@ -631,8 +630,8 @@ class TrainingMachine:
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
             self.plugin.export(job, fmt, folder)
-            self._complete_model_json(folder / MODEL_JSON, job)
-            archive = zip_folder(folder, exports / f"{fmt}.zip")
+            self._complete_model_json(folder, job)
+            archive = pack(folder, exports / f"{fmt}.zip")
             info = self.hub.upload_model(archive, fmt, self.record.result_version)
             with self._lock:
                 self.record.uploaded[fmt] = info.version
@@ -641,8 +640,8 @@ class TrainingMachine:
             self._progress(len(self.record.uploaded) / len(formats))
         shutil.rmtree(exports, ignore_errors=True)
 
-    def _complete_model_json(self, path: Path, job: TrainJob) -> None:
-        doc: dict[str, Any] = json.loads(path.read_text())
+    def _complete_model_json(self, folder: Path, job: TrainJob) -> None:
+        doc = read_model_json(folder)
         spec = self.record.training.spec
         doc["training_id"] = self.record.id
         doc["variant"] = job.variant
@@ -652,7 +651,7 @@ class TrainingMachine:
         if metrics.ByteSize():
             doc["metrics"] = json_format.MessageToDict(metrics, preserving_proto_field_name=True)
         doc.setdefault("comment", f"training {self.record.training.number}")
-        path.write_text(json.dumps(doc, indent=2))
+        write_model_json(folder, doc)
 
     def detect(self) -> None:
         job = self.job()

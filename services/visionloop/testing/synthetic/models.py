@@ -9,12 +9,13 @@ answers, and small enough to run in microseconds.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from visionloop.lib.model_format.model_json import MODEL_JSON, dumps
 
 CELL = 8
 
@@ -115,6 +116,6 @@ def model_zip(path: Path, width: int = 320, height: int = 320, classes: Sequence
     onnx_path = yolov8_stub(path.with_suffix(".onnx"), width, height, classes)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.write(onnx_path, "model.onnx")
-        archive.writestr("model.json", json.dumps(model_json(width, height, classes), indent=2))
+        archive.writestr(MODEL_JSON, dumps(model_json(width, height, classes)))
     onnx_path.unlink()
     return path

@@ -8,7 +8,6 @@ the detector uses.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from visionloop.common.v1 import detection_pb2, geometry_pb2
 from visionloop.lib.centernet import artifacts
 from visionloop.lib.centernet.model import CenterNet, export_onnx, model_json
 from visionloop.lib.images import ImageError
+from visionloop.lib.model_format.model_json import MODEL_JSON, write_model_json
 from visionloop.lib.shapes import shape_box
 from visionloop.lib.training_data import Annotation, Sample
 from visionloop.server.trainer.plugin import (
@@ -182,11 +182,11 @@ class ReferenceTrainer(TrainerPlugin):
         model, doc = self._best(job)
         source = job.folder / BEST
         if fmt == "pytorch":
-            for name in (artifacts.WEIGHTS, "model.json"):
+            for name in (artifacts.WEIGHTS, MODEL_JSON):
                 (folder / name).write_bytes((source / name).read_bytes())
         elif fmt == "onnx":
             export_onnx(model, folder / artifacts.ONNX, int(doc["input"]["width"]), int(doc["input"]["height"]))
-            (folder / "model.json").write_text(json.dumps({**doc, "format": "onnx"}, indent=2))
+            write_model_json(folder, {**doc, "format": "onnx"})
         else:
             raise ValueError(f"the reference trainer writes pytorch and onnx, not {fmt!r}")
 
