@@ -42,7 +42,6 @@ MOVES: list[tuple[str, str]] = [
     (f"{S}/lib/onnx_graph.py", f"{S}/lib/model_format/onnx_graph.py"),
     (f"{S}/lib/ultralytics.py", f"{S}/lib/model_format/ultralytics.py"),
     (f"{S}/converter/triton_entries.py", f"{S}/lib/model_format/triton.py"),
-    (f"{S}/trainer/packaging.py", f"{S}/lib/model_format/packaging.py"),
     (f"{S}/trainer/reference/model.py", f"{S}/lib/centernet/model.py"),
     (f"{S}/trainer/reference/artifacts.py", f"{S}/lib/centernet/artifacts.py"),
     # development tools: test servers, the Triton launcher, synthetic data
@@ -64,6 +63,32 @@ MOVES: list[tuple[str, str]] = [
     (f"{S}/converter", f"{S}/server/converter"),
     (f"{S}/annotator", f"{S}/server/annotator"),
 ]
+
+# Names that moved out of a module by hand after the package move (old layout's name first): an
+# import of one of these is rewritten to its new home, aliased to the old name where it changed.
+MODEL_JSON = "visionloop.lib.model_format.model_json"
+SYMBOLS: dict[str, str] = {
+    "visionloop.trainer.packaging": MODEL_JSON,
+    "visionloop.trainer.packaging.zip_folder": f"{MODEL_JSON}.pack",
+    "visionloop.converter.artifacts.pack": f"{MODEL_JSON}.pack",
+    "visionloop.converter.artifacts.write_model_json": f"{MODEL_JSON}.write_model_json",
+    "visionloop.converter.artifacts.MODEL_JSON": f"{MODEL_JSON}.MODEL_JSON",
+    "visionloop.converter.artifacts.MAX_MODEL_JSON_BYTES": f"{MODEL_JSON}.MAX_MODEL_JSON_BYTES",
+    "visionloop.loop.models.MODEL_JSON": f"{MODEL_JSON}.MODEL_JSON",
+    "visionloop.loop.models.MAX_MODEL_JSON_BYTES": f"{MODEL_JSON}.MAX_MODEL_JSON_BYTES",
+    "visionloop.trainer.reference.artifacts.zip_folder": f"{MODEL_JSON}.pack",
+    "visionloop.runtime.config.ImageLimitSettings": "visionloop.lib.images.ImageLimitSettings",
+    "visionloop.detector.models.read_model_folder": "visionloop.lib.inference.read_model_folder",
+    "visionloop.detector.backends.base.BackendError": "visionloop.lib.inference.ModelError",
+    "visionloop.detector.app.unpack": "visionloop.lib.inference.unpack_model",
+    "visionloop.annotator.masks.iou": "visionloop.lib.geometry.mask_iou",
+    "visionloop.synthetic.world.Annotation": "visionloop.lib.training_data.Annotation",
+    "visionloop.synthetic.world.Sample": "visionloop.lib.training_data.Sample",
+    "visionloop.cli.embedded": "visionloop.server.embedded.embedded",
+    "tests.hub.stacks.free_port": "visionloop.testing.ports.free_port",
+    "visionloop.detector.triton_server.free_port": "visionloop.testing.ports.free_port",
+    "visionloop.trainer.reference.distributed.main": "visionloop.testing.synthetic.distributed.main",
+}
 
 # Regular packages (an __init__.py each); alembic's migration folders stay plain folders.
 PACKAGES_UNDER = [f"{S}/server", f"{S}/cli", f"{S}/testing", f"{S}/lib"]
@@ -103,48 +128,32 @@ def module_of(path: str) -> str | None:
     return ".".join(parts)
 
 
-def destination(path: str, moves: list[tuple[str, str]]) -> str | None:
-    for old, new in moves:
-        if path == old:
-            return new
-        if path.startswith(old + "/"):
-            return new + path[len(old) :]
-    return None
+def renames() -> tuple[dict[str, str], dict[str, str]]:
+    """Old module -> new module and old path -> new path, from the tables alone: a rerun on the
+    new layout (say after merging a branch written in the old one) rewrites the same names."""
+    modules: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    for old, new in MOVES:
+        paths[old] = new
+        old_mod, new_mod = module_of(old), module_of(new)
+        if old_mod and new_mod:
+            modules[old_mod] = new_mod
+    modules.update(SYMBOLS)
+    return modules, paths
+
+
+def is_module(name: str) -> bool:
+    """Whether ``name`` is a module of the work tree as it is now (under services/ or tests)."""
+    base = Path("services" if not name.startswith("tests") else ".", *name.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 
 
 def main() -> int:
     if git("status", "--porcelain", "--untracked-files=no").strip():
         print("relayout: the work tree has changes; commit them first", file=sys.stderr)
         return 1
-    tracked = git("ls-files").split("\n")
-    tracked = [t for t in tracked if t]
     moves = [(old, new) for old, new in MOVES if Path(old).exists()]
-    # Module renames, from every tracked file that moves (and each moved folder as a package).
-    modules: dict[str, str] = {}
-    paths: dict[str, str] = {}
-    for old, new in moves:
-        paths[old] = new
-        if Path(old).is_dir():  # the folder itself is a package that moved
-            old_mod, new_mod = module_of(old), module_of(new)
-            if old_mod and new_mod:
-                modules[old_mod] = new_mod
-    folder_moves = [(old, new) for old, new in moves if Path(old).is_dir()]
-    for path in tracked:
-        new = destination(path, moves)
-        if new is None:
-            continue
-        paths[path] = new
-        old_mod, new_mod = module_of(path), module_of(new)
-        if old_mod and new_mod and path.endswith(".py"):
-            modules[old_mod] = new_mod
-        # the folders on its way that moved as a whole are packages that moved too
-        for parent in Path(path).parents:
-            new_parent = destination(parent.as_posix(), folder_moves)
-            if new_parent is None:
-                break
-            old_pkg, new_pkg = module_of(parent.as_posix()), module_of(new_parent)
-            if old_pkg and new_pkg:
-                modules.setdefault(old_pkg, new_pkg)
+    modules, paths = renames()
 
     for old, new in moves:
         move(old, new)
@@ -194,6 +203,8 @@ def map_module(name: str, modules: dict[str, str]) -> str:
         if prefix in modules:
             if n < len(parts) and parts[n] == "v1":
                 return name
+            if n < len(parts) and modules[prefix].startswith(prefix + ".") and is_module(f"{prefix}.{parts[n]}"):
+                return name  # a module of the new package that took the old module's name (visionloop.cli)
             return ".".join([modules[prefix], *parts[n:]])
     return name
 
@@ -249,6 +260,8 @@ def _target(module: str, entry: str, modules: dict[str, str]) -> tuple[str, str]
     name, _, alias = entry.partition(" as ")
     name, alias = name.strip(), alias.strip()
     full = f"{module}.{name}"
+    if module in modules and modules[module].startswith(module + ".") and is_module(full):
+        return module, entry  # a module of the new package that took the old module's name (visionloop.cli)
     if full in modules:
         moved = map_module(full, modules)
         package, _, new_name = moved.rpartition(".")
