@@ -195,12 +195,15 @@ def move(old: str, new: str) -> None:
     print(f"git mv {old} {new}")
 
 
-def map_module(name: str, modules: dict[str, str]) -> str:
-    """``name`` with its longest moved prefix renamed; contracts (``*.v1``) stay where they are."""
+def map_module(name: str, modules: dict[str, str], attribute: bool = True) -> str:
+    """``name`` with its longest moved prefix renamed; contracts (``*.v1``) stay where they are.
+    ``attribute``: a name followed by ``:`` (an entry point) names something in the module."""
     parts = name.split(".")
     for n in range(len(parts), 1, -1):
         prefix = ".".join(parts[:n])
         if prefix in modules:
+            if n == len(parts) and not attribute and modules[prefix].startswith(prefix + ".") and is_module(prefix):
+                return name  # the new package that took the old module's name (visionloop.cli)
             if n < len(parts) and parts[n] == "v1":
                 return name
             if n < len(parts) and modules[prefix].startswith(prefix + ".") and is_module(f"{prefix}.{parts[n]}"):
@@ -240,7 +243,7 @@ def rewrite_from_imports(text: str, modules: dict[str, str]) -> str:
             ((package, names),) = groups.items()
             if names == entries:  # only the module moved: keep the statement as it was written
                 head = f"from {module} import"
-                return match.group(0).replace(head, f"from {DONE}{package} import" if package != module else head, 1)
+                return match.group(0).replace(head, f"from {DONE}{package} import", 1)
         indent, comment = match["indent"], match["comment"] or ""
         if len(groups) == 1 and match["paren"] is None:
             ((package, names),) = groups.items()
@@ -297,7 +300,7 @@ def rewrite_all(modules: dict[str, str], paths: dict[str, str]) -> list[str]:
         new = text
         if path.suffix == ".py":
             new = rewrite_from_imports(new, modules)
-        new = DOTTED.sub(lambda m: map_module(m.group(0), modules), new)
+        new = DOTTED.sub(lambda m: map_module(m[0], modules, attribute=m.string[m.end() : m.end() + 1] == ":"), new)
         new = rewrite_paths(new, paths).replace(DONE, "")
         if new != text:
             path.write_text(new)
