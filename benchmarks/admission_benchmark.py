@@ -1,7 +1,7 @@
 """Admission benchmark: what robots' accepted frames wait as cameras multiply, next to the raw backend.
 
-More cameras than a detector can serve used to mean later answers for all of them (every frame
-queued); with admission control the frames beyond a model's queue budget are refused at once with
+Without admission control, more cameras than a detector can serve mean later answers for all of them
+(every frame queued); with it, the frames beyond a model's queue budget are refused at once with
 RESOURCE_EXHAUSTED and the accepted ones keep their latency. This measures it:
 
 1. the raw backend (a bare ``onnxruntime.InferenceSession`` with the detector's session options, fed
@@ -14,7 +14,7 @@ RESOURCE_EXHAUSTED and the accepted ones keep their latency. This measures it:
    times. Per level: frames offered, accepted frames per second and their latency p50/p99 (submit
    to answer, as the robot sees it), the share refused;
 3. with ``--open``, the same levels against a detector whose admission control is opened up (a
-   minute's budget), which queues every frame as the detector did before it had admission control.
+   minute's budget), which queues every frame: the detector without admission control.
 
 Run from the repository root::
 

@@ -4,7 +4,7 @@ Not a test: it measures, prints a table and exits 0. On the hub benchmark's 640x
 the same pictures as PNG) it times
 
 - the hub's check: ``images.validate`` (Pillow, JPEG at 1/8 scale in grey), the bare Pillow calls
-  it is built on (``Image.open`` + ``draft`` + ``load``, the hub's check before the library), and
+  it is built on (``Image.open`` + ``draft`` + ``load``, without the library's rules), and
   OpenCV's reduced decode (``IMREAD_REDUCED_GRAYSCALE_8``);
 - a consumer's decode to BGR pixels: ``images.decode`` (Pillow) and ``cv2.imdecode``.
 
@@ -32,7 +32,7 @@ LIMITS = images.DEFAULT_LIMITS
 
 
 def pillow_check(data: bytes) -> None:
-    """The hub's check before ``visionloop.lib.images``: the same Pillow calls without its rules."""
+    """The Pillow calls ``visionloop.lib.images`` checks with, without its rules (signature, orientation, limits)."""
     with Image.open(io.BytesIO(data)) as image:
         if image.format == "JPEG":
             image.draft("L", (max(1, image.width // 8), max(1, image.height // 8)))

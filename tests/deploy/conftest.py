@@ -16,8 +16,17 @@ from visionloop.testing.certs import Pki, make_pki
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "visionloop"
 DEPLOY = REPO / "deploy"
-DASHBOARDS = DEPLOY / "grafana" / "dashboards"
-ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+# The one copy of the dashboards and alert rules: inside the chart, the only place Helm reads files from.
+DASHBOARDS = CHART / "files" / "dashboards"
+ALERTS = CHART / "files" / "alerts.yml"
+PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+RULE_TESTS = DEPLOY / "prometheus" / "alerts_test.yml"
+
+
+def rule_files(config: Path) -> list[Path]:
+    """The rule files a Prometheus (or promtool test) configuration loads, resolved as Prometheus does:
+    relative to the configuration file's folder."""
+    return [(config.parent / name).resolve() for name in yaml.safe_load(config.read_text())["rule_files"]]
 
 
 @functools.cache

@@ -7,6 +7,7 @@ its value passes the service's own validation.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,16 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tests.deploy.conftest import DEPLOY, REPO, accepted_env, validate_settings
+from tests.deploy.conftest import (
+    ALERTS,
+    DASHBOARDS,
+    DEPLOY,
+    PROMETHEUS_CONFIG,
+    REPO,
+    accepted_env,
+    rule_files,
+    validate_settings,
+)
 from visionloop.cli.main import cli
 from visionloop.cli.tokens import CREDENTIALS
 from visionloop.runtime.access import Scope, Tokens, parse_tokens
@@ -153,22 +163,45 @@ def test_prometheus_scrapes_every_compose_service_on_its_metrics_port(compose: d
         assert targets[name] == [f"{name}:{SERVICES[name].metrics_port}"]
     assert targets["triton"] == ["triton:8002"]
     assert "--metrics-port=8002" in compose["services"]["triton"]["command"]
+
+
+def host_path(service: dict[str, Any], inside: str) -> Path:
+    """The checkout's file or folder a container sees at ``inside``, through the service's read-only bind
+    mounts (the deepest mount holding it)."""
+    inside = posixpath.normpath(inside)
+    mounts = {}
+    for volume in service["volumes"]:
+        if volume.startswith("./"):
+            source, target, mode = volume.split(":")
+            assert mode == "ro", volume
+            mounts[target] = REPO / source
+    below = [target for target in mounts if inside == target or inside.startswith(target + "/")]
+    assert below, f"nothing is mounted at {inside}"
+    target = max(below, key=len)
+    return (mounts[target] / Path(inside).relative_to(target)).resolve()
+
+
+def test_prometheus_loads_the_repository_config_and_the_charts_alert_rules(compose: dict[str, Any]) -> None:
     prometheus = compose["services"]["prometheus"]
-    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
-    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    (option,) = [c for c in prometheus["command"] if c.startswith("--config.file=")]
+    inside = option.removeprefix("--config.file=")
+    assert host_path(prometheus, inside) == PROMETHEUS_CONFIG
+    # rule files are relative to the configuration, inside the container as in the checkout
+    for name in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["rule_files"]:
+        assert host_path(prometheus, posixpath.join(posixpath.dirname(inside), name)) == ALERTS
+    assert rule_files(PROMETHEUS_CONFIG) == [ALERTS]
 
 
 def test_grafana_is_provisioned_from_the_repository(compose: dict[str, Any]) -> None:
     grafana = compose["services"]["grafana"]
-    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"] if v.startswith("./"))
-    for source in mounts:
-        assert (REPO / source).is_dir(), source
     provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "visionloop.yml").read_text())
-    assert mounts["./deploy/grafana/dashboards"] == provider["providers"][0]["options"]["path"]
+    assert host_path(grafana, "/etc/grafana/provisioning") == DEPLOY / "grafana" / "provisioning"
+    assert host_path(grafana, provider["providers"][0]["options"]["path"]) == DASHBOARDS  # the chart's copy
     datasource = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
-    assert (REPO / "deploy/grafana/dashboards" / Path(home).name).is_file()
+    assert host_path(grafana, home).is_file()
+    assert host_path(grafana, home).parent == DASHBOARDS
 
 
 def test_images_build_from_the_repository_dockerfiles(compose: dict[str, Any]) -> None:

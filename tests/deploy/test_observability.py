@@ -4,6 +4,7 @@ Prometheus configuration scrapes a running ``visionloop up`` with a real Prometh
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -20,12 +21,16 @@ import yaml
 
 from tests.deploy.conftest import (
     ALERTS,
-    DEPLOY,
+    DASHBOARDS,
+    PROMETHEUS_CONFIG,
+    REPO,
+    RULE_TESTS,
     alert_queries,
     dashboard_queries,
     dashboards,
     exported_names,
     metric_names,
+    rule_files,
 )
 from tests.harness import SERVING, ServiceProcess, health_status, visionloop
 from visionloop.server.catalog import SERVICES
@@ -58,6 +63,40 @@ def test_dashboards_have_stable_uids_and_a_datasource_variable() -> None:
             assert panel["targets"], (name, panel["title"])
             for target in panel["targets"]:
                 assert target["datasource"]["uid"] == "${datasource}", (name, panel["title"])
+
+
+def repository_files(suffixes: tuple[str, ...]) -> Iterator[Path]:
+    """Files of the checkout with these suffixes, outside hidden folders (.git, .venv*) and node_modules."""
+    for folder, subfolders, files in os.walk(REPO):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".") and name != "node_modules"]
+        yield from (Path(folder) / name for name in files if Path(name).suffix in suffixes)
+
+
+def test_the_dashboards_and_alert_rules_have_one_copy_which_prometheus_loads() -> None:
+    """The chart's files are the only copy: the shipped Prometheus configuration (compose's, and one run from
+    a checkout) and the rule tests load exactly them, and no other file holds a dashboard or the rules."""
+    assert rule_files(PROMETHEUS_CONFIG) == [ALERTS]
+    assert rule_files(RULE_TESTS) == [ALERTS]
+    uids = {d["uid"] for d in dashboards().values()}
+    alerts = {rule["alert"] for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]}
+    copies = []
+    for path in repository_files((".json",)):
+        try:
+            document = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if path.parent != DASHBOARDS and isinstance(document, dict) and document.get("uid") in uids:
+            copies.append(path)
+    for path in repository_files((".yml", ".yaml")):
+        try:
+            document = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:  # Helm templates
+            continue
+        groups = document.get("groups") if isinstance(document, dict) else None
+        named = {rule.get("alert") for group in groups or [] for rule in group.get("rules", [])}
+        if path != ALERTS and alerts & named:
+            copies.append(path)
+    assert not copies, f"keep the dashboards in {DASHBOARDS} and the rules in {ALERTS} only: {copies}"
 
 
 def test_the_dashboards_cover_what_the_issue_asks_for() -> None:
@@ -129,8 +168,9 @@ def test_every_metric_a_dashboard_or_rule_queries_is_exported(running: tuple[Ser
 
 
 def prometheus_config(tmp_path: Path, metrics_port: int) -> Path:
-    """The shipped configuration with every VisionLoop job pointed at the one ``up`` endpoint."""
-    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    """The shipped configuration with every VisionLoop job pointed at the one ``up`` endpoint; its rule
+    files, relative to the shipped configuration, resolved where they are."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"]["scrape_interval"] = "1s"
     config["global"]["evaluation_interval"] = "1s"
     jobs = []
@@ -139,7 +179,7 @@ def prometheus_config(tmp_path: Path, metrics_port: int) -> Path:
             job["static_configs"] = [{"targets": [f"127.0.0.1:{metrics_port}"]}]
             jobs.append(job)
     config["scrape_configs"] = jobs
-    shutil.copy(ALERTS, tmp_path / ALERTS.name)
+    config["rule_files"] = [str(path) for path in rule_files(PROMETHEUS_CONFIG)]
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -1,6 +1,6 @@
 """deploy/podman/prove's translation of the rendered chart into what podman 4.3's ``kube play`` runs
 (tests/deploy/podman_proof.py), read back the way podman 4.3 reads it; the proof itself builds the
-images and runs them (see the README's Deployment section)."""
+images and runs them (docs/deployment.md)."""
 
 from __future__ import annotations
 

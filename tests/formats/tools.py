@@ -1,4 +1,5 @@
-"""The dataset tools people use (datumaro, supervision), run from .venv-formats in subprocesses.
+"""The dataset tools people use (datumaro, supervision; Ultralytics), run from .venv-formats (.venv-ultralytics)
+in subprocesses.
 
 Their numpy/opencv/pillow pins conflict with .venv's, so ``scripts/bootstrap`` gives them a
 virtual environment of their own; the scripts beside this file run there and answer in JSON.
@@ -14,15 +15,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv-formats" / "bin" / "python"
+ULTRALYTICS_PYTHON = ROOT / ".venv-ultralytics" / "bin" / "python"  # its own: Ultralytics brings its own torch
 HERE = Path(__file__).resolve().parent
 
 
-def run(script: str, command: str, path: Path) -> Any:
-    """``script`` (a file beside this one) with ``command path`` in .venv-formats; its JSON output, if any."""
-    if not PYTHON.exists():
-        raise RuntimeError(f"{PYTHON} is missing: run scripts/bootstrap, which installs the dataset tools")
+def run(script: str, command: str, path: Path, python: Path = PYTHON) -> Any:
+    """``script`` (a file beside this one) with ``command path`` in .venv-formats (or ``python``'s
+    environment); its JSON output, if any."""
+    if not python.exists():
+        raise RuntimeError(f"{python} is missing: run scripts/bootstrap, which installs the dataset tools")
     done = subprocess.run(
-        [str(PYTHON), str(HERE / script), command, str(path)], capture_output=True, text=True, timeout=300
+        [str(python), str(HERE / script), command, str(path)], capture_output=True, text=True, timeout=300
     )
     if done.returncode != 0:
         raise RuntimeError(f"{script} {command} failed:\n{done.stderr[-4000:]}")

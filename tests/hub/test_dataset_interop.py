@@ -1,7 +1,8 @@
 """Datasets as other tools write and read them: datumaro's COCO and supervision's YOLO import with
-nothing lost, and VisionLoop's exports read the same in datumaro, supervision and pycocotools.
+nothing lost, and VisionLoop's exports read the same in datumaro, supervision, pycocotools and
+Ultralytics.
 
-The tools run in .venv-formats (tests/formats/); pycocotools runs here.
+The tools run in .venv-formats (tests/formats/), Ultralytics in .venv-ultralytics; pycocotools runs here.
 """
 
 from __future__ import annotations
@@ -238,6 +239,9 @@ async def test_yolo_written_by_supervision_round_trips(
 
     exported = tools.unzip(await export_zip(hub, project, YOLO), tmp_path)
     assert yolo_boxes(tools.run("supervision_io.py", "read-yolo", exported)) == original
+    # Ultralytics' own dataset check and label cache, as a training would start from the export.
+    read = tools.run("ultralytics_io.py", "read-yolo", exported, python=tools.ULTRALYTICS_PYTHON)
+    assert yolo_boxes(read) == original
 
 
 async def test_empty_project_exports_valid_datasets(hub: HubClient, project: ppb.ProjectRef, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def queue(client: LoopClient, limit: int, annotator_host: str | None, ranker: st
 
 @click.group("label-studio")
 def label_studio() -> None:
-    """Annotate the queue in Label Studio (see the README's Label Studio section)."""
+    """Annotate the queue in Label Studio (see docs/annotator.md)."""
 
 
 @label_studio.command("sync-project")

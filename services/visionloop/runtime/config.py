@@ -216,7 +216,7 @@ class ServiceSettings(BaseSettings):
 
 
 class PeerSettings(BaseSettings):
-    """How a node reaches the hub (names kept from the learning-loop node library)."""
+    """How a node reaches the hub (names users of existing learning-loop nodes know)."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 

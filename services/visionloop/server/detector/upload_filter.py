@@ -213,7 +213,7 @@ def _segmentation_rect(seg: detection_pb2.SegmentationDetection) -> _Rect:
 def _observations(detections: detection_pb2.Detections, low: float, high: float) -> Iterator[_Observation]:
     """The observations the filter can act on: every segmentation, and the others with a confidence
     in [low, high]. The confidence is checked before anything is built: a frame typically carries
-    a hundred confident boxes, and building each one's observation used to cost 0.5 ms a frame."""
+    a hundred confident boxes, and building an observation for each would cost 0.5 ms a frame."""
     for b in detections.boxes:
         if low <= b.confidence <= high:
             category = _category(b.category_id, b.category_name)

@@ -10,7 +10,7 @@ transaction (one huge transaction would hold SQLite's write lock for minutes). A
 fails leaves the earlier ones; importing the archive again completes it, because nothing is
 added twice.
 
-Layouts read (the README's *Datasets* section has the table): COCO reads every instances file
+Layouts read (docs/datasets.md has the table): COCO reads every instances file
 (``annotations/instances_<subset>.json``, ``annotations.json`` or ``<subset>.json`` at the top,
 Roboflow's ``<subset>/_annotations.coco.json``) and finds each ``file_name`` beside it, in
 ``images/<subset>/`` or ``images/``, at the top, or as the one file whose path ends with it. YOLO

@@ -1,4 +1,4 @@
-"""Trainer settings (names kept from the learning-loop node library where one existed)."""
+"""Trainer settings (names users of existing learning-loop nodes know, where one exists)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The training state machine (``seeds/001``): one step per state, persisted after each.
+"""The training state machine: one step per state, persisted after each.
 
 initialized → data downloading → data downloaded → train model downloading → train model
 downloaded → running → training finished → confusion matrix syncing → synced → model uploading

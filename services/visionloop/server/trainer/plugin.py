@@ -65,7 +65,7 @@ class Variant:
 
 @dataclass(frozen=True)
 class Verification:
-    """The answer to "can these hyperparameters train?" (``seeds/002``'s verifyOptions)."""
+    """The answer to "can these hyperparameters train?"."""
 
     errors: tuple[str, ...]
     warnings: tuple[str, ...]
