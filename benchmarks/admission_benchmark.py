@@ -47,10 +47,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from visionloop.client import FrameResult, FrameStream
 from visionloop.common.v1 import image_pb2
-from visionloop.detector.models import read_model_folder
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
 from visionloop.runtime.logging import configure_logging
+from visionloop.server.detector.models import read_model_folder
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # also as `python benchmarks/admission_benchmark.py`

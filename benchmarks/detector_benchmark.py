@@ -47,22 +47,24 @@ from prometheus_client import REGISTRY
 from tqdm import tqdm
 
 from visionloop.common.v1 import image_pb2, model_pb2
-from visionloop.detector import app, preprocess
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.models import read_model_folder
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
-from visionloop.runtime.archives import safe_extract
+from visionloop.lib import preprocess
+from visionloop.lib.archives import safe_extract
+from visionloop.lib.inference import read_model_folder
+from visionloop.lib.model_format.model_json import read_model_json, write_model_json
 from visionloop.runtime.logging import configure_logging
 from visionloop.runtime.server import GrpcServer
-from visionloop.synthetic.models import model_json, model_zip
+from visionloop.server.detector import app
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.testing.synthetic.models import model_json, model_zip
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # also works as `python benchmarks/detector_benchmark.py`
     sys.path.insert(0, str(REPO))
 
-from tests.detector.frames import frame, jpeg  # noqa: E402  (needs the repository root on sys.path)
 from tests.detector.triton_server import TritonServer  # noqa: E402
+from visionloop.testing.frames import frame, jpeg  # noqa: E402  (needs the repository root on sys.path)
 
 MODEL_NAME = "bench"
 UNARY_TARGET = (1.3, 1.0)  # (b) p50 <= 1.3 x (a) batch-1 p50 + 1 ms
@@ -127,9 +129,9 @@ def reference_folder(folder: Path, images: list[bytes], boxes: int = 80) -> Path
     detections as the stub's, and post-processing does a real share of work."""
     import torch
 
-    from visionloop.detector.decoders import centernet
-    from visionloop.trainer.reference.model import CenterNet
-    from visionloop.trainer.reference.model import model_zip as reference_zip
+    from visionloop.lib.centernet.model import CenterNet
+    from visionloop.lib.centernet.model import model_zip as reference_zip
+    from visionloop.lib.decoders import centernet
 
     torch.manual_seed(0)
     categories = [("weed", "box"), ("crop", "box")]
@@ -145,9 +147,9 @@ def reference_folder(folder: Path, images: list[bytes], boxes: int = 80) -> Path
         outputs = session.run(list(info.output.tensor_names), {"images": jpeg_tensor(data, info.input)[None]})
         scores = np.sort(centernet([o[0] for o in outputs], 0.0, stride).scores)[::-1]
         thresholds.append(float(scores[min(boxes, scores.size) - 1]))
-    manifest = json.loads((folder / "model.json").read_text())
+    manifest = read_model_json(folder)
     manifest["detection_defaults"]["score_threshold"] = statistics.median(thresholds)
-    (folder / "model.json").write_text(json.dumps(manifest, indent=2))
+    write_model_json(folder, manifest)
     return folder
 
 
@@ -156,8 +158,8 @@ def yolov8_folder(onnx_path: Path, folder: Path) -> Path:
     export as ``visionloop models import`` does (its metadata, batch and size), others as 640 models."""
     import onnx
 
-    from visionloop import model_import
-    from visionloop.lib import onnx_graph, ultralytics
+    from visionloop.cli import model_import
+    from visionloop.lib.model_format import onnx_graph, ultralytics
 
     if ultralytics.is_ultralytics(onnx_graph.read_signature(onnx_path)):
         safe_extract(
@@ -180,7 +182,7 @@ def yolov8_folder(onnx_path: Path, folder: Path) -> Path:
     manifest["variant"] = "yolov8"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").write_bytes(onnx_path.read_bytes())
-    (folder / "model.json").write_text(json.dumps(manifest, indent=2))
+    write_model_json(folder, manifest)
     return folder
 
 

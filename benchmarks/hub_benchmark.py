@@ -58,15 +58,15 @@ from sqlalchemy import Engine, event, insert, select, text
 from tqdm import tqdm
 
 from visionloop.common.v1 import image_pb2, transfer_pb2
-from visionloop.loop.config import LoopSettings
-from visionloop.loop.db import schema
-from visionloop.loop.hub import Hub
-from visionloop.loop.images import ImageServicer, image_key
-from visionloop.loop.storage import CHUNK_BYTES, LocalObjectStore, ObjectStore, S3ObjectStore
+from visionloop.lib.storage import CHUNK_BYTES, LocalObjectStore, ObjectStore, S3ObjectStore
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.loop.v1 import image_service_pb2_grpc, project_service_pb2, project_service_pb2_grpc
 from visionloop.runtime.logging import configure_logging
 from visionloop.runtime.threads import read_stat
+from visionloop.server.hub.config import LoopSettings
+from visionloop.server.hub.db import schema
+from visionloop.server.hub.images import ImageServicer, image_key
+from visionloop.server.hub.state import Hub
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # also as `python benchmarks/hub_benchmark.py`: tests/ runs the hub and its servers
@@ -116,7 +116,7 @@ def open_stack(name: str, workdir: Path, hub_replicas: int = 1) -> Iterator[Stac
             "LocalObjectStore.put_bytes",
         )
         return
-    from tests.hub.stacks import postgres_server, s3_server
+    from visionloop.testing.servers import postgres_server, s3_server
 
     # The figures in benchmarks/README.md were taken with fsync off (and on moto): kept comparable.
     with postgres_server(fsync=False) as url, s3_server() as s3:

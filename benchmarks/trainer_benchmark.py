@@ -35,12 +35,12 @@ import torch
 from tqdm import tqdm
 
 from visionloop.common.v1 import model_pb2
-from visionloop.detector.preprocess import Frame, prepare
-from visionloop.synthetic import world
-from visionloop.trainer.evaluation import evaluate
-from visionloop.trainer.reference.model import POINT_SIZE, CenterNet, Target, encode, loss
-from visionloop.trainer.reference.predict import map50_evaluator, predict, truths
-from visionloop.trainer.reference.train import EpochReport, Hyperparameters, TrainingRun, input_size
+from visionloop.lib.centernet.model import POINT_SIZE, CenterNet, Target, encode, loss
+from visionloop.lib.evaluation import evaluate
+from visionloop.lib.preprocess import Frame, prepare
+from visionloop.server.trainer.reference.predict import map50_evaluator, predict, truths
+from visionloop.server.trainer.reference.train import EpochReport, Hyperparameters, TrainingRun, input_size
+from visionloop.testing.synthetic import world
 
 MAP_TARGET = 0.8  # (a) mAP@0.5 on held-out frames
 RATIO_TARGET = 0.9  # (b) TrainingRun images/s over the bare loop's

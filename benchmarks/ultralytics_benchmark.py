@@ -44,10 +44,10 @@ from benchmarks.detector_benchmark import (
     streams,
     unary,
 )
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.models import read_model_folder
-from visionloop.model_import import model_info, write_zip
-from visionloop.runtime.archives import safe_extract
+from visionloop.cli.model_import import model_info, write_zip
+from visionloop.lib.archives import safe_extract
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.detector.models import read_model_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 ULTRALYTICS = ROOT / ".venv-ultralytics" / "bin" / "python"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness import VISIONLOOP
-from tests.hub.stacks import S3UnderTest, postgres_server, s3_under_test
+from visionloop.testing.servers import S3UnderTest, postgres_server, s3_under_test
 
 
 @pytest.fixture(scope="session", autouse=True)

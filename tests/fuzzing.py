@@ -168,7 +168,7 @@ class Stack:
 def stack(folder: Path) -> Iterator[Stack]:
     """``visionloop up`` on free ports, with the synthetic model loaded in the detector and the fuzz
     project (``ORGANIZATION/PROJECT``) created with a few categories and pictures."""
-    from visionloop.synthetic.models import model_zip
+    from visionloop.testing.synthetic.models import model_zip
 
     model = model_zip(folder / "stub.zip")
     env = {

@@ -14,11 +14,6 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.detector.frames import frame, jpeg
-from visionloop.annotator import app as annotator_app
-from visionloop.annotator.config import AnnotatorSettings
-from visionloop.annotator.hub import AnnotatorHub
-from visionloop.annotator.preannotate import DeployedModel
 from visionloop.annotator.v1 import annotator_service_pb2 as annotator_pb
 from visionloop.annotator.v1 import annotator_service_pb2_grpc
 from visionloop.client.channel import ChannelConfig, create_aio_channel
@@ -33,17 +28,10 @@ from visionloop.common.v1 import (
     training_pb2,
     transfer_pb2,
 )
-from visionloop.converter import app as converter_app
-from visionloop.converter.config import ConverterSettings
-from visionloop.converter.hub import ConverterHub
 from visionloop.converter.v1 import converter_service_pb2 as converter_pb
 from visionloop.converter.v1 import converter_service_pb2_grpc
-from visionloop.detector import app as detector_app
-from visionloop.detector.config import DetectorSettings
 from visionloop.detector.v1 import detector_service_pb2 as det
 from visionloop.detector.v1 import detector_service_pb2_grpc
-from visionloop.loop import app as hub_app
-from visionloop.loop.config import LoopSettings
 from visionloop.loop.v1 import (
     annotation_service_pb2,
     annotation_service_pb2_grpc,
@@ -64,8 +52,20 @@ from visionloop.runtime.access import Scope, token_entry
 from visionloop.runtime.config import PeerSettings
 from visionloop.runtime.presence import Presence
 from visionloop.runtime.server import GrpcServer
-from visionloop.synthetic.models import model_zip
-from visionloop.trainer.hub import TrainerHub
+from visionloop.server.annotator import app as annotator_app
+from visionloop.server.annotator.config import AnnotatorSettings
+from visionloop.server.annotator.hub_client import AnnotatorHub
+from visionloop.server.annotator.preannotate import DeployedModel
+from visionloop.server.converter import app as converter_app
+from visionloop.server.converter.config import ConverterSettings
+from visionloop.server.converter.hub_client import ConverterHub
+from visionloop.server.detector import app as detector_app
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.hub import app as hub_app
+from visionloop.server.hub.config import LoopSettings
+from visionloop.server.trainer.hub_client import TrainerHub
+from visionloop.testing.frames import frame, jpeg
+from visionloop.testing.synthetic.models import model_zip
 
 WEEDS = project_service_pb2.ProjectRef(organization="acme", project="weeds")
 OTHER = project_service_pb2.ProjectRef(organization="acme", project="other")
@@ -292,7 +292,7 @@ async def test_the_annotator_node_token_serves_annotators_and_nothing_else(hub: 
         await annotator.set_state(WEEDS, image_id, image_pb2.IMAGE_STATE_COMPLETE)
         assert (await annotator.create_training(WEEDS, training_pb2.TrainingSpec())).id
         model = await DeployedModel(annotator, tmp_path / "models").get(WEEDS)  # GetDeployment + DownloadModel
-        await model.close()
+        assert model.version  # an in-process model: nothing to close
         events = event_service_pb2_grpc.EventServiceStub(annotator.channel)
         watch = events.WatchEvents(event_service_pb2.WatchEventsRequest(cursor="0", ref=WEEDS))
         assert (await anext(aiter(watch))).event.cursor

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.harness import VISIONLOOP, base_env
-from visionloop.detector.config import DetectorSettings
-from visionloop.loop.config import LoopSettings
 from visionloop.runtime.access import Scope
 from visionloop.runtime.config import ConfigError, load_settings
-from visionloop.trainer.config import TrainerSettings
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.hub.config import LoopSettings
+from visionloop.server.trainer.config import TrainerSettings
 
 
 @pytest.mark.parametrize(

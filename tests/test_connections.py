@@ -13,11 +13,11 @@ import pytest
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.certs import make_pki
 from tests.harness import NOT_SERVING, SERVING, eventually
 from visionloop.ops.v1 import ops_service_pb2, ops_service_pb2_grpc
 from visionloop.runtime.config import ServiceSettings
 from visionloop.runtime.server import GrpcServer, ServiceSpec
+from visionloop.testing.certs import make_pki
 
 
 @asynccontextmanager

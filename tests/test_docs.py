@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from visionloop.services import SERVICES
+from visionloop.server.catalog import SERVICES
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = sorted(

@@ -21,26 +21,25 @@ import pytest
 from tests import crafted
 from tests.annotator.conftest import start_annotator
 from tests.detector.conftest import REF, Hub, start_detector
-from tests.detector.frames import frame
-from tests.hub.stacks import free_port
-from visionloop.annotator import service as annotator_service
 from visionloop.annotator.v1 import annotator_service_pb2 as apb
 from visionloop.annotator.v1 import annotator_service_pb2_grpc
 from visionloop.client.loop import LoopClient
 from visionloop.common.v1 import annotation_pb2, geometry_pb2, image_pb2, model_pb2
-from visionloop.converter import samples
-from visionloop.detector import preprocess
-from visionloop.detector.config import DetectorSettings
 from visionloop.detector.v1 import detector_service_pb2 as dpb
 from visionloop.detector.v1 import detector_service_pb2_grpc
-from visionloop.lib import images
+from visionloop.lib import images, preprocess
 from visionloop.loop.v1 import annotation_service_pb2, annotation_service_pb2_grpc, image_service_pb2_grpc
 from visionloop.loop.v1 import image_service_pb2 as ipb
-from visionloop.synthetic.models import model_zip
-from visionloop.trainer import data
-from visionloop.trainer.config import TrainerSettings
-from visionloop.trainer.hub import TrainerHub
-from visionloop.trainer.plugin import CategoryInfo, TrainImage
+from visionloop.server.annotator import service as annotator_service
+from visionloop.server.converter import samples
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.trainer import data
+from visionloop.server.trainer.config import TrainerSettings
+from visionloop.server.trainer.hub_client import TrainerHub
+from visionloop.server.trainer.plugin import CategoryInfo, TrainImage
+from visionloop.testing.frames import frame
+from visionloop.testing.ports import free_port
+from visionloop.testing.synthetic.models import model_zip
 
 WIDTH, HEIGHT = 240, 320  # the upright picture: taller than wide
 SQUARE = (40, 200, 48)  # x, y, size of the red square in the upright picture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.bombs import zero_entries
-from visionloop.runtime.archives import UnsafeArchive, safe_extract, zip_entry_problem
+from visionloop.lib.archives import UnsafeArchive, safe_extract, zip_entry_problem
 
 MIB = 1024**2
 

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.harness import NOT_SERVING, SERVING, health_status, visionloop
 from visionloop.loop.v1 import project_service_pb2, project_service_pb2_grpc
 from visionloop.ops.v1 import ops_service_pb2, ops_service_pb2_grpc
-from visionloop.services import SERVICES
+from visionloop.server.catalog import SERVICES
 
 GRACE = 10.0
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from visionloop.synthetic.world import (
+from visionloop.testing.synthetic.world import (
     ALL_CATEGORIES,
     CATEGORIES,
     CATEGORY_TYPES,

@@ -10,11 +10,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.certs import der_copy, encrypted_copy, make_pki, self_signed
 from tests.harness import VISIONLOOP, base_env, serve
 from visionloop.client import DetectorClient
-from visionloop.detector.config import DetectorSettings
 from visionloop.runtime.config import ConfigError, load_settings
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.testing.certs import der_copy, encrypted_copy, make_pki, self_signed
 
 
 def _refused(client: DetectorClient) -> grpc.StatusCode:

@@ -189,8 +189,8 @@ def test_a_log_line_stays_bounded_whatever_it_carries() -> None:
 
 def test_model_json_keeps_to_the_contract() -> None:
     """The hub stores a model's model.json and lists it back: it gets the limits of a request."""
+    from visionloop.lib.model_format.model_json import model_info_from_json
     from visionloop.runtime.errors import InvalidArgument
-    from visionloop.runtime.model_json import model_info_from_json
 
     categories = [{"name": f"c{index}", "type": "box"} for index in range(10_001)]
     with pytest.raises(InvalidArgument, match=r"^model.json categories: 10001 entries, at most 10000 allowed$"):
@@ -201,7 +201,7 @@ def test_model_json_keeps_to_the_contract() -> None:
 
 
 def test_a_trainer_step_error_fits_the_contract() -> None:
-    from visionloop.trainer.machine import _describe
+    from visionloop.server.trainer.machine import _describe
 
     message = _describe(RuntimeError("x" * 100_000))
     assert message.startswith("RuntimeError: xxx")

@@ -14,17 +14,17 @@ import pytest
 from tests.annotator import sam_pair, shapes
 from tests.annotator import studio as label_studio
 from tests.detector.conftest import REF, Hub
-from tests.hub.stacks import free_port
-from visionloop.annotator import app
-from visionloop.annotator.config import AnnotatorSettings
-from visionloop.annotator.service import AnnotatorServicer
 from visionloop.annotator.v1 import annotator_service_pb2_grpc
 from visionloop.client.loop import LoopClient
 from visionloop.common.v1 import category_pb2
 from visionloop.loop.v1 import project_service_pb2
 from visionloop.loop.v1 import project_service_pb2_grpc as project_grpc
 from visionloop.runtime.server import GrpcServer
-from visionloop.synthetic.models import model_zip
+from visionloop.server.annotator import app
+from visionloop.server.annotator.config import AnnotatorSettings
+from visionloop.server.annotator.service import AnnotatorServicer
+from visionloop.testing.ports import free_port
+from visionloop.testing.synthetic.models import model_zip
 
 SCENES = 4
 

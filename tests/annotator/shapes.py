@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from visionloop.annotator import masks
+from visionloop.lib.geometry import mask_iou
+from visionloop.server.annotator import masks
 
 WIDTH, HEIGHT = 320, 240
 COLOURS = ((40, 40, 220), (220, 60, 40), (40, 200, 230), (200, 40, 200), (30, 210, 60))
@@ -101,6 +102,6 @@ def clicks_to_reach(
     predicted = None
     for count in range(1, limit + 1):
         predicted = click(*next_click(truth, predicted))
-        if masks.iou(predicted, truth) >= target:
+        if mask_iou(predicted, truth) >= target:
             return count
     return limit + 1

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from tests.annotator import shapes
-from visionloop.annotator import masks
-from visionloop.annotator.classical import ClassicalImage
-from visionloop.annotator.prompts import Click, Prompts
 from visionloop.runtime.errors import InvalidArgument
+from visionloop.server.annotator import masks
+from visionloop.server.annotator.classical import ClassicalImage
+from visionloop.server.annotator.prompts import Click, Prompts
 
 OBJECTS = 12
 

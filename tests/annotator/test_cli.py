@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tests.annotator.conftest import Desk
 from tests.detector.conftest import REF
-from visionloop.annotator.cli import annotate
+from visionloop.cli.annotate import annotate
 from visionloop.common.v1 import detection_pb2, geometry_pb2, image_pb2
 from visionloop.loop.v1 import (
     annotation_service_pb2,

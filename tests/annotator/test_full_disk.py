@@ -13,9 +13,9 @@ from tests.annotator.test_ranking import _box, _detections
 from tests.detector.conftest import REF, Hub
 from tests.full_disk import MiB, SmallDisk, small_disks
 from tests.harness import serve
-from tests.hub.stacks import free_port
 from visionloop.loop.v1 import image_service_pb2, image_service_pb2_grpc, project_service_pb2
 from visionloop.loop.v1 import project_service_pb2_grpc as project_grpc
+from visionloop.testing.ports import free_port
 
 CURSOR = "annotator-events.cursor"
 

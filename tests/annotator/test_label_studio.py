@@ -26,16 +26,17 @@ from tests.annotator import shapes
 from tests.annotator.conftest import Desk, open_desk
 from tests.annotator.studio import VENV, Studio
 from tests.detector.conftest import REF, upload
-from tests.detector.frames import frame, jpeg
-from visionloop.annotator import masks
-from visionloop.annotator.config import AnnotatorSettings
-from visionloop.annotator.labelstudio import brush
-from visionloop.cli import cli
+from visionloop.cli.main import cli
 from visionloop.common.v1 import detection_pb2, geometry_pb2, image_pb2
 from visionloop.lib import shapes as hub_shapes
+from visionloop.lib.geometry import mask_iou
 from visionloop.loop.v1 import annotation_service_pb2, image_service_pb2
 from visionloop.runtime.config import ConfigError, PeerSettings, load_settings
-from visionloop.trainer.hub import COMPLETE, TrainerHub
+from visionloop.server.annotator import masks
+from visionloop.server.annotator.config import AnnotatorSettings
+from visionloop.server.annotator.labelstudio import brush
+from visionloop.server.trainer.hub_client import COMPLETE, TrainerHub
+from visionloop.testing.frames import frame, jpeg
 
 TOKEN = "bridge-secret-0123456789"
 DEADLINE = 60.0
@@ -449,7 +450,7 @@ async def test_a_smart_keypoint_click_outlines_the_clicked_object_only(bridge_de
     assert region["type"] == "brushlabels"
     assert region["value"]["brushlabels"] == ["leaf"]
     mask = brush.decode(region["value"]["rle"], W, H)
-    assert masks.iou(mask, scene.mask) > 0.8
+    assert mask_iou(mask, scene.mask) > 0.8
     assert (mask & scene.distractor).sum() < 0.1 * scene.distractor.sum()
 
 

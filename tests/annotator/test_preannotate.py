@@ -10,7 +10,6 @@ import pytest
 
 from tests.annotator.conftest import Desk
 from tests.detector.conftest import REF, upload
-from tests.detector.frames import frame, jpeg
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import image_pb2
 from visionloop.loop.v1 import (
@@ -19,6 +18,7 @@ from visionloop.loop.v1 import (
     image_service_pb2,
     image_service_pb2_grpc,
 )
+from visionloop.testing.frames import frame, jpeg
 
 
 async def test_without_a_deployed_model_pre_annotation_is_a_failed_precondition(desk: Desk) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from tests.annotator.conftest import Desk
-from visionloop.annotator import masks
-from visionloop.annotator.sam import SamBackend
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import geometry_pb2
+from visionloop.lib.geometry import mask_iou
+from visionloop.server.annotator import masks
+from visionloop.server.annotator.sam import SamBackend
 
 
 async def test_sam_sessions_encode_each_image_once_and_answer_at_image_size(sam_desk: Desk) -> None:
@@ -22,11 +23,11 @@ async def test_sam_sessions_encode_each_image_once_and_answer_at_image_size(sam_
     click = pb.PointPrompt(point=centre, positive=True)
     first = await sam_desk.stub.Prompt(pb.PromptRequest(session_id=session, points=[click]))
     assert (first.proposal.mask.width, first.proposal.mask.height) == (320, 240)
-    assert masks.iou(masks.decode_rle(first.proposal.mask), scene.mask) >= 0.8
+    assert mask_iou(masks.decode_rle(first.proposal.mask), scene.mask) >= 0.8
     x, y, w, h = scene.box
     box = geometry_pb2.Box(x=x, y=y, width=w, height=h)
     second = await sam_desk.stub.Prompt(pb.PromptRequest(session_id=session, box=box, category_id="leaf"))
-    assert masks.iou(masks.decode_rle(second.proposal.mask), scene.mask) >= 0.8
+    assert mask_iou(masks.decode_rle(second.proposal.mask), scene.mask) >= 0.8
     away = pb.PointPrompt(point=geometry_pb2.Point(x=5, y=5), positive=False)
     third = await sam_desk.stub.Prompt(pb.PromptRequest(session_id=session, points=[away]))
     assert third.prompt_count == 3

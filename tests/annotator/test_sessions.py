@@ -9,10 +9,11 @@ import pytest
 
 from tests.annotator.conftest import Desk
 from tests.detector.conftest import REF
-from visionloop.annotator import masks
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import geometry_pb2
+from visionloop.lib.geometry import mask_iou
 from visionloop.loop.v1 import annotation_service_pb2, annotation_service_pb2_grpc
+from visionloop.server.annotator import masks
 
 
 def _box(x: float, y: float, w: float, h: float, margin: float = 5) -> geometry_pb2.Box:
@@ -46,7 +47,7 @@ async def test_a_box_gives_the_object_and_a_negative_click_removes_a_wrong_part(
     for index, scene in enumerate(desk.scenes[:-1]):
         session = await _open(desk, index)
         response = await desk.stub.Prompt(pb.PromptRequest(session_id=session, box=_box(*scene.box)))
-        scores.append(masks.iou(masks.decode_rle(response.proposal.mask), scene.mask))
+        scores.append(mask_iou(masks.decode_rle(response.proposal.mask), scene.mask))
         assert response.prompt_count == 1
         assert len(response.proposal.polygon.points) >= 3
     assert np.mean(scores) >= 0.85, scores
@@ -60,8 +61,8 @@ async def test_a_box_gives_the_object_and_a_negative_click_removes_a_wrong_part(
     y, x = masks.centre(wrong).y, masks.centre(wrong).x
     second = await desk.stub.Prompt(pb.PromptRequest(session_id=session, points=[_point(x, y, positive=False)]))
     after = masks.decode_rle(second.proposal.mask)
-    assert masks.iou(after, scene.mask) > masks.iou(before, scene.mask) + 0.05
-    assert masks.iou(after, scene.mask) >= 0.85
+    assert mask_iou(after, scene.mask) > mask_iou(before, scene.mask) + 0.05
+    assert mask_iou(after, scene.mask) >= 0.85
     assert second.prompt_count == 2
 
 
@@ -70,7 +71,7 @@ async def test_undo_reset_and_accept_write_the_annotation_to_the_hub(desk: Desk)
     session = await _open(desk, 0)
     centre = masks.centre(scene.mask)
     first = await desk.stub.Prompt(pb.PromptRequest(session_id=session, points=[_point(centre.x, centre.y)]))
-    assert masks.iou(masks.decode_rle(first.proposal.mask), scene.mask) >= 0.85
+    assert mask_iou(masks.decode_rle(first.proposal.mask), scene.mask) >= 0.85
     second = await desk.stub.Prompt(pb.PromptRequest(session_id=session, points=[_point(5, 5, positive=False)]))
     assert second.prompt_count == 2
     undone = await desk.stub.Undo(pb.UndoRequest(session_id=session))
@@ -93,7 +94,7 @@ async def test_undo_reset_and_accept_write_the_annotation_to_the_hub(desk: Desk)
     outline = np.zeros_like(scene.mask, np.uint8)
     points = np.array([[p.x, p.y] for p in polygon.shape.polygon.points], np.int32)
     cv2.fillPoly(outline, [points], 1)
-    assert masks.iou(outline.astype(bool), scene.mask) >= 0.85
+    assert mask_iou(outline.astype(bool), scene.mask) >= 0.85
 
     boxed = (await desk.stub.Accept(pb.AcceptRequest(session_id=session, category_id="weed"))).annotation
     assert _box_error(boxed.shape.box, scene.box) <= 3

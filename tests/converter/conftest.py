@@ -19,13 +19,10 @@ import pytest
 import torch
 
 from visionloop.common.v1 import annotation_pb2, category_pb2, geometry_pb2, image_pb2
-from visionloop.converter import app as converter_app
-from visionloop.converter.config import ConverterSettings
-from visionloop.converter.service import ConverterServicer
 from visionloop.converter.v1 import converter_service_pb2_grpc
-from visionloop.loop import app as hub_app
-from visionloop.loop.config import LoopSettings
-from visionloop.loop.hub import Hub
+from visionloop.lib.centernet import artifacts
+from visionloop.lib.centernet.model import CenterNet, model_json
+from visionloop.lib.model_format.model_json import pack
 from visionloop.loop.v1 import (
     deployment_service_pb2_grpc,
     image_service_pb2,
@@ -38,9 +35,13 @@ from visionloop.loop.v1 import (
 )
 from visionloop.runtime.model_transfer import download_model, upload_model
 from visionloop.runtime.server import GrpcServer
-from visionloop.synthetic.models import model_zip as stub_zip
-from visionloop.trainer.reference import artifacts
-from visionloop.trainer.reference.model import CenterNet, model_json
+from visionloop.server.converter import app as converter_app
+from visionloop.server.converter.config import ConverterSettings
+from visionloop.server.converter.service import ConverterServicer
+from visionloop.server.hub import app as hub_app
+from visionloop.server.hub.config import LoopSettings
+from visionloop.server.hub.state import Hub
+from visionloop.testing.synthetic.models import model_zip as stub_zip
 
 REF = project_service_pb2.ProjectRef(organization="acme", project="weeds")
 WIDTH, HEIGHT = 64, 48  # the reference model's input: small, multiples of 16
@@ -176,7 +177,7 @@ def pytorch_zip(path: Path, seed: int = 0, **doc: Any) -> Path:
     folder = artifacts.write_pytorch(
         model, path.with_suffix(""), {**model_json([("weed", "box"), ("stem", "point")], WIDTH, HEIGHT), **doc}, 8
     )
-    return artifacts.zip_folder(folder, path)
+    return pack(folder, path)
 
 
 def broken_pytorch_zip(path: Path) -> Path:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.converter.conftest import onnx_stub_zip
-from visionloop.converter.artifacts import pack, unpack
-from visionloop.converter.errors import ConversionFailed
+from visionloop.lib.model_format.model_json import pack
+from visionloop.server.converter.artifacts import unpack
+from visionloop.server.converter.errors import ConversionFailed
 
 LIMIT = 64 * 1024**2
 MODEL_JSON = json.dumps({"format": "onnx", "categories": [{"name": "weed", "type": "box"}]})

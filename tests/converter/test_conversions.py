@@ -20,10 +20,10 @@ from tests.converter.conftest import (
     onnx_stub_zip,
     pytorch_zip,
 )
-from visionloop.converter.exporters import load_source
-from visionloop.converter.onnx_models import onnx_runner
 from visionloop.converter.v1 import converter_service_pb2 as pb
-from visionloop.loop.db import schema
+from visionloop.server.converter.exporters import load_source
+from visionloop.server.converter.onnx_models import onnx_runner
+from visionloop.server.hub.db import schema
 
 
 async def test_pytorch_upload_gets_onnx_and_a_triton_entry(

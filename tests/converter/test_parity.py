@@ -17,9 +17,9 @@ from tests.converter.conftest import (
     corrupt_initializer,
     onnx_stub_zip,
 )
-from visionloop.converter import onnx_models, pipeline
 from visionloop.converter.v1 import converter_service_pb2 as pb
-from visionloop.loop.db import schema
+from visionloop.server.converter import onnx_models, pipeline
+from visionloop.server.hub.db import schema
 
 
 def request(version: str, target: str, **options: object) -> pb.ConvertRequest:

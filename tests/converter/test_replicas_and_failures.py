@@ -14,10 +14,10 @@ from sqlalchemy import select
 from tests.cancellation import answer_swallowing_cancel
 from tests.converter.conftest import HubClient, StartConverter, broken_pytorch_zip, onnx_stub_zip, pytorch_zip
 from visionloop.common.v1 import node_pb2
-from visionloop.converter.hub import ConverterHub
 from visionloop.converter.v1 import converter_service_pb2 as pb
-from visionloop.loop.db import schema
 from visionloop.loop.v1 import model_service_pb2, node_service_pb2
+from visionloop.server.converter.hub_client import ConverterHub
+from visionloop.server.hub.db import schema
 
 TARGETS = {"onnx", "triton_python"}
 

@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tests.converter.conftest import HubClient, StartConverter, onnx_stub_zip
-from visionloop.converter.config import ConverterSettings
-from visionloop.converter.repository import triton_s3_url
-from visionloop.converter.triton_entries import EntryOptions, TensorSpec, onnxruntime_config, python_config
+from visionloop.lib.model_format.triton import EntryOptions, TensorSpec, onnxruntime_config, python_config
+from visionloop.server.converter.config import ConverterSettings
+from visionloop.server.converter.repository import triton_s3_url
 
 
 @pytest.fixture

@@ -25,19 +25,19 @@ import pytest
 import tritonclient.grpc.aio as aioclient
 
 from tests.converter.conftest import HEIGHT, REF, WIDTH, HubClient, StartConverter, pytorch_zip
-from tests.detector.frames import frame, jpeg
 from tests.detector.triton_server import TritonServer, TritonStartError
-from tests.hub.stacks import S3UnderTest
 from visionloop.common.v1 import image_pb2
-from visionloop.converter.onnx_models import onnx_runner
-from visionloop.converter.triton_s3 import triton_s3_url
-from visionloop.detector import app as detector_app
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.service import DetectorServicer
 from visionloop.detector.v1 import detector_service_pb2 as dpb
 from visionloop.detector.v1 import detector_service_pb2_grpc
 from visionloop.loop.v1 import deployment_service_pb2
 from visionloop.runtime.server import GrpcServer
+from visionloop.server.converter.onnx_models import onnx_runner
+from visionloop.server.converter.triton_s3 import triton_s3_url
+from visionloop.server.detector import app as detector_app
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.detector.service import DetectorServicer
+from visionloop.testing.frames import frame, jpeg
+from visionloop.testing.servers import S3UnderTest
 
 pytestmark = pytest.mark.slow
 IMAGE = image_pb2.Image(encoded=jpeg(frame(width=320, height=240, squares=((100, 80, 40, "green"),))))

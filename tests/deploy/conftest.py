@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from tests.certs import Pki, make_pki
-from visionloop.services import SERVICES
+from visionloop.server.catalog import SERVICES
+from visionloop.testing.certs import Pki, make_pki
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "visionloop"

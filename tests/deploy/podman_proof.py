@@ -51,13 +51,13 @@ import numpy as np
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.certs import Pki, make_pki
 from tests.deploy.test_chart import render
 from visionloop.annotator.v1 import annotator_service_pb2, annotator_service_pb2_grpc
 from visionloop.client import ChannelConfig, DetectorClient, LoopClient, create_channel
 from visionloop.common.v1 import node_pb2
 from visionloop.loop.v1 import node_service_pb2, node_service_pb2_grpc
-from visionloop.synthetic.models import model_zip
+from visionloop.testing.certs import Pki, make_pki
+from visionloop.testing.synthetic.models import model_zip
 
 NETWORK = "visionloop-proof"
 RELEASE = "vl-visionloop"

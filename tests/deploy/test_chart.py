@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import ALERTS, CHART, DASHBOARDS, accepted_env, chart_pki, materialize, validate_settings
-from visionloop.converter.repository import triton_s3_url
 from visionloop.runtime.access import Scope, Tokens, parse_tokens
+from visionloop.server.converter.repository import triton_s3_url
 
 KUBE_VERSION = "1.31.0"
 VALUE_FILES = sorted((CHART / "ci").glob("*-values.yaml"))

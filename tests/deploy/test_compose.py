@@ -26,10 +26,10 @@ from tests.deploy.conftest import (
     rule_files,
     validate_settings,
 )
-from visionloop.cli import cli
+from visionloop.cli.main import cli
+from visionloop.cli.tokens import CREDENTIALS
 from visionloop.runtime.access import Scope, Tokens, parse_tokens
-from visionloop.services import SERVICES
-from visionloop.tokens_command import CREDENTIALS
+from visionloop.server.catalog import SERVICES
 
 COMPOSE = REPO / "docker-compose.yml"
 _INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::-(?P<default>[^}]*))?\}")

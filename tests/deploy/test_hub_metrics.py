@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from visionloop.common.v1 import image_pb2
-from visionloop.loop.app import ensure_project
-from visionloop.loop.config import LoopSettings
-from visionloop.loop.db import schema
-from visionloop.loop.hub import Hub, utcnow
-from visionloop.loop.metrics import MetricsRefresher, refresh
+from visionloop.server.hub.app import ensure_project
+from visionloop.server.hub.config import LoopSettings
+from visionloop.server.hub.db import schema
+from visionloop.server.hub.metrics import MetricsRefresher, refresh
+from visionloop.server.hub.state import Hub, utcnow
 
 
 def sample(name: str, **labels: str) -> float | None:

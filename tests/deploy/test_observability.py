@@ -33,7 +33,7 @@ from tests.deploy.conftest import (
     rule_files,
 )
 from tests.harness import SERVING, ServiceProcess, health_status, visionloop
-from visionloop.services import SERVICES
+from visionloop.server.catalog import SERVICES
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 # Series Prometheus makes itself, and Triton's, checked against a running Triton (test_triton_metrics.py).

@@ -11,20 +11,20 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.detector.frames import frame, jpeg
-from tests.hub.stacks import free_port
 from visionloop.common.v1 import image_pb2, transfer_pb2
-from visionloop.detector import app
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.service import DetectorServicer
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
-from visionloop.loop import app as hub_app
-from visionloop.loop.config import LoopSettings
 from visionloop.loop.v1 import model_service_pb2, model_service_pb2_grpc, project_service_pb2
 from visionloop.loop.v1 import project_service_pb2_grpc as project_grpc
 from visionloop.runtime.server import GrpcServer
-from visionloop.synthetic.models import model_zip
+from visionloop.server.detector import app
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.detector.service import DetectorServicer
+from visionloop.server.hub import app as hub_app
+from visionloop.server.hub.config import LoopSettings
+from visionloop.testing.frames import frame, jpeg
+from visionloop.testing.ports import free_port
+from visionloop.testing.synthetic.models import model_zip
 
 # Tests of what a detector answers send frames as fast as the streams take them; on a busy machine
 # admission control would refuse some of them. They run with it opened up (a minute's budget, a

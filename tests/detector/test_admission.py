@@ -17,17 +17,17 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.detector.conftest import DetectorClient, start_detector
-from tests.detector.frames import frame, jpeg
-from tests.hub.stacks import free_port
 from visionloop.client import ChannelConfig, FrameResult, FrameStream, SyncFrameStream
 from visionloop.client import DetectorClient as RobotClient
 from visionloop.common.v1 import image_pb2
-from visionloop.detector.admission import Admission
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.models import ServedModel
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
 from visionloop.runtime.errors import ResourceExhausted
+from visionloop.server.detector.admission import Admission
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.detector.models import ServedModel
+from visionloop.testing.frames import frame, jpeg
+from visionloop.testing.ports import free_port
 
 RED = frame(squares=((100, 100, 64, "red"),))
 IMAGE = image_pb2.Image(encoded=jpeg(RED))

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from visionloop.detector.batching import MicroBatcher
+from visionloop.server.detector.batching import MicroBatcher
 
 
 def frames(count: int) -> list[np.ndarray]:

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.detector.conftest import OPEN_ADMISSION, start_detector
-from tests.detector.frames import frame, jpeg
 from tests.harness import serve
+from visionloop.cli.detect import detect as detect_command
 from visionloop.client import (
     AsyncDetectorClient,
     Backoff,
@@ -26,11 +26,11 @@ from visionloop.client import (
     RetryPolicy,
     robot_channel_config,
 )
-from visionloop.detect_command import detect as detect_command
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.service import DetectorServicer
 from visionloop.runtime.errors import Unavailable
 from visionloop.runtime.server import GrpcServer
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.detector.service import DetectorServicer
+from visionloop.testing.frames import frame, jpeg
 
 RED = frame(squares=((100, 100, 64, "red"),))
 GREEN = frame(squares=((300, 200, 64, "green"),))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from visionloop.common.v1 import category_pb2, model_pb2
-from visionloop.detector import decoders, postprocess, preprocess
 from visionloop.detector.v1 import detector_service_pb2 as pb
+from visionloop.lib import decoders, postprocess, preprocess
 
 SPEC = model_pb2.ModelInput(width=320, height=320, color_order=model_pb2.COLOR_ORDER_RGB)
 

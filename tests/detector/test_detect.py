@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from tests.detector.conftest import DetectorClient
-from tests.detector.frames import frame, jpeg
 from visionloop.client.images import to_image
 from visionloop.common.v1 import image_pb2, model_pb2
 from visionloop.detector.v1 import detector_service_pb2 as pb
+from visionloop.testing.frames import frame, jpeg
 
 SQUARE = (200, 120, 96, "red")  # x, y, size: the red square every test looks for
 
@@ -137,8 +137,8 @@ async def test_model_selection_and_information(detector: DetectorClient) -> None
 
 async def test_no_model_yet_is_unavailable(tmp_path) -> None:
     from tests.detector.conftest import start_detector
-    from visionloop.detector.config import DetectorSettings
     from visionloop.detector.v1 import detector_service_pb2_grpc
+    from visionloop.server.detector.config import DetectorSettings
 
     server, port = await start_detector(DetectorSettings(port=0, data_dir=tmp_path))
     try:

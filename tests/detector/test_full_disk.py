@@ -17,16 +17,16 @@ import grpc
 import pytest
 
 from tests.detector.conftest import REF, Hub, start_detector, upload, version_served
-from tests.detector.frames import frame, jpeg
 from tests.detector.test_uploads import hub_images
 from tests.full_disk import MiB, SmallDisk, small_disks
 from tests.harness import serve
 from visionloop.common.v1 import image_pb2
-from visionloop.detector.config import DetectorSettings
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
 from visionloop.loop.v1 import image_service_pb2, image_service_pb2_grpc
-from visionloop.synthetic.models import model_zip
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.testing.frames import frame, jpeg
+from visionloop.testing.synthetic.models import model_zip
 
 
 def picture(x: int) -> image_pb2.Image:

@@ -9,10 +9,10 @@ import grpc
 import pytest
 
 from tests import crafted
-from tests.detector.frames import frame, jpeg
 from tests.harness import ServiceProcess, serve
 from tests.memory import MB, peak_rss
 from visionloop.client import DetectorClient
+from visionloop.testing.frames import frame, jpeg
 
 GOOD = jpeg(frame(squares=((100, 100, 64, "red"),)))
 BOMB = crafted.zero_png()  # 136 KiB declaring 12000x12000: 432 MB as BGR pixels

@@ -16,7 +16,7 @@ from visionloop.common.v1 import node_pb2
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
 from visionloop.loop.v1 import node_service_pb2, node_service_pb2_grpc
-from visionloop.synthetic.models import model_zip
+from visionloop.testing.synthetic.models import model_zip
 
 
 def broken_zip(path: Path, good: Path) -> bytes:

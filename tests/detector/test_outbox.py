@@ -18,11 +18,14 @@ import pytest
 
 from tests.harness import REPO, eventually
 from tests.hub.pictures import picture
-from tests.hub.stacks import free_port
 from visionloop.client.channel import ChannelConfig, create_aio_channel
 from visionloop.common.v1 import image_pb2
-from visionloop.detector import outbox as outbox_module
-from visionloop.detector.outbox import (
+from visionloop.detector.v1 import detector_service_pb2
+from visionloop.loop.v1 import image_service_pb2, image_service_pb2_grpc, project_service_pb2, project_service_pb2_grpc
+from visionloop.runtime.errors import FailedPrecondition, ResourceExhausted
+from visionloop.runtime.server import GrpcServer
+from visionloop.server.detector import outbox as outbox_module
+from visionloop.server.detector.outbox import (
     CONTINUOUS_UPLOAD,
     STOPPED,
     Accepted,
@@ -35,13 +38,10 @@ from visionloop.detector.outbox import (
     Sender,
     TransportError,
 )
-from visionloop.detector.v1 import detector_service_pb2
-from visionloop.loop import app
-from visionloop.loop.config import LoopSettings
-from visionloop.loop.hub import Hub
-from visionloop.loop.v1 import image_service_pb2, image_service_pb2_grpc, project_service_pb2, project_service_pb2_grpc
-from visionloop.runtime.errors import FailedPrecondition, ResourceExhausted
-from visionloop.runtime.server import GrpcServer
+from visionloop.server.hub import app
+from visionloop.server.hub.config import LoopSettings
+from visionloop.server.hub.state import Hub
+from visionloop.testing.ports import free_port
 
 REF = project_service_pb2.ProjectRef(organization="acme", project="weeds")
 # The channel's own reconnect backoff (default up to 2 minutes) would outlast the tests' short one.
@@ -166,7 +166,7 @@ from pathlib import Path
 from tests.hub.pictures import picture
 from visionloop.client.channel import ChannelConfig, create_aio_channel
 from visionloop.common.v1 import image_pb2
-from visionloop.detector.outbox import CONTINUOUS_UPLOAD, STOPPED, HubSender, Outbox
+from visionloop.server.detector.outbox import CONTINUOUS_UPLOAD, STOPPED, HubSender, Outbox
 from visionloop.loop.v1 import image_service_pb2, project_service_pb2
 
 async def main(folder: str, port: int, live: bool) -> None:

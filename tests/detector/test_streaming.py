@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.detector.conftest import DetectorClient
-from tests.detector.frames import frame, jpeg
 from visionloop.common.v1 import image_pb2
-from visionloop.detector.admission import AdmissionPolicy
-from visionloop.detector.models import open_onnx_model
 from visionloop.detector.v1 import detector_service_pb2 as pb
-from visionloop.runtime.archives import safe_extract
+from visionloop.lib.archives import safe_extract
+from visionloop.server.detector.admission import AdmissionPolicy
+from visionloop.server.detector.models import open_onnx_model
+from visionloop.testing.frames import frame, jpeg
 
 FPS = 30
 

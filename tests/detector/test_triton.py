@@ -13,11 +13,11 @@ import pytest
 import tritonclient.grpc.aio as aioclient
 
 from tests.detector.triton_server import TritonServer, TritonStartError, free_port
-from visionloop.detector.backends.base import BackendError
-from visionloop.detector.backends.onnxruntime import OnnxRuntimeBackend
-from visionloop.detector.backends.triton import TritonBackend
-from visionloop.detector.triton_repository import write_python_backend_entry
-from visionloop.synthetic.models import CELL, yolov8_stub
+from visionloop.server.detector.backends.base import BackendError
+from visionloop.server.detector.backends.onnxruntime import OnnxRuntimeBackend
+from visionloop.server.detector.backends.triton import TritonBackend
+from visionloop.server.detector.triton_repository import write_python_backend_entry
+from visionloop.testing.synthetic.models import CELL, yolov8_stub
 
 WIDTH, HEIGHT = 64, 48
 ANCHORS = (WIDTH // CELL) * (HEIGHT // CELL)
@@ -168,7 +168,7 @@ async def test_inputs_through_shared_memory_or_inside_requests_give_the_same_out
 
 
 def test_auto_shared_memory_is_only_for_a_triton_on_this_machine() -> None:
-    from visionloop.detector.backends.triton_shm import is_loopback
+    from visionloop.server.detector.backends.triton_shm import is_loopback
 
     for local in ("127.0.0.1:8001", "localhost:8001", "[::1]:8001"):
         assert is_loopback(local), local
@@ -193,7 +193,7 @@ async def test_a_batch_larger_than_the_region_is_refused_before_it_is_written(tr
 LEAVER = """
 import asyncio, sys
 import tritonclient.grpc.aio as aioclient
-from visionloop.detector.backends.triton_shm import InputRegions
+from visionloop.server.detector.backends.triton_shm import InputRegions
 
 async def main(url):
     client = aioclient.InferenceServerClient(url)
@@ -206,7 +206,7 @@ asyncio.run(main(sys.argv[1]))
 
 
 async def test_regions_a_killed_detector_left_behind_are_swept_at_its_next_start(triton: TritonServer) -> None:
-    from visionloop.detector.backends.triton_shm import InputRegions, owner_prefix, sweep
+    from visionloop.server.detector.backends.triton_shm import InputRegions, owner_prefix, sweep
 
     # A detector registers its regions and is killed before it can close them.
     proc = await asyncio.create_subprocess_exec(

@@ -18,15 +18,15 @@ import tritonclient.grpc.aio as aioclient
 from pydantic import ValidationError
 
 from tests.detector.conftest import OPEN_ADMISSION, DetectorClient, start_detector
-from tests.detector.frames import frame, jpeg
 from tests.detector.triton_server import TritonServer, TritonStartError
 from visionloop.client.images import to_image
 from visionloop.common.v1 import detection_pb2, image_pb2
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.triton_models import open_triton_model, triton_model_name, triton_version
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
-from visionloop.runtime.archives import safe_extract
+from visionloop.lib.archives import safe_extract
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.detector.triton_models import open_triton_model, triton_model_name, triton_version
+from visionloop.testing.frames import frame, jpeg
 
 CONFIDENCE_TOLERANCE = 1e-5
 PIXEL_TOLERANCE = 1e-3

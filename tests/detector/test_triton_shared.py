@@ -23,11 +23,14 @@ import tritonclient.grpc.aio as aioclient
 from tests.detector.conftest import IMAGE, OPEN_ADMISSION_ENV
 from tests.detector.triton_server import TritonServer, TritonStartError
 from tests.harness import ServiceProcess, serve
-from visionloop.detector.backends.base import BackendUnavailable
-from visionloop.detector.backends.triton import TritonBackend
-from visionloop.detector.triton_leases import EntryLeases
-from visionloop.detector.triton_models import open_triton_model
-from visionloop.detector.triton_repository import (
+from visionloop.detector.v1 import detector_service_pb2 as pb
+from visionloop.detector.v1 import detector_service_pb2_grpc
+from visionloop.lib.archives import safe_extract
+from visionloop.server.detector.backends.base import BackendUnavailable
+from visionloop.server.detector.backends.triton import TritonBackend
+from visionloop.server.detector.triton_leases import EntryLeases
+from visionloop.server.detector.triton_models import open_triton_model
+from visionloop.server.detector.triton_repository import (
     PYTHON,
     STATE,
     EntryOptions,
@@ -37,10 +40,7 @@ from visionloop.detector.triton_repository import (
     remove_written_entry,
     write_python_backend_entry,
 )
-from visionloop.detector.v1 import detector_service_pb2 as pb
-from visionloop.detector.v1 import detector_service_pb2_grpc
-from visionloop.runtime.archives import safe_extract
-from visionloop.synthetic.models import CELL, yolov8_stub
+from visionloop.testing.synthetic.models import CELL, yolov8_stub
 
 WIDTH = HEIGHT = 320  # the stub zip's input size
 LEASE_SECONDS = 3.0  # short, so that the killed detectors' leases expire within the test

@@ -10,10 +10,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from visionloop.common.v1 import detection_pb2, geometry_pb2
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.upload_filter import FilterSettings, UploadFilter
 from visionloop.detector.v1 import detector_service_pb2 as ds
 from visionloop.runtime.config import load_settings
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.detector.upload_filter import FilterSettings, UploadFilter
 
 FILTERED = ds.AUTO_UPLOAD_FILTERED
 CAM = "front"

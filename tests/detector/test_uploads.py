@@ -9,13 +9,13 @@ import grpc
 import pytest
 
 from tests.detector.conftest import REF, Hub, settings_for, start_detector, upload, version_served
-from tests.detector.frames import jpeg
 from visionloop.client.images import to_image
 from visionloop.common.v1 import image_pb2
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
 from visionloop.loop.v1 import image_service_pb2, image_service_pb2_grpc
-from visionloop.synthetic.models import model_zip
+from visionloop.testing.frames import jpeg
+from visionloop.testing.synthetic.models import model_zip
 
 
 def uncertain_frame(shade: int = 128):

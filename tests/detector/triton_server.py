@@ -1,4 +1,4 @@
-"""The real CPU ``tritonserver`` the tests start: ``visionloop.detector.triton_server``, with test names
+"""The real CPU ``tritonserver`` the tests start: ``visionloop.testing.triton``, with test names
 for its shared-memory regions."""
 
 from __future__ import annotations
@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from visionloop.detector import triton_server
-from visionloop.detector.triton_server import HOST, TritonStartError, free_port
+from visionloop.testing import triton as triton_server
+from visionloop.testing.ports import free_port
+from visionloop.testing.triton import HOST, TritonStartError
 
 __all__ = ["HOST", "TritonServer", "TritonStartError", "free_port"]
 

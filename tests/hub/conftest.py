@@ -12,10 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
-from visionloop.loop import app
-from visionloop.loop.config import LoopSettings
-from visionloop.loop.hub import Hub
-from visionloop.loop.storage import LocalObjectStore, ObjectStore, S3ObjectStore
+from visionloop.lib.storage import LocalObjectStore, ObjectStore, S3ObjectStore
 from visionloop.loop.v1 import (
     annotation_service_pb2_grpc,
     deployment_service_pb2_grpc,
@@ -29,6 +26,9 @@ from visionloop.loop.v1 import (
 )
 from visionloop.runtime.files import is_temporary
 from visionloop.runtime.server import GrpcServer
+from visionloop.server.hub import app
+from visionloop.server.hub.config import LoopSettings
+from visionloop.server.hub.state import Hub
 
 STACKS = ["sqlite", "postgres"]
 

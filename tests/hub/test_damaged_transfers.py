@@ -16,13 +16,13 @@ import pytest
 from tests.hub.conftest import REF, HubClient, cluster_storage, running_hub
 from tests.hub.pictures import picture
 from tests.hub.s3_relay import S3Relay
-from tests.hub.stacks import s3_server_kind
 from tests.hub.test_models import MIB, MODEL_JSON, expect_error, make_zip, model_blobs, upload, versions
 from visionloop.common.v1 import image_pb2, transfer_pb2
-from visionloop.loop.config import LoopSettings
-from visionloop.loop.storage import S3ObjectStore
+from visionloop.lib.storage import S3ObjectStore
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2 as project_pb
+from visionloop.server.hub.config import LoopSettings
+from visionloop.testing.servers import s3_server_kind
 
 pytestmark = pytest.mark.skipif(
     s3_server_kind() == "moto", reason="moto checks no Content-MD5: these need radosgw (VISIONLOOP_TEST_S3)"

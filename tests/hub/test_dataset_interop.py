@@ -28,9 +28,9 @@ from tests.hub.test_datasets import COCO as COCO_FORMAT
 from tests.hub.test_datasets import YOLO, categories, export_zip, import_zip, list_images
 from visionloop.common.v1 import category_pb2, geometry_pb2
 from visionloop.lib import shapes
+from visionloop.lib.evaluation import Prediction, evaluate, truths_from_annotations
 from visionloop.loop.v1 import annotation_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2 as ppb
-from visionloop.trainer.evaluation import Prediction, evaluate, truths_from_annotations
 
 
 @pytest.fixture(scope="session")

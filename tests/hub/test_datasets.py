@@ -25,11 +25,11 @@ from tests.harness import VISIONLOOP, base_env, serve
 from tests.hub.conftest import HubClient
 from tests.hub.pictures import picture
 from visionloop.common.v1 import category_pb2, image_pb2, transfer_pb2
-from visionloop.loop.datasets import Archive, Dataset, read_dataset, yaml_names
 from visionloop.loop.v1 import annotation_service_pb2 as pb
 from visionloop.loop.v1 import image_service_pb2
 from visionloop.loop.v1 import project_service_pb2 as ppb
 from visionloop.runtime.errors import InvalidArgument
+from visionloop.server.hub.datasets import Archive, Dataset, read_dataset, yaml_names
 
 MIB = 1024 * 1024
 COCO = pb.DATASET_FORMAT_COCO

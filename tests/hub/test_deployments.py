@@ -11,10 +11,10 @@ from grpc import StatusCode as Code
 from sqlalchemy import select
 
 from tests.hub.conftest import HubClient
-from visionloop.loop.db import schema
-from visionloop.loop.hub import get_project, utcnow
 from visionloop.loop.v1 import deployment_service_pb2 as pb
 from visionloop.loop.v1 import event_service_pb2, project_service_pb2
+from visionloop.server.hub.db import schema
+from visionloop.server.hub.state import get_project, utcnow
 
 FOLLOW, PINNED = pb.DEPLOYMENT_POLICY_FOLLOW_LATEST, pb.DEPLOYMENT_POLICY_PINNED
 

@@ -13,10 +13,10 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from tests.hub.conftest import cluster_storage
-from visionloop.loop.db import engine as engine_module
-from visionloop.loop.db import schema
-from visionloop.loop.db.engine import Database
-from visionloop.loop.hub import utcnow
+from visionloop.server.hub.db import engine as engine_module
+from visionloop.server.hub.db import schema
+from visionloop.server.hub.db.engine import Database
+from visionloop.server.hub.state import utcnow
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from visionloop.loop.v1 import (
 )
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.runtime.files import is_temporary
-from visionloop.synthetic.models import model_zip
+from visionloop.testing.synthetic.models import model_zip
 
 REF = project_service_pb2.ProjectRef(organization="acme", project="weeds")
 ENV = {"VISIONLOOP_BOOTSTRAP_PROJECT": "acme/weeds"}

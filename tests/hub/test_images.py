@@ -16,9 +16,9 @@ from PIL import Image
 from tests.hub.conftest import HubClient, upload_takes_its_turn_after
 from tests.hub.pictures import picture
 from visionloop.common.v1 import annotation_pb2, category_pb2, detection_pb2, geometry_pb2, image_pb2, transfer_pb2
-from visionloop.loop.images import image_key
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2
+from visionloop.server.hub.images import image_key
 
 # A box annotation the hub refuses (INVALID_ARGUMENT, "negative size"): an upload that fails late.
 NEGATIVE_BOX = annotation_pb2.Annotation(
@@ -361,9 +361,9 @@ async def test_a_group_of_new_images_is_recorded_together(hub: HubClient, projec
     one group, bytes stored before and an unknown project, each with its own answer."""
     from sqlalchemy import select
 
-    from visionloop.loop.db import schema
-    from visionloop.loop.images import NewImage, decode_image
     from visionloop.runtime.errors import NotFound
+    from visionloop.server.hub.db import schema
+    from visionloop.server.hub.images import NewImage, decode_image
 
     before = await upload(hub, project, picture(500), tags=["old"])
 
@@ -476,7 +476,7 @@ async def test_an_upload_cancelled_while_its_row_commits_keeps_its_blob(
 
     from sqlalchemy import func, select
 
-    from visionloop.loop.db import schema
+    from visionloop.server.hub.db import schema
 
     data = picture(700)
     sha = hashlib.sha256(data).hexdigest()

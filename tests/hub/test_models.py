@@ -20,11 +20,11 @@ from sqlalchemy import select
 
 from tests.hub.conftest import HubClient
 from visionloop.common.v1 import model_pb2, transfer_pb2
-from visionloop.loop.db import schema
-from visionloop.loop.storage import LocalObjectStore
+from visionloop.lib.storage import LocalObjectStore
 from visionloop.loop.v1 import event_service_pb2 as events_pb
 from visionloop.loop.v1 import model_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2 as project_pb
+from visionloop.server.hub.db import schema
 
 MIB = 1024 * 1024
 MODEL_JSON: dict[str, Any] = {

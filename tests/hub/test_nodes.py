@@ -11,8 +11,8 @@ from grpc import StatusCode as Code
 
 from tests.hub.conftest import HubClient
 from visionloop.common.v1 import node_pb2 as n
-from visionloop.loop.nodes import NodeServicer
 from visionloop.loop.v1 import node_service_pb2 as pb
+from visionloop.server.hub.nodes import NodeServicer
 
 INTERVAL = 0.25  # seconds; offline after three missed heartbeats
 

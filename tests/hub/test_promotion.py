@@ -22,18 +22,18 @@ from sqlalchemy import select, text
 
 from tests.hub.conftest import HubClient, running_hub
 from tests.hub.test_models import MODEL_JSON, expect_error, make_zip, upload
-from visionloop.cli import cli
+from visionloop.cli.main import cli
 from visionloop.common.v1 import model_pb2
-from visionloop.loop.config import LoopSettings
-from visionloop.loop.db import schema
-from visionloop.loop.db.engine import MIGRATIONS, Database
-from visionloop.loop.hub import utcnow
-from visionloop.loop.promotion import promotion_of
 from visionloop.loop.v1 import deployment_service_pb2 as deploy_pb
 from visionloop.loop.v1 import event_service_pb2 as events_pb
 from visionloop.loop.v1 import model_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2 as project_pb
-from visionloop.loop.versions import latest_version
+from visionloop.server.hub.config import LoopSettings
+from visionloop.server.hub.db import schema
+from visionloop.server.hub.db.engine import MIGRATIONS, Database
+from visionloop.server.hub.promotion import promotion_of
+from visionloop.server.hub.state import utcnow
+from visionloop.server.hub.versions import latest_version
 
 HELD = model_pb2.PROMOTION_STATE_HELD
 PROMOTED = model_pb2.PROMOTION_STATE_PROMOTED

@@ -1,4 +1,4 @@
-"""Conversions between database values and protobuf messages (visionloop.loop.protos)."""
+"""Conversions between database values and protobuf messages (visionloop.server.hub.protos)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from google.protobuf import timestamp_pb2
 
-from visionloop.loop.protos import from_timestamp, to_timestamp
+from visionloop.server.hub.protos import from_timestamp, to_timestamp
 
 
 def from_datetime(value: datetime) -> timestamp_pb2.Timestamp:

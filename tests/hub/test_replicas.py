@@ -20,13 +20,13 @@ from tests.hub.conftest import REF, HubClient, cluster_storage, running_hub, upl
 from tests.hub.pictures import picture
 from tests.hub.test_datasets import generated_coco, import_zip
 from visionloop.common.v1 import annotation_pb2, geometry_pb2
-from visionloop.loop import blob_fence, datasets
-from visionloop.loop.config import LoopSettings
-from visionloop.loop.db import schema
-from visionloop.loop.images import image_key
-from visionloop.loop.sweeper import sweep_images
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2
+from visionloop.server.hub import blob_fence, datasets
+from visionloop.server.hub.config import LoopSettings
+from visionloop.server.hub.db import schema
+from visionloop.server.hub.images import image_key
+from visionloop.server.hub.sweeper import sweep_images
 
 # Refused inside the row's transaction, after the blob was put: the project has no such category.
 UNKNOWN_CATEGORY = annotation_pb2.Annotation(

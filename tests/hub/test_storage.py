@@ -17,9 +17,10 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from tests.hub.conftest import partial_writes, start_partial_write
-from tests.hub.stacks import free_port, s3_server, s3_server_kind
-from visionloop.loop import storage
-from visionloop.loop.storage import BlobNotFound, LocalObjectStore, ObjectStore, S3ObjectStore
+from visionloop.lib import storage
+from visionloop.lib.storage import BlobNotFound, LocalObjectStore, ObjectStore, S3ObjectStore
+from visionloop.testing.ports import free_port
+from visionloop.testing.servers import s3_server, s3_server_kind
 
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'

@@ -20,11 +20,11 @@ from tests.hub.conftest import (
     upload_takes_its_turn_after,
 )
 from tests.hub.pictures import picture
-from visionloop.loop.config import LoopSettings
-from visionloop.loop.images import image_key
-from visionloop.loop.sweeper import sweep_images
 from visionloop.loop.v1 import image_service_pb2 as pb
 from visionloop.loop.v1 import project_service_pb2
+from visionloop.server.hub.config import LoopSettings
+from visionloop.server.hub.images import image_key
+from visionloop.server.hub.sweeper import sweep_images
 
 GRACE = timedelta(hours=1)
 

@@ -15,10 +15,10 @@ from sqlalchemy import select
 from tests.hub.conftest import CHANNEL_OPTIONS, HubClient
 from visionloop.common.v1 import category_pb2
 from visionloop.common.v1 import training_pb2 as t
-from visionloop.loop.db import schema
-from visionloop.loop.hub import get_project, utcnow
 from visionloop.loop.v1 import event_service_pb2, project_service_pb2, training_service_pb2_grpc
 from visionloop.loop.v1 import training_service_pb2 as pb
+from visionloop.server.hub.db import schema
+from visionloop.server.hub.state import get_project, utcnow
 
 LEASE = 30  # seconds; tests move the hub clock past it instead of sleeping
 

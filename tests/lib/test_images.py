@@ -3,7 +3,6 @@ pixels that agree with OpenCV's (libjpeg/libpng) reading of the same files."""
 
 from __future__ import annotations
 
-import ast
 import io
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from tests import crafted
 from visionloop.lib import images
 
 LIMITS = images.Limits()
-LIB = Path(images.__file__).parent
-SERVICES = ("annotator", "converter", "demo", "detector", "loop", "synthetic", "trainer", "cli", "services")
 
 
 def opencv(data: bytes) -> np.ndarray | None:
@@ -151,20 +148,3 @@ def test_decode_returns_a_new_writable_array() -> None:
     assert pixels.dtype == np.uint8
     assert pixels.flags.writeable
     assert pixels.flags.c_contiguous
-
-
-def test_the_library_layer_imports_no_service() -> None:
-    for path in LIB.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [alias.name for alias in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            for name in names:
-                parts = name.split(".")
-                if parts[0] == "visionloop":
-                    assert parts[1] not in SERVICES, f"{path.name} imports {name}"
-                    assert parts[1] != "runtime" or name == "visionloop.runtime.errors", f"{path.name} imports {name}"

@@ -9,10 +9,10 @@ from pathlib import Path
 import onnx
 import pytest
 
-from visionloop.lib import onnx_graph
+from visionloop.lib.model_format import onnx_graph
+from visionloop.lib.model_format.model_json import model_info_from_json
 from visionloop.runtime.errors import InvalidArgument
-from visionloop.runtime.model_json import model_info_from_json
-from visionloop.synthetic.models import model_json, yolov8_stub
+from visionloop.testing.synthetic.models import model_json, yolov8_stub
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,16 @@ import pytest
 from google.protobuf import struct_pb2
 
 from tests.detector.conftest import REF, Hub
-from tests.hub.stacks import free_port
 from visionloop.client.loop import LoopClient
 from visionloop.common.v1 import category_pb2, training_pb2
 from visionloop.loop.v1 import project_service_pb2, training_service_pb2, training_service_pb2_grpc
 from visionloop.loop.v1 import project_service_pb2_grpc as project_grpc
 from visionloop.runtime.server import GrpcServer
-from visionloop.synthetic import world
-from visionloop.synthetic.seeding import ensure_categories, upload_annotated
-from visionloop.trainer import app as trainer_app
-from visionloop.trainer.config import TrainerSettings
+from visionloop.server.trainer import app as trainer_app
+from visionloop.server.trainer.config import TrainerSettings
+from visionloop.testing.ports import free_port
+from visionloop.testing.synthetic import world
+from visionloop.testing.synthetic.seeding import ensure_categories, upload_annotated
 
 WORLD = world.WorldConfig(width=160, height=120)
 IMAGES = 40

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from visionloop.common.v1 import annotation_pb2, detection_pb2, geometry_pb2
+from visionloop.lib.model_format.model_json import MODEL_JSON
 from visionloop.lib.shapes import shape_box
-from visionloop.trainer.packaging import MODEL_JSON
-from visionloop.trainer.plugin import CannotTrain, Progress, TrainerPlugin, TrainJob, Variant
-from visionloop.trainer.reference.plugin import ReferenceTrainer
+from visionloop.server.trainer.plugin import CannotTrain, Progress, TrainerPlugin, TrainJob, Variant
+from visionloop.server.trainer.reference.plugin import ReferenceTrainer
 
 BEST = "best"
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import torch
 
-from visionloop.trainer.reference.distributed import average_states
-from visionloop.trainer.reference.model import CenterNet
-from visionloop.trainer.reference.train import LAST
+from visionloop.lib.centernet.model import CenterNet
+from visionloop.server.trainer.reference.distributed import average_states
+from visionloop.server.trainer.reference.train import LAST
 
 MARGIN = 0.05  # two workers may end a little apart from one (other BatchNorm batches, per-rank loss scale)
 FLOOR = 0.4  # an untrained model scores about 0.0; a learned one clearly more
@@ -58,7 +58,7 @@ def _torchrun(workers: int, folder: Path) -> dict[str, Any]:
         "--standalone",
         f"--nproc_per_node={workers}",
         "-m",
-        "visionloop.trainer.reference.distributed",
+        "visionloop.testing.synthetic.distributed",
         *("--seed", "0", "--count", "96", "--holdout", "32", "--epochs", "12", "--resolution", "160"),
         *("--preset", "easy"),  # learnt well enough in 12 short epochs to tell learning from noise
         *("--out", str(folder)),

@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from visionloop.common.v1 import annotation_pb2, detection_pb2, geometry_pb2, model_pb2
-from visionloop.trainer.evaluation import (
+from visionloop.lib.evaluation import (
     ClassResult,
     Prediction,
     Truth,

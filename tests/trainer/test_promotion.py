@@ -18,7 +18,7 @@ from google.protobuf import struct_pb2
 
 from tests.detector.conftest import REF
 from tests.trainer.conftest import WORLD, Project, trainer_settings
-from visionloop.cli import cli
+from visionloop.cli.main import cli
 from visionloop.common.v1 import model_pb2, training_pb2
 from visionloop.loop.v1 import deployment_service_pb2 as deploy_pb
 from visionloop.loop.v1 import (
@@ -30,9 +30,9 @@ from visionloop.loop.v1 import (
 )
 from visionloop.loop.v1 import model_service_pb2 as models_pb
 from visionloop.runtime.server import GrpcServer
-from visionloop.synthetic import world
-from visionloop.synthetic.seeding import upload_annotated
-from visionloop.trainer import app as trainer_app
+from visionloop.server.trainer import app as trainer_app
+from visionloop.testing.synthetic import world
+from visionloop.testing.synthetic.seeding import upload_annotated
 
 HELD = model_pb2.PROMOTION_STATE_HELD
 PROMOTED = model_pb2.PROMOTION_STATE_PROMOTED

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 
 from visionloop.common.v1 import annotation_pb2, geometry_pb2
-from visionloop.synthetic.world import Annotation
-from visionloop.trainer.plugin import CategoryInfo, TrainImage
-from visionloop.trainer.reference.plugin import _samples
+from visionloop.server.trainer.plugin import CategoryInfo, TrainImage
+from visionloop.server.trainer.reference.plugin import _samples
+from visionloop.testing.synthetic.world import Annotation
 
 
 def test_outlines_and_masks_train_as_boxes_and_crowd_regions_not_at_all(tmp_path: Path) -> None:

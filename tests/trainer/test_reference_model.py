@@ -13,14 +13,14 @@ import torch
 
 from tests.detector.conftest import start_detector
 from visionloop.common.v1 import image_pb2
-from visionloop.detector import decoders
-from visionloop.detector.config import DetectorSettings
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
-from visionloop.synthetic import world
-from visionloop.synthetic.world import CATEGORIES, WEED, generate, generate_samples
-from visionloop.trainer.reference import model as reference
-from visionloop.trainer.reference.train import input_size, train
+from visionloop.lib import decoders
+from visionloop.lib.centernet import model as reference
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.trainer.reference.train import input_size, train
+from visionloop.testing.synthetic import world
+from visionloop.testing.synthetic.world import CATEGORIES, WEED, generate, generate_samples
 
 FAST_FRAMES, FAST_EPOCHS, FAST_RESOLUTION = 64, 15, 160  # about 10 s on 2 cores
 

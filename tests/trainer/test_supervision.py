@@ -20,16 +20,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
 from tests.detector.conftest import REF
-from tests.hub.stacks import free_port
 from tests.trainer import tiny
 from tests.trainer.conftest import Project, TrainerProcess, trainer_settings
 from visionloop.common.v1 import node_pb2, training_pb2
 from visionloop.lib.hyperparameters import to_struct
-from visionloop.loop.db import schema
 from visionloop.loop.v1 import node_service_pb2, node_service_pb2_grpc, training_service_pb2
 from visionloop.runtime.server import GrpcServer
-from visionloop.trainer import app as trainer_app
-from visionloop.trainer.machine import TrainingMachine
+from visionloop.server.hub.db import schema
+from visionloop.server.trainer import app as trainer_app
+from visionloop.server.trainer.machine import TrainingMachine
+from visionloop.testing.ports import free_port
 from visionloop.trainer.v1 import trainer_service_pb2 as pb
 from visionloop.trainer.v1 import trainer_service_pb2_grpc
 

@@ -23,10 +23,10 @@ from visionloop.loop.v1 import (
     training_service_pb2,
 )
 from visionloop.runtime.server import GrpcServer
-from visionloop.trainer import app as trainer_app
-from visionloop.trainer import data
-from visionloop.trainer.hub import TrainerHub
-from visionloop.trainer.plugin import CategoryInfo
+from visionloop.server.trainer import app as trainer_app
+from visionloop.server.trainer import data
+from visionloop.server.trainer.hub_client import TrainerHub
+from visionloop.server.trainer.plugin import CategoryInfo
 from visionloop.trainer.v1 import trainer_service_pb2 as pb
 from visionloop.trainer.v1 import trainer_service_pb2_grpc
 

@@ -20,15 +20,13 @@ import torch
 
 from tests.detector.conftest import start_detector
 from visionloop.common.v1 import image_pb2, model_pb2
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.preprocess import Frame, prepare
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
-from visionloop.synthetic import world
-from visionloop.synthetic.world import CATEGORIES, generate_samples
-from visionloop.trainer.reference import model as reference
-from visionloop.trainer.reference.predict import map50_evaluator, predict
-from visionloop.trainer.reference.train import (
+from visionloop.lib.centernet import model as reference
+from visionloop.lib.preprocess import Frame, prepare
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.trainer.reference.predict import map50_evaluator, predict
+from visionloop.server.trainer.reference.train import (
     LAST,
     EpochReport,
     Hyperparameters,
@@ -37,6 +35,8 @@ from visionloop.trainer.reference.train import (
     _prepare_samples,
     encode_batch,
 )
+from visionloop.testing.synthetic import world
+from visionloop.testing.synthetic.world import CATEGORIES, generate_samples
 
 REPO = Path(__file__).resolve().parents[2]
 # 320x240 frames at a 64x48 input and a tiny model: an epoch takes milliseconds.

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from visionloop.common.v1 import detection_pb2
-from visionloop.trainer.plugin import Progress, TrainerPlugin, TrainJob, Variant
+from visionloop.server.trainer.plugin import Progress, TrainerPlugin, TrainJob, Variant
 
 VARIANT = "tiny"
 POISON_SEED = 13  # the faulty plug-ins misbehave only for trainings with this seed

@@ -24,14 +24,14 @@ from tests.harness import VISIONLOOP, base_env
 from tests.ultralytics.conftest import Exports
 from visionloop.client.loop import CHUNK_BYTES
 from visionloop.common.v1 import category_pb2, image_pb2, node_pb2, transfer_pb2
-from visionloop.detector.config import DetectorSettings
-from visionloop.detector.service import DetectorServicer
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
 from visionloop.lib.shapes import decode_mask
 from visionloop.loop.v1 import model_service_pb2, model_service_pb2_grpc
 from visionloop.loop.v1 import project_service_pb2 as project_pb
 from visionloop.loop.v1 import project_service_pb2_grpc as project_grpc
+from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.detector.service import DetectorServicer
 
 pytestmark = pytest.mark.timeout(1800)  # the first test waits for the exports (trained once per session)
 TASKS = {
@@ -238,7 +238,7 @@ async def test_import_uploads_and_deploys_in_one_command(exports: Exports, hub: 
 
 
 def test_an_onnx_file_without_ultralytics_metadata_is_refused_with_the_reason(tmp_path: Path) -> None:
-    from visionloop.synthetic.models import yolov8_stub
+    from visionloop.testing.synthetic.models import yolov8_stub
 
     done = run_cli(
         ["models", "import", str(yolov8_stub(tmp_path / "stub.onnx")), "--output", str(tmp_path / "x.zip")], tmp_path

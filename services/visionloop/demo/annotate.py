@@ -15,7 +15,7 @@ from visionloop.client.loop import LoopClient
 from visionloop.common.v1 import category_pb2, image_pb2
 from visionloop.demo.scenes import Frame
 from visionloop.loop.v1 import annotation_service_pb2, image_service_pb2
-from visionloop.synthetic.seeding import shapes
+from visionloop.testing.synthetic.seeding import shapes
 
 # Every inbox image the people annotate trains: the trainer holds out the validation frames instead
 # (tag test), so its 20 % split by image id takes no pictures away from the model.

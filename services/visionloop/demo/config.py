@@ -9,11 +9,11 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from visionloop.detector.upload_filter import FilterSettings
+from visionloop.server.detector.upload_filter import FilterSettings
 
 if TYPE_CHECKING:  # imported where used: the CLI reads the defaults here without loading PyTorch or OpenCV
     from visionloop.demo.scenes import Scenes
-    from visionloop.trainer.reference.train import Hyperparameters
+    from visionloop.server.trainer.reference.train import Hyperparameters
 
 MIN_EPOCHS = 3  # of a continuation: each frame seen a few times, flipped differently
 DETECTOR_SCORE_THRESHOLD = 0.3  # the reference model's model.json default: what robots get back
@@ -83,7 +83,7 @@ class LoopConfig:
 
     def hyperparameters(self, images: int, continued: bool) -> Hyperparameters:
         """The training on ``images`` frames, from scratch or continuing from a model."""
-        from visionloop.trainer.reference.train import Hyperparameters
+        from visionloop.server.trainer.reference.train import Hyperparameters
 
         return Hyperparameters(
             resolution=self.resolution,

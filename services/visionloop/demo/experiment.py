@@ -28,13 +28,13 @@ import numpy as np
 from visionloop.common.v1 import detection_pb2, geometry_pb2
 from visionloop.demo.config import DETECTOR_SCORE_THRESHOLD, EVALUATION_SCORE_THRESHOLD, LoopConfig
 from visionloop.demo.scenes import Frame, Scenes
-from visionloop.detector.upload_filter import UploadFilter
 from visionloop.detector.v1 import detector_service_pb2
-from visionloop.synthetic.world import Sample
-from visionloop.trainer.evaluation import Prediction, evaluate
-from visionloop.trainer.reference.model import CenterNet
-from visionloop.trainer.reference.predict import predict, truths
-from visionloop.trainer.reference.train import TrainingRun, input_size
+from visionloop.lib.centernet.model import CenterNet
+from visionloop.lib.evaluation import Prediction, evaluate
+from visionloop.server.detector.upload_filter import UploadFilter
+from visionloop.server.trainer.reference.predict import predict, truths
+from visionloop.server.trainer.reference.train import TrainingRun, input_size
+from visionloop.testing.synthetic.world import Sample
 
 ARMS = ("active", "random")
 # Optional third arm: as many frames, those with the most detections in the uncertainty band (a

@@ -24,18 +24,18 @@ from google.protobuf import struct_pb2
 from visionloop.client.detector import DetectorClient
 from visionloop.client.loop import LoopClient
 from visionloop.common.v1 import model_pb2, training_pb2
-from visionloop.converter.config import ConverterSettings
 from visionloop.demo import robots
 from visionloop.demo.annotate import Annotated, GroundTruth, annotate_inbox, upload_validation
 from visionloop.demo.config import EVALUATION_SCORE_THRESHOLD, LoopConfig
 from visionloop.demo.report import Progress
 from visionloop.demo.scenes import Frame
 from visionloop.demo.stack import Stack, StackConfig
+from visionloop.lib.evaluation import evaluate, predictions_from_detections
 from visionloop.loop.v1 import training_service_pb2
 from visionloop.runtime.logging import get_logger
-from visionloop.synthetic.seeding import ensure_categories
-from visionloop.trainer.evaluation import evaluate, predictions_from_detections
-from visionloop.trainer.reference.predict import truths
+from visionloop.server.converter.config import ConverterSettings
+from visionloop.server.trainer.reference.predict import truths
+from visionloop.testing.synthetic.seeding import ensure_categories
 
 log = get_logger(__name__)
 

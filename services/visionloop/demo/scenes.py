@@ -18,9 +18,9 @@ import numpy as np
 
 from visionloop.demo.config import MIXED
 from visionloop.lib import images
-from visionloop.synthetic import world
-from visionloop.synthetic.seeding import jpeg
-from visionloop.synthetic.world import Annotation, Sample, WorldConfig
+from visionloop.testing.synthetic import world
+from visionloop.testing.synthetic.seeding import jpeg
+from visionloop.testing.synthetic.world import Annotation, Sample, WorldConfig
 
 _HELD_OUT, _BOOTSTRAP, _VALIDATION, _ROBOTS = 0, 1, 2, 10
 _RARE = 7  # seeds the draw of a mixed field's frame kind, apart from the frame's own streams

@@ -17,9 +17,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from visionloop.cli import embedded
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.server import GrpcServer
+from visionloop.server.embedded import embedded
 
 SERVICES = ("loop", "detector", "trainer", "converter")
 START_TIMEOUT = 120.0
@@ -45,7 +45,7 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.servers: dict[str, GrpcServer] = {}
-        self.triton: Any = None  # visionloop.detector.triton_server.TritonServer with backend triton
+        self.triton: Any = None  # visionloop.testing.triton.TritonServer with backend triton
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="visionloop-demo-services", daemon=True)
 
@@ -101,7 +101,7 @@ class Stack:
             raise
 
     def _start_triton(self) -> None:
-        from visionloop.detector.triton_server import TritonServer  # only the triton demo needs it
+        from visionloop.testing.triton import TritonServer  # only the triton demo needs it
 
         folder = self.config.data_dir / "tritonserver"
         folder.mkdir(parents=True, exist_ok=True)

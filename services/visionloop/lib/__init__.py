@@ -1,6 +1,6 @@
 """VisionLoop's library layer: domain helpers that every service uses and no service owns.
 
-Modules here import no service package (``visionloop.loop``, ``detector``, ``trainer``,
+Modules here import no service package (``visionloop.server.hub``, ``detector``, ``trainer``,
 ``converter``, ``annotator``, ``demo``): only third-party libraries, the generated contracts and
 ``visionloop.runtime.errors`` (so their refusals map to precise gRPC codes). ``tests/lib``
 enforces the rule.

@@ -38,6 +38,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visionloop.runtime.errors import InvalidArgument, ResourceExhausted, ServiceError
 
@@ -84,6 +86,35 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()  # the hub's defaults (VISIONLOOP_MAX_IMAGE_BYTES, VISIONLOOP_MAX_IMAGE_PIXELS)
+
+
+class ImageLimitSettings(BaseSettings):
+    """The largest image accepted (hub) or decoded (nodes reading the hub's images).
+
+    Nodes keep the hub's values or larger: an image the hub stored and a node refuses is left out
+    of that node's work (training data, pre-annotation, calibration).
+    """
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    max_image_bytes: int = Field(
+        DEFAULT_MAX_BYTES,
+        alias="VISIONLOOP_MAX_IMAGE_BYTES",
+        ge=1024,
+        le=1024**3,
+        description="Largest image file, in bytes (JPEG or PNG).",
+    )
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        alias="VISIONLOOP_MAX_IMAGE_PIXELS",
+        ge=1,
+        le=1_000_000_000,
+        description="Largest image, in pixels (width x height, read from the header before decoding).",
+    )
+
+    @property
+    def image_limits(self) -> Limits:
+        return Limits(self.max_image_bytes, self.max_image_pixels)
 
 
 @dataclass(frozen=True)

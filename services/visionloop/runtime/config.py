@@ -17,7 +17,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visionloop.client.channel import ChannelConfig
 from visionloop.client.loop import LoopClient
-from visionloop.lib import images
 from visionloop.loop.v1 import project_service_pb2
 from visionloop.runtime import access, tls
 
@@ -214,35 +213,6 @@ class ServiceSettings(BaseSettings):
     def tokens(self) -> access.Tokens:
         """The tokens this service accepts (none: auth is off)."""
         return access.Tokens(access.parse_tokens(self.auth_tokens))
-
-
-class ImageLimitSettings(BaseSettings):
-    """The largest image accepted (hub) or decoded (nodes reading the hub's images).
-
-    Nodes keep the hub's values or larger: an image the hub stored and a node refuses is left out
-    of that node's work (training data, pre-annotation, calibration).
-    """
-
-    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
-
-    max_image_bytes: int = Field(
-        images.DEFAULT_MAX_BYTES,
-        alias="VISIONLOOP_MAX_IMAGE_BYTES",
-        ge=1024,
-        le=1024**3,
-        description="Largest image file, in bytes (JPEG or PNG).",
-    )
-    max_image_pixels: int = Field(
-        images.DEFAULT_MAX_PIXELS,
-        alias="VISIONLOOP_MAX_IMAGE_PIXELS",
-        ge=1,
-        le=1_000_000_000,
-        description="Largest image, in pixels (width x height, read from the header before decoding).",
-    )
-
-    @property
-    def image_limits(self) -> images.Limits:
-        return images.Limits(self.max_image_bytes, self.max_image_pixels)
 
 
 class PeerSettings(BaseSettings):

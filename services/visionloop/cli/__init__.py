@@ -1,0 +1,1 @@
+"""The ``visionloop`` command: one module per command group."""

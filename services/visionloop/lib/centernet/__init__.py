@@ -1,0 +1,1 @@
+"""The reference detector (PyTorch): what the trainer trains and the converter exports."""

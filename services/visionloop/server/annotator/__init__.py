@@ -1,0 +1,1 @@
+"""The annotator: interactive annotation, pre-annotation and ranking."""

@@ -1,0 +1,1 @@
+"""The converter: turns models into deployable formats."""

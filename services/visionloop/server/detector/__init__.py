@@ -1,0 +1,1 @@
+"""The detector: inference for robots."""

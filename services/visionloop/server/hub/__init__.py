@@ -1,0 +1,1 @@
+"""The hub: projects, images, annotations, models, deployments, trainings, nodes, events."""
