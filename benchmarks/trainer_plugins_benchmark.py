@@ -37,8 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 VENVS = {"reference": ROOT / ".venv" / "bin" / "python", "ultralytics": ROOT / ".venv-ultralytics" / "bin" / "python"}
 PLUGINS = {
-    "reference": "visionloop.trainer.reference.plugin:ReferenceTrainer",
-    "ultralytics": "visionloop.trainer.ultralytics_plugin:UltralyticsTrainer",
+    "reference": "visionloop.server.trainer.reference.plugin:ReferenceTrainer",
+    "ultralytics": "visionloop.server.trainer.ultralytics_plugin:UltralyticsTrainer",
 }
 
 
@@ -76,11 +76,11 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     from visionloop.common.v1 import category_pb2
     from visionloop.demo.config import LoopConfig
-    from visionloop.synthetic import world
-    from visionloop.synthetic.seeding import shapes
-    from visionloop.trainer.evaluation import evaluate, predictions_from_detections
-    from visionloop.trainer.plugin import CategoryInfo, Progress, TrainImage, TrainJob, load_plugin
-    from visionloop.trainer.reference.predict import truths
+    from visionloop.lib.evaluation import evaluate, predictions_from_detections
+    from visionloop.server.trainer.plugin import CategoryInfo, Progress, TrainImage, TrainJob, load_plugin
+    from visionloop.server.trainer.reference.predict import truths
+    from visionloop.testing.synthetic import world
+    from visionloop.testing.synthetic.seeding import shapes
 
     torch.set_num_threads(1)
     config = LoopConfig().scenes().config

@@ -21,15 +21,15 @@ from visionloop.common.v1 import training_pb2 as t
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
 from visionloop.loop.v1 import model_service_pb2, model_service_pb2_grpc, training_service_pb2
-from visionloop.synthetic import world
-from visionloop.synthetic.seeding import jpeg
+from visionloop.testing.synthetic import world
+from visionloop.testing.synthetic.seeding import jpeg
 
 pytestmark = [
     pytest.mark.timeout(1200),
     pytest.mark.skipif(not PYTHON.exists(), reason=f"{PYTHON} is missing (scripts/bootstrap builds it)"),
 ]
 DETECT = "ultralytics-detect"
-PLUGIN = "visionloop.trainer.ultralytics_plugin:UltralyticsTrainer"
+PLUGIN = "visionloop.server.trainer.ultralytics_plugin:UltralyticsTrainer"
 # yolov8n from its yaml on the fixture's 160x120 frames, a step per batch: about a second an epoch
 # on two cores, and objects found after twenty.
 SMALL = {"model": "yolov8n.yaml", "resolution": 160, "epochs": 20, "batch_size": 4, "nominal_batch_size": 4, "seed": 1}

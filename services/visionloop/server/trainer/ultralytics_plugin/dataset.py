@@ -33,7 +33,7 @@ import yaml
 from visionloop.common.v1 import annotation_pb2, geometry_pb2
 from visionloop.lib import images as image_codec
 from visionloop.lib import shapes
-from visionloop.trainer.plugin import CategoryInfo, TrainImage
+from visionloop.server.trainer.plugin import CategoryInfo, TrainImage
 
 DATA_YAML = "data.yaml"
 SUBSETS = ("train", "val")

@@ -1,6 +1,6 @@
 """The Ultralytics trainer: YOLO detection and segmentation models trained through the plug-in interface.
 
-``TRAINER_PLUGIN=visionloop.trainer.ultralytics_plugin:UltralyticsTrainer`` in an environment with
+``TRAINER_PLUGIN=visionloop.server.trainer.ultralytics_plugin:UltralyticsTrainer`` in an environment with
 Ultralytics installed (AGPL-3.0: an opt-in install, never a dependency of VisionLoop's packages).
 Two variants: ``ultralytics-detect`` (boxes, and points learnt as small boxes) and
 ``ultralytics-segment`` (outlines and masks). A training starts from, in this order:
@@ -13,7 +13,7 @@ Two variants: ``ultralytics-detect`` (boxes, and points learnt as small boxes) a
 Nothing is downloaded: the package sets ``YOLO_OFFLINE`` and ``YOLO_AUTOINSTALL=0`` before
 Ultralytics is imported (unless they are set already), and plots, which fetch a font, are off.
 The trained model is exported with Ultralytics' own exporter (dynamic ONNX), and its model.json
-comes from the export as ``visionloop models import`` writes it (``visionloop.model_import``).
+comes from the export as ``visionloop models import`` writes it (``visionloop.cli.model_import``).
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ultralytics import YOLO
 from ultralytics.nn.tasks import guess_model_task, yaml_model_load
 
-from visionloop import model_import
+from visionloop.cli import model_import
 from visionloop.common.v1 import category_pb2, detection_pb2
-from visionloop.runtime.model_json import info_to_json
-from visionloop.trainer.packaging import MODEL_JSON
-from visionloop.trainer.plugin import CannotTrain, Progress, TrainerPlugin, TrainJob, Variant, Verification
-from visionloop.trainer.ultralytics_plugin import dataset, run, weights
-from visionloop.trainer.ultralytics_plugin.predict import Output, detections
+from visionloop.lib.model_format.model_json import MODEL_JSON, info_to_json
+from visionloop.server.trainer.plugin import CannotTrain, Progress, TrainerPlugin, TrainJob, Variant, Verification
+from visionloop.server.trainer.ultralytics_plugin import dataset, run, weights
+from visionloop.server.trainer.ultralytics_plugin.predict import Output, detections
 
 DETECT, SEGMENT = "ultralytics-detect", "ultralytics-segment"
 TASKS = {DETECT: "detect", SEGMENT: "segment"}

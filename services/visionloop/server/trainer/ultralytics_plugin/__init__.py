@@ -1,4 +1,4 @@
-"""The Ultralytics trainer plug-in: ``TRAINER_PLUGIN=visionloop.trainer.ultralytics_plugin:UltralyticsTrainer``.
+"""The Ultralytics trainer plug-in: ``TRAINER_PLUGIN=visionloop.server.trainer.ultralytics_plugin:UltralyticsTrainer``.
 
 Needs Ultralytics installed beside VisionLoop (AGPL-3.0: an opt-in install, never a dependency of
 VisionLoop's packages). ``plugin.py`` is the plug-in, ``dataset.py`` the conversion of a training's
@@ -21,7 +21,7 @@ os.environ.setdefault("YOLO_VERBOSE", "0")
 def __getattr__(name: str) -> Any:
     """``UltralyticsTrainer`` on first use, so that importing the package alone needs no Ultralytics."""
     if name == "UltralyticsTrainer":
-        from visionloop.trainer.ultralytics_plugin.plugin import UltralyticsTrainer
+        from visionloop.server.trainer.ultralytics_plugin.plugin import UltralyticsTrainer
 
         return UltralyticsTrainer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

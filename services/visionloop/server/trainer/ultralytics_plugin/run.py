@@ -22,7 +22,7 @@ from typing import Any
 
 from visionloop.runtime.files import write_atomically
 from visionloop.runtime.logging import get_logger
-from visionloop.trainer.plugin import Progress
+from visionloop.server.trainer.plugin import Progress
 
 log = get_logger(__name__)
 

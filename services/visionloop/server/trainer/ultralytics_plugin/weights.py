@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from visionloop.lib.model_format.model_json import MODEL_JSON
 from visionloop.runtime.files import write_atomically
-from visionloop.trainer.packaging import MODEL_JSON
 
 WEIGHTS = "model.pt"
 KIND = "visionloop-ultralytics"  # what model.pt holds, checked on load
