@@ -158,8 +158,8 @@ def yolov8_folder(onnx_path: Path, folder: Path) -> Path:
     export as ``visionloop models import`` does (its metadata, batch and size), others as 640 models."""
     import onnx
 
-    from visionloop.cli import model_import
     from visionloop.lib.model_format import onnx_graph, ultralytics
+    from visionloop.lib.model_format import onnx_import as model_import
 
     if ultralytics.is_ultralytics(onnx_graph.read_signature(onnx_path)):
         safe_extract(

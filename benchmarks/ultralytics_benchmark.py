@@ -44,8 +44,8 @@ from benchmarks.detector_benchmark import (
     streams,
     unary,
 )
-from visionloop.cli.model_import import model_info, write_zip
 from visionloop.lib.archives import safe_extract
+from visionloop.lib.model_format.onnx_import import model_info, write_zip
 from visionloop.server.detector.config import DetectorSettings
 from visionloop.server.detector.models import read_model_folder
 

@@ -27,7 +27,7 @@ MOVES: list[tuple[str, str]] = [
     (f"{S}/hub_commands.py", f"{S}/cli/hub_commands.py"),
     (f"{S}/detect_command.py", f"{S}/cli/detect.py"),
     (f"{S}/tokens_command.py", f"{S}/cli/tokens.py"),
-    (f"{S}/model_import.py", f"{S}/cli/model_import.py"),
+    (f"{S}/model_import.py", f"{S}/lib/model_format/onnx_import.py"),
     (f"{S}/annotator/cli.py", f"{S}/cli/annotate.py"),
     (f"{S}/demo/commands.py", f"{S}/cli/demo.py"),
     (f"{S}/services.py", f"{S}/server/catalog.py"),

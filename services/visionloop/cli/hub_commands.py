@@ -222,7 +222,7 @@ def models_import(client: LoopClient, export: Path, deploy: bool, output: Path |
     model.json comes from the export's metadata (class names, image size, stride, task) and graph
     (tensor names, batch, dynamic size); class names that match the project's categories get their ids.
     """
-    from visionloop.cli import model_import
+    from visionloop.lib.model_format import onnx_import as model_import
     from visionloop.runtime.errors import ServiceError
 
     try:

@@ -13,7 +13,7 @@ Two variants: ``ultralytics-detect`` (boxes, and points learnt as small boxes) a
 Nothing is downloaded: the package sets ``YOLO_OFFLINE`` and ``YOLO_AUTOINSTALL=0`` before
 Ultralytics is imported (unless they are set already), and plots, which fetch a font, are off.
 The trained model is exported with Ultralytics' own exporter (dynamic ONNX), and its model.json
-comes from the export as ``visionloop models import`` writes it (``visionloop.cli.model_import``).
+comes from the export as ``visionloop models import`` writes it (``visionloop.lib.model_format.onnx_import``).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ultralytics import YOLO
 from ultralytics.nn.tasks import guess_model_task, yaml_model_load
 
-from visionloop.cli import model_import
 from visionloop.common.v1 import category_pb2, detection_pb2
+from visionloop.lib.model_format import onnx_import as model_import
 from visionloop.lib.model_format.model_json import MODEL_JSON, info_to_json
 from visionloop.server.trainer.plugin import CannotTrain, Progress, TrainerPlugin, TrainJob, Variant, Verification
 from visionloop.server.trainer.ultralytics_plugin import dataset, run, weights

@@ -1,4 +1,4 @@
-"""``visionloop models import``: an ONNX export a user brings, as the model zip the hub and detectors take.
+"""An ONNX export a user brings (`visionloop models import`), as the model zip the hub and detectors take.
 
 An Ultralytics export carries everything its model.json needs (class names, image size, stride,
 task) in the ONNX metadata, and its graph tells the tensor names, the batch dimension and whether
