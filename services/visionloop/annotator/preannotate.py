@@ -73,11 +73,15 @@ class DeployedModel:
         folder = await asyncio.to_thread(unpack, version, archive, place)
         return await open_onnx_model(f"{ref.organization}-{ref.project}", folder)
 
-    async def detect(self, model: ServedModel, data: bytes) -> detection_pb2.Detections:
+    async def detect(
+        self, model: ServedModel, data: bytes, score_threshold: float | None = None
+    ) -> detection_pb2.Detections:
+        """The model's detections on the image ``data``, at its default score threshold or ``score_threshold``."""
         frame = preprocess.Frame(await asyncio.to_thread(images.decode, data, self.limits), "bgr")
         rescale = model.info.input.rescale_type
         tensor, transform = await asyncio.to_thread(preprocess.prepare, frame, model.info.input, rescale)
-        settings = postprocess.Settings.resolve(detector_service_pb2.DetectOptions(), model.info.detection_defaults)
+        options = detector_service_pb2.DetectOptions(score_threshold=score_threshold)
+        settings = postprocess.Settings.resolve(options, model.info.detection_defaults)
         size = (frame.width, frame.height)
         done = await model.batcher.submit(
             tensor, lambda outputs: postprocess.to_detections(model.info, outputs, transform, size, settings)
