@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
 from tests.annotator.conftest import Desk
 from tests.detector.conftest import REF
+from visionloop.annotator.labelstudio.project import queue as queue_order
 from visionloop.annotator.selection import SELECTED_TAG
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import detection_pb2, geometry_pb2, image_pb2
@@ -60,6 +63,9 @@ async def test_the_budget_goes_to_the_most_uncertain_and_the_queue_follows_the_p
                 ids[2]: _found((0.6, 10), (0.7, 200)),  # two: 0.4 + 0.3
             },
         )  # ids[3]: nothing found
+        # An image the watcher ranked high, waiting in the inbox: the budget's picks go before it.
+        images = image_service_pb2_grpc.ImageServiceStub(channel)
+        await images.UpdateImage(image_service_pb2.UpdateImageRequest(ref=REF, image_id=ids[3], priority=0.9))
         request = pb.SelectImagesRequest(budget=2, acquisition=pb.ACQUISITION_UNCERTAINTY, reducer=pb.REDUCER_SUM)
         answer = await desk.stub.SelectImages(request)
         assert answer.candidates == 4
@@ -69,10 +75,14 @@ async def test_the_budget_goes_to_the_most_uncertain_and_the_queue_follows_the_p
         # The annotation queue (what Label Studio's tasks are ordered by) in the order of the picks.
         queue = await _state(channel, image_pb2.IMAGE_STATE_ANNOTATE, image_service_pb2.IMAGE_ORDER_PRIORITY)
         assert [image.id for image in queue] == [ids[2], ids[1]]
-        assert [image.priority for image in queue] == pytest.approx([1.0, 0.5])
+        assert [image.priority for image in queue] == pytest.approx([1.9, 1.4])  # above all that waits
         assert all(SELECTED_TAG in image.tags for image in queue)
         left = await _state(channel, image_pb2.IMAGE_STATE_INBOX, image_service_pb2.IMAGE_ORDER_OLDEST)
         assert {image.id for image in left} == {ids[0], ids[3]}  # not picked: still candidates
+        # Label Studio's tasks: inbox and queue by priority (``labelstudio.project.queue``).
+        with desk.client() as client:
+            tasks = await asyncio.to_thread(queue_order, client)
+        assert [image.id for image in tasks][:3] == [ids[2], ids[1], ids[3]]
 
 
 async def test_the_combined_acquisition_labels_one_of_two_near_copies(desk: Desk) -> None:

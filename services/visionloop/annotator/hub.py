@@ -164,6 +164,17 @@ class AnnotatorHub:
         request = image_service_pb2.UpdateImageRequest(ref=ref, image_id=image_id, priority=priority)
         await call(self.images.UpdateImage(request, timeout=TIMEOUT))
 
+    async def top_priority(self, ref: ProjectRef) -> float:
+        """The highest priority among images waiting for people (inbox and queue); 0 when none wait."""
+        request = image_service_pb2.ListImagesRequest(
+            ref=ref,
+            filter=image_service_pb2.ImageFilter(states=[image_pb2.IMAGE_STATE_INBOX, image_pb2.IMAGE_STATE_ANNOTATE]),
+            order=image_service_pb2.IMAGE_ORDER_PRIORITY,
+            page_size=1,
+        )
+        page = await call(self.images.ListImages(request, timeout=TIMEOUT))
+        return page.images[0].priority if page.images else 0.0
+
     async def enqueue(self, ref: ProjectRef, image_id: str, priority: float, tag: str) -> None:
         """Move an image to the annotation queue with ``priority`` and ``tag``."""
         request = image_service_pb2.UpdateImageRequest(

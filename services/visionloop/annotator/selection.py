@@ -8,9 +8,10 @@ down to that threshold. ``ACQUISITION_BALANCED`` also needs what is labelled alr
 ``REFERENCE_LIMIT`` annotated images, whose annotations count per category (the rare boost) and
 whose look and contents are the embeddings the diversity stage keeps away from.
 
-The picks move to the annotation queue with priorities from 1 (the first pick) down to
-1/budget and the tag ``selected``; the priority watcher leaves tagged images alone, so the queue,
-and Label Studio's task order with it, stay in the order of the selection.
+The picks move to the annotation queue with the tag ``selected`` and priorities above every image
+waiting (inbox and queue): the highest waiting priority, floored at 0, plus 1 for the first pick
+down to plus 1/budget for the last. The priority watcher leaves tagged images alone, so the
+queue, and Label Studio's task order with it (inbox and queue by priority), follow the selection.
 """
 
 from __future__ import annotations
@@ -115,9 +116,10 @@ class Selector:
         else:
             picks, version = await self._acquire(selection, inbox)
         count = len(picks)
+        base = max(0.0, await self.hub.top_priority(self.ref)) if picks else 0.0
         selected = []
         for rank, pick in enumerate(picks):
-            priority = (count - rank) / count
+            priority = base + (count - rank) / count
             await self.hub.enqueue(self.ref, pick.key, priority, SELECTED_TAG)
             selected.append(pb.SelectedImage(image_id=pick.key, priority=priority, uncertainty=pick.uncertainty))
         log.info("images selected", budget=selection.budget, candidates=len(inbox), selected=count)

@@ -153,8 +153,8 @@ class AnnotatorServiceServicer:
         """Spends a label budget: picks up to `budget` of the candidates (the inbox:
         what detectors uploaded) by an acquisition function and moves them to the
         annotation queue, with priorities in the order they were picked (the
-        first pick highest), so the queue and Label Studio's task order follow
-        it. Candidates not picked stay in the inbox. FAILED_PRECONDITION when
+        first pick highest) above every image waiting, so the queue and Label
+        Studio's task order follow it. Candidates not picked stay in the inbox. FAILED_PRECONDITION when
         score_threshold asks for the deployed model and there is none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
