@@ -186,3 +186,16 @@ async def test_images_arriving_with_detections_are_ranked_at_once(watching_desk:
         await _priority_becomes(images, second, 0.6)  # now margin: 1 - (0.7 - 0.3)
     assert desk.servicer.watcher is not None
     assert desk.servicer.watcher.ranked == 2
+
+
+def test_the_library_knows_the_contracts_rankers_and_reducers_by_number() -> None:
+    from visionloop.lib.acquisition import Ranker, Reducer
+
+    assert {r.name: r.value for r in Ranker} == {
+        name.removeprefix("RANKER_"): value
+        for name, value in pb.Ranker.items()
+        if name not in ("RANKER_UNSPECIFIED", "RANKER_DIVERSITY")
+    }
+    assert {r.name: r.value for r in Reducer} == {
+        name.removeprefix("REDUCER_"): value for name, value in pb.Reducer.items() if name != "REDUCER_UNSPECIFIED"
+    }

@@ -32,11 +32,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 import cv2
 import numpy as np
 
-from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import detection_pb2
 
 SAME_SPOT_IOU = 0.5
@@ -44,12 +44,28 @@ SAME_SPOT_PIXELS = 8.0
 RARE_BOOST_MAX = 4.0  # the most a category's rarity multiplies its objects' uncertainty
 
 
+class Ranker(IntEnum):
+    """Per-object uncertainty; the numbers of the annotator contract's ``Ranker``."""
+
+    LEAST_CONFIDENCE = 1
+    MARGIN = 2
+    ENTROPY = 3
+
+
+class Reducer(IntEnum):
+    """Object scores to an image's; the numbers of the annotator contract's ``Reducer``."""
+
+    MAX = 1
+    MEAN = 2
+    SUM = 3
+
+
 @dataclass(frozen=True)
 class Criteria:
     """How candidates are scored: per-object uncertainty, per-image reduction, rare boost, diversity."""
 
-    ranker: int = pb.RANKER_LEAST_CONFIDENCE
-    reducer: int = pb.REDUCER_SUM
+    ranker: int = Ranker.LEAST_CONFIDENCE
+    reducer: int = Reducer.SUM
     rare_boost: bool = True
     diversity: bool = True
 
@@ -138,9 +154,9 @@ def distribution(scores: Sequence[float]) -> np.ndarray:
 def object_score(scores: Sequence[float], ranker: int) -> float:
     """One object's uncertainty in [0, 1] by ``ranker`` (least confidence, margin or entropy)."""
     p = np.sort(distribution(scores))[::-1]
-    if ranker == pb.RANKER_MARGIN:
+    if ranker == Ranker.MARGIN:
         return float(1 - (p[0] - (p[1] if len(p) > 1 else 0.0)))
-    if ranker == pb.RANKER_ENTROPY:
+    if ranker == Ranker.ENTROPY:
         nonzero = p[p > 0]
         return float(-(nonzero * np.log(nonzero)).sum() / math.log(len(p))) if len(p) > 1 else 0.0
     return float(1 - p[0])  # least confidence (the default)
@@ -150,9 +166,9 @@ def reduce(scores: Sequence[float], reducer: int) -> float:
     """Object scores to the image's: max (the default), mean or sum; 0 without objects."""
     if not scores:
         return 0.0
-    if reducer == pb.REDUCER_MEAN:
+    if reducer == Reducer.MEAN:
         return float(np.mean(scores))
-    if reducer == pb.REDUCER_SUM:
+    if reducer == Reducer.SUM:
         return float(np.sum(scores))
     return float(max(scores))
 
@@ -174,8 +190,8 @@ def category_weights(labelled: Mapping[str, int], categories: Sequence[str]) -> 
 
 def uncertainty(
     detections: detection_pb2.Detections,
-    ranker: int = pb.RANKER_LEAST_CONFIDENCE,
-    reducer: int = pb.REDUCER_MAX,
+    ranker: int = Ranker.LEAST_CONFIDENCE,
+    reducer: int = Reducer.MAX,
     weights: Mapping[str, float] | None = None,
 ) -> float:
     """The image's uncertainty: its objects' scores, each times its likeliest category's weight, reduced."""
