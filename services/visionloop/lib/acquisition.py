@@ -15,10 +15,11 @@ shape of PPAL, "Plug and Play Active Learning for Object Detection", Yang et al.
    sum over its objects (PPAL: three unsure objects teach more than one), or their max or mean.
 2. Diversity. Greedy: each pick is the candidate of highest uncertainty x novelty, novelty being
    its distance to the nearest image picked or already labelled over the median distance between
-   two candidates, capped at 1 (PPAL's second stage and Lightly's "diverse and uncertain" selection, a weighted
-   k-centre / core-set). A robot streams near-duplicate frames: without this stage one unsure
-   plant seen in twenty frames would take twenty labels; with it, a near copy of a pick has
-   novelty close to 0 and waits until nothing new is left.
+   two candidates, capped at 1: a weighted k-centre (core-set), as Lightly's combined "diverse and
+   uncertain" selection, standing in for PPAL's second stage (k-centre over the uncertain with a
+   detection-matching image similarity) with a cheaper embedding. A robot streams near-duplicate
+   frames: without this stage one unsure plant seen in twenty frames would take twenty labels;
+   with it, a near copy of a pick has novelty close to 0 and waits until nothing new is left.
 
 The embedding (``embedding``) is the image's look (a grey 8x8 thumbnail and a colour histogram)
 beside what it holds (per category, the square root of the summed confidence: the expected
