@@ -16,11 +16,24 @@ import pytest
 from click.testing import CliRunner
 
 from visionloop.cli.main import cli
+from visionloop.annotator.selection import SELECTED_TAG
+from visionloop.cli import cli
 from visionloop.client.detector import DetectorClient
 from visionloop.client.loop import LoopClient
 from visionloop.common.v1 import image_pb2, training_pb2
 from visionloop.demo.config import LoopConfig
-from visionloop.demo.experiment import ArmRound, Comparison, SeedResult, ranked, run_experiment
+from visionloop.demo.experiment import (
+    ACQUISITION,
+    ARMS,
+    FILTER,
+    RANDOM,
+    UNCERTAINTY,
+    ArmRound,
+    Comparison,
+    Scores,
+    SeedResult,
+    run_experiment,
+)
 from visionloop.demo.report import comparison_table, rounds_table
 from visionloop.demo.rounds import DemoResult, run_rounds, stack_config
 from visionloop.demo.stack import Stack
@@ -30,8 +43,9 @@ from visionloop.loop.v1 import annotation_service_pb2
 pytestmark = pytest.mark.slow
 
 TOLERANT = {"promotion_tolerance": 1.0}  # every version passes the promotion gate
-# Small, but big enough that the second model is clearly better than the first.
-SHORT = LoopConfig(rounds=2, robots=2, frames=30, fps=15.0, bootstrap=24, held_out=40, epochs=12)
+# Small, but big enough that the second model is clearly better than the first: the rows field, a
+# fifth of the robots' frames labelled in round 2.
+SHORT = LoopConfig(rounds=2, robots=2, frames=30, fps=15.0, bootstrap=24, held_out=40, epochs=12, budget=0.2)
 
 
 @pytest.fixture
@@ -47,17 +61,23 @@ def test_a_short_demo_runs_every_stage_and_the_second_model_is_better(stack: Sta
     assert second.map50 > first.map50, rounds_table(result.rows)
 
     # Uploads: round 1 through Upload (no model yet), round 2 through the detector's upload filter.
-    assert first.uploads == SHORT.bootstrap
+    assert first.uploads == first.annotated == SHORT.bootstrap
     assert second.uploads > 0
     assert result.served_versions[1] == {first.version}  # the robots were answered by round 1's model
+    # Round 2's label budget, spent on the uploads by SelectImages: no more than the budget.
+    assert second.candidates == second.uploads
+    assert 0 < second.annotated == min(SHORT.labels(), second.uploads)
+    assert second.random_map50 is not None  # the random baseline at the same budget, beside the loop
 
     ref = stack.config
     with LoopClient(stack.hub, ref.organization, ref.project) as hub:
         complete = list(hub.list_images(states=[image_pb2.IMAGE_STATE_COMPLETE]))
         trained = [image for image in complete if "test" not in image.tags]
-        assert len(trained) == first.uploads + second.uploads  # every upload reached the hub and was annotated
+        assert len(trained) == first.annotated + second.annotated  # the picks, annotated
         assert len(complete) - len(trained) == SHORT.validation  # and the validation set the trainer holds out
-        assert not list(hub.list_images(states=[image_pb2.IMAGE_STATE_INBOX]))
+        assert sum(SELECTED_TAG in image.tags for image in trained) == second.annotated
+        left = list(hub.list_images(states=[image_pb2.IMAGE_STATE_INBOX]))
+        assert len(left) == second.uploads - second.annotated  # the others wait, not lost
         assert first.annotations > 0
         assert second.annotations > 0
         assert sum(annotation_count(hub, image.id) for image in trained) == first.annotations + second.annotations
@@ -88,47 +108,51 @@ def annotation_count(hub: LoopClient, image_id: str) -> int:
     return len(hub.annotations.ListAnnotations(request).annotations)
 
 
-def test_the_experiment_compares_the_arms_on_the_same_frames() -> None:
+def test_the_experiment_spends_equal_budgets_on_the_same_frames() -> None:
     # One seed (trainings are what costs); the first model must find something for the filter.
     config = LoopConfig(rounds=2, robots=2, frames=10, bootstrap=24, held_out=8, epochs=12)
-    result = run_experiment(config, [3])
+    result = run_experiment(config, [3], budgets=(0.2,))
 
     (seed,) = result.seeds
-    active, random_ = seed.arms["active"], seed.arms["random"]
-    assert active[0] == random_[0]  # one bootstrap model for both arms
-    assert active[1].picked > 0
-    assert random_[1].picked == active[1].picked  # as many random frames as the filter picked
-    assert active[1].images == random_[1].images == config.bootstrap + active[1].picked
-    assert active[1].map50 != random_[1].map50  # each arm trained its own model
+    arms = seed.runs["20%"]
+    assert set(arms) == set(ARMS)
+    assert all(arms[arm][0] == arms[RANDOM][0] for arm in ARMS)  # one bootstrap model for every arm
+    budget = round(0.2 * config.robots * config.frames)
+    assert arms[RANDOM][1].picked == budget
+    assert arms[RANDOM][1].candidates == config.robots * config.frames
+    uploads = arms[FILTER][1].candidates
+    assert 0 < uploads <= config.robots * config.frames
+    for arm in (FILTER, UNCERTAINTY, ACQUISITION):
+        assert arms[arm][1].candidates == uploads  # every chooser sees the same uploads
+        assert arms[arm][1].picked == min(budget, uploads)  # the budget, never more
+        assert arms[arm][1].images == config.bootstrap + arms[arm][1].picked
+    assert arms[ACQUISITION][1].selection_seconds > 0
+    scores = arms[ACQUISITION][1].scores
+    assert set(scores.categories) == {"weed", "stem", "crop", "thistle"}
+    assert set(scores.situations) == {"routine", "shifted"}  # 2 rounds: the light changes in round 2
 
 
-def test_the_ranked_arm_takes_the_frames_with_the_most_uncertain_detections() -> None:
-    def frame(*scores: float) -> list[Prediction]:
-        return [Prediction("weed", score, box=(0, 0, 10, 10)) for score in scores]
-
-    found = [frame(0.9), frame(0.5, 0.4), frame(0.35, 0.7), frame(0.31, 0.45, 0.59), frame(0.2, 0.65)]
-    assert ranked(found, 2, (0.3, 0.6)) == [1, 3]
-    assert ranked(found, 4, (0.3, 0.6)) == [0, 1, 2, 3]  # frames 0 and 4 tie at none: the earlier one
-    assert ranked(found, 1, (0.6, 0.7)) == [2]
+def _round(map50: float, weed: float, seconds: float = 0.0) -> ArmRound:
+    return ArmRound(10, 40, 20, 42, Scores(map50, {"weed": weed}, {"routine": map50}), {"routine": 10}, seconds)
 
 
-def test_the_comparison_reports_mean_and_spread_over_seeds() -> None:
+def test_the_comparison_reports_paired_differences_and_spread_over_seeds() -> None:
     config = LoopConfig(rounds=2)
 
-    def seed(number: int, active: float, random_: float) -> SeedResult:
-        start = ArmRound(32, 200, 32, 0.5)
-        return SeedResult(
-            number,
-            {"active": (start, ArmRound(100, 700, 132, active)), "random": (start, ArmRound(100, 600, 132, random_))},
-        )
+    def seed(number: int, acquisition: float, random_: float) -> SeedResult:
+        start = _round(0.5, 0.4)
+        runs = {RANDOM: (start, _round(random_, 0.5)), ACQUISITION: (start, _round(acquisition, 0.7, 0.002))}
+        return SeedResult(number, {"10%": runs})
 
-    result = Comparison(config, (seed(0, 0.8, 0.7), seed(1, 0.6, 0.7)))
-    assert result.gains() == pytest.approx([0.1, -0.1])
+    result = Comparison(config, (seed(0, 0.8, 0.7), seed(1, 0.6, 0.7)), (RANDOM, ACQUISITION), (0.1,))
+    assert result.gains(0.1, ACQUISITION) == pytest.approx([0.1, -0.1])
     table = comparison_table(result)
-    assert "0.700 ± 0.141" in table  # active learning, round 2: mean and sample standard deviation
+    assert "Budget 10%: 48 labels a round of the 480 frames the robots saw" in table
+    assert "0.700 ± 0.141" in table  # the acquisition, round 2: mean and sample standard deviation
     assert "0.700 ± 0.000" in table  # random
-    assert "7.0 / 6.0" in table  # objects per frame
-    assert "+0.000 ± 0.141 mAP@0.5, ahead on 1 of 2 seeds (+0.100, -0.100)" in table
+    assert "+0.000 ± 0.141  1 of 2  (+0.100, -0.100)" in table  # paired by seed
+    assert "AP@0.5 weed   0.500        0.700" in table
+    assert "choosing, ms a round       0            2" in table
 
 
 def test_the_demo_command_refuses_a_data_folder_in_use(tmp_path: Path) -> None:

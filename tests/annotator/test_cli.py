@@ -52,3 +52,33 @@ async def test_queue_lists_by_priority_after_ranking(desk: Desk) -> None:
     assert [float(row[0]) for row in rows] == [0.4, 0.1]
     refused = await asyncio.to_thread(CliRunner().invoke, annotate, [*args, "--rank", "margin"])
     assert refused.exit_code != 0
+
+
+SELECTED = re.compile(r"^\s*[0-9.]+\s+[0-9.]+\s+[0-9a-f]{64}$")
+
+
+async def test_select_spends_a_budget_and_prints_the_picks_in_order(desk: Desk) -> None:
+    async with grpc.aio.insecure_channel(desk.hub_target) as channel:
+        annotations = annotation_service_pb2_grpc.AnnotationServiceStub(channel)
+        for image_id, confidence in zip(desk.image_ids[:3], (0.9, 0.6, 0.7), strict=True):
+            box = detection_pb2.BoxDetection(
+                category_name="weed",
+                confidence=confidence,
+                model_version="1.0",
+                box=geometry_pb2.Box(width=9, height=9),
+            )
+            await annotations.PutDetections(
+                annotation_service_pb2.PutDetectionsRequest(
+                    ref=REF, image_id=image_id, detections=detection_pb2.Detections(boxes=[box])
+                )
+            )
+    annotator = f"127.0.0.1:{desk.annotator_port}"
+    args = ["select", "2", "--loop-host", desk.hub_target, "--org", REF.organization, "--project", REF.project]
+    result = await asyncio.to_thread(
+        CliRunner().invoke, annotate, [*args, "--annotator", annotator, "--acquisition", "uncertainty"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines() if SELECTED.match(line)]
+    assert [row[-1] for row in rows] == [desk.image_ids[1], desk.image_ids[2]]
+    assert [float(row[0]) for row in rows] == [1.0, 0.5]
+    assert [float(row[1]) for row in rows] == [0.4, 0.3]

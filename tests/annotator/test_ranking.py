@@ -14,6 +14,8 @@ import pytest
 from tests.annotator import shapes
 from tests.annotator.conftest import Desk, open_desk
 from tests.detector.conftest import REF
+from visionloop.annotator import ranking
+from visionloop.annotator.selection import SELECTED_TAG
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import annotation_pb2, detection_pb2, geometry_pb2, image_pb2
 from visionloop.loop.v1 import (
@@ -186,3 +188,36 @@ async def test_images_arriving_with_detections_are_ranked_at_once(watching_desk:
         await _priority_becomes(images, second, 0.6)  # now margin: 1 - (0.7 - 0.3)
     assert desk.servicer.watcher is not None
     assert desk.servicer.watcher.ranked == 2
+
+
+def test_the_library_knows_the_contracts_rankers_and_reducers_by_number() -> None:
+    from visionloop.lib.acquisition import Ranker, Reducer
+
+    assert {r.name: r.value for r in Ranker} == {
+        name.removeprefix("RANKER_"): value
+        for name, value in pb.Ranker.items()
+        if name not in ("RANKER_UNSPECIFIED", "RANKER_DIVERSITY")
+    }
+    assert {r.name: r.value for r in Reducer} == {
+        name.removeprefix("REDUCER_"): value for name, value in pb.Reducer.items() if name != "REDUCER_UNSPECIFIED"
+    }
+
+
+async def test_the_watcher_leaves_an_image_a_budget_picked_in_the_order_of_its_pick(watching_desk: Desk) -> None:
+    desk = watching_desk
+    async with grpc.aio.insecure_channel(desk.hub_target) as channel:
+        images = image_service_pb2_grpc.ImageServiceStub(channel)
+
+        async def arrive(seed: int, tags: list[str]) -> str:
+            upload = image_service_pb2.ImageUpload(
+                data=shapes.scene(seed).png(),
+                metadata=image_pb2.ImageMetadata(tags=tags),
+                detections=_detections(_box(0.7)),
+            )
+            return (await images.UploadImage(image_service_pb2.UploadImageRequest(ref=REF, image=upload))).metadata.id
+
+        picked = await arrive(30, [SELECTED_TAG])
+        later = await arrive(31, [])
+        await _priority_becomes(images, later, 0.3)  # the watcher has seen both events, in order
+        request = image_service_pb2.GetImageRequest(ref=REF, image_id=picked)
+        assert (await images.GetImage(request)).metadata.priority == 0.0

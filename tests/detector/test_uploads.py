@@ -99,3 +99,30 @@ async def test_upload_rpc_queues_and_delivers(detector, hub: Hub) -> None:
     assert stopped.outbox.mode == pb.OUTBOX_MODE_STOPPED
     await detector.Upload(pb.UploadRequest(image=image_pb2.Image(encoded=jpeg(uncertain_frame(60)))))
     assert (await detector.GetAbout(pb.GetAboutRequest())).outbox.depth == 1
+
+
+async def test_the_filter_keeps_the_uploads_clock_which_a_simulation_moves_on(
+    tmp_path: Path, stub_zip: Path, hub: Hub
+) -> None:
+    # The demo's robots come back hours later without anybody waiting: its clock jumps, and the
+    # filter's memory of recent observations (60 s by default) has forgotten the frame.
+    from visionloop.demo.stack import SimulatedClock
+
+    settings = settings_for(hub, tmp_path / "detector").model_copy(update={"model_paths": f"stub={stub_zip}"})
+    server, port = await start_detector(settings)
+    try:
+        clock = SimulatedClock()
+        server.spec.context.uploads.clock = clock
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = detector_service_pb2_grpc.DetectorServiceStub(channel)
+            request = pb.DetectRequest(
+                image=image_pb2.Image(encoded=jpeg(uncertain_frame())), options=pb.DetectOptions(camera_id="front")
+            )
+            assert (await stub.Detect(request)).uploaded
+            assert not (await stub.Detect(request)).uploaded  # remembered
+            clock.advance(3600)
+            assert (await stub.Detect(request)).uploaded  # an hour later, at once
+    finally:
+        await server.stop(0)
+    with pytest.raises(ValueError, match="backwards"):
+        clock.advance(-1)

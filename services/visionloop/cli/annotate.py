@@ -8,6 +8,9 @@ import grpc
 import requests
 
 from visionloop.cli.hub_commands import with_hub
+from visionloop.annotator.client import ACQUISITIONS, RANKERS, REDUCERS, AnnotatorClient
+from visionloop.annotator.labelstudio.project import LabelStudio, LabelStudioError
+from visionloop.annotator.labelstudio.project import sync_project as sync
 from visionloop.client import LoopClient
 from visionloop.loop.v1 import image_service_pb2
 from visionloop.server.annotator.client import RANKERS, REDUCERS, AnnotatorClient
@@ -43,6 +46,37 @@ def queue(client: LoopClient, limit: int, annotator_host: str | None, ranker: st
     click.echo(f"{'priority':>9}  {'detections':>10}  {'annotations':>11}  image")
     for image in images[:limit]:
         click.echo(f"{image.priority:9.4f}  {image.detection_count:10d}  {image.annotation_count:11d}  {image.id}")
+
+
+@annotate.command("select")
+@click.argument("budget", type=click.IntRange(1, 10_000))
+@click.option("--annotator", "annotator_host", envvar="ANNOTATOR_HOST", required=True, help="Annotator host:port.")
+@click.option(
+    "--acquisition", type=click.Choice(list(ACQUISITIONS)), default="balanced", show_default=True, help="How to pick."
+)
+@click.option(
+    "--score-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Run the deployed model on the candidates down to this score (0: the detections they arrived with).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --acquisition random.")
+@with_hub
+def select(
+    client: LoopClient, budget: int, annotator_host: str, acquisition: str, score_threshold: float, seed: int
+) -> None:
+    """Spend a label budget: pick BUDGET inbox images for the annotation queue, in the order to label them."""
+    ref = client.ref
+    with AnnotatorClient(annotator_host, ref.organization, ref.project) as annotator:
+        try:
+            answer = annotator.select(budget, acquisition, score_threshold, seed)
+        except grpc.RpcError as error:
+            raise click.ClickException(f"annotator: {error.code().name}: {error.details()}") from None
+    click.echo(f"picked {len(answer.selected)} of {answer.candidates} inbox images ({acquisition})", err=True)
+    click.echo(f"{'priority':>9}  {'uncertainty':>11}  image")
+    for image in answer.selected:
+        click.echo(f"{image.priority:9.4f}  {image.uncertainty:11.4f}  {image.image_id}")
 
 
 @click.group("label-studio")

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from visionloop.demo.config import FIELDS, LoopConfig
+from visionloop.demo.config import ACQUISITIONS, BUDGETS, FIELDS, LoopConfig
 from visionloop.runtime.config import LogFormat
 from visionloop.runtime.logging import configure_logging
 
@@ -78,14 +78,14 @@ def _loop_options(rounds: int) -> Callable[[F], F]:
                 click.option(
                     "--min-uncertain",
                     type=click.FloatRange(0, 1),
-                    default=DEFAULTS.upload.min_uncertain,
+                    default=DEFAULTS.upload_filter.min_uncertain,
                     show_default=True,
                     help="The upload filter's MIN_UNCERTAIN_THRESHOLD.",
                 ),
                 click.option(
                     "--max-uncertain",
                     type=click.FloatRange(0, 1),
-                    default=DEFAULTS.upload.max_uncertain,
+                    default=DEFAULTS.upload_filter.max_uncertain,
                     show_default=True,
                     help="The upload filter's MAX_UNCERTAIN_THRESHOLD.",
                 ),
@@ -103,11 +103,14 @@ def _loop_options(rounds: int) -> Callable[[F], F]:
 
 def _config(options: dict[str, Any], seed: int) -> LoopConfig:
     try:
+        preset = options["preset"]
         upload = replace(
-            DEFAULTS.upload, min_uncertain=options["min_uncertain"], max_uncertain=options["max_uncertain"]
+            LoopConfig(preset=preset).upload_filter,
+            min_uncertain=options["min_uncertain"],
+            max_uncertain=options["max_uncertain"],
         )
         return LoopConfig(
-            preset=options["preset"],
+            preset=preset,
             seed=seed,
             rounds=options["rounds"],
             robots=options["robots"],
@@ -155,24 +158,52 @@ def _torch_threads() -> None:
     "deployed one on them.",
 )
 @click.option("--log-level", default="info", show_default=True, help="Of the services' log, DATA_DIR/demo.log.")
-def demo(seed: int, backend: str, data_dir: Path | None, validation: int, log_level: str, **options: Any) -> None:
-    """The whole loop on a synthetic field: robots, detector, uploads, annotation, training, conversion, swap.
+@click.option(
+    "--budget",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=DEFAULTS.budget,
+    show_default=True,
+    help="Images labelled per round after the first, a share of the frames the robots saw.",
+)
+@click.option(
+    "--acquisition",
+    type=click.Choice(ACQUISITIONS),
+    default=DEFAULTS.acquisition,
+    show_default=True,
+    help="How the annotator's SelectImages picks them from the uploads.",
+)
+@click.option("--no-baseline", is_flag=True, help="Leave out the random picks trained beside the loop.")
+def demo(
+    seed: int,
+    backend: str,
+    data_dir: Path | None,
+    validation: int,
+    log_level: str,
+    budget: float,
+    acquisition: str,
+    no_baseline: bool,
+    **options: Any,
+) -> None:
+    """The whole loop on a synthetic field: robots, detector, uploads, selection, annotation, training, swap.
 
-    Starts hub, detector, trainer and converter in this process (embedded mode). First a validation
-    set goes to the hub, annotated, for the trainer to hold out. Round 1: the robots upload a few
-    frames, as there is no model yet; later rounds: they stream frames to the detector and its
-    active-learning filter uploads the ones the model is unsure about. Every round the new images
-    are annotated from ground truth (the stand-in for people), a training continues from the
-    deployed model and measures both on the validation set, the converter adds its formats, the
-    detector swaps to the new version unless the hub's promotion gate held it back as worse, and
-    the held-out frames are scored through the detector. Prints one row per round.
+    Starts hub, detector, trainer, converter and annotator in this process (embedded mode). First a
+    validation set goes to the hub, annotated, for the trainer to hold out. Round 1: the robots
+    upload a few frames, as there is no model yet, and all are annotated; later rounds:
+    they stream frames to the detector, its upload filter sends candidates to the hub, and the
+    annotator's SelectImages spends the round's label budget on them (--budget, --acquisition).
+    The picks are annotated from ground truth (the stand-in for people) in the queue's order, a
+    training continues from the deployed model and measures both on the validation set, the
+    converter adds its formats, the detector swaps to the new version unless the hub's promotion
+    gate held it back as worse, and the held-out frames are scored through the detector. Beside the loop,
+    as many random frames are labelled and trained on (the baseline). Camera time is simulated.
+    Prints one row per round.
     """
     from visionloop.demo.report import Progress, rounds_table
     from visionloop.demo.rounds import DemoError, run_demo
     from visionloop.runtime.config import ConfigError
     from visionloop.testing.triton import TritonStartError
 
-    config = replace(_config(options, seed), validation=validation)
+    config = replace(_config(options, seed), validation=validation, budget=budget, acquisition=acquisition)
     temporary = data_dir is None
     folder = Path(tempfile.mkdtemp(prefix="visionloop-demo-")) if data_dir is None else data_dir
     if not temporary and folder.exists() and any(folder.iterdir()):
@@ -189,7 +220,13 @@ def demo(seed: int, backend: str, data_dir: Path | None, validation: int, log_le
             err=True,
         )
         try:
-            result = run_demo(config, folder, backend=backend, progress=Progress(enabled=not options["quiet"]))
+            result = run_demo(
+                config,
+                folder,
+                backend=backend,
+                progress=Progress(enabled=not options["quiet"]),
+                baseline=not no_baseline,
+            )
         except (DemoError, ConfigError, TritonStartError, OSError) as error:
             click.echo(f"visionloop demo: {error} (state kept in {folder})", err=True)
             sys.exit(1)
@@ -204,45 +241,52 @@ def demo(seed: int, backend: str, data_dir: Path | None, validation: int, log_le
 
 @click.command()
 @_loop_options(3)
-@click.option("--seeds", type=click.IntRange(1), default=3, show_default=True, help="Seeds 0..N-1, one field each.")
+@click.option("--seeds", type=click.IntRange(1), default=5, show_default=True, help="Seeds 0..N-1, one field each.")
 @click.option(
-    "--ranked",
-    is_flag=True,
-    help="A third arm: as many frames, those with the most detections in the uncertainty band.",
+    "--budget",
+    "budgets",
+    type=click.FloatRange(0, 1, min_open=True),
+    multiple=True,
+    default=BUDGETS,
+    show_default=True,
+    help="Label budget per round, a share of the frames the robots saw (repeat for several).",
 )
-def experiment(seeds: int, ranked: bool, **options: Any) -> None:
-    """Active learning against random picks: the filter's uploads vs. as many random frames, per round.
+def experiment(seeds: int, budgets: tuple[float, ...], **options: Any) -> None:
+    """Ways of spending one label budget, compared: random, the edge filter, uncertainty, acquisition.
 
-    For every seed, both arms start from one model trained on the bootstrap frames; each later round
-    the active-learning arm gets the frames the detector's upload filter picks from the robots'
-    frames, the random arm as many frames drawn at random from the same ones. Each arm trains on
-    its own picks, continuing from its previous model. Prints mAP@0.5 on held-out frames, mean and
-    standard deviation over seeds. Runs in-process (no services): trainer, filter and decoding only.
+    For every seed and budget, every arm starts from one model trained on the bootstrap frames;
+    each later round it labels BUDGET x the frames the robots saw: random picks from all of them,
+    the edge filter's first uploads, the most uncertain of the uploads, or the acquisition
+    function's picks (rarity-weighted uncertainty with diversity) from the uploads. Each arm
+    trains on its own picks, continuing from its previous model. Prints mAP@0.5 on held-out frames
+    per round (mean and standard deviation over seeds), the last round's paired differences from
+    random, AP per category and situation, and what choosing cost. Runs in-process (no services);
+    camera time is simulated.
     """
-    from visionloop.demo.experiment import ARMS, RANKED, run_experiment, trainings
+    from visionloop.demo.experiment import ARMS, run_experiment, trainings
     from visionloop.demo.report import Progress, comparison_table
 
     config = _config(options, 0)
     if config.rounds < 2:
-        raise click.UsageError("--rounds must be at least 2: the bootstrap and one filtered round")
+        raise click.UsageError("--rounds must be at least 2: the bootstrap and one chosen round")
     _torch_threads()
     progress = Progress(enabled=not options["quiet"])
     started = time.perf_counter()
+    shares = ", ".join(f"{b * 100:g} %" for b in budgets)
     click.echo(
-        f"VisionLoop experiment: active learning vs. random picks, {seeds} seeds, {config.rounds} rounds, "
+        f"VisionLoop experiment: {', '.join(ARMS)} at label budgets {shares}, {seeds} seeds, {config.rounds} rounds, "
         f"{config.robots} robots x {config.frames} frames per round, {config.preset} field",
         err=True,
     )
-    arms = (*ARMS, RANKED) if ranked else ARMS
-    with progress.bar("trainings", trainings(config, seeds, len(arms)), unit="training") as bar:
+    with progress.bar("trainings", trainings(config, seeds, len(ARMS), len(budgets)), unit="training") as bar:
 
         def step(what: str) -> None:
             bar.update()
             progress.say(what)
 
-        result = run_experiment(config, list(range(seeds)), step, arms=arms)
+        result = run_experiment(config, list(range(seeds)), step, budgets=budgets)
     click.echo(comparison_table(result))
     click.echo(f"\n{time.perf_counter() - started:.0f} s in all")
     if options["json_path"]:
-        doc = {"config": asdict(config), "seeds": [asdict(s) for s in result.seeds]}
-        options["json_path"].write_text(json.dumps(doc, indent=2) + "\n")
+        doc = {"config": asdict(config), "budgets": list(budgets), "seeds": [asdict(s) for s in result.seeds]}
+        options["json_path"].write_text(json.dumps(doc, indent=2, default=list) + "\n")

@@ -1,9 +1,11 @@
-"""Annotation from ground truth, the demo's stand-in for people working through the hub's inbox.
+"""Annotation from ground truth, the demo's stand-in for people working through the hub's images.
 
 The hub names an image by the sha256 of its bytes, and the detector uploads the robot's own JPEG
 bytes, so an inbox image's id finds the frame it came from, and with it what the frame holds.
 Each object becomes an annotation (``CreateAnnotation``, as an annotation tool makes them), then
-the image is marked complete, which is what makes the trainer take it.
+the image is marked complete, which is what makes the trainer take it. In round 1 people label
+the whole inbox (the bootstrap frames); later they work through the annotation queue, highest
+priority first: the images the round's label budget picked.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from visionloop.common.v1 import category_pb2, image_pb2
 from visionloop.demo.scenes import Frame
 from visionloop.loop.v1 import annotation_service_pb2, image_service_pb2
 from visionloop.testing.synthetic.seeding import shapes
+
+INBOX = image_pb2.IMAGE_STATE_INBOX
+QUEUE = image_pb2.IMAGE_STATE_ANNOTATE
 
 # Every inbox image the people annotate trains: the trainer holds out the validation frames instead
 # (tag test), so its 20 % split by image id takes no pictures away from the model.
@@ -44,19 +49,21 @@ class GroundTruth:
 class Annotated:
     images: int  # images annotated and marked complete
     annotations: int  # annotations created on them
-    unknown: int  # inbox images no robot sent (left alone)
+    unknown: int  # images no robot sent (left alone)
 
 
-def annotate_inbox(
+def annotate(
     client: LoopClient,
     truth: GroundTruth,
     categories: Mapping[str, category_pb2.Category],
     tick: Callable[[int], None] = lambda _: None,
+    state: int = INBOX,
 ) -> Annotated:
-    """Annotate every inbox image a robot sent and mark it complete."""
-    inbox = list(client.list_images(states=[image_pb2.IMAGE_STATE_INBOX]))
+    """Annotate every image in ``state`` a robot sent (the queue: highest priority first) and mark it complete."""
+    order = image_service_pb2.IMAGE_ORDER_PRIORITY if state == QUEUE else image_service_pb2.IMAGE_ORDER_OLDEST
+    waiting = list(client.list_images(order=order, states=[state]))
     images = annotations = unknown = 0
-    for metadata in inbox:
+    for metadata in waiting:
         frame = truth.get(metadata.id)
         if frame is None:
             unknown += 1

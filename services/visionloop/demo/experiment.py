@@ -1,17 +1,25 @@
-"""Does the upload filter earn its name? Its picks against as many random frames, over several seeds.
+"""What does active learning buy? Ways of spending one label budget, compared over several seeds.
 
-Per seed both arms start from one model, trained on the bootstrap frames. In every later round the
-robots' frames of that round (the same frames for both arms) are
+Per seed every arm starts from one model, trained on the bootstrap frames. In every later round
+the robots' frames of that round (the same frames for every arm) are offered, and each arm labels
+``budget`` x (frames the robots saw) of them, for every budget of the run:
 
-- active learning: run through the arm's current model with the detector's decoding and default
-  score threshold, and offered in camera order and at camera time to the detector's own
-  ``UploadFilter`` (one filter for the whole run, as one detector keeps one);
-- random: as many frames as the filter picked in that round, drawn uniformly from the same frames.
+- ``random``: frames drawn uniformly from everything the robots saw (the baseline);
+- ``filter``: the edge filter alone: the frames the detector's ``UploadFilter`` uploads (the arm's
+  own model on the robots' frames in camera order and at camera time, one filter for the whole
+  run, as one detector keeps one), the first ones that arrive;
+- ``uncertainty``: from those same uploads, the most uncertain (least confidence, highest object);
+- ``acquisition``: from those uploads, ``lib.acquisition.select`` with its defaults (what
+  SelectImages' ``ACQUISITION_BALANCED`` does): least confidence summed over an image's objects,
+  rare categories boosted, picked greedily by uncertainty x novelty (diversity).
 
-Each arm's picks are annotated from ground truth and its model trains on everything it picked so
-far, continuing from its previous model, as the demo's trainer does; every round's model is
-scored on the held-out frames (mAP@0.5). This runs in-process, without the services: the same
-``TrainingRun``, filter and decoding, without the gRPC stack around them.
+Where the filter uploads fewer frames than the budget, the arms that choose from its uploads
+label them all (and so fewer frames than ``random``). Each arm's picks are annotated from ground
+truth and its model trains on everything it picked so far, continuing from its previous model,
+as the demo's trainer does; every round's model is scored on the held-out frames (mAP@0.5, AP@0.5
+per category and mAP@0.5 per situation the frames show). Camera time is simulated: nothing waits
+on a wall clock. This runs in-process, without the services: the same ``TrainingRun``, filter,
+decoding and acquisition, without the gRPC stack around them.
 """
 
 from __future__ import annotations
@@ -19,12 +27,15 @@ from __future__ import annotations
 import random
 import statistics
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from visionloop.annotator.v1 import annotator_service_pb2 as ranking_pb2
 from visionloop.common.v1 import detection_pb2, geometry_pb2
 from visionloop.demo.config import DETECTOR_SCORE_THRESHOLD, EVALUATION_SCORE_THRESHOLD, LoopConfig
 from visionloop.demo.scenes import Frame, Scenes
@@ -35,30 +46,69 @@ from visionloop.server.detector.upload_filter import UploadFilter
 from visionloop.server.trainer.reference.predict import predict, truths
 from visionloop.server.trainer.reference.train import TrainingRun, input_size
 from visionloop.testing.synthetic.world import Sample
+from visionloop.demo.config import (
+    ACQUISITION_SCORE_THRESHOLD,
+    BUDGETS,
+    DETECTOR_SCORE_THRESHOLD,
+    EVALUATION_SCORE_THRESHOLD,
+    LoopConfig,
+)
+from visionloop.demo.scenes import Frame
+from visionloop.detector.upload_filter import UploadFilter
+from visionloop.detector.v1 import detector_service_pb2
+from visionloop.lib import acquisition
+from visionloop.synthetic.world import Sample
+from visionloop.trainer.evaluation import Prediction, Truth, evaluate
+from visionloop.trainer.reference.model import CenterNet
+from visionloop.trainer.reference.predict import predict, truths
+from visionloop.trainer.reference.train import TrainingRun, input_size
 
-ARMS = ("active", "random")
-# Optional third arm: as many frames, those with the most detections in the uncertainty band (a
-# ranking the filter does not do: it takes any frame with one such detection, first come first served).
-RANKED = "ranked"
+RANDOM, FILTER, UNCERTAINTY, ACQUISITION = "random", "filter", "uncertainty", "acquisition"
+ARMS = (RANDOM, FILTER, UNCERTAINTY, ACQUISITION)
+UNCERTAINTY_ONLY = acquisition.Criteria(
+    ranker=ranking_pb2.RANKER_LEAST_CONFIDENCE, reducer=ranking_pb2.REDUCER_MAX, rare_boost=False, diversity=False
+)
+ARM_CRITERIA = {UNCERTAINTY: UNCERTAINTY_ONLY, ACQUISITION: acquisition.Criteria()}
 
 Step = Callable[[str], None]  # called after every training with what it was
 Offer = tuple[float, str, Frame]  # camera time, camera id, frame
 
 
 @dataclass(frozen=True)
+class Scores:
+    """A model on the held-out frames."""
+
+    map50: float
+    categories: dict[str, float]  # AP@0.5 per category
+    situations: dict[str, float]  # mAP@0.5 on the held-out frames that show each situation
+
+
+@dataclass(frozen=True)
 class ArmRound:
-    """One round of one arm."""
+    """One round of one arm at one budget."""
 
     picked: int  # frames annotated in this round
-    objects: int  # ground-truth objects on them
+    candidates: int  # frames it chose from: the robots' for random, the filter's uploads otherwise
+    objects: int  # ground-truth objects on the picked frames
     images: int  # frames trained on so far
-    map50: float  # of the model trained in this round, on the held-out frames
+    scores: Scores  # of the model trained in this round
+    situations: dict[str, int] = field(default_factory=dict)  # picked frames showing each situation
+    selection_seconds: float = 0.0  # choosing the picks, detection excluded (the detector runs anyway)
+
+    @property
+    def map50(self) -> float:
+        return self.scores.map50
 
 
 @dataclass(frozen=True)
 class SeedResult:
     seed: int
-    arms: dict[str, tuple[ArmRound, ...]]  # arm -> rounds; round 1 (bootstrap) is shared
+    # budget label ("10%") -> arm -> rounds; round 1 (bootstrap) is the same everywhere
+    runs: dict[str, dict[str, tuple[ArmRound, ...]]]
+
+
+def budget_label(budget: float) -> str:
+    return f"{budget * 100:g}%"
 
 
 @dataclass(frozen=True)
@@ -66,61 +116,63 @@ class Comparison:
     config: LoopConfig
     seeds: tuple[SeedResult, ...]
     arms: tuple[str, ...] = ARMS
+    budgets: tuple[float, ...] = BUDGETS
 
-    def maps(self, arm: str, round_: int) -> list[float]:
-        """mAP@0.5 of ``arm`` after round ``round_`` (1-based), one per seed."""
-        return [s.arms[arm][round_ - 1].map50 for s in self.seeds]
+    def rounds(self, budget: float, arm: str) -> list[tuple[ArmRound, ...]]:
+        """Per seed, every round of ``arm`` at ``budget``."""
+        return [s.runs[budget_label(budget)][arm] for s in self.seeds]
 
-    def gains(self, arm: str = "active") -> list[float]:
-        """Per seed: final mAP of ``arm`` minus that of random picks."""
-        rounds = self.config.rounds
-        return [a - r for a, r in zip(self.maps(arm, rounds), self.maps("random", rounds), strict=True)]
+    def maps(self, budget: float, arm: str, round_: int) -> list[float]:
+        """mAP@0.5 of ``arm`` at ``budget`` after round ``round_`` (1-based), one per seed."""
+        return [r[round_ - 1].map50 for r in self.rounds(budget, arm)]
+
+    def gains(self, budget: float, arm: str, round_: int | None = None) -> list[float]:
+        """Per seed: mAP of ``arm`` minus that of random picks after ``round_`` (default: the last)."""
+        round_ = round_ or self.config.rounds
+        return [a - r for a, r in zip(self.maps(budget, arm, round_), self.maps(budget, RANDOM, round_), strict=True)]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _detections(found: Sequence[Prediction]) -> detection_pb2.Detections:
-    """What the detector would answer, for the filter (categories by name, as it keys them)."""
-    detections = detection_pb2.Detections()
+def detections(found: Sequence[Prediction], threshold: float = 0.0) -> detection_pb2.Detections:
+    """What the detector would answer at ``threshold`` (categories by name, as the filter keys them)."""
+    answer = detection_pb2.Detections()
     for p in found:
+        if p.score < threshold:
+            continue
         if p.point is not None:
-            detections.points.add(
+            answer.points.add(
                 category_name=p.category, confidence=p.score, point=geometry_pb2.Point(x=p.point[0], y=p.point[1])
             )
         elif p.box is not None:
             x, y, w, h = p.box
-            box = geometry_pb2.Box(x=x, y=y, width=w, height=h)
-            detections.boxes.add(category_name=p.category, confidence=p.score, box=box)
-    return detections
+            answer.boxes.add(
+                category_name=p.category, confidence=p.score, box=geometry_pb2.Box(x=x, y=y, width=w, height=h)
+            )
+    return answer
 
 
-def ranked(found: Sequence[Sequence[Prediction]], count: int, band: tuple[float, float]) -> list[int]:
-    """Indices (ascending) of the ``count`` frames with the most detections in ``band``; earlier first on ties."""
-    low, high = band
-    uncertain = [sum(low <= p.score <= high for p in predictions) for predictions in found]
-    return sorted(sorted(range(len(found)), key=lambda i: -uncertain[i])[:count])
+class Bench:
+    """One seed: frames, the held-out set, training and scoring, shared by every arm."""
 
-
-class _Run:
-    """One seed: frames, the held-out set and training, shared by both arms."""
-
-    def __init__(self, config: LoopConfig, workdir: Path, step: Step) -> None:
+    def __init__(self, config: LoopConfig, workdir: Path, step: Step = lambda _: None) -> None:
         self.config = config
-        self.scenes: Scenes = config.scenes()
+        self.scenes = config.scenes()
         self.categories = list(self.scenes.categories)
         self.names = [name for name, _ in self.categories]
         self.workdir = workdir
         self.step = step
-        held_out = [f.sample() for f in self.scenes.held_out(config.held_out)]
-        self.held_out_images = [s.image for s in held_out]
-        self.held_out_truths = [truths(s.annotations) for s in held_out]
-        w, h = self.scenes.config.width, self.scenes.config.height
-        self.size = input_size(config.resolution, w, h)
+        held_out = self.scenes.held_out(config.held_out)
+        self.held_out_images = [f.decoded() for f in held_out]
+        self.held_out_truths = [truths(f.annotations) for f in held_out]
+        self.held_out_situations = [f.situations for f in held_out]
+        width, height = config.size
+        self.size = input_size(config.resolution, width, height)
         self.trainings = 0
 
-    def train(self, samples: Sequence[Sample], base: CenterNet | None, what: str) -> tuple[CenterNet, float]:
+    def train(self, samples: Sequence[Sample], base: CenterNet | None, what: str) -> tuple[CenterNet, Scores]:
         self.trainings += 1
         folder = self.workdir / f"training-{self.trainings}"
         base_state = base.state_dict() if base is not None else None
@@ -129,10 +181,23 @@ class _Run:
         run.run()
         model = run.best_model()
         assert model is not None  # every epoch ran: the last one is the best without an evaluator
+        scores = self.score(model)
+        self.step(f"seed {self.config.seed} {what}: mAP@0.5 {scores.map50:.3f}")
+        return model, scores
+
+    def score(self, model: CenterNet) -> Scores:
         found = predict(model, self.held_out_images, self.categories, self.size, EVALUATION_SCORE_THRESHOLD)
-        score = evaluate(self.held_out_truths, found, self.names).map50
-        self.step(f"seed {self.config.seed} {what}: mAP@0.5 {score:.3f}")
-        return model, score
+        overall = evaluate(self.held_out_truths, found, self.names)
+        by_situation = {}
+        for situation in sorted(set().union(*self.held_out_situations)):
+            chosen = [i for i, shown in enumerate(self.held_out_situations) if situation in shown]
+            subset: tuple[list[list[Truth]], list[list[Prediction]]] = (
+                [self.held_out_truths[i] for i in chosen],
+                [found[i] for i in chosen],
+            )
+            by_situation[situation] = evaluate(*subset, self.names).map50
+        categories = {name: result.ap50 for name, result in overall.classes.items()}
+        return Scores(overall.map50, categories, by_situation)
 
     def stream(self, round_: int) -> list[Offer]:
         """This round's frames as (camera time, camera id, frame), in the order the filter sees them."""
@@ -146,54 +211,142 @@ class _Run:
         return sorted(offers, key=lambda offer: (offer[0], offer[1]))
 
     def detect(self, model: CenterNet, images: Sequence[np.ndarray]) -> list[list[Prediction]]:
-        """What the detector answers robots: the served model's detections at its default threshold."""
-        return predict(model, images, self.categories, self.size, DETECTOR_SCORE_THRESHOLD)
-
-    def filtered(
-        self, found: Sequence[Sequence[Prediction]], offers: Sequence[Offer], chooser: UploadFilter
-    ) -> list[int]:
-        """Indices of the offers the upload filter sends to the hub."""
-        mode = detector_service_pb2.AUTO_UPLOAD_FILTERED
-        return [
-            i
-            for i, ((now, camera, _), predictions) in enumerate(zip(offers, found, strict=True))
-            if chooser.decide(camera, _detections(predictions), mode, now)
-        ]
+        """The model's detections down to the acquisition's threshold (the robots get those above theirs)."""
+        return predict(model, images, self.categories, self.size, ACQUISITION_SCORE_THRESHOLD)
 
 
-def run_seed(config: LoopConfig, workdir: Path, step: Step = lambda _: None, arms: Sequence[str] = ARMS) -> SeedResult:
-    """The ``arms`` (``ARMS``, and optionally ``RANKED``) for ``config.seed``; returns every round's numbers."""
-    run = _Run(config, workdir, step)
-    bootstrap = [f.sample() for f in run.scenes.bootstrap(config.bootstrap)]
-    model, score = run.train(bootstrap, None, "bootstrap")
-    first = ArmRound(len(bootstrap), sum(len(s.annotations) for s in bootstrap), len(bootstrap), score)
-    rounds: dict[str, list[ArmRound]] = {arm: [first] for arm in arms}
-    models = dict.fromkeys(arms, model)
-    scores = dict.fromkeys(arms, score)
-    trained: dict[str, list[Sample]] = {arm: list(bootstrap) for arm in arms}
-    chooser = UploadFilter(config.upload, random.Random(config.seed))
+@dataclass
+class _Arm:
+    """One arm at one budget: its model, what it labelled, and its own detector's upload filter."""
+
+    name: str
+    model: CenterNet
+    trained: list[Sample]
+    chooser: UploadFilter | None
+    rounds: list[ArmRound]
+    labelled: Counter[str] = field(default_factory=Counter)  # objects per category
+    embeddings: list[np.ndarray] = field(default_factory=list)  # of the labelled frames
+
+
+def _filtered(found: Sequence[Sequence[Prediction]], offers: Sequence[Offer], chooser: UploadFilter) -> list[int]:
+    """Indices of the offers the upload filter sends to the hub, in camera order."""
+    mode = detector_service_pb2.AUTO_UPLOAD_FILTERED
+    return [
+        i
+        for i, ((now, camera, _), predictions) in enumerate(zip(offers, found, strict=True))
+        if chooser.decide(camera, detections(predictions, DETECTOR_SCORE_THRESHOLD), mode, now)
+    ]
+
+
+def _choose(
+    arm: _Arm,
+    budget: int,
+    offers: Sequence[Offer],
+    images: Sequence[np.ndarray],
+    run: Bench,
+    picker: random.Random,
+) -> tuple[list[int], int, float, list[np.ndarray]]:
+    """The arm's picks this round (indices into ``offers``), what it chose from, the seconds choosing
+    took, and the embeddings of the picks."""
+    if arm.name == RANDOM:
+        return sorted(picker.sample(range(len(offers)), min(budget, len(offers)))), len(offers), 0.0, []
+    assert arm.chooser is not None
+    found = run.detect(arm.model, images)
+    uploads = _filtered(found, offers, arm.chooser)
+    if arm.name == FILTER:
+        return uploads[:budget], len(uploads), 0.0, []
+    criteria = ARM_CRITERIA[arm.name]
+    started = time.perf_counter()
+    candidates = [
+        acquisition.Candidate(
+            str(i),
+            answer := detections(found[i]),
+            acquisition.embedding(images[i], answer, run.names) if criteria.diversity else None,
+        )
+        for i in uploads
+    ]
+    reference = np.stack(arm.embeddings) if arm.embeddings and criteria.diversity else None
+    picks = acquisition.select(
+        candidates, budget, criteria, labelled=arm.labelled, categories=run.names, reference=reference
+    )
+    seconds = time.perf_counter() - started
+    chosen = [int(p.key) for p in picks]
+    by_key = {c.key: c for c in candidates}
+    vectors = [v for p in picks if (v := by_key[p.key].embedding) is not None]
+    return chosen, len(uploads), seconds, vectors
+
+
+def _objects(samples: Sequence[Sample]) -> Counter[str]:
+    return Counter(a.category for s in samples for a in s.annotations)
+
+
+def run_seed(
+    config: LoopConfig,
+    workdir: Path,
+    step: Step = lambda _: None,
+    arms: Sequence[str] = ARMS,
+    budgets: Sequence[float] = BUDGETS,
+) -> SeedResult:
+    """Every arm at every budget for ``config.seed``; returns every round's numbers."""
+    run = Bench(config, workdir, step)
+    bootstrap_frames = run.scenes.bootstrap(config.bootstrap)
+    bootstrap = [f.sample() for f in bootstrap_frames]
+    model, scores = run.train(bootstrap, None, "bootstrap")
+    first = ArmRound(
+        len(bootstrap),
+        len(bootstrap),
+        sum(len(s.annotations) for s in bootstrap),
+        len(bootstrap),
+        scores,
+        dict(Counter(s for f in bootstrap_frames for s in f.situations)),
+    )
+    start_embeddings = [
+        acquisition.embedding(s.image, detections(found), run.names)
+        for s, found in zip(bootstrap, run.detect(model, [s.image for s in bootstrap]), strict=True)
+    ]
+    states = {
+        (budget, name): _Arm(
+            name,
+            model,
+            list(bootstrap),
+            None if name == RANDOM else UploadFilter(config.upload_filter, random.Random(config.seed)),
+            [first],
+            _objects(bootstrap),
+            list(start_embeddings),
+        )
+        for budget in budgets
+        for name in arms
+    }
     picker = random.Random(config.seed)
     for round_ in range(2, config.rounds + 1):
         offers = run.stream(round_)
         images = [frame.decoded() for _, _, frame in offers]
-        active = run.filtered(run.detect(models["active"], images), offers, chooser)
-        picks = {"active": active, "random": sorted(picker.sample(range(len(offers)), len(active)))}
-        if RANKED in arms:
-            band = (config.upload.min_uncertain, config.upload.max_uncertain)
-            picks[RANKED] = ranked(run.detect(models[RANKED], images), len(active), band)
-        for arm in arms:
-            chosen = [offers[i][2].sample() for i in picks[arm]]
-            trained[arm] += chosen
-            if chosen:
-                models[arm], scores[arm] = run.train(trained[arm], models[arm], f"round {round_} {arm}")
-            objects = sum(len(s.annotations) for s in chosen)
-            rounds[arm].append(ArmRound(len(chosen), objects, len(trained[arm]), scores[arm]))
-    return SeedResult(config.seed, {arm: tuple(r) for arm, r in rounds.items()})
+        for budget in budgets:
+            count = round(budget * len(offers))
+            for name in arms:
+                arm = states[(budget, name)]
+                picks, candidates, seconds, vectors = _choose(arm, count, offers, images, run, picker)
+                chosen = [offers[i][2].sample() for i in picks]
+                arm.trained += chosen
+                arm.labelled += _objects(chosen)
+                arm.embeddings += vectors
+                what = f"round {round_} {budget_label(budget)} {name}"
+                if chosen:
+                    arm.model, scores = run.train(arm.trained, arm.model, what)
+                else:
+                    scores = arm.rounds[-1].scores
+                situations = Counter(s for i in picks for s in offers[i][2].situations)
+                objects = sum(len(s.annotations) for s in chosen)
+                arm.rounds.append(
+                    ArmRound(len(chosen), candidates, objects, len(arm.trained), scores, dict(situations), seconds)
+                )
+    runs = {budget_label(budget): {name: tuple(states[(budget, name)].rounds) for name in arms} for budget in budgets}
+    return SeedResult(config.seed, runs)
 
 
-def trainings(config: LoopConfig, seeds: int, arms: int = len(ARMS)) -> int:
+def trainings(config: LoopConfig, seeds: int, arms: int = len(ARMS), budgets: int = len(BUDGETS)) -> int:
     """How many trainings ``run_experiment`` runs (for a progress bar)."""
-    return seeds * (1 + arms * (config.rounds - 1))
+    return seeds * (1 + budgets * arms * (config.rounds - 1))
 
 
 def run_experiment(
@@ -202,14 +355,23 @@ def run_experiment(
     step: Step = lambda _: None,
     workdir: Path | None = None,
     arms: Sequence[str] = ARMS,
+    budgets: Sequence[float] = BUDGETS,
 ) -> Comparison:
-    """The ``arms`` for every seed of ``seeds`` (``config.seed`` is replaced by each)."""
+    """Every arm at every budget for each seed of ``seeds`` (``config.seed`` is replaced by each)."""
     if len(seeds) < 1:
         raise ValueError("name at least one seed")
     if config.rounds < 2:
-        raise ValueError("the experiment needs at least 2 rounds: the bootstrap and one filtered round")
+        raise ValueError("the experiment needs at least 2 rounds: the bootstrap and one chosen round")
+    if RANDOM not in arms:
+        raise ValueError("the arms must include random: every other arm is compared with it")
+    unknown = set(arms) - set(ARMS)
+    if unknown:
+        raise ValueError(f"unknown arms {sorted(unknown)}; use {', '.join(ARMS)}")
+    if not budgets or not all(0 < b <= 1 for b in budgets):
+        raise ValueError("budgets are shares of the robots' frames, each in (0, 1]")
     results = []
     with tempfile.TemporaryDirectory(prefix="visionloop-experiment-", dir=workdir) as folder:
         for seed in seeds:
-            results.append(run_seed(replace(config, seed=seed), Path(folder) / f"seed-{seed}", step, arms))
-    return Comparison(config, tuple(results), tuple(arms))
+            seed_config = replace(config, seed=seed)
+            results.append(run_seed(seed_config, Path(folder) / f"seed-{seed}", step, arms, budgets))
+    return Comparison(config, tuple(results), tuple(arms), tuple(budgets))

@@ -48,29 +48,33 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def rounds_table(rows: Sequence[RoundRow]) -> str:
-    """One line per round of the demo."""
+    """One line per round of the demo, and what the loop's picks bought over random ones."""
     header = (
         "round",
         "uploads",
+        "candidates",
         "annotated",
         "images",
         "model",
         "mAP@0.5",
+        "random picks",
         "detect p50 ms",
         "stream p50 ms",
         "frames served",
         "seconds",
     )
-    return _table(
+    table = _table(
         header,
         [
             (
                 str(r.round),
                 str(r.uploads),
+                str(r.candidates),
                 f"+{r.annotated}",
                 str(r.images),
                 f"{r.version} ({r.held} held)" if r.held else r.version,
                 f"{r.map50:.3f}",
+                "-" if r.random_map50 is None else f"{r.random_map50:.3f}",
                 f"{r.detect_p50_ms:.1f}",
                 "-" if r.stream_p50_ms is None else f"{r.stream_p50_ms:.1f}",
                 str(r.served),
@@ -79,40 +83,93 @@ def rounds_table(rows: Sequence[RoundRow]) -> str:
             for r in rows
         ],
     )
+    last = rows[-1] if rows else None
+    if last is None or last.random_map50 is None:
+        return table
+    gain = last.map50 - last.random_map50
+    return (
+        f"{table}\n\nAfter round {last.round}: the loop's picks {last.map50:.3f} mAP@0.5, as many random frames "
+        f"{last.random_map50:.3f} ({gain:+.3f}); one seed: `visionloop experiment` measures over several."
+    )
 
 
 def comparison_table(result: Comparison) -> str:
-    """mAP@0.5 per round and arm (mean ± std over seeds), and what each arm's frames held."""
+    """Per budget: mAP@0.5 per round and arm (mean ± std over seeds), the final round's paired differences
+    from random, AP per category and mAP per situation, what the picks showed, and what choosing cost."""
+    from visionloop.demo.experiment import RANDOM, budget_label, mean_std
+
+    config = result.config
+    frames = config.robots * config.frames
+    sections = []
+    for budget in result.budgets:
+        label = budget_label(budget)
+        rows = []
+        for round_ in range(1, config.rounds + 1):
+            row = ["1 (bootstrap)" if round_ == 1 else str(round_)]
+            for arm in result.arms:
+                mean, std = mean_std(result.maps(budget, arm, round_))
+                row.append(f"{mean:.3f} ± {std:.3f}")
+            rows.append(row)
+        header = ["round", *(ARM_NAMES.get(arm, arm) for arm in result.arms)]
+        lines = [
+            f"Budget {label}: {round(budget * frames)} labels a round of the {frames} frames the robots saw",
+            _table(header, rows),
+            "",
+            f"round {config.rounds} minus random (paired by seed): mean ± std, seeds ahead",
+        ]
+        for arm in result.arms:
+            if arm == RANDOM:
+                continue
+            gains = result.gains(budget, arm)
+            mean, std = mean_std(gains)
+            ahead = sum(g > 0 for g in gains)
+            each = ", ".join(f"{g:+.3f}" for g in gains)
+            lines.append(f"  {ARM_NAMES.get(arm, arm):>16}  {mean:+.3f} ± {std:.3f}  {ahead} of {len(gains)}  ({each})")
+        lines += ["", *_breakdown(result, budget)]
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
+
+
+ARM_NAMES = {
+    "random": "random",
+    "filter": "edge filter",
+    "uncertainty": "uncertainty",
+    "acquisition": "acquisition",
+}
+
+
+def _breakdown(result: Comparison, budget: float) -> list[str]:
+    """The final round per category and per situation, what the picks showed, and what choosing cost."""
     from visionloop.demo.experiment import mean_std
 
-    names = {"active": "active learning", "random": "random", "ranked": "ranked"}
+    last = result.config.rounds
+    finals = {arm: [rounds[last - 1] for rounds in result.rounds(budget, arm)] for arm in result.arms}
+    first = next(iter(finals.values()))[0].scores
+    header = ["", *(ARM_NAMES.get(arm, arm) for arm in result.arms)]
     rows = []
-    for round_ in range(1, result.config.rounds + 1):
-        picked = [s.arms["active"][round_ - 1].picked for s in result.seeds]
-        frames = max(sum(picked), 1)
-        row = ["1 (bootstrap)" if round_ == 1 else str(round_), f"{sum(picked) / len(picked):.0f}"]
-        for arm in result.arms:
-            mean, std = mean_std(result.maps(arm, round_))
-            row.append(f"{mean:.3f} ± {std:.3f}")
-        row.append(f"{mean_std(result.maps('active', round_))[0] - mean_std(result.maps('random', round_))[0]:+.3f}")
-        objects = [sum(s.arms[arm][round_ - 1].objects for s in result.seeds) / frames for arm in result.arms]
-        row.append(" / ".join(f"{o:.1f}" for o in objects))
-        rows.append(row)
-    header = [
-        "round",
-        "frames",
-        *(names.get(arm, arm) for arm in result.arms),
-        "AL - random",
-        "objects per frame (" + " / ".join(result.arms) + ")",
+    for category in first.categories:
+        values = [mean_std([r.scores.categories[category] for r in finals[arm]])[0] for arm in result.arms]
+        rows.append([f"AP@0.5 {category}", *(f"{v:.3f}" for v in values)])
+    for situation in first.situations:
+        values = [mean_std([r.scores.situations[situation] for r in finals[arm]])[0] for arm in result.arms]
+        rows.append([f"mAP@0.5 {situation} frames", *(f"{v:.3f}" for v in values)])
+    for situation in sorted(
+        {s for arm in result.arms for rounds in result.rounds(budget, arm) for r in rounds[1:] for s in r.situations}
+    ):
+        values = [
+            mean_std(
+                [sum(r.situations.get(situation, 0) for r in rounds[1:]) for rounds in result.rounds(budget, arm)]
+            )[0]
+            for arm in result.arms
+        ]
+        rows.append([f"picked: {situation} frames", *(f"{v:.1f}" for v in values)])
+    candidates = [
+        mean_std([r.candidates for rounds in result.rounds(budget, arm) for r in rounds[1:]])[0] for arm in result.arms
     ]
-    lines = [_table(header, rows)]
-    for arm in result.arms:
-        if arm == "random":
-            continue
-        gains = result.gains(arm)
-        mean, std = mean_std(gains)
-        lines.append(
-            f"final round, {names.get(arm, arm)} minus random: {mean:+.3f} ± {std:.3f} mAP@0.5, "
-            f"ahead on {sum(g > 0 for g in gains)} of {len(gains)} seeds ({', '.join(f'{g:+.3f}' for g in gains)})"
-        )
-    return "\n".join(lines)
+    rows.append(["candidates a round", *(f"{v:.0f}" for v in candidates)])
+    cost = [
+        mean_std([r.selection_seconds for rounds in result.rounds(budget, arm) for r in rounds[1:]])[0]
+        for arm in result.arms
+    ]
+    rows.append(["choosing, ms a round", *(f"{v * 1000:.0f}" for v in cost)])
+    return [f"round {last} (mean over seeds), and over rounds 2-{last}:", _table(header, rows)]

@@ -2,17 +2,22 @@
 
 Before round 1 a validation set goes to the hub, annotated and tagged ``test``: the trainer holds
 it out and measures every new model and the deployed one on it, for the hub's promotion gate.
-Round 1: there is no model, so the robots upload a few frames with ``Upload``. Every later round:
-the robots stream their frames through ``DetectStream`` and the detector's upload filter sends
-the frames it is unsure about to the hub. Then, every round: the frames in the hub's inbox are
-annotated from ground truth, a training continues from the deployed model, the converter adds its
-formats, the detector swaps to the new version unless the promotion gate held it back, and the
-held-out frames go through the detector to score the model it serves. One ``RoundRow`` per round.
+Round 1: there is no model, so the robots upload a few frames with ``Upload`` and all of them are
+annotated. Every later round: the robots stream their frames through ``DetectStream``, the
+detector's upload filter sends candidates to the hub's inbox, and the annotator's
+``SelectImages`` spends the round's label budget on them: the picks join the annotation queue in
+the order to label them, and are annotated from ground truth in that order. Then, every round: a
+training continues from the deployed model, the converter adds its formats, the detector swaps to
+the new version unless the promotion gate held it back, and the held-out frames go through the
+detector to score the model it serves. Beside the loop a random baseline labels as many of the
+robots' frames at random (``baseline``). The robots' clock is simulated: between rounds the upload
+filter's time moves on, nobody waits. One ``RoundRow`` per round.
 """
 
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,12 +26,14 @@ from pathlib import Path
 import grpc
 from google.protobuf import struct_pb2
 
+from visionloop.annotator.client import AnnotatorClient
 from visionloop.client.detector import DetectorClient
 from visionloop.client.loop import LoopClient
 from visionloop.common.v1 import model_pb2, training_pb2
 from visionloop.demo import robots
-from visionloop.demo.annotate import Annotated, GroundTruth, annotate_inbox, upload_validation
-from visionloop.demo.config import EVALUATION_SCORE_THRESHOLD, LoopConfig
+from visionloop.demo.annotate import INBOX, QUEUE, Annotated, GroundTruth, annotate, upload_validation
+from visionloop.demo.baseline import RandomBaseline
+from visionloop.demo.config import ACQUISITION_SCORE_THRESHOLD, EVALUATION_SCORE_THRESHOLD, LoopConfig
 from visionloop.demo.report import Progress
 from visionloop.demo.scenes import Frame
 from visionloop.demo.stack import Stack, StackConfig
@@ -58,6 +65,7 @@ class DemoError(RuntimeError):
 class RoundRow:
     round: int
     uploads: int  # frames the robots' detector (or Upload) sent to the hub
+    candidates: int  # inbox images the round's label budget was spent on (round 1: the bootstrap)
     annotated: int  # images annotated in this round
     images: int  # annotated images in the project
     annotations: int  # annotations created in this round
@@ -71,6 +79,7 @@ class RoundRow:
     seconds: float
     held: str = ""  # the model trained in this round when the promotion gate held it back
     gate: str = ""  # the gate's reason for its decision on this round's model
+    random_map50: float | None = None  # the random baseline at the same budget (None: not run)
 
 
 @dataclass
@@ -94,22 +103,25 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = WAIT_TIMEOU
 
 
 class _Loop:
-    def __init__(self, config: LoopConfig, stack: Stack, progress: Progress) -> None:
+    def __init__(self, config: LoopConfig, stack: Stack, progress: Progress, baseline: RandomBaseline | None) -> None:
         self.config = config
         self.stack = stack
         self.progress = progress
+        self.baseline = baseline
         self.scenes = config.scenes()
         self.hub = LoopClient(stack.hub, stack.config.organization, stack.config.project)
         self.detector = DetectorClient(stack.detector, timeout=30.0)
+        self.annotator = AnnotatorClient(stack.annotator, stack.config.organization, stack.config.project, timeout=600)
         self.truth = GroundTruth()
         self.version = ""
         self.images = 0
-        self.streamed: float | None = None  # when the robots last stopped streaming (monotonic)
+        self.seen: list[Frame] = []  # the frames the robots saw this round
         converter = stack.servers["converter"].settings
         assert isinstance(converter, ConverterSettings)
         self.formats = set(converter.targets())
 
     def close(self) -> None:
+        self.annotator.close()
         self.detector.close()
         self.hub.close()
 
@@ -122,7 +134,8 @@ class _Loop:
         for round_ in range(1, self.config.rounds + 1):
             started = time.perf_counter()
             streamed: list[float] = []
-            if self.version:
+            first = not self.version
+            if not first:
                 report = self._stream(round_)
                 uploads, served, streamed = report.uploaded, report.answered, report.latencies
                 result.served_versions.append(report.versions)
@@ -130,7 +143,8 @@ class _Loop:
                 uploads, served = self._bootstrap(round_), 0
                 result.served_versions.append(set())
             self._drain()
-            annotated = self._annotate(round_)
+            candidates = uploads if first else self._select(round_)
+            annotated = self._annotate(round_, INBOX if first else QUEUE)
             training_id, formats, held, gate = "", (), "", ""
             if annotated.images:
                 training = self._train(round_)
@@ -151,9 +165,11 @@ class _Loop:
             else:
                 self.progress.say(f"round {round_}: the filter uploaded nothing; the detector keeps {self.version}")
             map50, scored = self._score(round_)
+            random_map50 = self._baseline(round_, first, annotated.images)
             row = RoundRow(
                 round=round_,
                 uploads=uploads,
+                candidates=candidates,
                 annotated=annotated.images,
                 images=self.images,
                 annotations=annotated.annotations,
@@ -167,13 +183,17 @@ class _Loop:
                 seconds=time.perf_counter() - started,
                 held=held,
                 gate=gate,
+                random_map50=random_map50,
             )
             result.rows.append(row)
             log.info("round done", **{k: v for k, v in row.__dict__.items() if k != "formats"})
+            baseline = "" if random_map50 is None else f" (random picks {random_map50:.3f})"
             self.progress.say(
                 f"round {round_}: +{row.annotated} images ({row.images} in all), model {self.version}, "
                 f"mAP@0.5 {map50:.3f}, detect p50 {row.detect_p50_ms:.1f} ms, {row.served} frames served, "
                 f"{row.seconds:.0f} s" + (f"; gate: {gate}" if gate and not held else "")
+                f"mAP@0.5 {map50:.3f}{baseline}, detect p50 {row.detect_p50_ms:.1f} ms, "
+                f"{row.served} frames served, {row.seconds:.0f} s"
             )
 
     # --- stages -------------------------------------------------------------------------------
@@ -186,19 +206,8 @@ class _Loop:
                 frames.append(self.scenes.robot(robot, round_, config.frames))
                 self.truth.add(frames[-1])
                 bar.update(config.frames)
+        self.seen = [frame for own in frames for frame in own]
         return frames
-
-    def _come_back(self, round_: int) -> None:
-        """Wait out what is left of ``round_gap`` since the last streams ended."""
-        if self.streamed is None:
-            return
-        left = self.streamed + self.config.round_gap - time.monotonic()
-        if left > 0:
-            with self.progress.bar(f"round {round_}: robots come back", round(left), unit="s") as bar:
-                for _ in range(round(left)):
-                    time.sleep(1.0)
-                    bar.update()
-                time.sleep(max(0.0, self.streamed + self.config.round_gap - time.monotonic()))
 
     def _bootstrap(self, round_: int) -> int:
         frames = self.scenes.bootstrap(self.config.bootstrap)
@@ -209,12 +218,11 @@ class _Loop:
 
     def _stream(self, round_: int) -> robots.StreamReport:
         frames = self._robot_frames(round_)
-        self._come_back(round_)
+        self.stack.clock.advance(self.config.round_gap)  # the robots come back hours later
         total = sum(len(own) for own in frames)
         with self.progress.bar(f"round {round_}: robots stream to the detector", total) as bar:
             report = robots.stream(self.stack.detector, frames, self.config.fps, bar.update)
             bar.set_postfix(uploaded=report.uploaded)
-        self.streamed = time.monotonic()
         if report.answered == 0:
             raise DemoError(f"round {round_}: the detector answered none of {total} frames")
         return report
@@ -223,11 +231,30 @@ class _Loop:
         """Wait until the detector's outbox has handed every upload to the hub."""
         _wait(lambda: self.detector.about().outbox.depth == 0, "the detector's outbox emptying")
 
-    def _annotate(self, round_: int) -> Annotated:
-        with self.progress.bar(f"round {round_}: annotating the inbox", unit="image") as bar:
-            annotated = annotate_inbox(self.hub, self.truth, self.categories, bar.update)
+    def _select(self, round_: int) -> int:
+        """Spend the round's label budget on the inbox (SelectImages); how many candidates there were."""
+        budget, how = self.config.labels(), self.config.acquisition
+        with self.progress.bar(f"round {round_}: picking {budget} images ({how})", unit="s"):
+            answer = self.annotator.select(budget, how, ACQUISITION_SCORE_THRESHOLD, seed=self.config.seed)
+        self.progress.say(f"round {round_}: {len(answer.selected)} of {answer.candidates} candidates picked ({how})")
+        return answer.candidates
+
+    def _annotate(self, round_: int, state: int) -> Annotated:
+        where = "the inbox" if state == INBOX else "the queue"
+        with self.progress.bar(f"round {round_}: annotating {where}", unit="image") as bar:
+            annotated = annotate(self.hub, self.truth, self.categories, bar.update, state)
         self.images += annotated.images
         return annotated
+
+    def _baseline(self, round_: int, first: bool, count: int) -> float | None:
+        """The random baseline's mAP@0.5 after this round (None without one, and in round 1: the same model)."""
+        if self.baseline is None:
+            return None
+        if first:
+            self.baseline.start(self.hub, self.version, self.scenes.bootstrap(self.config.bootstrap))
+            return None
+        with self.progress.bar(f"round {round_}: random picks at the same budget ({count} images)", unit="s"):
+            return self.baseline.round(self.seen, count)
 
     def _train(self, round_: int) -> training_pb2.Training:
         values = struct_pb2.Struct()
@@ -313,14 +340,19 @@ class _Loop:
         return evaluate(expected, found, names).map50, latencies
 
 
-def run_rounds(config: LoopConfig, stack: Stack, progress: Progress | None = None) -> DemoResult:
-    """Run ``config.rounds`` rounds against the services of ``stack`` (started, on a fresh project)."""
+def run_rounds(
+    config: LoopConfig, stack: Stack, progress: Progress | None = None, *, baseline: bool = True
+) -> DemoResult:
+    """Run ``config.rounds`` rounds against the services of ``stack`` (started, on a fresh project),
+    with the random baseline beside them unless ``baseline`` is False."""
     result = DemoResult(config, stack.config.backend)
-    loop = _Loop(config, stack, progress or Progress(enabled=False))
-    try:
-        loop.run(result)
-    finally:
-        loop.close()
+    with tempfile.TemporaryDirectory(prefix="baseline-", dir=stack.config.data_dir) as folder:
+        random_picks = RandomBaseline(config, Path(folder)) if baseline else None
+        loop = _Loop(config, stack, progress or Progress(enabled=False), random_picks)
+        try:
+            loop.run(result)
+        finally:
+            loop.close()
     return result
 
 
@@ -335,14 +367,15 @@ def run_demo(
     *,
     backend: str = "onnxruntime",
     progress: Progress | None = None,
+    baseline: bool = True,
 ) -> DemoResult:
     """Start the services in ``data_dir``, run ``config.rounds`` rounds, stop them; one row per round."""
     progress = progress or Progress(enabled=False)
     stack = Stack(stack_config(config, data_dir, backend))
-    with progress.bar(f"starting hub, detector ({backend}), trainer, converter", unit="s"):
+    with progress.bar(f"starting hub, detector ({backend}), trainer, converter, annotator", unit="s"):
         stack.start()
     try:
-        return run_rounds(config, stack, progress)
+        return run_rounds(config, stack, progress, baseline=baseline)
     finally:
         with progress.bar("stopping the services", unit="s"):
             stack.stop()

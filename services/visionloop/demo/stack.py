@@ -1,4 +1,4 @@
-"""The hub, a detector, a trainer and a converter in this process, as ``visionloop up`` starts them.
+"""The hub, a detector, a trainer, a converter and an annotator in this process, as ``visionloop up`` starts them.
 
 The services run on an event loop of their own on a background thread, so the demo's robots,
 annotators and bookkeeping can be plain blocking client code talking to them over loopback gRPC,
@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from visionloop.cli import embedded
+from visionloop.detector.uploads import ActiveLearningUploads
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.server import GrpcServer
 from visionloop.server.embedded import embedded
 
-SERVICES = ("loop", "detector", "trainer", "converter")
+SERVICES = ("loop", "detector", "trainer", "converter", "annotator")
 START_TIMEOUT = 120.0
 STOP_GRACE = 2.0
 log = get_logger(__name__)
@@ -37,6 +40,26 @@ class StackConfig:
     detector: Mapping[str, Any] = field(default_factory=dict)  # further detector settings (upload filter)
     trainer: Mapping[str, Any] = field(default_factory=dict)
     converter: Mapping[str, Any] = field(default_factory=dict)
+    annotator: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SimulatedClock:
+    """The detector's upload filter's time: monotonic seconds plus the hours robots spent away.
+
+    ``advance`` moves it on at once, so per-minute upload limits and the filter's memory of recent
+    observations start afresh for a new round without anybody waiting for them.
+    """
+
+    def __init__(self) -> None:
+        self._skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self._skipped
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"time does not run backwards: {seconds}")
+        self._skipped += seconds
 
 
 class Stack:
@@ -46,12 +69,17 @@ class Stack:
         self.config = config
         self.servers: dict[str, GrpcServer] = {}
         self.triton: Any = None  # visionloop.testing.triton.TritonServer with backend triton
+        self.clock = SimulatedClock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="visionloop-demo-services", daemon=True)
 
     @property
     def hub(self) -> str:
         return self._address("loop")
+
+    @property
+    def annotator(self) -> str:
+        return self._address("annotator")
 
     @property
     def detector(self) -> str:
@@ -86,6 +114,7 @@ class Stack:
                 **config.trainer,
             },
             "converter": converter,
+            "annotator": {**peer, **config.annotator},
         }
 
     def start(self) -> None:
@@ -99,6 +128,9 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+        uploads = self.context("detector").uploads
+        if isinstance(uploads, ActiveLearningUploads):
+            uploads.clock = self.clock  # the upload filter keeps camera time, which the demo moves on
 
     def _start_triton(self) -> None:
         from visionloop.testing.triton import TritonServer  # only the triton demo needs it

@@ -145,9 +145,11 @@ class LocalModel:
         names = list(info.output.tensor_names)
         return cls(info, OnnxSession.load(weights, info.input.tensor_name or "images", names, info.input.batch_size))
 
-    def detect(self, frame: Frame) -> detection_pb2.Detections:
+    def detect(self, frame: Frame, score_threshold: float | None = None) -> detection_pb2.Detections:
+        """Detections on ``frame`` at the model's default score threshold, or ``score_threshold``."""
         tensor, transform = prepare(frame, self.info.input, self.info.input.rescale_type)
         with self._lock:
             outputs = [output[0] for output in self.session.run(tensor[None])]
-        settings = postprocess.Settings.resolve(detector_service_pb2.DetectOptions(), self.info.detection_defaults)
+        options = detector_service_pb2.DetectOptions(score_threshold=score_threshold)
+        settings = postprocess.Settings.resolve(options, self.info.detection_defaults)
         return postprocess.to_detections(self.info, outputs, transform, (frame.width, frame.height), settings)

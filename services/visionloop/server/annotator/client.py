@@ -21,7 +21,13 @@ RANKERS = {
     "entropy": pb.RANKER_ENTROPY,
     "diversity": pb.RANKER_DIVERSITY,
 }
-REDUCERS = {"max": pb.REDUCER_MAX, "mean": pb.REDUCER_MEAN}
+REDUCERS = {"max": pb.REDUCER_MAX, "mean": pb.REDUCER_MEAN, "sum": pb.REDUCER_SUM}
+ACQUISITIONS = {
+    "balanced": pb.ACQUISITION_BALANCED,
+    "uncertainty": pb.ACQUISITION_UNCERTAINTY,
+    "random": pb.ACQUISITION_RANDOM,
+    "arrival": pb.ACQUISITION_ARRIVAL,
+}
 
 
 class AnnotationSession:
@@ -90,6 +96,20 @@ class AnnotatorClient:
             organization=self.organization, project=self.project, ranker=RANKERS[ranker], reducer=REDUCERS[reducer]
         )
         return self.stub.RankQueue(request, timeout=self.timeout).ranked
+
+    def select(
+        self, budget: int, acquisition: str = "balanced", score_threshold: float = 0.0, seed: int = 0
+    ) -> pb.SelectImagesResponse:
+        """Spend a label budget on the inbox (SelectImages): the picks join the annotation queue in order."""
+        request = pb.SelectImagesRequest(
+            organization=self.organization,
+            project=self.project,
+            budget=budget,
+            acquisition=ACQUISITIONS[acquisition],
+            score_threshold=score_threshold,
+            seed=seed,
+        )
+        return self.stub.SelectImages(request, timeout=self.timeout)
 
     def preannotate(self, image_ids: Sequence[str] = (), limit: int = 0) -> pb.PreAnnotateResponse:
         request = pb.PreAnnotateRequest(

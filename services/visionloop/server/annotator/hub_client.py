@@ -135,6 +135,25 @@ class AnnotatorHub:
                 break
         return images
 
+    async def inbox(self, ref: ProjectRef, limit: int) -> list[image_pb2.ImageMetadata]:
+        """Up to ``limit`` inbox images (what detectors uploaded, not yet triaged), oldest first."""
+        images: list[image_pb2.ImageMetadata] = []
+        token = ""
+        while len(images) < limit:
+            request = image_service_pb2.ListImagesRequest(
+                ref=ref,
+                filter=image_service_pb2.ImageFilter(states=[image_pb2.IMAGE_STATE_INBOX]),
+                order=image_service_pb2.IMAGE_ORDER_OLDEST,
+                page_size=min(1000, limit - len(images)),
+                page_token=token,
+            )
+            page = await call(self.images.ListImages(request, timeout=TIMEOUT))
+            images.extend(page.images)
+            token = page.next_page_token
+            if not token:
+                break
+        return images
+
     async def annotated(self, ref: ProjectRef, limit: int = 1000) -> list[image_pb2.ImageMetadata]:
         """Images that already carry annotations (the diversity criterion's reference set)."""
         filter_ = image_service_pb2.ImageFilter(has_annotations=True)
@@ -143,6 +162,24 @@ class AnnotatorHub:
 
     async def set_priority(self, ref: ProjectRef, image_id: str, priority: float) -> None:
         request = image_service_pb2.UpdateImageRequest(ref=ref, image_id=image_id, priority=priority)
+        await call(self.images.UpdateImage(request, timeout=TIMEOUT))
+
+    async def top_priority(self, ref: ProjectRef) -> float:
+        """The highest priority among images waiting for people (inbox and queue); 0 when none wait."""
+        request = image_service_pb2.ListImagesRequest(
+            ref=ref,
+            filter=image_service_pb2.ImageFilter(states=[image_pb2.IMAGE_STATE_INBOX, image_pb2.IMAGE_STATE_ANNOTATE]),
+            order=image_service_pb2.IMAGE_ORDER_PRIORITY,
+            page_size=1,
+        )
+        page = await call(self.images.ListImages(request, timeout=TIMEOUT))
+        return page.images[0].priority if page.images else 0.0
+
+    async def enqueue(self, ref: ProjectRef, image_id: str, priority: float, tag: str) -> None:
+        """Move an image to the annotation queue with ``priority`` and ``tag``."""
+        request = image_service_pb2.UpdateImageRequest(
+            ref=ref, image_id=image_id, state=image_pb2.IMAGE_STATE_ANNOTATE, priority=priority, add_tags=[tag]
+        )
         await call(self.images.UpdateImage(request, timeout=TIMEOUT))
 
     async def set_state(self, ref: ProjectRef, image_id: str, state: image_pb2.ImageState) -> None:

@@ -71,9 +71,12 @@ class DeployedModel:
         folder = await asyncio.to_thread(unpack_model, version, archive, place / "model")
         return await asyncio.to_thread(LocalModel.open, folder)
 
-    async def detect(self, model: LocalModel, data: bytes) -> detection_pb2.Detections:
+    async def detect(
+        self, model: LocalModel, data: bytes, score_threshold: float | None = None
+    ) -> detection_pb2.Detections:
+        """The model's detections on the image ``data``, at its default score threshold or ``score_threshold``."""
         frame = Frame(await asyncio.to_thread(images.decode, data, self.limits), "bgr")
-        return await asyncio.to_thread(model.detect, frame)
+        return await asyncio.to_thread(model.detect, frame, score_threshold)
 
     async def close(self) -> None:
         self._loaded.clear()

@@ -10,6 +10,14 @@ from typing import TYPE_CHECKING
 import grpc
 import numpy as np
 
+from visionloop.annotator import prompts as checks
+from visionloop.annotator import ranking
+from visionloop.annotator.classical import ClassicalImage
+from visionloop.annotator.hub import AnnotatorHub
+from visionloop.annotator.preannotate import DeployedModel
+from visionloop.annotator.prompts import Item, Prompts
+from visionloop.annotator.selection import Selection, Selector
+from visionloop.annotator.sessions import PreparedImage, Sessions
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.annotator.v1 import annotator_service_pb2_grpc
 from visionloop.common.v1 import annotation_pb2, category_pb2, geometry_pb2
@@ -198,6 +206,13 @@ class AnnotatorServicer(annotator_service_pb2_grpc.AnnotatorServiceServicer):
         for image_id, priority in zip(queue, priorities, strict=True):
             await hub.set_priority(ref, image_id, priority)
         return pb.RankQueueResponse(ranked=len(queue))
+
+    async def SelectImages(
+        self, request: pb.SelectImagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SelectImagesResponse:
+        ref = self._ref(request.organization, request.project)
+        selection = Selection.of(request)
+        return await Selector(self._hub(), self.deployed, ref, self.limits).select(selection)
 
     async def PreAnnotate(
         self, request: pb.PreAnnotateRequest, context: grpc.aio.ServicerContext

@@ -2,8 +2,10 @@
 
 The watcher follows the hub's IMAGE_ADDED events of the annotator's project and sets each new
 image's priority from its stored detections, with the criterion of the project's last RankQueue
-(least confidence, max by default). The event cursor is kept in the data folder, so a restarted
-annotator resumes where it stopped; without one it starts with new events.
+(least confidence, max by default). An image a label budget picked already (SelectImages, tag
+``selected``) keeps the priority of its pick: the queue stays in the selection's order. The event
+cursor is kept in the data folder, so a restarted annotator resumes where it stopped; without one
+it starts with new events.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from pathlib import Path
 
 import grpc
 
+from visionloop.annotator import ranking
+from visionloop.annotator.hub import AnnotatorHub
+from visionloop.annotator.selection import SELECTED_TAG
 from visionloop.loop.v1 import event_service_pb2, event_service_pb2_grpc, project_service_pb2
 from visionloop.runtime import errors
 from visionloop.runtime.files import write_atomically
@@ -72,6 +77,13 @@ class PriorityWatcher:
             await asyncio.sleep(RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS) - 1)])
             self._failures += 1
 
+    async def _selected(self, image_id: str) -> bool:
+        try:
+            metadata = await self.hub.metadata(self.ref, image_id)
+        except errors.NotFound:
+            return True  # gone (purged): nothing to rank
+        return SELECTED_TAG in metadata.tags
+
     async def _follow(self) -> None:
         request = event_service_pb2.WatchEventsRequest(
             cursor=await asyncio.to_thread(self._cursor), types=[event_service_pb2.EVENT_TYPE_IMAGE_ADDED], ref=self.ref
@@ -79,7 +91,7 @@ class PriorityWatcher:
         async for message in self._events.WatchEvents(request):
             event = message.event
             detections = await self.hub.detections(self.ref, event.subject)
-            if ranking.objects(detections):
+            if ranking.objects(detections) and not await self._selected(event.subject):
                 ranker, reducer = self.criteria()
                 await self.hub.set_priority(
                     self.ref, event.subject, ranking.image_priority(detections, ranker, reducer)

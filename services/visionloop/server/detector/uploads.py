@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import cv2
 from google.protobuf import timestamp_pb2
@@ -45,18 +46,25 @@ def _now() -> timestamp_pb2.Timestamp:
 
 
 class ActiveLearningUploads:
-    """After each detection: ask the filter, and queue the frame with its reasons as tags."""
+    """After each detection: ask the filter, and queue the frame with its reasons as tags.
 
-    def __init__(self, upload_filter: UploadFilter, outbox: Outbox, source: str) -> None:
+    ``clock`` is the filter's time (monotonic seconds): a simulation (``visionloop demo``) replaces
+    it to move its robots hours on between rounds without waiting for the rate limits to reset.
+    """
+
+    def __init__(
+        self, upload_filter: UploadFilter, outbox: Outbox, source: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.filter = upload_filter
         self.outbox = outbox
         self.source = source
+        self.clock = clock
 
     async def after_detection(
         self, image: image_pb2.Image, frame: Frame, options: pb.DetectOptions, response: pb.DetectResponse
     ) -> None:
         camera = options.camera_id or "default"
-        reasons = self.filter.decide(camera, response.detections, options.autoupload, time.monotonic())
+        reasons = self.filter.decide(camera, response.detections, options.autoupload, self.clock())
         if not reasons:
             return
         try:

@@ -25,15 +25,20 @@ _sym_db = _symbol_database.Default()
 from visionloop.common.v1 import access_pb2 as visionloop_dot_common_dot_v1_dot_access__pb2
 from visionloop.common.v1 import annotation_pb2 as visionloop_dot_common_dot_v1_dot_annotation__pb2
 from visionloop.common.v1 import geometry_pb2 as visionloop_dot_common_dot_v1_dot_geometry__pb2
+from visionloop.common.v1 import limits_pb2 as visionloop_dot_common_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/visionloop/annotator/v1/annotator_service.proto\x12\x17visionloop.annotator.v1\x1a!visionloop/common/v1/access.proto\x1a%visionloop/common/v1/annotation.proto\x1a#visionloop/common/v1/geometry.proto\"K\n\x0bPointPrompt\x12*\n\x05point\x18\x01 \x01(\x0b\x32\x1b.visionloop.common.v1.Point\x12\x10\n\x08positive\x18\x02 \x01(\x08\"\xc7\x01\n\x08Proposal\x12.\n\x07polygon\x18\x01 \x01(\x0b\x32\x1d.visionloop.common.v1.Polygon\x12(\n\x04mask\x18\x02 \x01(\x0b\x32\x1a.visionloop.common.v1.Mask\x12&\n\x03\x62ox\x18\x03 \x01(\x0b\x32\x19.visionloop.common.v1.Box\x12*\n\x05point\x18\x04 \x01(\x0b\x32\x1b.visionloop.common.v1.Point\x12\r\n\x05score\x18\x05 \x01(\x02\"\x92\x01\n\x12OpenSessionRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\x12\x32\n\x04tool\x18\x04 \x01(\x0e\x32$.visionloop.annotator.v1.SessionTool\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\"e\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bimage_width\x18\x02 \x01(\x05\x12\x14\n\x0cimage_height\x18\x03 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\"\x96\x01\n\rPromptRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x34\n\x06points\x18\x02 \x03(\x0b\x32$.visionloop.annotator.v1.PointPrompt\x12&\n\x03\x62ox\x18\x03 \x01(\x0b\x32\x19.visionloop.common.v1.Box\x12\x13\n\x0b\x63\x61tegory_id\x18\x04 \x01(\t\"[\n\x0ePromptResponse\x12\x33\n\x08proposal\x18\x01 \x01(\x0b\x32!.visionloop.annotator.v1.Proposal\x12\x14\n\x0cprompt_count\x18\x02 \x01(\x05\"!\n\x0bUndoRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"Y\n\x0cUndoResponse\x12\x33\n\x08proposal\x18\x01 \x01(\x0b\x32!.visionloop.annotator.v1.Proposal\x12\x14\n\x0cprompt_count\x18\x02 \x01(\x05\"\"\n\x0cResetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x0f\n\rResetResponse\"H\n\rAcceptRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x02 \x01(\t\x12\x0e\n\x06person\x18\x03 \x01(\t\"F\n\x0e\x41\x63\x63\x65ptResponse\x12\x34\n\nannotation\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.Annotation\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x16\n\x14\x43loseSessionResponse\"]\n\x12PreAnnotateRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x11\n\timage_ids\x18\x03 \x03(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"Q\n\x13PreAnnotateResponse\x12\x0e\n\x06images\x18\x01 \x01(\x05\x12\x13\n\x0bsuggestions\x18\x02 \x01(\x05\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"\x9d\x01\n\x10RankQueueRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12/\n\x06ranker\x18\x03 \x01(\x0e\x32\x1f.visionloop.annotator.v1.Ranker\x12\x31\n\x07reducer\x18\x04 \x01(\x0e\x32 .visionloop.annotator.v1.Reducer\"#\n\x11RankQueueResponse\x12\x0e\n\x06ranked\x18\x01 \x01(\x05*p\n\x0bSessionTool\x12\x1c\n\x18SESSION_TOOL_UNSPECIFIED\x10\x00\x12\x15\n\x11SESSION_TOOL_MASK\x10\x01\x12\x14\n\x10SESSION_TOOL_BOX\x10\x02\x12\x16\n\x12SESSION_TOOL_POINT\x10\x03*z\n\x06Ranker\x12\x16\n\x12RANKER_UNSPECIFIED\x10\x00\x12\x1b\n\x17RANKER_LEAST_CONFIDENCE\x10\x01\x12\x11\n\rRANKER_MARGIN\x10\x02\x12\x12\n\x0eRANKER_ENTROPY\x10\x03\x12\x14\n\x10RANKER_DIVERSITY\x10\x04*E\n\x07Reducer\x12\x17\n\x13REDUCER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bREDUCER_MAX\x10\x01\x12\x10\n\x0cREDUCER_MEAN\x10\x02\x32\xe4\x06\n\x10\x41nnotatorService\x12q\n\x0bOpenSession\x12+.visionloop.annotator.v1.OpenSessionRequest\x1a,.visionloop.annotator.v1.OpenSessionResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12\x62\n\x06Prompt\x12&.visionloop.annotator.v1.PromptRequest\x1a\'.visionloop.annotator.v1.PromptResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12\\\n\x04Undo\x12$.visionloop.annotator.v1.UndoRequest\x1a%.visionloop.annotator.v1.UndoResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12_\n\x05Reset\x12%.visionloop.annotator.v1.ResetRequest\x1a&.visionloop.annotator.v1.ResetResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12\x62\n\x06\x41\x63\x63\x65pt\x12&.visionloop.annotator.v1.AcceptRequest\x1a\'.visionloop.annotator.v1.AcceptResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12t\n\x0c\x43loseSession\x12,.visionloop.annotator.v1.CloseSessionRequest\x1a-.visionloop.annotator.v1.CloseSessionResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12r\n\x0bPreAnnotate\x12+.visionloop.annotator.v1.PreAnnotateRequest\x1a,.visionloop.annotator.v1.PreAnnotateResponse\"\x08\xca\xf3\x18\x04\n\x02\x02\x03\x12l\n\tRankQueue\x12).visionloop.annotator.v1.RankQueueRequest\x1a*.visionloop.annotator.v1.RankQueueResponse\"\x08\xca\xf3\x18\x04\n\x02\x02\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/visionloop/annotator/v1/annotator_service.proto\x12\x17visionloop.annotator.v1\x1a!visionloop/common/v1/access.proto\x1a%visionloop/common/v1/annotation.proto\x1a#visionloop/common/v1/geometry.proto\x1a!visionloop/common/v1/limits.proto\"K\n\x0bPointPrompt\x12*\n\x05point\x18\x01 \x01(\x0b\x32\x1b.visionloop.common.v1.Point\x12\x10\n\x08positive\x18\x02 \x01(\x08\"\xc7\x01\n\x08Proposal\x12.\n\x07polygon\x18\x01 \x01(\x0b\x32\x1d.visionloop.common.v1.Polygon\x12(\n\x04mask\x18\x02 \x01(\x0b\x32\x1a.visionloop.common.v1.Mask\x12&\n\x03\x62ox\x18\x03 \x01(\x0b\x32\x19.visionloop.common.v1.Box\x12*\n\x05point\x18\x04 \x01(\x0b\x32\x1b.visionloop.common.v1.Point\x12\r\n\x05score\x18\x05 \x01(\x02\"\x92\x01\n\x12OpenSessionRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\x12\x32\n\x04tool\x18\x04 \x01(\x0e\x32$.visionloop.annotator.v1.SessionTool\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\"e\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bimage_width\x18\x02 \x01(\x05\x12\x14\n\x0cimage_height\x18\x03 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\"\x96\x01\n\rPromptRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x34\n\x06points\x18\x02 \x03(\x0b\x32$.visionloop.annotator.v1.PointPrompt\x12&\n\x03\x62ox\x18\x03 \x01(\x0b\x32\x19.visionloop.common.v1.Box\x12\x13\n\x0b\x63\x61tegory_id\x18\x04 \x01(\t\"[\n\x0ePromptResponse\x12\x33\n\x08proposal\x18\x01 \x01(\x0b\x32!.visionloop.annotator.v1.Proposal\x12\x14\n\x0cprompt_count\x18\x02 \x01(\x05\"!\n\x0bUndoRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"Y\n\x0cUndoResponse\x12\x33\n\x08proposal\x18\x01 \x01(\x0b\x32!.visionloop.annotator.v1.Proposal\x12\x14\n\x0cprompt_count\x18\x02 \x01(\x05\"\"\n\x0cResetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x0f\n\rResetResponse\"H\n\rAcceptRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61tegory_id\x18\x02 \x01(\t\x12\x0e\n\x06person\x18\x03 \x01(\t\"F\n\x0e\x41\x63\x63\x65ptResponse\x12\x34\n\nannotation\x18\x01 \x01(\x0b\x32 .visionloop.common.v1.Annotation\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x16\n\x14\x43loseSessionResponse\"]\n\x12PreAnnotateRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x11\n\timage_ids\x18\x03 \x03(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"Q\n\x13PreAnnotateResponse\x12\x0e\n\x06images\x18\x01 \x01(\x05\x12\x13\n\x0bsuggestions\x18\x02 \x01(\x05\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"\x9d\x01\n\x10RankQueueRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12/\n\x06ranker\x18\x03 \x01(\x0e\x32\x1f.visionloop.annotator.v1.Ranker\x12\x31\n\x07reducer\x18\x04 \x01(\x0e\x32 .visionloop.annotator.v1.Reducer\"\xc2\x02\n\x13SelectImagesRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12&\n\x06\x62udget\x18\x03 \x01(\x05\x42\x16\xd2\xf3\x18\x12\x19\x00\x00\x00\x00\x00\x00\xf0?!\x00\x00\x00\x00\x00\x88\xc3@\x12\x39\n\x0b\x61\x63quisition\x18\x04 \x01(\x0e\x32$.visionloop.annotator.v1.Acquisition\x12/\n\x06ranker\x18\x05 \x01(\x0e\x32\x1f.visionloop.annotator.v1.Ranker\x12\x31\n\x07reducer\x18\x06 \x01(\x0e\x32 .visionloop.annotator.v1.Reducer\x12/\n\x0fscore_threshold\x18\x07 \x01(\x02\x42\x16\xd2\xf3\x18\x12\x19\x00\x00\x00\x00\x00\x00\x00\x00!\x00\x00\x00\x00\x00\x00\xf0?\x12\x0c\n\x04seed\x18\x08 \x01(\x03\"H\n\rSelectedImage\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x01\x12\x13\n\x0buncertainty\x18\x03 \x01(\x01\"{\n\x14SelectImagesResponse\x12\x38\n\x08selected\x18\x01 \x03(\x0b\x32&.visionloop.annotator.v1.SelectedImage\x12\x12\n\ncandidates\x18\x02 \x01(\x05\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"#\n\x11RankQueueResponse\x12\x0e\n\x06ranked\x18\x01 \x01(\x05*p\n\x0bSessionTool\x12\x1c\n\x18SESSION_TOOL_UNSPECIFIED\x10\x00\x12\x15\n\x11SESSION_TOOL_MASK\x10\x01\x12\x14\n\x10SESSION_TOOL_BOX\x10\x02\x12\x16\n\x12SESSION_TOOL_POINT\x10\x03*z\n\x06Ranker\x12\x16\n\x12RANKER_UNSPECIFIED\x10\x00\x12\x1b\n\x17RANKER_LEAST_CONFIDENCE\x10\x01\x12\x11\n\rRANKER_MARGIN\x10\x02\x12\x12\n\x0eRANKER_ENTROPY\x10\x03\x12\x14\n\x10RANKER_DIVERSITY\x10\x04*\x92\x01\n\x0b\x41\x63quisition\x12\x1b\n\x17\x41\x43QUISITION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x43QUISITION_BALANCED\x10\x01\x12\x1b\n\x17\x41\x43QUISITION_UNCERTAINTY\x10\x02\x12\x16\n\x12\x41\x43QUISITION_RANDOM\x10\x03\x12\x17\n\x13\x41\x43QUISITION_ARRIVAL\x10\x04*V\n\x07Reducer\x12\x17\n\x13REDUCER_UNSPECIFIED\x10\x00\x12\x0f\n\x0bREDUCER_MAX\x10\x01\x12\x10\n\x0cREDUCER_MEAN\x10\x02\x12\x0f\n\x0bREDUCER_SUM\x10\x03\x32\xdb\x07\n\x10\x41nnotatorService\x12q\n\x0bOpenSession\x12+.visionloop.annotator.v1.OpenSessionRequest\x1a,.visionloop.annotator.v1.OpenSessionResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12\x62\n\x06Prompt\x12&.visionloop.annotator.v1.PromptRequest\x1a\'.visionloop.annotator.v1.PromptResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12\\\n\x04Undo\x12$.visionloop.annotator.v1.UndoRequest\x1a%.visionloop.annotator.v1.UndoResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12_\n\x05Reset\x12%.visionloop.annotator.v1.ResetRequest\x1a&.visionloop.annotator.v1.ResetResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12\x62\n\x06\x41\x63\x63\x65pt\x12&.visionloop.annotator.v1.AcceptRequest\x1a\'.visionloop.annotator.v1.AcceptResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12t\n\x0c\x43loseSession\x12,.visionloop.annotator.v1.CloseSessionRequest\x1a-.visionloop.annotator.v1.CloseSessionResponse\"\x07\xca\xf3\x18\x03\n\x01\x02\x12r\n\x0bPreAnnotate\x12+.visionloop.annotator.v1.PreAnnotateRequest\x1a,.visionloop.annotator.v1.PreAnnotateResponse\"\x08\xca\xf3\x18\x04\n\x02\x02\x03\x12l\n\tRankQueue\x12).visionloop.annotator.v1.RankQueueRequest\x1a*.visionloop.annotator.v1.RankQueueResponse\"\x08\xca\xf3\x18\x04\n\x02\x02\x03\x12u\n\x0cSelectImages\x12,.visionloop.annotator.v1.SelectImagesRequest\x1a-.visionloop.annotator.v1.SelectImagesResponse\"\x08\xca\xf3\x18\x04\n\x02\x02\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'visionloop.annotator.v1.annotator_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SELECTIMAGESREQUEST'].fields_by_name['budget']._loaded_options = None
+  _globals['_SELECTIMAGESREQUEST'].fields_by_name['budget']._serialized_options = b'\322\363\030\022\031\000\000\000\000\000\000\360?!\000\000\000\000\000\210\303@'
+  _globals['_SELECTIMAGESREQUEST'].fields_by_name['score_threshold']._loaded_options = None
+  _globals['_SELECTIMAGESREQUEST'].fields_by_name['score_threshold']._serialized_options = b'\322\363\030\022\031\000\000\000\000\000\000\000\000!\000\000\000\000\000\000\360?'
   _globals['_ANNOTATORSERVICE'].methods_by_name['OpenSession']._loaded_options = None
   _globals['_ANNOTATORSERVICE'].methods_by_name['OpenSession']._serialized_options = b'\312\363\030\003\n\001\002'
   _globals['_ANNOTATORSERVICE'].methods_by_name['Prompt']._loaded_options = None
@@ -50,48 +55,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ANNOTATORSERVICE'].methods_by_name['PreAnnotate']._serialized_options = b'\312\363\030\004\n\002\002\003'
   _globals['_ANNOTATORSERVICE'].methods_by_name['RankQueue']._loaded_options = None
   _globals['_ANNOTATORSERVICE'].methods_by_name['RankQueue']._serialized_options = b'\312\363\030\004\n\002\002\003'
-  _globals['_SESSIONTOOL']._serialized_start=1731
-  _globals['_SESSIONTOOL']._serialized_end=1843
-  _globals['_RANKER']._serialized_start=1845
-  _globals['_RANKER']._serialized_end=1967
-  _globals['_REDUCER']._serialized_start=1969
-  _globals['_REDUCER']._serialized_end=2038
-  _globals['_POINTPROMPT']._serialized_start=187
-  _globals['_POINTPROMPT']._serialized_end=262
-  _globals['_PROPOSAL']._serialized_start=265
-  _globals['_PROPOSAL']._serialized_end=464
-  _globals['_OPENSESSIONREQUEST']._serialized_start=467
-  _globals['_OPENSESSIONREQUEST']._serialized_end=613
-  _globals['_OPENSESSIONRESPONSE']._serialized_start=615
-  _globals['_OPENSESSIONRESPONSE']._serialized_end=716
-  _globals['_PROMPTREQUEST']._serialized_start=719
-  _globals['_PROMPTREQUEST']._serialized_end=869
-  _globals['_PROMPTRESPONSE']._serialized_start=871
-  _globals['_PROMPTRESPONSE']._serialized_end=962
-  _globals['_UNDOREQUEST']._serialized_start=964
-  _globals['_UNDOREQUEST']._serialized_end=997
-  _globals['_UNDORESPONSE']._serialized_start=999
-  _globals['_UNDORESPONSE']._serialized_end=1088
-  _globals['_RESETREQUEST']._serialized_start=1090
-  _globals['_RESETREQUEST']._serialized_end=1124
-  _globals['_RESETRESPONSE']._serialized_start=1126
-  _globals['_RESETRESPONSE']._serialized_end=1141
-  _globals['_ACCEPTREQUEST']._serialized_start=1143
-  _globals['_ACCEPTREQUEST']._serialized_end=1215
-  _globals['_ACCEPTRESPONSE']._serialized_start=1217
-  _globals['_ACCEPTRESPONSE']._serialized_end=1287
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=1289
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=1330
-  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1332
-  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1354
-  _globals['_PREANNOTATEREQUEST']._serialized_start=1356
-  _globals['_PREANNOTATEREQUEST']._serialized_end=1449
-  _globals['_PREANNOTATERESPONSE']._serialized_start=1451
-  _globals['_PREANNOTATERESPONSE']._serialized_end=1532
-  _globals['_RANKQUEUEREQUEST']._serialized_start=1535
-  _globals['_RANKQUEUEREQUEST']._serialized_end=1692
-  _globals['_RANKQUEUERESPONSE']._serialized_start=1694
-  _globals['_RANKQUEUERESPONSE']._serialized_end=1729
-  _globals['_ANNOTATORSERVICE']._serialized_start=2041
-  _globals['_ANNOTATORSERVICE']._serialized_end=2909
+  _globals['_ANNOTATORSERVICE'].methods_by_name['SelectImages']._loaded_options = None
+  _globals['_ANNOTATORSERVICE'].methods_by_name['SelectImages']._serialized_options = b'\312\363\030\004\n\002\002\003'
+  _globals['_SESSIONTOOL']._serialized_start=2290
+  _globals['_SESSIONTOOL']._serialized_end=2402
+  _globals['_RANKER']._serialized_start=2404
+  _globals['_RANKER']._serialized_end=2526
+  _globals['_ACQUISITION']._serialized_start=2529
+  _globals['_ACQUISITION']._serialized_end=2675
+  _globals['_REDUCER']._serialized_start=2677
+  _globals['_REDUCER']._serialized_end=2763
+  _globals['_POINTPROMPT']._serialized_start=222
+  _globals['_POINTPROMPT']._serialized_end=297
+  _globals['_PROPOSAL']._serialized_start=300
+  _globals['_PROPOSAL']._serialized_end=499
+  _globals['_OPENSESSIONREQUEST']._serialized_start=502
+  _globals['_OPENSESSIONREQUEST']._serialized_end=648
+  _globals['_OPENSESSIONRESPONSE']._serialized_start=650
+  _globals['_OPENSESSIONRESPONSE']._serialized_end=751
+  _globals['_PROMPTREQUEST']._serialized_start=754
+  _globals['_PROMPTREQUEST']._serialized_end=904
+  _globals['_PROMPTRESPONSE']._serialized_start=906
+  _globals['_PROMPTRESPONSE']._serialized_end=997
+  _globals['_UNDOREQUEST']._serialized_start=999
+  _globals['_UNDOREQUEST']._serialized_end=1032
+  _globals['_UNDORESPONSE']._serialized_start=1034
+  _globals['_UNDORESPONSE']._serialized_end=1123
+  _globals['_RESETREQUEST']._serialized_start=1125
+  _globals['_RESETREQUEST']._serialized_end=1159
+  _globals['_RESETRESPONSE']._serialized_start=1161
+  _globals['_RESETRESPONSE']._serialized_end=1176
+  _globals['_ACCEPTREQUEST']._serialized_start=1178
+  _globals['_ACCEPTREQUEST']._serialized_end=1250
+  _globals['_ACCEPTRESPONSE']._serialized_start=1252
+  _globals['_ACCEPTRESPONSE']._serialized_end=1322
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=1324
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=1365
+  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1367
+  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1389
+  _globals['_PREANNOTATEREQUEST']._serialized_start=1391
+  _globals['_PREANNOTATEREQUEST']._serialized_end=1484
+  _globals['_PREANNOTATERESPONSE']._serialized_start=1486
+  _globals['_PREANNOTATERESPONSE']._serialized_end=1567
+  _globals['_RANKQUEUEREQUEST']._serialized_start=1570
+  _globals['_RANKQUEUEREQUEST']._serialized_end=1727
+  _globals['_SELECTIMAGESREQUEST']._serialized_start=1730
+  _globals['_SELECTIMAGESREQUEST']._serialized_end=2052
+  _globals['_SELECTEDIMAGE']._serialized_start=2054
+  _globals['_SELECTEDIMAGE']._serialized_end=2126
+  _globals['_SELECTIMAGESRESPONSE']._serialized_start=2128
+  _globals['_SELECTIMAGESRESPONSE']._serialized_end=2251
+  _globals['_RANKQUEUERESPONSE']._serialized_start=2253
+  _globals['_RANKQUEUERESPONSE']._serialized_end=2288
+  _globals['_ANNOTATORSERVICE']._serialized_start=2766
+  _globals['_ANNOTATORSERVICE']._serialized_end=3753
 # @@protoc_insertion_point(module_scope)

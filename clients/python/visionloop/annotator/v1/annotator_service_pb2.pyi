@@ -1,6 +1,7 @@
 from visionloop.common.v1 import access_pb2 as _access_pb2
 from visionloop.common.v1 import annotation_pb2 as _annotation_pb2
 from visionloop.common.v1 import geometry_pb2 as _geometry_pb2
+from visionloop.common.v1 import limits_pb2 as _limits_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -25,11 +26,20 @@ class Ranker(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RANKER_ENTROPY: _ClassVar[Ranker]
     RANKER_DIVERSITY: _ClassVar[Ranker]
 
+class Acquisition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACQUISITION_UNSPECIFIED: _ClassVar[Acquisition]
+    ACQUISITION_BALANCED: _ClassVar[Acquisition]
+    ACQUISITION_UNCERTAINTY: _ClassVar[Acquisition]
+    ACQUISITION_RANDOM: _ClassVar[Acquisition]
+    ACQUISITION_ARRIVAL: _ClassVar[Acquisition]
+
 class Reducer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REDUCER_UNSPECIFIED: _ClassVar[Reducer]
     REDUCER_MAX: _ClassVar[Reducer]
     REDUCER_MEAN: _ClassVar[Reducer]
+    REDUCER_SUM: _ClassVar[Reducer]
 SESSION_TOOL_UNSPECIFIED: SessionTool
 SESSION_TOOL_MASK: SessionTool
 SESSION_TOOL_BOX: SessionTool
@@ -39,9 +49,15 @@ RANKER_LEAST_CONFIDENCE: Ranker
 RANKER_MARGIN: Ranker
 RANKER_ENTROPY: Ranker
 RANKER_DIVERSITY: Ranker
+ACQUISITION_UNSPECIFIED: Acquisition
+ACQUISITION_BALANCED: Acquisition
+ACQUISITION_UNCERTAINTY: Acquisition
+ACQUISITION_RANDOM: Acquisition
+ACQUISITION_ARRIVAL: Acquisition
 REDUCER_UNSPECIFIED: Reducer
 REDUCER_MAX: Reducer
 REDUCER_MEAN: Reducer
+REDUCER_SUM: Reducer
 
 class PointPrompt(_message.Message):
     __slots__ = ("point", "positive")
@@ -194,6 +210,46 @@ class RankQueueRequest(_message.Message):
     ranker: Ranker
     reducer: Reducer
     def __init__(self, organization: _Optional[str] = ..., project: _Optional[str] = ..., ranker: _Optional[_Union[Ranker, str]] = ..., reducer: _Optional[_Union[Reducer, str]] = ...) -> None: ...
+
+class SelectImagesRequest(_message.Message):
+    __slots__ = ("organization", "project", "budget", "acquisition", "ranker", "reducer", "score_threshold", "seed")
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    ACQUISITION_FIELD_NUMBER: _ClassVar[int]
+    RANKER_FIELD_NUMBER: _ClassVar[int]
+    REDUCER_FIELD_NUMBER: _ClassVar[int]
+    SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    organization: str
+    project: str
+    budget: int
+    acquisition: Acquisition
+    ranker: Ranker
+    reducer: Reducer
+    score_threshold: float
+    seed: int
+    def __init__(self, organization: _Optional[str] = ..., project: _Optional[str] = ..., budget: _Optional[int] = ..., acquisition: _Optional[_Union[Acquisition, str]] = ..., ranker: _Optional[_Union[Ranker, str]] = ..., reducer: _Optional[_Union[Reducer, str]] = ..., score_threshold: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class SelectedImage(_message.Message):
+    __slots__ = ("image_id", "priority", "uncertainty")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    priority: float
+    uncertainty: float
+    def __init__(self, image_id: _Optional[str] = ..., priority: _Optional[float] = ..., uncertainty: _Optional[float] = ...) -> None: ...
+
+class SelectImagesResponse(_message.Message):
+    __slots__ = ("selected", "candidates", "model_version")
+    SELECTED_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    selected: _containers.RepeatedCompositeFieldContainer[SelectedImage]
+    candidates: int
+    model_version: str
+    def __init__(self, selected: _Optional[_Iterable[_Union[SelectedImage, _Mapping]]] = ..., candidates: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class RankQueueResponse(_message.Message):
     __slots__ = ("ranked",)

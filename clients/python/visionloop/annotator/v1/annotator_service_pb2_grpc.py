@@ -77,6 +77,11 @@ class AnnotatorServiceStub:
                 request_serializer=visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.RankQueueRequest.SerializeToString,
                 response_deserializer=visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.RankQueueResponse.FromString,
                 _registered_method=True)
+        self.SelectImages = channel.unary_unary(
+                '/visionloop.annotator.v1.AnnotatorService/SelectImages',
+                request_serializer=visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.SelectImagesRequest.SerializeToString,
+                response_deserializer=visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.SelectImagesResponse.FromString,
+                _registered_method=True)
 
 
 class AnnotatorServiceServicer:
@@ -144,6 +149,18 @@ class AnnotatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SelectImages(self, request, context):
+        """Spends a label budget: picks up to `budget` of the candidates (the inbox:
+        what detectors uploaded) by an acquisition function and moves them to the
+        annotation queue, with priorities in the order they were picked (the
+        first pick highest) above every image waiting, so the queue and Label
+        Studio's task order follow it. Candidates not picked stay in the inbox. FAILED_PRECONDITION when
+        score_threshold asks for the deployed model and there is none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnnotatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +203,11 @@ def add_AnnotatorServiceServicer_to_server(servicer, server):
                     servicer.RankQueue,
                     request_deserializer=visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.RankQueueRequest.FromString,
                     response_serializer=visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.RankQueueResponse.SerializeToString,
+            ),
+            'SelectImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.SelectImages,
+                    request_deserializer=visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.SelectImagesRequest.FromString,
+                    response_serializer=visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.SelectImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -407,6 +429,33 @@ class AnnotatorService:
             '/visionloop.annotator.v1.AnnotatorService/RankQueue',
             visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.RankQueueRequest.SerializeToString,
             visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.RankQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SelectImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visionloop.annotator.v1.AnnotatorService/SelectImages',
+            visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.SelectImagesRequest.SerializeToString,
+            visionloop_dot_annotator_dot_v1_dot_annotator__service__pb2.SelectImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
