@@ -16,8 +16,6 @@ import pytest
 from click.testing import CliRunner
 
 from visionloop.cli.main import cli
-from visionloop.annotator.selection import SELECTED_TAG
-from visionloop.cli import cli
 from visionloop.client.detector import DetectorClient
 from visionloop.client.loop import LoopClient
 from visionloop.common.v1 import image_pb2, training_pb2
@@ -37,8 +35,8 @@ from visionloop.demo.experiment import (
 from visionloop.demo.report import comparison_table, rounds_table
 from visionloop.demo.rounds import DemoResult, run_rounds, stack_config
 from visionloop.demo.stack import Stack
-from visionloop.lib.evaluation import Prediction
 from visionloop.loop.v1 import annotation_service_pb2
+from visionloop.server.annotator.selection import SELECTED_TAG
 
 pytestmark = pytest.mark.slow
 

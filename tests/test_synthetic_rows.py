@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from visionloop.demo.scenes import RowScenes
-from visionloop.synthetic import rows
-from visionloop.synthetic.rows import RowConfig
+from visionloop.testing.synthetic import rows
+from visionloop.testing.synthetic.rows import RowConfig
 
 
 def _pixels(frames: list[rows.RowFrame]) -> list[bytes]:

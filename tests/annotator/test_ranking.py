@@ -14,8 +14,6 @@ import pytest
 from tests.annotator import shapes
 from tests.annotator.conftest import Desk, open_desk
 from tests.detector.conftest import REF
-from visionloop.annotator import ranking
-from visionloop.annotator.selection import SELECTED_TAG
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import annotation_pb2, detection_pb2, geometry_pb2, image_pb2
 from visionloop.loop.v1 import (
@@ -25,6 +23,7 @@ from visionloop.loop.v1 import (
     image_service_pb2_grpc,
 )
 from visionloop.server.annotator import ranking
+from visionloop.server.annotator.selection import SELECTED_TAG
 
 
 def _box(confidence: float, x: float = 10, category: str = "weed") -> detection_pb2.BoxDetection:

@@ -9,8 +9,6 @@ import pytest
 
 from tests.annotator.conftest import Desk
 from tests.detector.conftest import REF
-from visionloop.annotator.labelstudio.project import queue as queue_order
-from visionloop.annotator.selection import SELECTED_TAG
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import detection_pb2, geometry_pb2, image_pb2
 from visionloop.loop.v1 import (
@@ -19,6 +17,8 @@ from visionloop.loop.v1 import (
     image_service_pb2,
     image_service_pb2_grpc,
 )
+from visionloop.server.annotator.labelstudio.project import queue as queue_order
+from visionloop.server.annotator.selection import SELECTED_TAG
 
 
 def _found(*objects: tuple[float, float]) -> detection_pb2.Detections:

@@ -8,12 +8,9 @@ import grpc
 import requests
 
 from visionloop.cli.hub_commands import with_hub
-from visionloop.annotator.client import ACQUISITIONS, RANKERS, REDUCERS, AnnotatorClient
-from visionloop.annotator.labelstudio.project import LabelStudio, LabelStudioError
-from visionloop.annotator.labelstudio.project import sync_project as sync
 from visionloop.client import LoopClient
 from visionloop.loop.v1 import image_service_pb2
-from visionloop.server.annotator.client import RANKERS, REDUCERS, AnnotatorClient
+from visionloop.server.annotator.client import ACQUISITIONS, RANKERS, REDUCERS, AnnotatorClient
 from visionloop.server.annotator.labelstudio.project import LabelStudio, LabelStudioError
 from visionloop.server.annotator.labelstudio.project import sync_project as sync
 

@@ -20,9 +20,9 @@ from visionloop.client.loop import LoopClient
 from visionloop.demo.config import LoopConfig
 from visionloop.demo.experiment import Bench
 from visionloop.demo.scenes import Frame
-from visionloop.synthetic.world import Sample
-from visionloop.trainer.reference.artifacts import load_pytorch
-from visionloop.trainer.reference.model import CenterNet
+from visionloop.lib.centernet.artifacts import load_pytorch
+from visionloop.lib.centernet.model import CenterNet
+from visionloop.lib.training_data import Sample
 
 _SEED = 1  # the baseline's draws apart from the robots' and the experiment's
 

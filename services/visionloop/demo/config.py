@@ -12,10 +12,8 @@ from typing import TYPE_CHECKING, Any
 from visionloop.server.detector.upload_filter import FilterSettings
 
 if TYPE_CHECKING:  # imported where used: the CLI reads the defaults here without loading PyTorch or OpenCV
-    from visionloop.demo.scenes import Scenes
-    from visionloop.server.trainer.reference.train import Hyperparameters
     from visionloop.demo.scenes import RowScenes, Scenes
-    from visionloop.trainer.reference.train import Hyperparameters
+    from visionloop.server.trainer.reference.train import Hyperparameters
 
 MIN_EPOCHS = 3  # of a continuation: each frame seen a few times, flipped differently
 DETECTOR_SCORE_THRESHOLD = 0.3  # the reference model's model.json default: what robots get back
@@ -24,7 +22,7 @@ EVALUATION_SCORE_THRESHOLD = 0.05  # AP needs the low-scored detections too
 # that a thing the model barely sees (a rare weed it has hardly been shown) counts as the
 # uncertainty it is. The demo and the experiment use the same.
 ACQUISITION_SCORE_THRESHOLD = 0.1
-# SelectImages' acquisitions by name (visionloop.annotator.client.ACQUISITIONS' keys).
+# SelectImages' acquisitions by name (visionloop.server.annotator.client.ACQUISITIONS' keys).
 ACQUISITIONS = ("balanced", "uncertainty", "random", "arrival")
 # Label budgets the experiment compares, as shares of the frames the robots saw in a round.
 BUDGETS = (0.05, 0.10, 0.20)
@@ -106,7 +104,7 @@ class LoopConfig:
 
     def scenes(self) -> Scenes | RowScenes:
         from visionloop.demo.scenes import RowScenes, Scenes
-        from visionloop.synthetic.rows import RowConfig
+        from visionloop.testing.synthetic.rows import RowConfig
 
         if self.preset == ROWS:
             return RowScenes(RowConfig(width=self.size[0], height=self.size[1]), self.seed, self.shift_round)

@@ -37,15 +37,6 @@ import numpy as np
 
 from visionloop.annotator.v1 import annotator_service_pb2 as ranking_pb2
 from visionloop.common.v1 import detection_pb2, geometry_pb2
-from visionloop.demo.config import DETECTOR_SCORE_THRESHOLD, EVALUATION_SCORE_THRESHOLD, LoopConfig
-from visionloop.demo.scenes import Frame, Scenes
-from visionloop.detector.v1 import detector_service_pb2
-from visionloop.lib.centernet.model import CenterNet
-from visionloop.lib.evaluation import Prediction, evaluate
-from visionloop.server.detector.upload_filter import UploadFilter
-from visionloop.server.trainer.reference.predict import predict, truths
-from visionloop.server.trainer.reference.train import TrainingRun, input_size
-from visionloop.testing.synthetic.world import Sample
 from visionloop.demo.config import (
     ACQUISITION_SCORE_THRESHOLD,
     BUDGETS,
@@ -54,14 +45,14 @@ from visionloop.demo.config import (
     LoopConfig,
 )
 from visionloop.demo.scenes import Frame
-from visionloop.detector.upload_filter import UploadFilter
 from visionloop.detector.v1 import detector_service_pb2
 from visionloop.lib import acquisition
-from visionloop.synthetic.world import Sample
-from visionloop.trainer.evaluation import Prediction, Truth, evaluate
-from visionloop.trainer.reference.model import CenterNet
-from visionloop.trainer.reference.predict import predict, truths
-from visionloop.trainer.reference.train import TrainingRun, input_size
+from visionloop.lib.centernet.model import CenterNet
+from visionloop.lib.evaluation import Prediction, Truth, evaluate
+from visionloop.lib.training_data import Sample
+from visionloop.server.detector.upload_filter import UploadFilter
+from visionloop.server.trainer.reference.predict import predict, truths
+from visionloop.server.trainer.reference.train import TrainingRun, input_size
 
 RANDOM, FILTER, UNCERTAINTY, ACQUISITION = "random", "filter", "uncertainty", "acquisition"
 ARMS = (RANDOM, FILTER, UNCERTAINTY, ACQUISITION)

@@ -26,7 +26,6 @@ from pathlib import Path
 import grpc
 from google.protobuf import struct_pb2
 
-from visionloop.annotator.client import AnnotatorClient
 from visionloop.client.detector import DetectorClient
 from visionloop.client.loop import LoopClient
 from visionloop.common.v1 import model_pb2, training_pb2
@@ -40,6 +39,7 @@ from visionloop.demo.stack import Stack, StackConfig
 from visionloop.lib.evaluation import evaluate, predictions_from_detections
 from visionloop.loop.v1 import training_service_pb2
 from visionloop.runtime.logging import get_logger
+from visionloop.server.annotator.client import AnnotatorClient
 from visionloop.server.converter.config import ConverterSettings
 from visionloop.server.trainer.reference.predict import truths
 from visionloop.testing.synthetic.seeding import ensure_categories
@@ -190,10 +190,8 @@ class _Loop:
             baseline = "" if random_map50 is None else f" (random picks {random_map50:.3f})"
             self.progress.say(
                 f"round {round_}: +{row.annotated} images ({row.images} in all), model {self.version}, "
-                f"mAP@0.5 {map50:.3f}, detect p50 {row.detect_p50_ms:.1f} ms, {row.served} frames served, "
-                f"{row.seconds:.0f} s" + (f"; gate: {gate}" if gate and not held else "")
                 f"mAP@0.5 {map50:.3f}{baseline}, detect p50 {row.detect_p50_ms:.1f} ms, "
-                f"{row.served} frames served, {row.seconds:.0f} s"
+                f"{row.served} frames served, {row.seconds:.0f} s" + (f"; gate: {gate}" if gate and not held else "")
             )
 
     # --- stages -------------------------------------------------------------------------------

@@ -22,13 +22,11 @@ import numpy as np
 
 from visionloop.demo.config import MIXED
 from visionloop.lib import images
-from visionloop.testing.synthetic import world
+from visionloop.lib.training_data import Annotation, Sample
+from visionloop.testing.synthetic import rows, world
+from visionloop.testing.synthetic.rows import RowConfig
 from visionloop.testing.synthetic.seeding import jpeg
-from visionloop.testing.synthetic.world import Annotation, Sample, WorldConfig
-from visionloop.synthetic import rows, world
-from visionloop.synthetic.rows import RowConfig
-from visionloop.synthetic.seeding import jpeg
-from visionloop.synthetic.world import Annotation, Sample, WorldConfig
+from visionloop.testing.synthetic.world import WorldConfig
 
 _HELD_OUT, _BOOTSTRAP, _VALIDATION, _ROBOTS = 0, 1, 2, 10
 _RARE = 7  # seeds the draw of a mixed field's frame kind, apart from the frame's own streams

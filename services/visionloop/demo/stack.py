@@ -18,10 +18,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from visionloop.cli import embedded
-from visionloop.detector.uploads import ActiveLearningUploads
 from visionloop.runtime.logging import get_logger
 from visionloop.runtime.server import GrpcServer
+from visionloop.server.detector.uploads import ActiveLearningUploads
 from visionloop.server.embedded import embedded
 
 SERVICES = ("loop", "detector", "trainer", "converter", "annotator")

@@ -38,9 +38,8 @@ from enum import IntEnum
 import cv2
 import numpy as np
 
-from visionloop.lib.geometry import box_iou
-
 from visionloop.common.v1 import detection_pb2
+from visionloop.lib.geometry import box_iou
 
 SAME_SPOT_IOU = 0.5
 SAME_SPOT_PIXELS = 8.0

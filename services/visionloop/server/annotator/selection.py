@@ -25,14 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from visionloop.annotator.hub import AnnotatorHub
-from visionloop.annotator.preannotate import DeployedModel
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import annotation_pb2, detection_pb2, image_pb2
 from visionloop.lib import acquisition, images
 from visionloop.loop.v1 import project_service_pb2
 from visionloop.runtime.errors import InvalidArgument
 from visionloop.runtime.logging import get_logger
+from visionloop.server.annotator.hub_client import AnnotatorHub
+from visionloop.server.annotator.preannotate import DeployedModel
 
 log = get_logger(__name__)
 MAX_BUDGET = 10_000

@@ -10,14 +10,6 @@ from typing import TYPE_CHECKING
 import grpc
 import numpy as np
 
-from visionloop.annotator import prompts as checks
-from visionloop.annotator import ranking
-from visionloop.annotator.classical import ClassicalImage
-from visionloop.annotator.hub import AnnotatorHub
-from visionloop.annotator.preannotate import DeployedModel
-from visionloop.annotator.prompts import Item, Prompts
-from visionloop.annotator.selection import Selection, Selector
-from visionloop.annotator.sessions import PreparedImage, Sessions
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.annotator.v1 import annotator_service_pb2_grpc
 from visionloop.common.v1 import annotation_pb2, category_pb2, geometry_pb2
@@ -31,6 +23,7 @@ from visionloop.server.annotator.classical import ClassicalImage
 from visionloop.server.annotator.hub_client import AnnotatorHub
 from visionloop.server.annotator.preannotate import DeployedModel
 from visionloop.server.annotator.prompts import Item, Prompts
+from visionloop.server.annotator.selection import Selection, Selector
 from visionloop.server.annotator.sessions import PreparedImage, Sessions
 from visionloop.server.annotator.watcher import PriorityWatcher
 

@@ -16,9 +16,6 @@ from pathlib import Path
 
 import grpc
 
-from visionloop.annotator import ranking
-from visionloop.annotator.hub import AnnotatorHub
-from visionloop.annotator.selection import SELECTED_TAG
 from visionloop.loop.v1 import event_service_pb2, event_service_pb2_grpc, project_service_pb2
 from visionloop.runtime import errors
 from visionloop.runtime.files import write_atomically
@@ -27,6 +24,7 @@ from visionloop.runtime.resources import report, shortage_of
 from visionloop.runtime.tasks import cancel_and_wait, raise_if_cancelling
 from visionloop.server.annotator import ranking
 from visionloop.server.annotator.hub_client import AnnotatorHub
+from visionloop.server.annotator.selection import SELECTED_TAG
 
 log = get_logger(__name__)
 Criteria = Callable[[], tuple[int, int]]

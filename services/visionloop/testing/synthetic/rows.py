@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from visionloop.synthetic import world
-from visionloop.synthetic.world import CROP, STEM, WEED, Annotation, Sample, WorldConfig
+from visionloop.lib.training_data import Annotation, Sample
+from visionloop.testing.synthetic import world
+from visionloop.testing.synthetic.world import CROP, STEM, WEED, WorldConfig
 
 THISTLE = "thistle"
 # (name, type) in the order models output them: the world's three, then the rare weed.
