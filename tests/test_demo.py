@@ -161,8 +161,11 @@ def test_the_demo_command_refuses_a_data_folder_in_use(tmp_path: Path) -> None:
 
 
 def test_the_demo_detects_through_a_real_triton_server(tmp_path: Path) -> None:
-    # The first model must find something for the filter to upload: trained as SHORT's, scored on less.
-    tiny = LoopConfig(rounds=2, robots=2, frames=10, bootstrap=24, held_out=12, validation=12, epochs=12)
+    # The first model must find something for the filter to upload (independent frames of the standard
+    # field, as on the rows field a few frames a robot overlap): trained as SHORT's, scored on less.
+    tiny = LoopConfig(
+        preset="standard", rounds=2, robots=2, frames=10, bootstrap=24, held_out=12, validation=12, epochs=12
+    )
     # About serving through Triton: the gate lets the second model through, whatever its figures.
     config = dataclasses.replace(stack_config(tiny, tmp_path / "demo", backend="triton"), loop=TOLERANT)
     with Stack(config) as stack:

@@ -11,6 +11,7 @@ input pixels, offset in cells.
 
 from __future__ import annotations
 
+import threading
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -165,6 +166,12 @@ def loss(
     }
 
 
+# torch.onnx.export keeps its state in module globals: two exports at once in one process break each
+# other ("GLOBALS.in_onnx_export must be ..."), as when the trainer and the converter run in one process
+# (embedded mode, the demo). Reentrant: the converter holds it around a whole export.
+ONNX_EXPORT_LOCK = threading.RLock()
+
+
 def export_onnx(model: CenterNet, path: Path, width: int, height: int) -> Path:
     """ONNX (opset 17): input ``images`` [N,3,H,W] RGB in [0,1]; outputs ``heatmap``, ``size``, ``offset``."""
     if width % 16 or height % 16:
@@ -172,7 +179,7 @@ def export_onnx(model: CenterNet, path: Path, width: int, height: int) -> Path:
     wrapper = Exported(model).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     # The TorchScript exporter, on purpose: the dynamo one needs onnxscript, which is not a dependency.
-    with torch.no_grad(), warnings.catch_warnings():
+    with ONNX_EXPORT_LOCK, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             wrapper,

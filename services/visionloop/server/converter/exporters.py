@@ -8,7 +8,6 @@ export with what was trained. Add a variant by adding an entry to ``EXPORTERS``.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,6 @@ import numpy as np
 from visionloop.server.converter.errors import ConversionFailed
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]  # [N,3,H,W] float32 -> outputs in model.json order
-# torch.onnx.export keeps its state in module globals: two exports at once in one process break
-# each other ("GLOBALS.in_onnx_export must be ..."), e.g. two converters in one test process.
-_EXPORT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -83,7 +79,10 @@ def export(variant: str, source: Path, target: Path) -> Path:
     """Export the ``pytorch`` folder ``source`` to the ``onnx`` folder ``target``."""
     exporter = exporter_for(variant)
     try:
-        with _EXPORT_LOCK:
+        from visionloop.lib.centernet.model import ONNX_EXPORT_LOCK  # PyTorch: the trainer extra
+
+        # One torch.onnx.export at a time in this process (its state is global), whatever the variant.
+        with ONNX_EXPORT_LOCK:
             return exporter.export(source, target)
     except ImportError as error:
         raise ConversionFailed(f"this converter cannot run PyTorch ({error}); install the trainer extra") from None
