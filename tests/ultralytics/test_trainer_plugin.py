@@ -116,26 +116,33 @@ async def test_trains_survives_kill_9_and_the_detector_serves_the_model(project:
     assert len(found.boxes) + len(found.points) > 0, ([e["map50"] for e in epochs], answer)
 
 
-async def test_trains_a_segmentation_model_the_detector_serves(segment_project: Project, tmp_path: Path) -> None:
+def epoch_scores(process: TrainerProcess, training_id: str) -> list[float]:
+    """Ultralytics' validation mAP@0.5 after each epoch of one training, from the trainer's log."""
+    found = [e for e in events(process) if e.get("event") == "epoch finished" and e["training_id"] == training_id]
+    return [float(e["map50"]) for e in found]  # type: ignore[arg-type]
+
+
+async def test_segmentation_model_is_served_and_the_next_training_continues_from_it(
+    segment_project: Project, tmp_path: Path
+) -> None:
     """yolov8n-seg from its yaml on weeds outlined by polygons: trained and exported by the trainer
-    service, published, and answered by a detector as segmentations (outline, mask and box)."""
+    service, published, and answered by a detector as segmentations (outline, mask and box). A
+    second training given it as its base model starts from its weights."""
     process = TrainerProcess(segment_project, tmp_path / "trainer", plugin_env(tmp_path), python=str(PYTHON))
     process.start()
     try:
         created = await create_training(segment_project, SEGMENT, SMALL_SEGMENT)
         done = await segment_project.ended(created.id, within=900)
+        assert done.phase == t.TRAINING_PHASE_SUCCEEDED, (done, process.log.read_text()[-4000:])
+        answer = await detect_once(segment_project, tmp_path / "detector", "1.0")
+        continued = await create_training(segment_project, SEGMENT, {**SMALL_SEGMENT, "epochs": 2}, base="1.0")
+        second = await segment_project.ended(continued.id, within=900)
     finally:
         process.stop()
-    assert done.phase == t.TRAINING_PHASE_SUCCEEDED, (done, process.log.read_text()[-4000:])
     assert (done.status.epoch, done.status.total_epochs) == (20, 20)
     assert done.status.confusion_matrix.metrics.map50 > 0, done.status.confusion_matrix.metrics
     assert not [e for e in done.status.errors if e.critical], done.status.errors
 
-    models = model_service_pb2_grpc.ModelServiceStub(segment_project.channel)
-    listed = (await models.ListModels(model_service_pb2.ListModelsRequest(ref=REF))).models
-    assert [(m.version, sorted(m.formats)) for m in listed] == [("1.0", ["onnx", "pytorch"])]
-
-    answer = await detect_once(segment_project, tmp_path / "detector", "1.0")
     found = answer.detections
     assert not found.boxes, answer
     assert not found.points, answer
@@ -146,3 +153,21 @@ async def test_trains_a_segmentation_model_the_detector_serves(segment_project: 
         assert len(segmentation.polygon.points) >= 3 or segmentation.mask.ByteSize(), segmentation
         assert segmentation.bounding_box.width > 0, segmentation
         assert segmentation.bounding_box.height > 0, segmentation
+
+    # From scratch the first epoch finds nothing; from the base model it scores near the base.
+    scratch, continuation = epoch_scores(process, created.id), epoch_scores(process, continued.id)
+    assert second.phase == t.TRAINING_PHASE_SUCCEEDED, (second, process.log.read_text()[-4000:])
+    assert len(continuation) == 2, continuation
+    assert continuation[0] > scratch[0] + 0.3, (scratch, continuation)
+    assert continuation[0] > scratch[-1] / 2, (scratch, continuation)
+    # The trainer measured the base model on the same held-out images (the plug-in ran it too).
+    baselines = second.status.confusion_matrix.metrics.baselines
+    assert [b.version for b in baselines] == ["1.0"], second.status.confusion_matrix.metrics
+    assert baselines[0].map50 > 0, second.status.confusion_matrix.metrics
+
+    models = model_service_pb2_grpc.ModelServiceStub(segment_project.channel)
+    listed = (await models.ListModels(model_service_pb2.ListModelsRequest(ref=REF))).models
+    assert sorted((m.base_model_version, sorted(m.formats)) for m in listed) == [
+        ("", ["onnx", "pytorch"]),
+        ("1.0", ["onnx", "pytorch"]),
+    ], listed
