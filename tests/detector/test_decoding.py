@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from visionloop.common.v1 import category_pb2, model_pb2
+from visionloop.common.v1 import category_pb2, detection_pb2, model_pb2
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.lib import decoders, postprocess, preprocess
 
@@ -86,6 +86,23 @@ def test_yolov8_decoder_and_nms() -> None:
     result = postprocess.to_detections(info, [prediction], identity, (640, 480), agnostic)
     assert len(result.boxes) == 1
     assert not result.points
+
+
+def test_segmentation_frame_with_nothing_above_the_threshold_has_no_detections() -> None:
+    """A frame where no candidate passes the threshold is an empty answer, not a decoder error."""
+    masks, classes = 32, 1
+    prediction = np.zeros((4 + classes + masks, 8), np.float32)
+    prediction[4] = 0.1  # every anchor below the threshold
+    protos = np.ones((masks, 40, 40), np.float32)
+    info = model_pb2.ModelInfo(
+        version="1.0",
+        categories=[category_pb2.Category(id="a", name="weed", type=category_pb2.CATEGORY_TYPE_SEGMENTATION)],
+        output=model_pb2.ModelOutput(decoder=model_pb2.OUTPUT_DECODER_YOLOV8_SEGMENT),
+    )
+    transform = preprocess.Transform(1.0, 1.0, input_width=160, input_height=160)
+    settings = postprocess.Settings(0.25, 0.5, 10, class_agnostic=False)
+    result = postprocess.to_detections(info, [prediction, protos], transform, (160, 160), settings)
+    assert result == detection_pb2.Detections()
 
 
 @pytest.mark.parametrize("max_objects", [1, 5, 40, 100, 1000])

@@ -7,7 +7,7 @@ limits and the mapping back to the original image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -43,8 +43,8 @@ def yolov8(outputs: list[np.ndarray], score_threshold: float, classes: int, mask
     # Threshold on the best score first, then argmax only the survivors: most anchors are background.
     scores = prediction[4 : 4 + classes].max(axis=0)
     keep = np.flatnonzero(scores >= score_threshold)
-    if keep.size == 0:
-        return EMPTY
+    if keep.size == 0:  # a segmentation model's candidates carry coefficients, if none
+        return EMPTY if not masks else replace(EMPTY, coefficients=np.zeros((0, masks), np.float32))
     kept = prediction[:, keep]
     best = kept[4 : 4 + classes].argmax(axis=0)
     cx, cy, w, h = kept[:4]

@@ -12,6 +12,7 @@ training folder, which ``YOLO(path)`` opens.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ def read_pytorch(folder: Path) -> dict[str, Any]:
     path = folder / WEIGHTS
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as error:  # weights_only refuses pickled classes
+    except pickle.UnpicklingError:  # pickled classes (an Ultralytics .pt), or no pickle at all
+        raise NotOurs(f"{path.name} is not a model file of the Ultralytics trainer (no weights-only file)") from None
+    except (OSError, RuntimeError, ValueError, EOFError) as error:
         raise NotOurs(f"{path.name} is not a model file of the Ultralytics trainer: {error}") from None
     if not isinstance(state, dict) or state.get("kind") != KIND:
         raise NotOurs(f"{path.name} is not a model file of the Ultralytics trainer")
