@@ -355,6 +355,59 @@ async def test_kill_9_during_model_upload_publishes_one_version(project: Project
     assert await models(project) == [("1.0", ["onnx", "pytorch"])]  # one version, both formats
 
 
+def _publish_onnx_as_the_converter_would(project: Project, version: str, work: Path) -> None:
+    """The converter's part: the onnx format of ``version``, made from its pytorch upload."""
+    from visionloop.lib.archives import safe_extract
+    from visionloop.lib.centernet.artifacts import pytorch_to_onnx
+    from visionloop.lib.model_format.model_json import pack
+
+    client = project.client()
+    try:
+        safe_extract(client.download_model(version, "pytorch", work / "pytorch.zip"), work / "pytorch")
+        pytorch_to_onnx(work / "pytorch", work / "onnx")
+        client.upload_model(pack(work / "onnx", work / "onnx.zip"), "onnx", version=version)
+    finally:
+        client.close()
+
+
+async def test_a_format_published_before_the_trainer_uploads_it_counts_as_uploaded(
+    project: Project, tmp_path: Path
+) -> None:
+    # The converter turns the pytorch upload into onnx while the trainer still exports its own onnx (in
+    # one process they take turns at torch.onnx.export): the trainer's upload then meets ALREADY_EXISTS,
+    # as it does after a kill -9 between an upload and recording it. Either way the format is there.
+    marker = tmp_path / "hanging"
+    hanging = TrainerProcess(
+        project,
+        tmp_path / "trainer",
+        {"TRAINER_PLUGIN": "tests.trainer.plugins:HangingExportTrainer", "VISIONLOOP_TEST_HANG_MARKER": str(marker)},
+    )
+    hanging.start()
+    try:
+        created = await project.create_training(epochs=3)
+        for _ in range(1200):
+            if marker.exists():
+                break
+            await asyncio.sleep(0.1)
+        assert marker.exists(), "the trainer never reached the onnx export"
+        (tmp_path / "converter").mkdir()
+        await asyncio.to_thread(_publish_onnx_as_the_converter_would, project, "1.0", tmp_path / "converter")
+        assert await models(project) == [("1.0", ["onnx", "pytorch"])]
+        hanging.kill()
+    finally:
+        hanging.stop()
+    healthy = TrainerProcess(project, tmp_path / "trainer")
+    healthy.start()
+    try:
+        done = await project.ended(created.id, within=240)
+    finally:
+        healthy.stop()
+    assert done.phase == t.TRAINING_PHASE_SUCCEEDED, [e.message for e in done.status.errors]
+    assert not done.status.errors
+    assert done.result_model_version == "1.0"
+    assert await models(project) == [("1.0", ["onnx", "pytorch"])]
+
+
 async def test_a_training_continues_from_a_base_model(project: Project, trainer: GrpcServer) -> None:
     first = await project.ended((await project.create_training(epochs=3)).id)
     assert first.result_model_version == "1.0"

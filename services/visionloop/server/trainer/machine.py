@@ -633,13 +633,27 @@ class TrainingMachine:
             self.plugin.export(job, fmt, folder)
             self._complete_model_json(folder, job)
             archive = pack(folder, exports / f"{fmt}.zip")
-            info = self.hub.upload_model(archive, fmt, self.record.result_version)
+            version = self._upload(archive, fmt)
             with self._lock:
-                self.record.uploaded[fmt] = info.version
-                self.record.training.result_model_version = info.version
+                self.record.uploaded[fmt] = version
+                self.record.training.result_model_version = version
             self.record.save()
             self._progress(len(self.record.uploaded) / len(formats))
         shutil.rmtree(exports, ignore_errors=True)
+
+    def _upload(self, archive: Path, fmt: str) -> str:
+        """Upload ``archive`` as format ``fmt`` of this training's version; the version."""
+        version = self.record.result_version
+        try:
+            return self.hub.upload_model(archive, fmt, version).version
+        except grpc.RpcError as error:
+            if not version or error.code() != grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+                raise
+        # The version has this format already, from this training's model either way: the converter made it
+        # from the pytorch upload before this step got to it, or an earlier attempt uploaded it and the
+        # trainer stopped before recording that. Retrying would only meet ALREADY_EXISTS again.
+        log.info("format already on the hub", training=self.record.id, version=version, format=fmt)
+        return version
 
     def _complete_model_json(self, folder: Path, job: TrainJob) -> None:
         doc = read_model_json(folder)
