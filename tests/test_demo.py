@@ -106,6 +106,7 @@ def annotation_count(hub: LoopClient, image_id: str) -> int:
     return len(hub.annotations.ListAnnotations(request).annotations)
 
 
+@pytest.mark.timeout(900)  # about 30 s alone; PyTorch training on cores other jobs hold can take ten times that
 def test_the_experiment_spends_equal_budgets_on_the_same_frames() -> None:
     # One seed (trainings are what costs); the first model must find something for the filter.
     config = LoopConfig(rounds=2, robots=2, frames=10, bootstrap=24, held_out=8, epochs=12)
