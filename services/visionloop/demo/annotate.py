@@ -51,7 +51,7 @@ def annotate_inbox(
     client: LoopClient,
     truth: GroundTruth,
     categories: Mapping[str, category_pb2.Category],
-    tick: Callable[[int], None] = lambda _: None,
+    tick: Callable[[int], object] = lambda _: None,
 ) -> Annotated:
     """Annotate every inbox image a robot sent and mark it complete."""
     inbox = list(client.list_images(states=[image_pb2.IMAGE_STATE_INBOX]))
@@ -79,7 +79,7 @@ def upload_validation(
     client: LoopClient,
     frames: Iterable[Frame],
     categories: Mapping[str, category_pb2.Category],
-    tick: Callable[[int], None] = lambda _: None,
+    tick: Callable[[int], object] = lambda _: None,
 ) -> int:
     """Upload annotated frames the trainer holds out (tag ``test``), as a team labels a validation
     set once: every training measures its new model and the deployed one on them, and the hub's

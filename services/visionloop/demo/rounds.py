@@ -131,7 +131,8 @@ class _Loop:
                 result.served_versions.append(set())
             self._drain()
             annotated = self._annotate(round_)
-            training_id, formats, held, gate = "", (), "", ""
+            training_id, held, gate = "", "", ""
+            formats: tuple[str, ...] = ()
             if annotated.images:
                 training = self._train(round_)
                 training_id, trained = training.id, training.result_model_version
@@ -245,11 +246,11 @@ class _Loop:
                 training = self.hub.trainings.GetTraining(request, timeout=self.hub.timeout).training
                 status = training.status
                 bar.update(max(0, status.epoch - bar.n))
-                state = training_pb2.TrainingState.Name(status.state).removeprefix("TRAINING_STATE_").lower()  # type: ignore[arg-type]
+                state = training_pb2.TrainingState.Name(status.state).removeprefix("TRAINING_STATE_").lower()
                 bar.set_postfix_str(f"{state}, loss {status.loss:.3f}" if status.loss else state)
         if training.phase != training_pb2.TRAINING_PHASE_SUCCEEDED or not training.result_model_version:
             errors = "; ".join(e.message for e in training.status.errors) or "no error recorded"
-            phase = training_pb2.TrainingPhase.Name(training.phase)  # type: ignore[arg-type]
+            phase = training_pb2.TrainingPhase.Name(training.phase)
             raise DemoError(f"round {round_}: training {training.id} ended {phase}: {errors}")
         return training
 
