@@ -120,8 +120,8 @@ def detect(
                     autoupload=autoupload,
                 )
             except grpc.RpcError as error:
-                code = error.code()  # type: ignore[attr-defined]
-                details = " ".join(str(error.details() or "").split())  # type: ignore[attr-defined]  # one line
+                code = error.code()
+                details = " ".join(str(error.details() or "").split())  # one line
                 raise click.ClickException(f"{path}: {code.name}: {details}") from None
             found = detections(response)
             if as_json:

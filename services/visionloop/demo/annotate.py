@@ -56,8 +56,8 @@ def annotate(
     client: LoopClient,
     truth: GroundTruth,
     categories: Mapping[str, category_pb2.Category],
-    tick: Callable[[int], None] = lambda _: None,
-    state: int = INBOX,
+    tick: Callable[[int], object] = lambda _: None,
+    state: image_pb2.ImageState.ValueType = INBOX,
 ) -> Annotated:
     """Annotate every image in ``state`` a robot sent (the queue: highest priority first) and mark it complete."""
     order = image_service_pb2.IMAGE_ORDER_PRIORITY if state == QUEUE else image_service_pb2.IMAGE_ORDER_OLDEST
@@ -86,7 +86,7 @@ def upload_validation(
     client: LoopClient,
     frames: Iterable[Frame],
     categories: Mapping[str, category_pb2.Category],
-    tick: Callable[[int], None] = lambda _: None,
+    tick: Callable[[int], object] = lambda _: None,
 ) -> int:
     """Upload annotated frames the trainer holds out (tag ``test``), as a team labels a validation
     set once: every training measures its new model and the deployed one on them, and the hub's

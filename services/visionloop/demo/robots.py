@@ -19,7 +19,7 @@ from visionloop.client.streaming import FrameResult, SyncFrameStream
 from visionloop.demo.scenes import Frame
 
 DRAIN_SECONDS = 60.0  # answers still owed once the last frame went out
-Tick = Callable[[int], None]  # frames done since the last call (progress)
+Tick = Callable[[int], object]  # frames done since the last call (progress; a tqdm bar's update returns a flag)
 
 
 def camera_id(robot: int) -> str:

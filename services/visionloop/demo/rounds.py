@@ -145,7 +145,8 @@ class _Loop:
             self._drain()
             candidates = uploads if first else self._select(round_)
             annotated = self._annotate(round_, INBOX if first else QUEUE)
-            training_id, formats, held, gate = "", (), "", ""
+            training_id, held, gate = "", "", ""
+            formats: tuple[str, ...] = ()
             if annotated.images:
                 training = self._train(round_)
                 training_id, trained = training.id, training.result_model_version
@@ -270,11 +271,11 @@ class _Loop:
                 training = self.hub.trainings.GetTraining(request, timeout=self.hub.timeout).training
                 status = training.status
                 bar.update(max(0, status.epoch - bar.n))
-                state = training_pb2.TrainingState.Name(status.state).removeprefix("TRAINING_STATE_").lower()  # type: ignore[arg-type]
+                state = training_pb2.TrainingState.Name(status.state).removeprefix("TRAINING_STATE_").lower()
                 bar.set_postfix_str(f"{state}, loss {status.loss:.3f}" if status.loss else state)
         if training.phase != training_pb2.TRAINING_PHASE_SUCCEEDED or not training.result_model_version:
             errors = "; ".join(e.message for e in training.status.errors) or "no error recorded"
-            phase = training_pb2.TrainingPhase.Name(training.phase)  # type: ignore[arg-type]
+            phase = training_pb2.TrainingPhase.Name(training.phase)
             raise DemoError(f"round {round_}: training {training.id} ended {phase}: {errors}")
         return training
 

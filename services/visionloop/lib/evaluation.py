@@ -128,13 +128,13 @@ def evaluate(
         truth_groups = {k: sorted(g, key=lambda t: t.crowd) for k, g in _by_category(image_truths, index).items()}
         for k, group in truth_groups.items():
             truth_counts[k] += sum(not t.crowd for t in group)
-        for k, group in _by_category(image_predictions, index).items():
-            image_scores = np.array([p.score for p in group], dtype=np.float64)
+        for k, predicted in _by_category(image_predictions, index).items():
+            image_scores = np.array([p.score for p in predicted], dtype=np.float64)
             # stable, as COCOeval: equal scores keep their input order
             order = np.argsort(-image_scores, kind="mergesort")
             image_truths_k = truth_groups.get(k, [])
             crowd = np.array([t.crowd for t in image_truths_k], dtype=bool)
-            ious = box_ious(_boxes(group, point_size)[order], _boxes(image_truths_k, point_size), crowd)
+            ious = box_ious(_boxes(predicted, point_size)[order], _boxes(image_truths_k, point_size), crowd)
             matched, ignored = _match(ious, crowd)
             scores[k].append(image_scores[order])
             matches[k].append(matched)
@@ -207,12 +207,15 @@ def _by_category(items: Iterable[Item], index: Mapping[str, int]) -> dict[int, l
 
 def _boxes(items: Sequence[Truth | Prediction], point_size: float) -> np.ndarray:
     """N x 4 array of x, y, width, height; points become squares centred on them."""
+    return np.array([_item_box(item, point_size) for item in items], dtype=np.float64).reshape(-1, 4)
+
+
+def _item_box(item: Truth | Prediction, point_size: float) -> Box:
+    if item.box is not None:
+        return item.box
+    assert item.point is not None, "_check_geometry keeps a box or a point"
     half = point_size / 2
-    rows = [
-        item.box if item.box is not None else (item.point[0] - half, item.point[1] - half, point_size, point_size)
-        for item in items
-    ]
-    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+    return (item.point[0] - half, item.point[1] - half, point_size, point_size)
 
 
 def _match(ious: np.ndarray, crowd: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -43,13 +43,13 @@ class Spec:
     """One declared hyperparameter."""
 
     name: str
-    type: int  # a HyperparameterType value
+    type: training_pb2.HyperparameterType
     default: Any
     minimum: float | None = None
     maximum: float | None = None
 
     def to_proto(self) -> training_pb2.HyperparameterSpec:
-        spec = training_pb2.HyperparameterSpec(name=self.name, type=self.type)  # type: ignore[arg-type]
+        spec = training_pb2.HyperparameterSpec(name=self.name, type=self.type)
         holder = struct_pb2.Struct()
         holder.update({"value": self.default})
         spec.default_value.CopyFrom(holder.fields["value"])
@@ -79,7 +79,7 @@ class Checked:
     values: Mapping[str, Any]
 
 
-def type_of(default: Any) -> int:
+def type_of(default: Any) -> training_pb2.HyperparameterType:
     """The HyperparameterType a default value implies (JSON numbers keep Python's int/float)."""
     if isinstance(default, bool):
         return BOOLEAN
@@ -117,7 +117,7 @@ def _value(value: struct_pb2.Value) -> Any:
 
 def to_struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
-    struct.update(values)  # type: ignore[arg-type]
+    struct.update(values)
     return struct
 
 

@@ -14,7 +14,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,7 +93,10 @@ def _add_content_md5(params: dict[str, Any], **_: Any) -> None:
 class ObjectStore(Protocol):
     def put_file(self, key: str, path: Path) -> None: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
-    def read_chunks(self, key: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]: ...
+    def read_chunks(self, key: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> Generator[bytes, None, None]:
+        """The object from ``offset`` in chunks; close the generator to release the file or connection early."""
+        ...
+
     def read_bytes(self, key: str) -> bytes: ...
     def size(self, key: str) -> int: ...
     def exists(self, key: str) -> bool: ...
@@ -148,7 +151,7 @@ class LocalObjectStore:
     def put_bytes(self, key: str, data: bytes) -> None:
         write_atomically(self._path(key), data)
 
-    def read_chunks(self, key: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    def read_chunks(self, key: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> Generator[bytes, None, None]:
         try:
             src = self._path(key).open("rb")
         except FileNotFoundError:
@@ -331,7 +334,7 @@ class S3ObjectStore:
                         {"status_code": response.status_code, "headers": response.headers, "body": response.content},
                         self._put_output,
                     )
-                    error = ClientError(parsed, "PutObject")  # type: ignore[arg-type]
+                    error = ClientError(parsed, "PutObject")
                     if (code := _damage_code(error)) is not None:
                         raise self._damaged(key, code) from error
                     raise error
@@ -350,7 +353,7 @@ class S3ObjectStore:
                 raise BlobNotFound(key) from None
             raise
 
-    def read_chunks(self, key: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    def read_chunks(self, key: str, offset: int = 0, chunk_bytes: int = CHUNK_BYTES) -> Generator[bytes, None, None]:
         body = self._get(key, offset)
         try:
             yield from body.iter_chunks(chunk_bytes)

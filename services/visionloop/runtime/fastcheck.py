@@ -83,19 +83,19 @@ def _value(field: FieldDescriptor, limits: limits_pb2.Limits, x: str) -> str | N
             return f"(not isfinite({x}) or ({within}))" if within else None
         return f"(isfinite({x}) and {within})" if within else f"isfinite({x})"
     if kind == FieldDescriptor.TYPE_ENUM:
-        return f"{x} in {_constant(frozenset(field.enum_type.values_by_number))}"
+        return f"{x} in {_constant(frozenset(L.enum_type(field).values_by_number))}"
     if kind in L.INTEGERS:
         within = _range(x, *L.bounds(limits))
         return f"({within})" if within else None
     if kind == FieldDescriptor.TYPE_MESSAGE:
-        name = field.message_type.full_name
-        if name == L.TIMESTAMP:
+        message = L.message_type(field)
+        if message.full_name == L.TIMESTAMP:
             inner: str | None = f"timestamp_ok({x})"
-        elif name == L.DURATION:
+        elif message.full_name == L.DURATION:
             low, high = L.duration_bounds(limits)
             inner = f"duration_ok({x}, {low!r}, {high!r})"
         else:
-            compiled = _compile(field.message_type)
+            compiled = _compile(message)
             inner = f"{compiled}({x}, size)" if compiled else None
         if limits.max_length:  # ByteSize serializes the message: only when the request could be too large
             fits = f"(size <= {limits.max_length} or {x}.ByteSize() <= {limits.max_length})"
@@ -109,11 +109,11 @@ def _term(field: FieldDescriptor) -> str | None:
     limits = L.of(field)
     access = f"getattr(m, {field.name!r})" if keyword.iskeyword(field.name) else f"m.{field.name}"
     if L.is_map(field):
-        entry = field.message_type
+        entry = L.message_type(field)
         key = _value(entry.fields_by_name["key"], limits_pb2.Limits(), "k")
         value = _value(entry.fields_by_name["value"], limits, "x")
-        each = " and ".join(part for part in (key, value) if part)
-        every = f" and (not v or all({each} for k, x in v.items()))" if each else ""
+        entry_ok = " and ".join(part for part in (key, value) if part)
+        every = f" and (not v or all({entry_ok} for k, x in v.items()))" if entry_ok else ""
         return f"(len(v := {access}) <= {L.max_items(limits)}{every})"
     if not field.is_repeated:
         if field.type == FieldDescriptor.TYPE_BYTES:
@@ -132,7 +132,7 @@ def _term(field: FieldDescriptor) -> str | None:
         parts += [f"min(v) >= {low!r}"] if low is not None else []
         parts += [f"max(v) <= {high!r}"] if high is not None else []
     elif kind == FieldDescriptor.TYPE_ENUM:
-        parts = [f"{_constant(frozenset(field.enum_type.values_by_number))}.issuperset(v)"]
+        parts = [f"{_constant(frozenset(L.enum_type(field).values_by_number))}.issuperset(v)"]
     elif kind in L.INTEGERS:
         low, high = L.bounds(limits)
         parts = ([f"min(v) >= {low!r}"] if low is not None else []) + (

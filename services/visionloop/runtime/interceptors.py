@@ -12,8 +12,9 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import lru_cache
+from typing import TYPE_CHECKING, cast
 
 import grpc
 import structlog
@@ -25,12 +26,19 @@ from visionloop.runtime.metrics import AUTH_FAILURES, GRPC_HANDLED, GRPC_HANDLIN
 from visionloop.runtime.rpc import RpcInfo, status_of, wrap_handler
 from visionloop.runtime.text import STATUS_MESSAGE_CHARS, clip
 
+if TYPE_CHECKING:
+    from google.protobuf.descriptor_pb2 import MethodOptions
+    from google.protobuf.internal.extension_dict import _ExtensionFieldDescriptor
+
 log = structlog.stdlib.get_logger("visionloop.rpc")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Probes and tooling must work without a token.
 PUBLIC_SERVICE_PREFIXES = ("grpc.health.v1.", "grpc.reflection.")
 _SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
+# grpcio-tools' .pyi types an extension as a plain FieldDescriptor; protobuf's stubs index
+# ``Extensions`` by the message it extends and the value it holds.
+_ACCESS = cast("_ExtensionFieldDescriptor[MethodOptions, access_pb2.Access]", access_pb2.access)
 
 
 class ScopedInterceptor(grpc.aio.ServerInterceptor):
@@ -38,9 +46,9 @@ class ScopedInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
             return handler
@@ -51,7 +59,7 @@ class ScopedInterceptor(grpc.aio.ServerInterceptor):
         """The handler the scope runs around (the chain checks requests against the contract here)."""
         return handler
 
-    def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    def scope(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AbstractAsyncContextManager[None]:
         raise NotImplementedError
 
 
@@ -98,8 +106,8 @@ def allowed_roles(full_method: str) -> frozenset[str] | None:
     except KeyError:
         return frozenset(roles)
     options = descriptor.GetOptions()
-    if options.HasExtension(access_pb2.access):
-        for role in options.Extensions[access_pb2.access].roles:
+    if options.HasExtension(_ACCESS):
+        for role in options.Extensions[_ACCESS].roles:
             roles.add(access_pb2.Role.Name(role).removeprefix("ROLE_").lower())
     return frozenset(roles)
 

@@ -7,9 +7,20 @@ from here, so they cannot disagree.
 
 from __future__ import annotations
 
-from google.protobuf.descriptor import FieldDescriptor
+from typing import TYPE_CHECKING, cast
+
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.message import Message
 
 from visionloop.common.v1 import limits_pb2
+
+if TYPE_CHECKING:
+    from google.protobuf.descriptor_pb2 import FieldOptions
+    from google.protobuf.internal.extension_dict import _ExtensionFieldDescriptor
+
+# grpcio-tools' .pyi types an extension as a plain FieldDescriptor; protobuf's stubs index
+# ``Extensions`` by the message it extends and the value it holds.
+_LIMITS = cast("_ExtensionFieldDescriptor[FieldOptions, limits_pb2.Limits]", limits_pb2.limits)
 
 MAX_STRING = 1024
 MAX_BYTES = 1024
@@ -38,11 +49,34 @@ TIMESTAMP = "google.protobuf.Timestamp"
 DURATION = "google.protobuf.Duration"
 
 
+def descriptor(message: Message | type[Message]) -> Descriptor:
+    """``message.DESCRIPTOR``. protobuf's stubs type it as the pure-Python or the upb class; with the upb
+    backend ``descriptor.Descriptor`` is the upb class, so both offer the same interface."""
+    return cast(Descriptor, message.DESCRIPTOR)
+
+
+def field(message: Message | type[Message], name: str) -> FieldDescriptor:
+    """The descriptor of ``message``'s field ``name``."""
+    return descriptor(message).fields_by_name[name]
+
+
+def message_type(field: FieldDescriptor) -> Descriptor:
+    """The message type of a message or map field (protobuf's stubs allow None: other fields have none)."""
+    assert field.message_type is not None, f"{field.full_name} is not a message field"
+    return field.message_type
+
+
+def enum_type(field: FieldDescriptor) -> EnumDescriptor:
+    """The enum type of an enum field (protobuf's stubs allow None: other fields have none)."""
+    assert field.enum_type is not None, f"{field.full_name} is not an enum field"
+    return field.enum_type
+
+
 def of(field: FieldDescriptor) -> limits_pb2.Limits:
     """The field's declared limits (an empty ``Limits`` when it declares none)."""
     options = field.GetOptions()
-    if options.HasExtension(limits_pb2.limits):
-        return options.Extensions[limits_pb2.limits]
+    if options.HasExtension(_LIMITS):
+        return options.Extensions[_LIMITS]
     return limits_pb2.Limits()
 
 

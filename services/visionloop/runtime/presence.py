@@ -39,10 +39,10 @@ def beat_interval(hub_interval: timedelta | None, fallback: float = DEFAULT_INTE
     return max(1.0, min(hub_interval.total_seconds() / 2, 30.0))
 
 
-_MAX_ERRORS = limits.max_items(limits.of(node_pb2.NodeStatus.DESCRIPTOR.fields_by_name["errors"]))
+_MAX_ERRORS = limits.max_items(limits.of(limits.field(node_pb2.NodeStatus, "errors")))
 _MAX_KEY, _MAX_MESSAGE = (
     limits.max_length(field, limits.of(field))
-    for field in (node_pb2.NodeError.DESCRIPTOR.fields_by_name[name] for name in ("key", "message"))
+    for field in (limits.field(node_pb2.NodeError, name) for name in ("key", "message"))
 )
 
 

@@ -67,6 +67,11 @@ async def _iterate(value: Any) -> AsyncIterator[Any]:
             yield item
 
 
+# grpc's stubs type a handler's behaviours for the sync server (grpc.ServicerContext, plain iterators);
+# under grpc.aio they take an aio context and may be coroutines or async generators, hence Callable[..., Any].
+Behaviour = Callable[..., Any]
+
+
 def wrap_handler(handler: grpc.RpcMethodHandler, scope: Scope) -> grpc.RpcMethodHandler:
     """Return ``handler`` with every call running inside ``scope(context)``."""
     codecs = {
@@ -74,7 +79,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, scope: Scope) -> grpc.RpcMethod
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
-        unary_unary = handler.unary_unary
+        unary_unary: Behaviour = handler.unary_unary
 
         async def unary_unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with scope(context):
@@ -82,7 +87,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, scope: Scope) -> grpc.RpcMethod
 
         return grpc.unary_unary_rpc_method_handler(unary_unary_behavior, **codecs)
     if handler.stream_unary is not None:
-        stream_unary = handler.stream_unary
+        stream_unary: Behaviour = handler.stream_unary
 
         async def stream_unary_behavior(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             async with scope(context):
@@ -90,7 +95,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, scope: Scope) -> grpc.RpcMethod
 
         return grpc.stream_unary_rpc_method_handler(stream_unary_behavior, **codecs)
     if handler.unary_stream is not None:
-        unary_stream = handler.unary_stream
+        unary_stream: Behaviour = handler.unary_stream
 
         async def unary_stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async with scope(context):
@@ -98,7 +103,8 @@ def wrap_handler(handler: grpc.RpcMethodHandler, scope: Scope) -> grpc.RpcMethod
                     yield item
 
         return grpc.unary_stream_rpc_method_handler(unary_stream_behavior, **codecs)
-    stream_stream = handler.stream_stream
+    stream_stream: Behaviour | None = handler.stream_stream
+    assert stream_stream is not None, "a method handler has one of the four behaviours"
 
     async def stream_stream_behavior(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         async with scope(context):

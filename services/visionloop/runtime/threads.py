@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import threading
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -98,16 +98,16 @@ class ThreadCpu:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, int], tuple[str, float]] = {}
-        self._ended: Counter[str] = Counter()
+        self._ended: defaultdict[str, float] = defaultdict(float)
 
-    def totals(self) -> Counter[str]:
+    def totals(self) -> defaultdict[str, float]:
         with self._lock:
             live = live_threads()
             for key, (pool, seconds) in self._seen.items():
                 if key not in live:
                     self._ended[pool] += seconds
             self._seen = live
-            totals = Counter(self._ended)
+            totals = defaultdict(float, self._ended)
             for pool, seconds in live.values():
                 totals[pool] += seconds
             return totals

@@ -31,6 +31,7 @@ from visionloop.common.v1 import limits_pb2
 from visionloop.runtime import fastcheck
 from visionloop.runtime import limits as L
 from visionloop.runtime.errors import InvalidArgument
+from visionloop.runtime.rpc import Behaviour
 from visionloop.runtime.text import quoted
 
 Check = Callable[[Any], None]
@@ -99,7 +100,7 @@ def _float(limits: limits_pb2.Limits) -> Check | None:
 
 
 def _enum(field: FieldDescriptor) -> Check:
-    enum = field.enum_type
+    enum = L.enum_type(field)
     known = frozenset(enum.values_by_number)
 
     def check(value: int) -> None:
@@ -158,13 +159,13 @@ def _one(field: FieldDescriptor, limits: limits_pb2.Limits) -> Check | None:
     if kind == FieldDescriptor.TYPE_ENUM:
         return _enum(field)
     if kind == FieldDescriptor.TYPE_MESSAGE:
-        name = field.message_type.full_name
-        if name == L.TIMESTAMP:
+        message = L.message_type(field)
+        if message.full_name == L.TIMESTAMP:
             inner: Check | None = _timestamp
-        elif name == L.DURATION:
+        elif message.full_name == L.DURATION:
             inner = _duration(limits)
         else:
-            inner = plan(field.message_type)
+            inner = plan(message)
         return _serialized(limits.max_length, inner) if limits.max_length else inner
     if kind == FieldDescriptor.TYPE_BOOL:
         return None
@@ -196,7 +197,7 @@ def _entries(one: Check, values: Iterable[Any]) -> None:
 
 
 def _repeated(one: Check | None, max_items: int, enum: FieldDescriptor | None) -> Check:
-    known = frozenset(enum.enum_type.values_by_number) if enum is not None else None
+    known = frozenset(L.enum_type(enum).values_by_number) if enum is not None else None
 
     def check(values: Any) -> None:
         if len(values) > max_items:
@@ -210,7 +211,7 @@ def _repeated(one: Check | None, max_items: int, enum: FieldDescriptor | None) -
 
 
 def _map(field: FieldDescriptor, limits: limits_pb2.Limits) -> Check:
-    entry = field.message_type
+    entry = L.message_type(field)
     key_check = _one(entry.fields_by_name["key"], limits_pb2.Limits())
     value_check = _one(entry.fields_by_name["value"], limits)
     max_items = L.max_items(limits)
@@ -279,7 +280,7 @@ def problem(message: Message, size: int | None = None) -> str | None:
 
     ``size`` is its serialized size when known (the request's length on the wire).
     """
-    descriptor = message.DESCRIPTOR
+    descriptor = L.descriptor(message)
     fast = fastcheck.predicate(descriptor)
     if fast is None or fast(message, _UNKNOWN_SIZE if size is None else size):
         return None
@@ -347,7 +348,7 @@ def guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
-        unary_unary = handler.unary_unary
+        unary_unary: Behaviour = handler.unary_unary
 
         def unary_unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             _refuse(request)
@@ -355,7 +356,7 @@ def guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
         return grpc.unary_unary_rpc_method_handler(unary_unary_behavior, **codecs)
     if handler.unary_stream is not None:
-        unary_stream = handler.unary_stream
+        unary_stream: Behaviour = handler.unary_stream
 
         def unary_stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             _refuse(request)
@@ -363,13 +364,14 @@ def guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
         return grpc.unary_stream_rpc_method_handler(unary_stream_behavior, **codecs)
     if handler.stream_unary is not None:
-        stream_unary = handler.stream_unary
+        stream_unary: Behaviour = handler.stream_unary
 
         def stream_unary_behavior(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             return stream_unary(_checked(requests), context)
 
         return grpc.stream_unary_rpc_method_handler(stream_unary_behavior, **codecs)
-    stream_stream = handler.stream_stream
+    stream_stream: Behaviour | None = handler.stream_stream
+    assert stream_stream is not None, "a method handler has one of the four behaviours"
 
     def stream_stream_behavior(requests: Any, context: grpc.aio.ServicerContext) -> Any:
         return stream_stream(_checked(requests), context)

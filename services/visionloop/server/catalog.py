@@ -29,7 +29,7 @@ class ServiceEntry:
     metrics_port: int
 
     def load(self) -> ServiceModule:
-        return importlib.import_module(self.module)  # type: ignore[return-value]
+        return importlib.import_module(self.module)
 
 
 SERVICES: dict[str, ServiceEntry] = {

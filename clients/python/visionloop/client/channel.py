@@ -97,10 +97,17 @@ class _TokenInterceptor(
     def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return continuation(_with_metadata(details, self._metadata), request)
 
-    intercept_unary_unary = _call
-    intercept_unary_stream = _call
-    intercept_stream_unary = _call
-    intercept_stream_stream = _call
+    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return self._call(continuation, client_call_details, request)
+
+    def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return self._call(continuation, client_call_details, request)
+
+    def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return self._call(continuation, client_call_details, request_iterator)
+
+    def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return self._call(continuation, client_call_details, request_iterator)
 
 
 class _AioTokenInterceptor:
@@ -146,7 +153,7 @@ def create_channel(config: ChannelConfig) -> grpc.Channel:
 def create_aio_channel(config: ChannelConfig) -> grpc.aio.Channel:
     """Open an asyncio channel (services calling their peers)."""
     metadata = config.metadata()
-    interceptors = (
+    interceptors: list[grpc.aio.ClientInterceptor] | None = (
         [_AioUnaryUnary(metadata), _AioUnaryStream(metadata), _AioStreamUnary(metadata), _AioStreamStream(metadata)]
         if metadata
         else None

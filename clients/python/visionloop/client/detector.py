@@ -9,7 +9,7 @@ service config, so the sync and asyncio clients behave the same).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +26,7 @@ from visionloop.detector.v1 import detector_service_pb2_grpc as pb_grpc
 from visionloop.ops.v1 import ops_service_pb2, ops_service_pb2_grpc
 
 if TYPE_CHECKING:
-    from visionloop.client.streaming import ResultCallback, SyncFrameStream
+    from visionloop.client.streaming import FrameResult, SyncFrameStream
 
 AutoUploadMode = Literal["filtered", "all", "disabled"]
 Frame = np.ndarray | bytes
@@ -271,7 +271,7 @@ class DetectorClient(_DetectorClientBase):
 
         return self._stub.DetectStream(requests(), wait_for_ready=self.wait_for_ready)
 
-    def stream(self, *, on_result: ResultCallback | None = None, **kwargs: Any) -> SyncFrameStream:
+    def stream(self, *, on_result: Callable[[FrameResult], None] | None = None, **kwargs: Any) -> SyncFrameStream:
         """A camera-rate ``SyncFrameStream`` to this detector (own background thread and channel)."""
         from visionloop.client.streaming import SyncFrameStream
 

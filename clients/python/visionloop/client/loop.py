@@ -77,7 +77,7 @@ def _file_chunks(path: Path, size: int, progress: Progress | None) -> Iterator[t
                 progress(offset, size)
 
 
-def _dataset_format(name: str) -> int:
+def _dataset_format(name: str) -> annotation_service_pb2.DatasetFormat:
     try:
         return DATASET_FORMATS[name.lower()]
     except KeyError:
@@ -161,7 +161,10 @@ class LoopClient:
         return self.images.UploadImages(requests())
 
     def list_images(
-        self, order: int = image_service_pb2.IMAGE_ORDER_NEWEST, page_size: int = 100, **filters: object
+        self,
+        order: image_service_pb2.ImageOrder = image_service_pb2.IMAGE_ORDER_NEWEST,
+        page_size: int = 100,
+        **filters: object,
     ) -> Iterator[image_pb2.ImageMetadata]:
         token = ""
         while True:

@@ -30,6 +30,11 @@ POINT_SIZE = 12.0  # pixels: the box a point category is trained to, so NMS keep
 _PRIOR = 0.05  # initial heatmap score: a low prior keeps the focal loss stable in the first steps
 
 
+def _init_bias(conv: nn.Conv2d, value: float) -> None:
+    assert conv.bias is not None, "the heads are built with a bias (Conv2d's default)"
+    nn.init.constant_(conv.bias, value)
+
+
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
@@ -56,9 +61,9 @@ class CenterNet(nn.Module):
         self.heatmap = nn.Conv2d(w, classes, 1)
         self.size = nn.Conv2d(w, 2, 1)
         self.offset = nn.Conv2d(w, 2, 1)
-        nn.init.constant_(self.heatmap.bias, float(np.log(_PRIOR / (1 - _PRIOR))))
-        nn.init.constant_(self.size.bias, float(np.log(24.0 / STRIDE)))  # a typical weed, in cells
-        nn.init.constant_(self.offset.bias, 0.5)
+        _init_bias(self.heatmap, float(np.log(_PRIOR / (1 - _PRIOR))))
+        _init_bias(self.size, float(np.log(24.0 / STRIDE)))  # a typical weed, in cells
+        _init_bias(self.offset, 0.5)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Raw heads for [N, 3, H, W] RGB in [0, 1] (H, W multiples of 16): logits, log size in cells, offset."""

@@ -21,6 +21,7 @@ from visionloop.server.annotator.prompts import Click, Prompts
 ITERATIONS = 5
 FLOOD_TOLERANCE = 32  # per channel, against the clicked colour
 MIN_SAMPLES = 16  # GrabCut's colour models need samples on both sides
+_SQUARE3 = np.ones((3, 3), np.uint8)  # cv2.dilate's default kernel (what None stands for)
 CLICK_RADIUS_FRACTION = 0.012
 
 
@@ -67,7 +68,7 @@ class ClassicalImage:
                 labels[region] = cv2.GC_PR_FGD
         if prompts.box is None:
             # Without a box, the unknown band around the flooded regions is probably background.
-            near = cv2.dilate((labels == cv2.GC_PR_FGD).astype(np.uint8), None, iterations=self._radius * 3) > 0
+            near = cv2.dilate((labels == cv2.GC_PR_FGD).astype(np.uint8), _SQUARE3, iterations=self._radius * 3) > 0
             labels[near & (labels == cv2.GC_BGD)] = cv2.GC_PR_BGD
         for c in negatives:
             region = self.flood(c)
@@ -105,7 +106,10 @@ class ClassicalImage:
         foreground_model = np.zeros((1, 65), np.float64)
         pixels = np.ascontiguousarray(self.image[y0:y1, x0:x1])
         try:
-            cv2.grabCut(pixels, crop, None, background_model, foreground_model, ITERATIONS, cv2.GC_INIT_WITH_MASK)
+            # the rect is unused when the mask initialises the models
+            cv2.grabCut(
+                pixels, crop, (0, 0, 0, 0), background_model, foreground_model, ITERATIONS, cv2.GC_INIT_WITH_MASK
+            )
         except cv2.error:  # degenerate colour models (e.g. a flat image): keep the prompt's own region
             return foreground
         mask = np.zeros((self.height, self.width), bool)

@@ -49,6 +49,11 @@ def decode(data: bytes, limits: images.Limits) -> np.ndarray:
         raise FailedPrecondition(f"the hub's copy of the image does not decode: {error.message}") from None
 
 
+def embedding(data: bytes, limits: images.Limits) -> np.ndarray:
+    """The image's ranking embedding (blocking)."""
+    return ranking.embedding(decode(data, limits))
+
+
 def classical(image_id: str, image: np.ndarray) -> PreparedImage:
     return ClassicalImage(image)
 
@@ -240,7 +245,7 @@ class AnnotatorServicer(annotator_service_pb2_grpc.AnnotatorServiceServicer):
         for start in range(0, len(queue) + len(annotated), DOWNLOAD_BATCH):
             batch = [*queue, *annotated][start : start + DOWNLOAD_BATCH]
             for image_id, data in (await hub.download(ref, batch)).items():
-                vectors[image_id] = await asyncio.to_thread(lambda d=data: ranking.embedding(decode(d, self.limits)))
+                vectors[image_id] = await asyncio.to_thread(embedding, data, self.limits)
         empty = np.zeros((0, 1))
         queued = np.stack([vectors[i] for i in queue]) if queue else empty
         reference = np.stack([vectors[i] for i in annotated]) if annotated else empty

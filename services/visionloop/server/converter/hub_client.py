@@ -127,7 +127,8 @@ class ConverterHub:
         found: dict[str, bytes] = {}
         if not image_ids:
             return found
-        current, expected, parts = "", "", []
+        current, expected = "", ""
+        parts: list[bytes] = []
         request = image_service_pb2.DownloadImagesRequest(ref=ref, image_ids=list(image_ids))
         async for message in self.images.DownloadImages(request, timeout=600):
             if message.HasField("header"):
@@ -160,7 +161,7 @@ class ConverterHub:
     # --- events and presence ----------------------------------------------------------------
 
     def watch(
-        self, cursor: str, types: Sequence[int], ref: ProjectRef | None = None
+        self, cursor: str, types: Sequence[event_service_pb2.EventType], ref: ProjectRef | None = None
     ) -> AsyncIterator[event_service_pb2.WatchEventsResponse]:
         request = event_service_pb2.WatchEventsRequest(cursor=cursor, types=list(types), ref=ref)
         return self.events.WatchEvents(request)

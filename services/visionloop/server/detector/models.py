@@ -80,7 +80,7 @@ def _runner(backend: Backend) -> Run:
     event loop, into a reused buffer or a shared-memory region), else ``infer`` on the stacked batch."""
     infer_frames = getattr(backend, "infer_frames", None)
     if infer_frames is not None:
-        return infer_frames  # type: ignore[no-any-return]
+        return infer_frames
 
     async def run(frames: list[np.ndarray]) -> list[np.ndarray]:
         return await backend.infer(stack(frames))

@@ -308,7 +308,7 @@ class Outbox:
         else:
             marker.unlink(missing_ok=True)
         self._mode = mode
-        log.info("outbox mode", mode=detector_pb.OutboxMode.Name(self._mode))  # type: ignore[arg-type]
+        log.info("outbox mode", mode=detector_pb.OutboxMode.Name(self._mode))
         self._wakeup.set()
         if self._mode == CONTINUOUS_UPLOAD:
             self._kick.set()  # an operator resuming expects sending now, not after the current backoff

@@ -91,8 +91,9 @@ class AnnotationServicer(annotation_service_pb2_grpc.AnnotationServiceServicer):
             if annotation.category_id or annotation.category_name:
                 category = resolve_category(session, project, annotation.category_id, annotation.category_name)
             else:
-                category = session.get(schema.Category, row.category_id)
-                assert category is not None
+                stored = session.get(schema.Category, row.category_id)
+                assert stored is not None
+                category = stored
             shape = annotation.shape if annotation.HasField("shape") else type(annotation.shape).FromString(row.shape)
             check_shape(shape, category, image)
             row.category_id = category.id

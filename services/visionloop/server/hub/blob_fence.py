@@ -19,6 +19,7 @@ finds its log entry, which is newer than anything the upload read before its put
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import closing
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
@@ -73,7 +74,8 @@ def check(session: Session, puts: Iterable[tuple[str, int]]) -> None:
     if not puts:
         return
     hashes = sorted({sha256 for sha256, _ in puts})
-    with session.connection().connection.cursor() as cursor:  # the transaction's own connection
+    # the transaction's own connection; closing(): SQLAlchemy types the DBAPI cursor as no context manager
+    with closing(session.connection().connection.cursor()) as cursor:
         cursor.execute(_LOCK_SHARED, (_LOCK_CLASS, sorted({_lock_key(h) for h in hashes})))
         cursor.execute(_SWEPT_SINCE, (hashes, min(seq for _, seq in puts)))
         latest: dict[str, int] = dict(cursor.fetchall())

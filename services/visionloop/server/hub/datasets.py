@@ -88,12 +88,12 @@ MAX_WARNINGS = 100
 BATCH_IMAGES = 256
 IO_THREADS = 8  # blob reads and writes overlap; S3 round trips dominate otherwise
 
-FORMATS = {pb.DATASET_FORMAT_COCO: "coco", pb.DATASET_FORMAT_YOLO: "yolo"}
+FORMATS: dict[int, str] = {pb.DATASET_FORMAT_COCO: "coco", pb.DATASET_FORMAT_YOLO: "yolo"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png"}
 BOX = category_pb2.CATEGORY_TYPE_BOX
 SEGMENTATION = category_pb2.CATEGORY_TYPE_SEGMENTATION
-_TYPE_NAMES = {
+_TYPE_NAMES: dict[int, str] = {  # by the stored category type
     category_pb2.CATEGORY_TYPE_POINT: "point",
     category_pb2.CATEGORY_TYPE_CLASSIFICATION: "classification",
 }
@@ -443,15 +443,15 @@ def _read_coco_file(archive: Archive, coco: CocoFile, resolve: _Resolver) -> tup
         where = f"{name} annotations[{i}]"
         if not isinstance(entry, dict):
             raise InvalidArgument(f"{where} must be an object")
-        image_id, category_id = entry.get("image_id"), entry.get("category_id")
-        if not _hashable_id(image_id) or image_id not in labels:
-            raise InvalidArgument(f"{where}.image_id {image_id!r} is not in images")
+        image_ref, category_id = entry.get("image_id"), entry.get("category_id")
+        if not _hashable_id(image_ref) or image_ref not in labels:
+            raise InvalidArgument(f"{where}.image_id {image_ref!r} is not in images")
         if not _hashable_id(category_id) or category_id not in categories:
             raise InvalidArgument(f"{where}.category_id {category_id!r} is not in categories")
         box = _coco_box(entry.get("bbox"), f"{where}.bbox")
         polygons, rle = _coco_segmentation(entry.get("segmentation"), f"{where}.segmentation")
         crowd = _coco_crowd(entry.get("iscrowd"), f"{where}.iscrowd")
-        labels[image_id].append(Label(categories[category_id], box, polygons, rle, crowd, where=where))
+        labels[image_ref].append(Label(categories[category_id], box, polygons, rle, crowd, where=where))
 
     tags = subset_tags(coco.subset)
     members = [Member(paths[image_id], tuple(found), tags=tags) for image_id, found in labels.items()]
@@ -839,9 +839,8 @@ def record_batch(
         EventBus.append(session, event_service_pb2.EVENT_TYPE_IMAGE_ADDED, project, row.sha256)
 
     pks = [row.pk for row in rows.values()]
-    tagged = set(
-        session.execute(select(schema.ImageTag.image_pk, schema.ImageTag.tag).where(schema.ImageTag.image_pk.in_(pks)))
-    )
+    query = select(schema.ImageTag.image_pk, schema.ImageTag.tag).where(schema.ImageTag.image_pk.in_(pks))
+    tagged = {(pk, tag) for pk, tag in session.execute(query)}
     for prepared in batch:
         pk = rows[prepared.sha256].pk
         for tag in sorted({*tags, *prepared.tags}):
@@ -1071,7 +1070,7 @@ def _write_coco(out: zipfile.ZipFile, snap: Snapshot, blobs: Iterator[bytes]) ->
     kept = [cid for cid, c in snap.categories.items() if c.type in (BOX, SEGMENTATION)]
     coco_ids = {cid: number for number, cid in enumerate(kept, 1)}
     categories = [{"id": coco_ids[cid], "name": snap.categories[cid].name, "supercategory": ""} for cid in kept]
-    docs = {
+    docs: dict[str, dict[str, Any]] = {
         subset: {
             "info": {"description": f"VisionLoop export of {snap.title}", "date_created": utcnow().isoformat()},
             "licenses": [],

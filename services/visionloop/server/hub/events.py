@@ -7,6 +7,7 @@ saw receives exactly the events after it, in order; nothing is missed or repeate
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 
 import grpc
 from sqlalchemy import func, select
@@ -65,7 +66,7 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
 
         while True:
             seen = self.hub.events.generation
-            rows = await self.hub.db.read(lambda s, after=cursor: batch(s, after))
+            rows = await self.hub.db.read(partial(batch, after=cursor))
             for row in rows:
                 yield pb.WatchEventsResponse(event=event_message(row))
                 cursor = row.seq

@@ -129,7 +129,9 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def image_message(row: schema.Image | Row[Any], project: AnyProject, tags: list[str]) -> image_pb2.ImageMetadata:
+def image_message(
+    row: schema.Image | Row[*tuple[Any, ...]], project: AnyProject, tags: list[str]
+) -> image_pb2.ImageMetadata:
     """An image's metadata from its ORM object or a row of ``_MESSAGE_COLUMNS``."""
     return image_pb2.ImageMetadata(
         id=row.sha256,
@@ -271,10 +273,9 @@ def _record(
     tags = clean_tags(metadata.tags)
     insert_image, _, insert_tags = _statements(session.get_bind().dialect.name)
     connection = session.connection()
-    pk = connection.execute(insert_image, _image_values(project, image, metadata)).scalar()
-    duplicate = pk is None
-    if duplicate:
-        pk = _existing_pk(session, project, image.sha256)
+    inserted = connection.execute(insert_image, _image_values(project, image, metadata)).scalar()
+    duplicate = inserted is None
+    pk: int = _existing_pk(session, project, image.sha256) if inserted is None else inserted
     if tags:
         connection.execute(insert_tags, [{"image_pk": pk, "tag": tag} for tag in tags])
     row = session.get(schema.Image, pk)
@@ -640,7 +641,7 @@ class ImageServicer(image_service_pb2_grpc.ImageServiceServicer):
                 data,
                 header.metadata,
                 header.annotations,
-                header.detections,  # type: ignore[arg-type]
+                header.detections,
                 functools.partial(
                     check_and_decode,
                     expected_sha256=blob.sha256,

@@ -6,6 +6,7 @@ import math
 import uuid
 from collections.abc import Iterable
 
+from google.protobuf.message import Message
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -15,14 +16,15 @@ from visionloop.server.hub.db import schema
 from visionloop.server.hub.protos import to_timestamp
 from visionloop.server.hub.state import AnyProject, utcnow
 
-_SHAPE_FOR_TYPE = {
+# keyed by the stored category type (an int column)
+_SHAPE_FOR_TYPE: dict[int, str] = {
     category_pb2.CATEGORY_TYPE_BOX: "box",
     category_pb2.CATEGORY_TYPE_POINT: "point",
     category_pb2.CATEGORY_TYPE_SEGMENTATION: "polygon",
     category_pb2.CATEGORY_TYPE_CLASSIFICATION: "whole_image",
 }
 _SEGMENTS = ("polygon", "multi_polygon", "mask")  # the shapes a segmentation category takes
-_TYPE_NAME = {
+_TYPE_NAME: dict[int, str] = {
     category_pb2.CATEGORY_TYPE_BOX: "box",
     category_pb2.CATEGORY_TYPE_POINT: "point",
     category_pb2.CATEGORY_TYPE_SEGMENTATION: "segmentation",
@@ -231,7 +233,7 @@ def get_detections(session: Session, image: schema.Image, model_version: str = "
     if model_version:
         query = query.where(schema.Detection.model_version == model_version)
     result = detection_pb2.Detections()
-    by_kind = {kind: (field, cls) for field, kind, cls in _DETECTION_KINDS}
+    by_kind: dict[int, tuple[str, type[Message]]] = {kind: (field, cls) for field, kind, cls in _DETECTION_KINDS}
     for row in session.scalars(query.order_by(schema.Detection.confidence.desc(), schema.Detection.pk)):
         field, cls = by_kind[row.kind]
         getattr(result, field).append(cls.FromString(row.payload))

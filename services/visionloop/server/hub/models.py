@@ -15,15 +15,15 @@ import re
 import stat
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import CursorResult, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -418,7 +418,8 @@ def _take(session: Session, row: schema.Conversion, node_id: str, source: str, n
         )
         .execution_options(synchronize_session="fetch")
     )
-    return claimed.rowcount == 1
+    # an UPDATE's result is a CursorResult (it has rowcount); Session.execute's stubs say Result
+    return cast("CursorResult[Any]", claimed).rowcount == 1
 
 
 def _create(
@@ -591,7 +592,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             raise DataLoss(f"the stored zip has {offset} bytes, the registry expected {artifact.size_bytes}")
 
     async def _read_blob(self, key: str, offset: int) -> AsyncIterator[bytes]:
-        chunks: Iterator[bytes] = self.hub.store.read_chunks(key, offset, CHUNK_BYTES)
+        chunks = self.hub.store.read_chunks(key, offset, CHUNK_BYTES)
         try:
             while (data := await asyncio.to_thread(next, chunks, None)) is not None:
                 yield data
@@ -714,7 +715,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             if owner is not None:
                 check_in_scope(owner)
             if row.state != converter_pb.CONVERSION_STATE_RUNNING:
-                state = converter_pb.ConversionState.Name(row.state)  # type: ignore[arg-type]
+                state = converter_pb.ConversionState.Name(row.state)
                 raise FailedPrecondition(f"conversion {row.id} is {state}, not running; claim it first")
             row.reason = request.reason.strip()
             row.lease_expire_time = None

@@ -19,6 +19,7 @@ never completed nor aborted, whose parts S3 keeps, and bills, until someone abor
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import re
 import time
@@ -85,7 +86,7 @@ async def _sweep(hub: Hub, grace: timedelta) -> SweepResult:
 
     candidates = _old_blobs(counted(hub.store.list_keys("images/")), cutoff)
     while batch := await hub.in_blob_worker(lambda: list(itertools.islice(candidates, BATCH))):
-        referenced = await hub.db.read(lambda s, hashes=[sha for sha, _ in batch]: referenced_hashes(s, hashes))
+        referenced = await hub.db.read(functools.partial(referenced_hashes, hashes=[sha for sha, _ in batch]))
         for sha256, key in batch:
             if sha256 not in referenced and await _delete_unreferenced(hub, sha256, key, cutoff):
                 deleted += 1

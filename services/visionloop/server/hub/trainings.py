@@ -43,7 +43,7 @@ _MAX_VARIANT = 64
 
 
 def phase_name(phase: int) -> str:
-    return training_pb2.TrainingPhase.Name(phase).removeprefix("TRAINING_PHASE_").lower()  # type: ignore[arg-type]
+    return training_pb2.TrainingPhase.Name(phase).removeprefix("TRAINING_PHASE_").lower()
 
 
 def _seconds(value: timedelta) -> str:

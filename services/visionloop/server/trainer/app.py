@@ -223,15 +223,15 @@ class Worker:
             if training is None:
                 await self._sleep(self.settings.claim_interval_seconds)
                 continue
-            record = await self._record(training)
-            if record is not None:
-                await self._run(record)
+            claimed = await self._record(training)
+            if claimed is not None:
+                await self._run(claimed)
 
     async def _claim(self, training_id: str = "") -> training_pb2.Training | None:
         try:
             return await asyncio.to_thread(self.hub.claim, self.variants, training_id)
         except grpc.RpcError as error:
-            if training_id and error.code() == grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
+            if training_id and error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 raise
             log.info("hub not reachable for claims; retrying", error=str(error))
             return None
@@ -274,7 +274,7 @@ class Worker:
             try:
                 training = await self._claim(record.id)
             except grpc.RpcError as error:
-                log.warning("unfinished training dropped", training_id=record.id, reason=error.details())  # type: ignore[attr-defined]
+                log.warning("unfinished training dropped", training_id=record.id, reason=error.details())
                 await asyncio.to_thread(shutil.rmtree, record.folder, True)
                 return
             if training is not None:

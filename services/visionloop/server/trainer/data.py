@@ -116,7 +116,8 @@ def download(
 
 def load(folder: Path) -> TrainingData:
     doc = json.loads((folder / MANIFEST).read_text())
-    train, test = [], []
+    train: list[TrainImage] = []
+    test: list[TrainImage] = []
     for entry in doc["images"]:
         image = TrainImage(
             id=entry["id"],

@@ -70,7 +70,7 @@ class TrainerHub:
         try:
             return self._client.trainings.ClaimTraining(request, timeout=self.timeout).training
         except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND and not training_id:  # type: ignore[attr-defined]
+            if error.code() == grpc.StatusCode.NOT_FOUND and not training_id:
                 return None
             raise
 
@@ -82,7 +82,7 @@ class TrainerHub:
         return self._client.trainings.UpdateTrainingStatus(request, timeout=self.timeout).training
 
     def finish(
-        self, training_id: str, phase: int, status: training_pb2.TrainingStatus, version: str
+        self, training_id: str, phase: training_pb2.TrainingPhase, status: training_pb2.TrainingStatus, version: str
     ) -> training_pb2.Training:
         request = training_service_pb2.FinishTrainingRequest(
             training_id=training_id, node_id=self.node_id, phase=phase, status=status, result_model_version=version
@@ -95,7 +95,7 @@ class TrainerHub:
         request = project_service_pb2.ListCategoriesRequest(ref=self.ref)
         return list(self._client.projects.ListCategories(request, timeout=self.timeout).categories)
 
-    def images(self, states: Sequence[int]) -> Iterator[image_pb2.ImageMetadata]:
+    def images(self, states: Sequence[image_pb2.ImageState]) -> Iterator[image_pb2.ImageMetadata]:
         """Every image in ``states``, oldest first, page by page."""
         token = ""
         while True:
@@ -118,7 +118,8 @@ class TrainerHub:
     def download_images(self, image_ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         """(id, bytes) per image, each checked against its sha256 (the id is the content hash)."""
         request = image_service_pb2.DownloadImagesRequest(ref=self.ref, image_ids=list(image_ids))
-        current, parts = "", []
+        current = ""
+        parts: list[bytes] = []
         expected = ""
 
         def done() -> tuple[str, bytes]:

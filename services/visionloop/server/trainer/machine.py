@@ -61,11 +61,11 @@ log = get_logger(__name__)
 S = training_pb2
 JOB = "job.json"
 PUSH_INTERVAL_SECONDS = 2.0  # at most this often from epoch reports; lease renewals report too
-_MAX_STEP_ERRORS = limits.max_items(limits.of(S.TrainingStatus.DESCRIPTOR.fields_by_name["errors"]))
-_MAX_STEP_MESSAGE = limits.of(S.StepError.DESCRIPTOR.fields_by_name["message"]).max_length
+_MAX_STEP_ERRORS = limits.max_items(limits.of(limits.field(S.TrainingStatus, "errors")))
+_MAX_STEP_MESSAGE = limits.of(limits.field(S.StepError, "message")).max_length
 
 # stable state -> (state while the step runs, state after it, step method name)
-STEPS: dict[int, tuple[int, int, str]] = {
+STEPS: dict[S.TrainingState, tuple[S.TrainingState, S.TrainingState, str]] = {
     S.TRAINING_STATE_INITIALIZED: (S.TRAINING_STATE_DATA_DOWNLOADING, S.TRAINING_STATE_DATA_DOWNLOADED, "prepare"),
     S.TRAINING_STATE_DATA_DOWNLOADED: (
         S.TRAINING_STATE_TRAIN_MODEL_DOWNLOADING,
@@ -191,8 +191,8 @@ class TrainingMachine:
         try:
             training = self.hub.update(self.record.id, status)
         except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
-                log.warning("training lease lost", training_id=self.record.id, reason=error.details())  # type: ignore[attr-defined]
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                log.warning("training lease lost", training_id=self.record.id, reason=error.details())
                 self.lease_lost = True
                 self._wake.set()
             else:
@@ -224,7 +224,7 @@ class TrainingMachine:
         """Count this run as a crash until it progresses or ends; fail a training that keeps crashing."""
         record = self.record
         if record.crashes >= self.settings.max_crashes and not record.failure:
-            state = S.TrainingState.Name(record.state)  # type: ignore[arg-type]
+            state = S.TrainingState.Name(record.state)
             log.warning(
                 "training keeps taking the trainer down; failing it", training_id=record.id, crashes=record.crashes
             )
@@ -272,14 +272,14 @@ class TrainingMachine:
         log.error(
             "training crashed; ending it as failed",
             training_id=self.record.id,
-            state=S.TrainingState.Name(state),  # type: ignore[arg-type]
+            state=S.TrainingState.Name(state),
             exc_info=error,
         )
         trainer_metrics.STEP_ERRORS.labels(trainer_metrics.state_name(state), "true").inc()
-        self._fail(state, f"the trainer failed in {S.TrainingState.Name(state)}: {_describe(error)}")  # type: ignore[arg-type]
+        self._fail(state, f"the trainer failed in {S.TrainingState.Name(state)}: {_describe(error)}")
         return self._finish()
 
-    def _fail(self, state: int, message: str) -> None:
+    def _fail(self, state: S.TrainingState, message: str) -> None:
         """Record a critical error; the training ends as failed (best effort: the record may not write)."""
         with self._lock:
             entry = self.record.training.status.errors.add(state=state, message=message, attempts=1, critical=True)
@@ -291,7 +291,7 @@ class TrainingMachine:
         except OSError as error:
             log.warning("training record not written", training_id=self.record.id, error=str(error))
 
-    def _perform(self, during: int, after: int, action: Callable[[], None]) -> None:
+    def _perform(self, during: S.TrainingState, after: S.TrainingState, action: Callable[[], None]) -> None:
         before = self.record.state
         self._set_state(during, progress=0.0)
         try:
@@ -310,7 +310,7 @@ class TrainingMachine:
         self.record.crashes = 0  # progress: earlier crashes were not this training's doing
         self._set_state(after, progress=1.0)
 
-    def _failed(self, before: int, during: int, error: BaseException) -> None:
+    def _failed(self, before: S.TrainingState, during: S.TrainingState, error: BaseException) -> None:
         shortage = shortage_of(error) if isinstance(error, Exception) else None
         if shortage is not None and shortage.retry_later and not isinstance(error, CannotTrain):
             self._wait_for_space(before, during, shortage, error)
@@ -327,7 +327,7 @@ class TrainingMachine:
         log.warning(
             "training step failed",
             training_id=self.record.id,
-            state=S.TrainingState.Name(during),  # type: ignore[arg-type]
+            state=S.TrainingState.Name(during),
             attempt=attempts,
             critical=critical,
             error=message,
@@ -348,9 +348,11 @@ class TrainingMachine:
             delay = min(self.settings.backoff_seconds * 2 ** (attempts - 1), self.settings.backoff_max_seconds)
             self._wake.wait(delay)
 
-    def _wait_for_space(self, before: int, during: int, shortage: Shortage, error: Exception) -> None:
+    def _wait_for_space(
+        self, before: S.TrainingState, during: S.TrainingState, shortage: Shortage, error: BaseException
+    ) -> None:
         """A step ran out of disk space: tell the hub once, then wait; the step runs again afterwards."""
-        report(shortage, error, training_id=self.record.id, state=S.TrainingState.Name(during))  # type: ignore[arg-type]
+        report(shortage, error, training_id=self.record.id, state=S.TrainingState.Name(during))
         with self._lock:
             if not self._waits:
                 entry = self.record.training.status.errors.add(
@@ -380,7 +382,7 @@ class TrainingMachine:
                 return
             delay = min(delay * 2, self.settings.backoff_max_seconds)
 
-    def _set_state(self, state: int, progress: float | None = None) -> None:
+    def _set_state(self, state: S.TrainingState, progress: float | None = None) -> None:
         with self._lock:
             self.record.training.status.state = state
             if progress is not None:
@@ -417,7 +419,7 @@ class TrainingMachine:
                 self.hub.finish(record.id, phase, self.snapshot().status, version)
                 break
             except grpc.RpcError as error:
-                if error.code() == grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
+                if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     break  # the hub ended it already (or gave it away): nothing left to report
                 if attempt == self.settings.max_attempts:
                     self._progressed()  # not a crash: the record stays and the next start finishes it
@@ -426,12 +428,12 @@ class TrainingMachine:
         log.info(
             "training ended",
             training_id=record.id,
-            phase=S.TrainingPhase.Name(phase),  # type: ignore[arg-type]
+            phase=S.TrainingPhase.Name(phase),
             version=version,
             failure=record.failure or None,
         )
         self._clean_up(keep=self.settings.keep_old_trainings)
-        trainer_metrics.TRAININGS.labels(S.TrainingPhase.Name(phase).removeprefix("TRAINING_PHASE_")).inc()  # type: ignore[arg-type]
+        trainer_metrics.TRAININGS.labels(S.TrainingPhase.Name(phase).removeprefix("TRAINING_PHASE_")).inc()
         return phase
 
     def _abort(self) -> int:
@@ -713,7 +715,7 @@ class TrainingMachine:
                 try:
                     self.hub.put_detections(entry["image_id"], detections)
                 except grpc.RpcError as error:
-                    if error.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                    if error.code() != grpc.StatusCode.NOT_FOUND:
                         raise  # a deleted image is no reason to fail; anything else is retried
             with self._lock:
                 self.record.detection_batches_uploaded = index + 1
@@ -751,7 +753,7 @@ class TrainingMachine:
 def _describe(error: BaseException) -> str:
     """The error as a StepError message, clipped to what the hub's contract accepts (exceptions quote anything)."""
     if isinstance(error, grpc.RpcError):
-        text = f"hub answered {error.code().name}: {error.details()}"  # type: ignore[attr-defined]
+        text = f"hub answered {error.code().name}: {error.details()}"
     else:
         text = f"{type(error).__name__}: {error}" if not isinstance(error, CannotTrain) else str(error)
     return clip(text, _MAX_STEP_MESSAGE)

@@ -33,7 +33,7 @@ _STATES = [v.name.removeprefix("TRAINING_STATE_") for v in training_pb2.Training
 
 
 def state_name(state: int) -> str:
-    return training_pb2.TrainingState.Name(state).removeprefix("TRAINING_STATE_")  # type: ignore[arg-type]
+    return training_pb2.TrainingState.Name(state).removeprefix("TRAINING_STATE_")
 
 
 def show_state(state: int | None) -> None:

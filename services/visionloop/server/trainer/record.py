@@ -46,7 +46,7 @@ class TrainingRecord:
         return self.training.status
 
     @property
-    def state(self) -> int:
+    def state(self) -> training_pb2.TrainingState:
         return self.training.status.state
 
     @property

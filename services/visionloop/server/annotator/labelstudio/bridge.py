@@ -35,7 +35,7 @@ from visionloop.server.annotator.labelstudio.regions import Config, Refused
 from visionloop.server.annotator.labelstudio.store import Store
 from visionloop.server.annotator.preannotate import DeployedModel
 from visionloop.server.annotator.prompts import BoxPrompt, Click, Item, Prompts
-from visionloop.server.annotator.service import decode
+from visionloop.server.annotator.service import Backend, decode
 from visionloop.server.annotator.sessions import PreparedImage
 
 log = get_logger(__name__)
@@ -78,7 +78,7 @@ class Bridge:
         ref: project_service_pb2.ProjectRef,
         store: Store,
         deployed: DeployedModel | None,
-        backends: Mapping[str, Any],
+        backends: Mapping[str, Backend],
         limits: images.Limits,
     ) -> None:
         self.hub = hub
@@ -248,7 +248,7 @@ class Bridge:
             written = await self._apply(hub_id, person, known, wanted)
             await asyncio.to_thread(self.store.save, instance, number, task_id, hub_id, written)
             state = image_pb2.IMAGE_STATE_REVIEW if cancelled else image_pb2.IMAGE_STATE_COMPLETE
-            if cancelled and await asyncio.to_thread(self.store.others_on_image, instance, number, hub_id):
+            if cancelled and await asyncio.to_thread(self.store.others_on_image, instance, number, hub_id) > 0:
                 state = metadata.state  # a skip does not undo another person's submitted annotation
             else:
                 await self.hub.set_state(self.ref, hub_id, state)

@@ -64,7 +64,8 @@ class LabelStudio:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         answer = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
-        if answer.status_code == 401 and self.session.headers["Authorization"].startswith("Token "):
+        auth = self.session.headers["Authorization"]
+        if answer.status_code == 401 and isinstance(auth, str) and auth.startswith("Token "):
             self._authorise()
             answer = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
         if answer.status_code >= 400:
@@ -83,7 +84,9 @@ class LabelStudio:
             page += 1
 
 
-def queue(client: LoopClient, states: Sequence[int] = QUEUED, limit: int = 100_000) -> list[image_pb2.ImageMetadata]:
+def queue(
+    client: LoopClient, states: Sequence[image_pb2.ImageState] = QUEUED, limit: int = 100_000
+) -> list[image_pb2.ImageMetadata]:
     """The images awaiting annotation, highest active-learning priority first."""
     found: list[image_pb2.ImageMetadata] = []
     token = ""

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from visionloop.runtime.errors import ServiceError
@@ -128,7 +129,7 @@ def _authorised(secret: str, header: str) -> bool:
     return hmac.compare_digest(given.encode(), secret.encode())
 
 
-def _auth(secret: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _auth(secret: str) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "GET" and request.path.rstrip("/") in ("", "/health"):
@@ -266,8 +267,8 @@ class LabelStudioServer:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server  # aiohttp exposes the bound sockets only here
-        if server is not None and getattr(server, "sockets", None):
-            self.port = int(server.sockets[0].getsockname()[1])
+        if sockets := getattr(server, "sockets", None):  # typed as AbstractServer, which declares no sockets
+            self.port = int(sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         await self._runner.cleanup()

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -149,7 +149,8 @@ class TritonBackend:
         return backend
 
     async def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        return await self.infer_frames(batch)
+        # a batch is the sequence of its frames (len, indexing, np.stack), which numpy's types do not declare
+        return await self.infer_frames(cast(Sequence[np.ndarray], batch))
 
     async def infer_frames(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Like ``infer`` for per-frame CHW tensors (or a batch): they are stacked once, into the

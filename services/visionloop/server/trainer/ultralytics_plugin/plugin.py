@@ -337,8 +337,10 @@ def _model_json(onnx: Path, job: TrainJob) -> dict[str, Any]:
 def _type_name(value: Any) -> str:
     """A model.json category type ("box", or an enum name or number) as a plug-in type name."""
     if isinstance(value, int):
-        return {category_pb2.CATEGORY_TYPE_POINT: "point", category_pb2.CATEGORY_TYPE_SEGMENTATION: "segmentation"}.get(
-            value, "box"
-        )
+        names: dict[int, str] = {
+            category_pb2.CATEGORY_TYPE_POINT: "point",
+            category_pb2.CATEGORY_TYPE_SEGMENTATION: "segmentation",
+        }
+        return names.get(value, "box")
     text = str(value or "box").lower().removeprefix("category_type_")
     return text if text in ("box", "point", "segmentation") else "box"
