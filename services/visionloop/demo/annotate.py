@@ -57,7 +57,7 @@ def annotate(
     truth: GroundTruth,
     categories: Mapping[str, category_pb2.Category],
     tick: Callable[[int], object] = lambda _: None,
-    state: image_pb2.ImageState.ValueType = INBOX,
+    state: int = INBOX,
 ) -> Annotated:
     """Annotate every image in ``state`` a robot sent (the queue: highest priority first) and mark it complete."""
     order = image_service_pb2.IMAGE_ORDER_PRIORITY if state == QUEUE else image_service_pb2.IMAGE_ORDER_OLDEST

@@ -106,7 +106,7 @@ def _same_spot(kind: str, a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 def _items(detections: detection_pb2.Detections) -> list[tuple[str, tuple[float, ...], str, float]]:
     items: list[tuple[str, tuple[float, ...], str, float]] = []
     for box in detections.boxes:
-        where = (box.box.x, box.box.y, box.box.width, box.box.height)
+        where: tuple[float, ...] = (box.box.x, box.box.y, box.box.width, box.box.height)
         items.append(("box", where, box.category_id or box.category_name, box.confidence))
     for seg in detections.segmentations:
         b = seg.bounding_box

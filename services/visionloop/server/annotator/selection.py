@@ -28,6 +28,7 @@ import numpy as np
 from visionloop.annotator.v1 import annotator_service_pb2 as pb
 from visionloop.common.v1 import annotation_pb2, detection_pb2, image_pb2
 from visionloop.lib import acquisition, images
+from visionloop.lib.acquisition import Criteria
 from visionloop.loop.v1 import project_service_pb2
 from visionloop.runtime.errors import InvalidArgument
 from visionloop.runtime.logging import get_logger
@@ -49,7 +50,7 @@ class Selection:
 
     budget: int
     acquisition: int
-    criteria: acquisition.Criteria
+    criteria: Criteria  # by name: the field above shadows the module in this class
     score_threshold: float
     seed: int
 

@@ -649,7 +649,7 @@ class TrainingMachine:
         try:
             return self.hub.upload_model(archive, fmt, version).version
         except grpc.RpcError as error:
-            if not version or error.code() != grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+            if not version or error.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
         # The version has this format already, from this training's model either way: the converter made it
         # from the pytorch upload before this step got to it, or an earlier attempt uploaded it and the
