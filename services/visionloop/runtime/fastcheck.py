@@ -124,6 +124,12 @@ def _term(field: FieldDescriptor) -> str | None:
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             inner = _value(field, limits, "v")
             return f"(not m.HasField({field.name!r}) or ((v := {access}) is not None and {inner}))" if inner else None
+        if field.type in L.INTEGERS and not field.has_presence and (within := _value(field, limits, "v")):
+            # A zero is an unset field in proto3, which the explaining check never sees (ListFields
+            # leaves it out): where the limits exclude zero, the service says what it needs instead.
+            low, high = L.bounds(limits)
+            if (low is not None and low > 0) or (high is not None and high < 0):
+                return f"((v := {access}) == 0 or {within})"
         return _value(field, limits, access)
     kind = field.type
     if kind in L.FLOATS:
