@@ -9,6 +9,7 @@ format, and the detector serving the last version.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,6 +153,21 @@ def test_the_comparison_reports_paired_differences_and_spread_over_seeds() -> No
     assert "+0.000 ± 0.141  1 of 2  (+0.100, -0.100)" in table  # paired by seed
     assert "AP@0.5 weed   0.500        0.700" in table
     assert "choosing, ms a round       0            2" in table
+
+
+def test_the_experiment_command_runs_random_and_the_arms_named(tmp_path: Path) -> None:
+    small = ["--seeds", "1", "--rounds", "2", "--robots", "1", "--frames", "10", "--bootstrap", "8", "--epochs", "2"]
+    options = [*small, "--held-out", "4", "--budget", "0.2", "--quiet", "--json", str(tmp_path / "result.json")]
+    outcome = CliRunner().invoke(cli, ["experiment", *options, "--arm", "uncertainty"])
+    assert outcome.exit_code == 0, outcome.output
+    (seed,) = json.loads((tmp_path / "result.json").read_text())["seeds"]
+    assert set(seed["runs"]["20%"]) == {RANDOM, UNCERTAINTY}  # random always runs: the others are compared with it
+    assert "uncertainty" in outcome.output
+    assert "edge filter" not in outcome.output
+
+    unknown = CliRunner().invoke(cli, ["experiment", *options, "--arm", "psychic"])
+    assert unknown.exit_code == 2
+    assert "psychic" in unknown.output
 
 
 def test_the_demo_command_refuses_a_data_folder_in_use(tmp_path: Path) -> None:

@@ -108,6 +108,16 @@ async def test_the_combined_acquisition_labels_one_of_two_near_copies(desk: Desk
         assert picked[1] == ids[1]  # the next most uncertain scene, not the near copy
 
 
+async def test_the_combined_acquisition_ranks_an_image_by_its_most_uncertain_object(desk: Desk) -> None:
+    # A cluttered image of fairly sure weeds (4 x 0.2, summed 0.8) and one with a single unsure weed (0.45).
+    ids = desk.image_ids
+    async with grpc.aio.insecure_channel(desk.hub_target) as channel:
+        await _detect(channel, {ids[0]: _found(*((0.8, 60.0 * k) for k in range(4))), ids[1]: _found((0.55, 10))})
+        answer = await desk.stub.SelectImages(pb.SelectImagesRequest(budget=1))
+        assert [s.image_id for s in answer.selected] == [ids[1]]
+        assert answer.selected[0].uncertainty == pytest.approx(0.45)
+
+
 async def test_random_picks_follow_the_seed(desk: Desk) -> None:
     first = await desk.stub.SelectImages(pb.SelectImagesRequest(budget=2, acquisition=pb.ACQUISITION_RANDOM, seed=5))
     assert len(first.selected) == 2

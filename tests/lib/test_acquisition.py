@@ -38,6 +38,18 @@ def test_uncertainty_sums_the_objects_of_an_image() -> None:
     assert [p.key for p in picks] == ["three"]
 
 
+def test_by_default_an_image_is_as_uncertain_as_its_most_uncertain_object() -> None:
+    # A cluttered frame of fairly sure weeds (a patch: 6 x 0.15) against one really unsure object (0.5):
+    # summed, clutter wins; the default (max) labels the unsure one first.
+    cluttered = _candidate("patch", _found(*(("weed", 0.85, 60.0 * k) for k in range(6))), (0.0, 0.0))
+    unsure = _candidate("unsure", _found(("crop", 0.5, 0)), (5.0, 5.0))
+    assert Criteria().reducer == pb.REDUCER_MAX
+    picks = acquisition.select([cluttered, unsure], 1, Criteria())
+    assert [p.key for p in picks] == ["unsure"]
+    summed = acquisition.select([cluttered, unsure], 1, Criteria(reducer=pb.REDUCER_SUM))
+    assert [p.key for p in summed] == ["patch"]
+
+
 def test_categories_labelled_least_weigh_most() -> None:
     weights = acquisition.category_weights({"weed": 300, "crop": 100, "thistle": 2}, CATEGORIES)
     assert weights["weed"] == 1.0  # common: never below 1

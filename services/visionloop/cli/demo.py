@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from visionloop.demo.config import ACQUISITIONS, BUDGETS, FIELDS, LoopConfig
+from visionloop.demo.config import ACQUISITIONS, ARMS, BUDGETS, EXPERIMENT_HELD_OUT, FIELDS, LoopConfig
 from visionloop.runtime.config import LogFormat
 from visionloop.runtime.logging import configure_logging
 
@@ -23,8 +23,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULTS = LoopConfig()
 
 
-def _loop_options(rounds: int) -> Callable[[F], F]:
-    """The options both commands share (defaults: ``LoopConfig``)."""
+def _loop_options(rounds: int, held_out: int = DEFAULTS.held_out) -> Callable[[F], F]:
+    """The options both commands share (defaults: ``LoopConfig``, but ``rounds`` and ``held_out``)."""
 
     def decorate(command: F) -> F:
         for option in reversed(
@@ -57,7 +57,7 @@ def _loop_options(rounds: int) -> Callable[[F], F]:
                 click.option(
                     "--held-out",
                     type=click.IntRange(1),
-                    default=DEFAULTS.held_out,
+                    default=held_out,
                     show_default=True,
                     help="Frames every round's model is scored on (never uploaded).",
                 ),
@@ -240,8 +240,17 @@ def demo(
 
 
 @click.command()
-@_loop_options(3)
+@_loop_options(3, EXPERIMENT_HELD_OUT)
 @click.option("--seeds", type=click.IntRange(1), default=5, show_default=True, help="Seeds 0..N-1, one field each.")
+@click.option(
+    "--arm",
+    "arms",
+    type=click.Choice(ARMS),
+    multiple=True,
+    default=ARMS,
+    show_default=True,
+    help="Arms to run (repeat for several); random always runs: the others are compared with it.",
+)
 @click.option(
     "--budget",
     "budgets",
@@ -251,7 +260,7 @@ def demo(
     show_default=True,
     help="Label budget per round, a share of the frames the robots saw (repeat for several).",
 )
-def experiment(seeds: int, budgets: tuple[float, ...], **options: Any) -> None:
+def experiment(seeds: int, arms: tuple[str, ...], budgets: tuple[float, ...], **options: Any) -> None:
     """Ways of spending one label budget, compared: random, the edge filter, uncertainty, acquisition.
 
     For every seed and budget, every arm starts from one model trained on the bootstrap frames;
@@ -263,7 +272,7 @@ def experiment(seeds: int, budgets: tuple[float, ...], **options: Any) -> None:
     random, AP per category and situation, and what choosing cost. Runs in-process (no services);
     camera time is simulated.
     """
-    from visionloop.demo.experiment import ARMS, run_experiment, trainings
+    from visionloop.demo.experiment import RANDOM, run_experiment, trainings
     from visionloop.demo.report import Progress, comparison_table
 
     config = _config(options, 0)
@@ -273,18 +282,19 @@ def experiment(seeds: int, budgets: tuple[float, ...], **options: Any) -> None:
     progress = Progress(enabled=not options["quiet"])
     started = time.perf_counter()
     shares = ", ".join(f"{b * 100:g} %" for b in budgets)
+    arms = tuple(a for a in ARMS if a == RANDOM or a in arms)  # in the table's order, random first
     click.echo(
-        f"VisionLoop experiment: {', '.join(ARMS)} at label budgets {shares}, {seeds} seeds, {config.rounds} rounds, "
+        f"VisionLoop experiment: {', '.join(arms)} at label budgets {shares}, {seeds} seeds, {config.rounds} rounds, "
         f"{config.robots} robots x {config.frames} frames per round, {config.preset} field",
         err=True,
     )
-    with progress.bar("trainings", trainings(config, seeds, len(ARMS), len(budgets)), unit="training") as bar:
+    with progress.bar("trainings", trainings(config, seeds, len(arms), len(budgets)), unit="training") as bar:
 
         def step(what: str) -> None:
             bar.update()
             progress.say(what)
 
-        result = run_experiment(config, list(range(seeds)), step, budgets=budgets)
+        result = run_experiment(config, list(range(seeds)), step, arms=arms, budgets=budgets)
     click.echo(comparison_table(result))
     click.echo(f"\n{time.perf_counter() - started:.0f} s in all")
     if options["json_path"]:

@@ -26,6 +26,11 @@ ACQUISITION_SCORE_THRESHOLD = 0.1
 ACQUISITIONS = ("balanced", "uncertainty", "random", "arrival")
 # Label budgets the experiment compares, as shares of the frames the robots saw in a round.
 BUDGETS = (0.05, 0.10, 0.20)
+# The experiment's ways of spending them (``demo.experiment``), random first: the others are compared with it.
+ARMS = ("random", "filter", "uncertainty", "acquisition")
+# The experiment's held-out frames: more than the demo's, since its paired differences between arms are
+# a few points and the rare category's AP rests on the thistles among them (about 1.7 per 6.7 frames).
+EXPERIMENT_HELD_OUT = 500
 # Fields beyond the world presets (easy, standard, hard): name -> (share of rare frames, preset of
 # most frames, preset of the rare ones). "mixed": most frames are routine, some come from hard
 # conditions (dusk, dust, crowded rows), so frames differ in how much a model can learn from them.

@@ -10,8 +10,8 @@ the robots' frames of that round (the same frames for every arm) are offered, an
   run, as one detector keeps one), the first ones that arrive;
 - ``uncertainty``: from those same uploads, the most uncertain (least confidence, highest object);
 - ``acquisition``: from those uploads, ``lib.acquisition.select`` with its defaults (what
-  SelectImages' ``ACQUISITION_BALANCED`` does): least confidence summed over an image's objects,
-  rare categories boosted, picked greedily by uncertainty x novelty (diversity).
+  SelectImages' ``ACQUISITION_BALANCED`` does): the same least confidence of an image's most
+  uncertain object, rare categories boosted, picked greedily by uncertainty x novelty (diversity).
 
 Where the filter uploads fewer frames than the budget, the arms that choose from its uploads
 label them all (and so fewer frames than ``random``). Each arm's picks are annotated from ground
@@ -39,6 +39,7 @@ from visionloop.annotator.v1 import annotator_service_pb2 as ranking_pb2
 from visionloop.common.v1 import detection_pb2, geometry_pb2
 from visionloop.demo.config import (
     ACQUISITION_SCORE_THRESHOLD,
+    ARMS,
     BUDGETS,
     DETECTOR_SCORE_THRESHOLD,
     EVALUATION_SCORE_THRESHOLD,
@@ -54,8 +55,7 @@ from visionloop.server.detector.upload_filter import UploadFilter
 from visionloop.server.trainer.reference.predict import predict, truths
 from visionloop.server.trainer.reference.train import TrainingRun, input_size
 
-RANDOM, FILTER, UNCERTAINTY, ACQUISITION = "random", "filter", "uncertainty", "acquisition"
-ARMS = (RANDOM, FILTER, UNCERTAINTY, ACQUISITION)
+RANDOM, FILTER, UNCERTAINTY, ACQUISITION = ARMS
 UNCERTAINTY_ONLY = acquisition.Criteria(
     ranker=ranking_pb2.RANKER_LEAST_CONFIDENCE, reducer=ranking_pb2.REDUCER_MAX, rare_boost=False, diversity=False
 )

@@ -11,8 +11,13 @@ shape of PPAL, "Plug and Play Active Learning for Object Detection", Yang et al.
    rankers). Each object's score is multiplied by its categories' rarity weights (weighted by
    their confidences), ``sqrt(mean count / (count + 1))`` over the objects already labelled, at
    most ``RARE_BOOST_MAX``: categories the labelled set holds few of count more (PPAL's
-   difficulty-calibrated uncertainty, Lightly's class balancing). An image's uncertainty is the
-   sum over its objects (PPAL: three unsure objects teach more than one), or their max or mean.
+   difficulty-calibrated uncertainty, Lightly's class balancing). An image's uncertainty is its
+   most uncertain object's by default, or the sum or mean over its objects. PPAL sums; on a
+   robot's stream the sum ranks cluttered frames (a weed patch of twelve fairly sure weeds) above
+   the frame with the one object the model cannot place, and the max reducer chose better
+   (``visionloop experiment``, docs/demo.md). The boost is what finds a rare category: a model
+   shown a few of them scores them low, and a "thistle 0.3" (0.3) only outranks an unsure weed
+   (0.5) once boosted. A category the model does not score at all yet, no uncertainty finds.
 2. Diversity. Greedy: each pick is the candidate of highest uncertainty x novelty, novelty being
    its distance to the nearest image picked or already labelled over the median distance between
    two candidates, capped at 1: a weighted k-centre (core-set), as Lightly's combined "diverse and
@@ -67,7 +72,7 @@ class Criteria:
     """How candidates are scored: per-object uncertainty, per-image reduction, rare boost, diversity."""
 
     ranker: int = Ranker.LEAST_CONFIDENCE
-    reducer: int = Reducer.SUM
+    reducer: int = Reducer.MAX
     rare_boost: bool = True
     diversity: bool = True
 

@@ -67,7 +67,7 @@ class Selection:
                 f"ranker {request.ranker} is not a per-object uncertainty: use least confidence, margin or entropy"
             )
         balanced = kind == pb.ACQUISITION_BALANCED
-        reducer = request.reducer or (pb.REDUCER_SUM if balanced else pb.REDUCER_MAX)
+        reducer = request.reducer or pb.REDUCER_MAX
         if reducer not in pb.Reducer.values():
             raise InvalidArgument(f"unknown reducer {request.reducer}")
         threshold = request.score_threshold
