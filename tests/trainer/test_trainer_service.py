@@ -322,24 +322,27 @@ async def test_kill_9_while_running_resumes_from_the_last_checkpoint(project: Pr
 
 
 @pytest.mark.slow
-async def test_kill_9_during_model_upload_publishes_one_version(project: Project, tmp_path: Path) -> None:
+def _hanging_in_the_onnx_export(project: Project, tmp_path: Path) -> tuple[TrainerProcess, Path]:
+    """A trainer that uploads pytorch, then hangs in the onnx export, touching the returned marker."""
     marker = tmp_path / "hanging"
-    hanging = TrainerProcess(
-        project,
-        tmp_path / "trainer",
-        {
-            "TRAINER_PLUGIN": "tests.trainer.plugins:HangingExportTrainer",
-            "VISIONLOOP_TEST_HANG_MARKER": str(marker),
-        },
-    )
+    env = {"TRAINER_PLUGIN": "tests.trainer.plugins:HangingExportTrainer", "VISIONLOOP_TEST_HANG_MARKER": str(marker)}
+    return TrainerProcess(project, tmp_path / "trainer", env), marker
+
+
+async def _reached(marker: Path) -> None:
+    for _ in range(1200):
+        if await asyncio.to_thread(marker.exists):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the trainer never reached the onnx export")
+
+
+async def test_kill_9_during_model_upload_publishes_one_version(project: Project, tmp_path: Path) -> None:
+    hanging, marker = _hanging_in_the_onnx_export(project, tmp_path)
     hanging.start()
     try:
         created = await project.create_training(epochs=3)
-        for _ in range(1200):
-            if marker.exists():
-                break
-            await asyncio.sleep(0.1)
-        assert marker.exists(), "the trainer never reached the onnx export"
+        await _reached(marker)
         assert await models(project) == [("1.0", ["pytorch"])]  # pytorch went out, onnx did not
         hanging.kill()
     finally:
@@ -376,20 +379,11 @@ async def test_a_format_published_before_the_trainer_uploads_it_counts_as_upload
     # The converter turns the pytorch upload into onnx while the trainer still exports its own onnx (in
     # one process they take turns at torch.onnx.export): the trainer's upload then meets ALREADY_EXISTS,
     # as it does after a kill -9 between an upload and recording it. Either way the format is there.
-    marker = tmp_path / "hanging"
-    hanging = TrainerProcess(
-        project,
-        tmp_path / "trainer",
-        {"TRAINER_PLUGIN": "tests.trainer.plugins:HangingExportTrainer", "VISIONLOOP_TEST_HANG_MARKER": str(marker)},
-    )
+    hanging, marker = _hanging_in_the_onnx_export(project, tmp_path)
     hanging.start()
     try:
         created = await project.create_training(epochs=3)
-        for _ in range(1200):
-            if marker.exists():
-                break
-            await asyncio.sleep(0.1)
-        assert marker.exists(), "the trainer never reached the onnx export"
+        await _reached(marker)
         (tmp_path / "converter").mkdir()
         await asyncio.to_thread(_publish_onnx_as_the_converter_would, project, "1.0", tmp_path / "converter")
         assert await models(project) == [("1.0", ["onnx", "pytorch"])]
