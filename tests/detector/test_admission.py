@@ -100,7 +100,7 @@ async def test_beyond_the_bound_detect_and_detect_batch_are_refused_at_once(boun
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await bounded.stub.Detect(pb.DetectRequest(image=IMAGE))
     assert caught.value.code() is BUSY
-    assert "DETECTOR_QUEUE_BUDGET_MS" in (caught.value.details() or "")
+    assert "DETECTOR_MAX_QUEUED_BATCHES" in (caught.value.details() or "")  # the cap binds here
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await bounded.stub.DetectBatch(pb.DetectBatchRequest(images=[IMAGE]))
     assert caught.value.code() is BUSY
@@ -275,3 +275,107 @@ def test_a_full_model_refuses_and_an_idle_one_takes_any_request() -> None:
         admission.admit(1)
     assert admission.held == 3
     assert refused("refusal-test") == before + 2
+
+
+# --- a burst next to an overload -----------------------------------------------------------------
+
+
+def overloaded(model: str) -> float | None:
+    return REGISTRY.get_sample_value("visionloop_detector_admission_overloaded", {"model": model})
+
+
+def measured(model: str, clock: Clock) -> Admission:
+    """A model measured at 10 ms per frame, whose budget admits 6 frames (1 + 55 ms / 10 ms) and its
+    target 3 (1 + 25 ms / 10 ms)."""
+    admission = Admission(model, budget=0.055, max_frames=64, target=0.025, interval=0.1, clock=clock)
+    for _ in range(8):
+        answer(admission, clock, 1, 0.01)
+    assert admission.frame_seconds == pytest.approx(0.01)
+    return admission
+
+
+def test_a_burst_at_light_load_is_admitted_up_to_the_budget() -> None:
+    clock = Clock()
+    admission = measured("burst-test", clock)
+    for _ in range(10):  # bursts of 6 frames, each drained within the interval
+        for _ in range(6):
+            admission.admit(1)
+        with pytest.raises(ResourceExhausted, match="DETECTOR_QUEUE_BUDGET_MS"):
+            admission.admit(1)
+        clock.now += 0.06
+        admission.release(6)
+        clock.now += 0.01  # idle a moment between bursts
+    assert not admission.overloaded
+    assert overloaded("burst-test") == 0
+
+
+def test_a_model_busy_without_a_break_for_the_interval_admits_only_the_target() -> None:
+    clock = Clock()
+    admission = measured("overload-test", clock)
+    before = refused("overload-test")
+    for _ in range(6):
+        admission.admit(1)
+    for _ in range(9):  # answered one at a time, each replaced at once: never empty
+        clock.now += 0.01
+        admission.release(1)
+        admission.admit(1)  # 90 ms in: still a burst, 6 frames are within the budget
+    assert not admission.overloaded
+    clock.now += 0.01
+    admission.release(1)  # 100 ms without a break
+    assert admission.overloaded
+    assert admission.limit == 3
+    assert overloaded("overload-test") == 1
+    with pytest.raises(ResourceExhausted, match="DETECTOR_QUEUE_TARGET_MS") as caught:
+        admission.admit(1)  # 5 held: over the target's 3, though within the budget's 6
+    assert "DETECTOR_QUEUE_INTERVAL_MS" in str(caught.value)
+    admission.release(3)
+    admission.admit(1)  # 2 held: a third fits the target
+    with pytest.raises(ResourceExhausted):
+        admission.admit(1)
+    assert refused("overload-test") == before + 2
+    assert admission.held == 3
+
+
+def test_an_overload_ends_when_the_model_drains_and_refuses_nothing_for_an_interval() -> None:
+    clock = Clock()
+    admission = measured("drain-test", clock)
+    admission.admit(2)
+    clock.now += 0.2  # one long call: overloaded while it lasts
+    assert overloaded("drain-test") == 1
+    admission.release(2, answered=False)  # drained, nothing refused: over (failed: the measurement stays)
+    assert not admission.overloaded
+
+    admission.admit(3)
+    clock.now += 0.2
+    with pytest.raises(ResourceExhausted, match="DETECTOR_QUEUE_TARGET_MS"):
+        admission.admit(1)
+    admission.release(3, answered=False)  # empty a moment between two batches, a frame just refused: no relief
+    assert admission.overloaded
+    admission.admit(3)  # though an idle model takes any one request
+    with pytest.raises(ResourceExhausted, match="DETECTOR_QUEUE_TARGET_MS"):
+        admission.admit(1)
+    clock.now += 0.05
+    admission.release(3, answered=False)
+    assert admission.overloaded
+    clock.now += 0.06  # drained, and nothing refused for 110 ms: back to absorbing bursts
+    assert not admission.overloaded
+    assert overloaded("drain-test") == 0
+    assert admission.limit == 6
+    for _ in range(6):
+        admission.admit(1)
+    clock.now += 0.09  # busy again, but not for a whole interval yet
+    with pytest.raises(ResourceExhausted, match="DETECTOR_QUEUE_BUDGET_MS"):
+        admission.admit(1)
+    clock.now += 0.02
+    assert admission.overloaded
+
+
+def test_a_target_at_the_budget_is_one_mode() -> None:
+    assert Admission("half-test", budget=0.05, max_frames=64).target == 0.025  # unset: half the budget
+    clock = Clock()
+    admission = Admission("one-mode-test", budget=0.05, max_frames=64, target=0.5, clock=clock)
+    assert admission.target == admission.budget  # never more than the budget
+    admission.admit(1)
+    clock.now += 1.0
+    assert admission.overloaded
+    assert admission.limit == 64

@@ -2,16 +2,27 @@
 
 Under load a detector that queues every frame answers late: with 128 cameras each frame waits
 behind hundreds of others and a robot gets a stale answer seconds later. Instead each model admits
-a frame only while the frames it already holds take less than ``budget`` to get through; beyond
-that the frame is refused at once with RESOURCE_EXHAUSTED (a fast "busy" that the robot client
-counts as a dropped frame), so the latency of admitted frames stays bounded however many cameras
-send.
+a frame only while the frames it already holds take less than a queueing delay to get through;
+beyond that the frame is refused at once with RESOURCE_EXHAUSTED (a fast "busy" that the robot
+client counts as a dropped frame), so the latency of admitted frames stays bounded however many
+cameras send.
+
+Which delay depends on whether the queue is a good one or a bad one (CoDel's distinction, Nichols
+and Jacobson; Facebook's RPC servers time their queues out the same way). A queue that drains
+within ``interval`` absorbs a burst: cameras whose frames happen to arrive together at light load
+are all taken, up to ``budget`` (DETECTOR_QUEUE_BUDGET_MS). A model that has held frames without a
+break for ``interval`` (DETECTOR_QUEUE_INTERVAL_MS) is overloaded: the queue standing in front of it
+only adds delay, so it admits only ``target``'s worth (DETECTOR_QUEUE_TARGET_MS, half the budget
+unless set) until it holds nothing and has refused nothing for an interval. Holding nothing alone
+is no relief: under overload a small bound empties with every batch call, between two refusals.
+One budget cannot do both: a short one refuses an idle-ish detector's bursts, a long one lets every
+accepted frame under overload wait the whole budget.
 
 How long the held frames take comes from measurement, not configuration: the model's time per
 frame is its busy time (some frame held) over the frames it answered in that time, smoothed over
 recent samples. At light load that is a frame's own latency; under load it is the inverse of the
 throughput it reaches, batching, decoding and every other stage included. The bound in frames is
-``1 + budget / time per frame`` (the frames ahead of a new one may take ``budget``), capped at
+``1 + delay / time per frame`` (the frames ahead of a new one may take the delay), capped at
 ``max_frames`` (``DETECTOR_MAX_QUEUED_BATCHES`` batches, the hard cap TF-Serving's
 ``max_enqueued_batches`` sets) whatever the measurement says; before the first measurement the cap
 alone bounds it. Triton's queue policy (``max_queue_size``, a timeout with action ``REJECT``) and
@@ -24,6 +35,7 @@ an idle detector never refuses.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,7 +53,14 @@ REFUSED = Counter(
 HELD = Gauge("visionloop_detector_held_frames", "Frames a model holds: admitted and not yet answered.", ["model"])
 LIMIT = Gauge(
     "visionloop_detector_admission_limit_frames",
-    "Most frames a model admits at once now: 1 + DETECTOR_QUEUE_BUDGET_MS / its measured time per frame, capped.",
+    "Most frames a model admits at once now: 1 + DETECTOR_QUEUE_BUDGET_MS (DETECTOR_QUEUE_TARGET_MS while "
+    "overloaded) / its measured time per frame, capped.",
+    ["model"],
+)
+OVERLOADED = Gauge(
+    "visionloop_detector_admission_overloaded",
+    "1 while a model is overloaded: it has held frames without a break for DETECTOR_QUEUE_INTERVAL_MS, so it "
+    "admits only DETECTOR_QUEUE_TARGET_MS' worth until it next holds nothing; 0 otherwise.",
     ["model"],
 )
 FRAME_SECONDS = Gauge(
@@ -58,14 +77,22 @@ SMOOTHING = 0.3  # weight of the newest sample: the bound follows a change of lo
 @dataclass(frozen=True)
 class AdmissionPolicy:
     """The settings every served model's ``Admission`` is made from (DETECTOR_QUEUE_BUDGET_MS,
-    DETECTOR_MAX_QUEUED_BATCHES)."""
+    DETECTOR_MAX_QUEUED_BATCHES, DETECTOR_QUEUE_TARGET_MS, DETECTOR_QUEUE_INTERVAL_MS)."""
 
     budget: float = 0.05  # seconds
     max_queued_batches: int = 4
     max_batch_size: int = 16  # DETECTOR_MAX_BATCH_SIZE: a batch of one model (e.g. a static export) takes fewer
+    target: float | None = None  # seconds, at most the budget; None: half the budget
+    interval: float = 0.1  # seconds
 
     def admission(self, model: str, max_batch: int) -> Admission:
-        return Admission(model, self.budget, self.max_queued_batches * max(max_batch, self.max_batch_size))
+        return Admission(
+            model,
+            self.budget,
+            self.max_queued_batches * max(max_batch, self.max_batch_size),
+            target=self.target,
+            interval=self.interval,
+        )
 
 
 DEFAULT_POLICY = AdmissionPolicy()
@@ -73,19 +100,23 @@ DEFAULT_POLICY = AdmissionPolicy()
 
 class Admission:
     """Which frames one served model takes: see the module's docstring. Not thread-safe: the event
-    loop alone admits and releases."""
+    loop alone admits and releases (the gauges only read)."""
 
     def __init__(
         self,
         model: str,
         budget: float,
         max_frames: int,
+        target: float | None = None,
+        interval: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if budget <= 0 or max_frames < 1:
-            raise ValueError("budget and max_frames must be positive")
+        if budget <= 0 or max_frames < 1 or interval <= 0 or (target is not None and target <= 0):
+            raise ValueError("budget, max_frames, target and interval must be positive")
         self.model = model
         self.budget = budget
+        self.target = budget / 2 if target is None else min(target, budget)  # one mode at the budget
+        self.interval = interval
         self.max_frames = max_frames
         self._clock = clock
         self.held = 0
@@ -93,42 +124,83 @@ class Admission:
         self._mark = clock()  # when busy time was last added up
         self._busy = 0.0  # busy seconds since the last sample
         self._answered = 0  # frames answered since the last sample
+        self._busy_since = self._mark  # when the model last went from holding nothing to holding frames
+        self._refused_at = -math.inf  # when it last refused a frame
+        self._overloaded = False  # as of the last admit or release
         self._refused = REFUSED.labels(model)
         self._held = HELD.labels(model)
-        self._limit = LIMIT.labels(model)
-        self._limit.set(self.limit)
+        # Read when scraped: an overload that ended with the last frame shows as ended without a next one.
+        LIMIT.labels(model).set_function(lambda: self.limit)
+        OVERLOADED.labels(model).set_function(lambda: int(self.overloaded))
+
+    def _overloaded_at(self, now: float) -> bool:
+        if self._overloaded:
+            # Until it holds nothing and has refused nothing for an interval: an overloaded model
+            # refuses all the time and empties for a moment between two batches, which is no relief.
+            return self.held > 0 or now - self._refused_at < self.interval
+        return self.held > 0 and now - self._busy_since >= self.interval
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether the model admits only ``target``'s worth of frames now, not ``budget``'s."""
+        return self._overloaded_at(self._clock())
 
     @property
     def limit(self) -> int:
         """Most frames held at once now (a request arriving at an idle model is taken whatever its size)."""
+        return self._limit_for(self.overloaded)
+
+    def _limit_for(self, overloaded: bool) -> int:
         if self.frame_seconds is None:  # not measured yet: only the cap bounds it
             return self.max_frames
-        return max(1, min(self.max_frames, 1 + int(self.budget / self.frame_seconds)))
+        delay = self.target if overloaded else self.budget
+        return max(1, min(self.max_frames, 1 + int(delay / self.frame_seconds)))
 
-    def _account(self) -> None:
+    def _account(self) -> float:
+        """Adds up busy time and the mode to now; returns now."""
         now = self._clock()
         if self.held:
             self._busy += now - self._mark
         self._mark = now
+        self._overloaded = self._overloaded_at(now)
+        return now
 
     def admit(self, frames: int = 1) -> None:
         """Take ``frames`` or raise ResourceExhausted at once; each admitted frame needs a ``release``."""
-        if self.held and self.held + frames > self.limit:
+        now = self._account()
+        if self.held and self.held + frames > self._limit_for(self._overloaded):
+            self._refused_at = now
             self._refused.inc(frames)
-            raise ResourceExhausted(
-                f"detector busy: model {self.model!r} already holds {self.held} frames, what it gets through in "
-                f"{self.budget * 1000:g} ms (DETECTOR_QUEUE_BUDGET_MS); the frame was not queued. Send the next "
-                "frame, or retry after a backoff"
-            )
-        self._account()
+            raise ResourceExhausted(self._refusal())
+        if not self.held:
+            self._busy_since = now
         self.held += frames
         self._held.set(self.held)
 
+    def _refusal(self) -> str:
+        """Why a frame is refused now, naming the setting that bounds it."""
+        held = f"detector busy: model {self.model!r} already holds {self.held} frames"
+        if self._limit_for(self._overloaded) == self.max_frames:
+            why = (
+                f"its most whatever its speed, {self.max_frames} frames (DETECTOR_MAX_QUEUED_BATCHES batches of "
+                "DETECTOR_MAX_BATCH_SIZE)"
+            )
+        elif self._overloaded:
+            why = (
+                f"what it gets through in {self.target * 1000:g} ms (DETECTOR_QUEUE_TARGET_MS): it is overloaded, "
+                f"busy without a break for over {self.interval * 1000:g} ms (DETECTOR_QUEUE_INTERVAL_MS), so the "
+                f"{self.budget * 1000:g} ms that absorb a burst (DETECTOR_QUEUE_BUDGET_MS) do not apply"
+            )
+        else:
+            why = f"what it gets through in {self.budget * 1000:g} ms (DETECTOR_QUEUE_BUDGET_MS)"
+        return f"{held}, {why}; the frame was not queued. Send the next frame, or retry after a backoff"
+
     def release(self, frames: int = 1, answered: bool = True) -> None:
         """``frames`` left the model: ``answered`` with detections (they count as work done), or failed."""
-        self._account()
+        now = self._account()
         self.held -= frames
         self._held.set(self.held)
+        self._overloaded = self._overloaded_at(now)
         if answered:
             self._answered += frames
         if self._answered >= SAMPLE_FRAMES or self._busy >= SAMPLE_STALL_SECONDS:
@@ -140,7 +212,6 @@ class Admission:
         self.frame_seconds = sample if previous is None else previous + SMOOTHING * (sample - previous)
         self._busy, self._answered = 0.0, 0
         FRAME_SECONDS.labels(self.model).set(self.frame_seconds)
-        self._limit.set(self.limit)
 
     @contextmanager
     def hold(self, frames: int = 1) -> Iterator[None]:

@@ -44,7 +44,13 @@ def opener(settings: DetectorSettings, owner: str = "") -> Opener:
     """What loads a model folder on the configured backend: ``await opener(settings)(name, folder)``.
     ``owner`` (the node id) names the Triton shared-memory regions, so a restart can find leftovers."""
     wait = settings.max_batch_wait_ms / 1000
-    admission = AdmissionPolicy(settings.queue_budget_ms / 1000, settings.max_queued_batches, settings.max_batch_size)
+    admission = AdmissionPolicy(
+        settings.queue_budget_ms / 1000,
+        settings.max_queued_batches,
+        settings.max_batch_size,
+        target=None if settings.queue_target_ms is None else settings.queue_target_ms / 1000,
+        interval=settings.queue_interval_ms / 1000,
+    )
     if settings.backend is Backend.TRITON:
         # Imported here: the Triton client costs ~0.4 s of start-up that ONNX Runtime detectors skip.
         from visionloop.server.detector.triton_models import open_triton_model
