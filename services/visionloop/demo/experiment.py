@@ -11,7 +11,8 @@ the robots' frames of that round (the same frames for every arm) are offered, an
 - ``uncertainty``: from those same uploads, the most uncertain (least confidence, highest object);
 - ``acquisition``: from those uploads, ``lib.acquisition.select`` with its defaults (what
   SelectImages' ``ACQUISITION_BALANCED`` does): the same least confidence of an image's most
-  uncertain object, rare categories boosted, picked greedily by uncertainty x novelty (diversity).
+  uncertain object, rare categories boosted, mixed with the novelty of the image's look, picked
+  greedily away from what is labelled and picked (diversity).
 
 Where the filter uploads fewer frames than the budget, the arms that choose from its uploads
 label them all (and so fewer frames than ``random``). Each arm's picks are annotated from ground
@@ -57,7 +58,11 @@ from visionloop.server.trainer.reference.train import TrainingRun, input_size
 
 RANDOM, FILTER, UNCERTAINTY, ACQUISITION = ARMS
 UNCERTAINTY_ONLY = acquisition.Criteria(
-    ranker=ranking_pb2.RANKER_LEAST_CONFIDENCE, reducer=ranking_pb2.REDUCER_MAX, rare_boost=False, diversity=False
+    ranker=ranking_pb2.RANKER_LEAST_CONFIDENCE,
+    reducer=ranking_pb2.REDUCER_MAX,
+    rare_boost=False,
+    diversity=False,
+    novelty=False,
 )
 ARM_CRITERIA = {UNCERTAINTY: UNCERTAINTY_ONLY, ACQUISITION: acquisition.Criteria()}
 
@@ -217,6 +222,7 @@ class _Arm:
     rounds: list[ArmRound]
     labelled: Counter[str] = field(default_factory=Counter)  # objects per category
     embeddings: list[np.ndarray] = field(default_factory=list)  # of the labelled frames
+    patches: list[np.ndarray] = field(default_factory=list)  # the labelled frames' cells (novelty)
 
 
 def _filtered(found: Sequence[Sequence[Prediction]], offers: Sequence[Offer], chooser: UploadFilter) -> list[int]:
@@ -229,6 +235,15 @@ def _filtered(found: Sequence[Sequence[Prediction]], offers: Sequence[Offer], ch
     ]
 
 
+@dataclass(frozen=True)
+class _Choice:
+    picks: list[int]  # indices into the round's offers
+    candidates: int  # what the arm chose from
+    seconds: float = 0.0  # choosing took (detection excluded)
+    embeddings: list[np.ndarray] = field(default_factory=list)  # of the picks, for the arm's diversity
+    patches: list[np.ndarray] = field(default_factory=list)  # of the picks, for the arm's novelty
+
+
 def _choose(
     arm: _Arm,
     budget: int,
@@ -236,16 +251,15 @@ def _choose(
     images: Sequence[np.ndarray],
     run: Bench,
     picker: random.Random,
-) -> tuple[list[int], int, float, list[np.ndarray]]:
-    """The arm's picks this round (indices into ``offers``), what it chose from, the seconds choosing
-    took, and the embeddings of the picks."""
+) -> _Choice:
+    """The arm's picks this round and what it chose them from."""
     if arm.name == RANDOM:
-        return sorted(picker.sample(range(len(offers)), min(budget, len(offers)))), len(offers), 0.0, []
+        return _Choice(sorted(picker.sample(range(len(offers)), min(budget, len(offers)))), len(offers))
     assert arm.chooser is not None
     found = run.detect(arm.model, images)
     uploads = _filtered(found, offers, arm.chooser)
     if arm.name == FILTER:
-        return uploads[:budget], len(uploads), 0.0, []
+        return _Choice(uploads[:budget], len(uploads))
     criteria = ARM_CRITERIA[arm.name]
     started = time.perf_counter()
     candidates = [
@@ -253,18 +267,30 @@ def _choose(
             str(i),
             answer := detections(found[i]),
             acquisition.embedding(images[i], answer, run.names) if criteria.diversity else None,
+            acquisition.patches(images[i]) if criteria.novelty else None,
         )
         for i in uploads
     ]
     reference = np.stack(arm.embeddings) if arm.embeddings and criteria.diversity else None
+    reference_patches = np.concatenate(arm.patches) if arm.patches and criteria.novelty else None
     picks = acquisition.select(
-        candidates, budget, criteria, labelled=arm.labelled, categories=run.names, reference=reference
+        candidates,
+        budget,
+        criteria,
+        labelled=arm.labelled,
+        categories=run.names,
+        reference=reference,
+        reference_patches=reference_patches,
     )
     seconds = time.perf_counter() - started
-    chosen = [int(p.key) for p in picks]
     by_key = {c.key: c for c in candidates}
-    vectors = [v for p in picks if (v := by_key[p.key].embedding) is not None]
-    return chosen, len(uploads), seconds, vectors
+    return _Choice(
+        [int(p.key) for p in picks],
+        len(uploads),
+        seconds,
+        [v for p in picks if (v := by_key[p.key].embedding) is not None],
+        [v for p in picks if (v := by_key[p.key].patches) is not None],
+    )
 
 
 def _objects(samples: Sequence[Sample]) -> Counter[str]:
@@ -295,6 +321,7 @@ def run_seed(
         acquisition.embedding(s.image, detections(found), run.names)
         for s, found in zip(bootstrap, run.detect(model, [s.image for s in bootstrap]), strict=True)
     ]
+    start_patches = [acquisition.patches(s.image) for s in bootstrap]
     states = {
         (budget, name): _Arm(
             name,
@@ -304,6 +331,7 @@ def run_seed(
             [first],
             _objects(bootstrap),
             list(start_embeddings),
+            list(start_patches),
         )
         for budget in budgets
         for name in arms
@@ -316,11 +344,13 @@ def run_seed(
             count = round(budget * len(offers))
             for name in arms:
                 arm = states[(budget, name)]
-                picks, candidates, seconds, vectors = _choose(arm, count, offers, images, run, picker)
+                choice = _choose(arm, count, offers, images, run, picker)
+                picks = choice.picks
                 chosen = [offers[i][2].sample() for i in picks]
                 arm.trained += chosen
                 arm.labelled += _objects(chosen)
-                arm.embeddings += vectors
+                arm.embeddings += choice.embeddings
+                arm.patches += choice.patches
                 what = f"round {round_} {budget_label(budget)} {name}"
                 if chosen:
                     arm.model, scores = run.train(arm.trained, arm.model, what)
@@ -329,7 +359,15 @@ def run_seed(
                 situations = Counter(s for i in picks for s in offers[i][2].situations)
                 objects = sum(len(s.annotations) for s in chosen)
                 arm.rounds.append(
-                    ArmRound(len(chosen), candidates, objects, len(arm.trained), scores, dict(situations), seconds)
+                    ArmRound(
+                        len(chosen),
+                        choice.candidates,
+                        objects,
+                        len(arm.trained),
+                        scores,
+                        dict(situations),
+                        choice.seconds,
+                    )
                 )
     runs = {budget_label(budget): {name: tuple(states[(budget, name)].rounds) for name in arms} for budget in budgets}
     return SeedResult(config.seed, runs)
