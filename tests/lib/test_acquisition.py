@@ -202,3 +202,15 @@ def test_novelty_finds_a_rare_weed_among_a_drive_of_routine_ground() -> None:
     novel, ordinary = scores[len(routine) :], scores[: len(routine)]
     # Most thistle frames above most routine ones (a thistle at the frame's edge hardly shows): 0.91 here.
     assert (novel[:, None] > ordinary[None, :]).mean() >= 0.85
+
+
+def test_novelty_is_the_kth_nearest_distance_of_the_most_unusual_cell() -> None:
+    # Images of few cells (all of them refined): the two passes give the brute-force answer.
+    rng = np.random.default_rng(8)
+    images = [rng.normal(size=(acquisition.NOVELTY_REFINED, 12)).astype(np.float32) for _ in range(30)]
+    reference = rng.normal(size=(50, 12)).astype(np.float32)
+    cells = np.concatenate(images)
+    bank = np.concatenate([cells, reference])  # both under NOVELTY_SAMPLE: the whole of each
+    distances = np.sort(np.linalg.norm(cells[:, None, :] - bank[None, :, :], axis=2), axis=1)
+    expected = distances[:, acquisition.NOVELTY_NEIGHBOURS].reshape(30, -1).max(axis=1)
+    assert acquisition.novelty(images, reference) == pytest.approx(expected, rel=1e-4)
