@@ -4,7 +4,9 @@ Per seed every arm starts from one model, trained on the bootstrap frames. In ev
 the robots' frames of that round (the same frames for every arm) are offered, and each arm labels
 ``budget`` x (frames the robots saw) of them, for every budget of the run:
 
-- ``random``: frames drawn uniformly from everything the robots saw (the baseline);
+- ``random``: frames drawn uniformly from everything the robots saw (the baseline): ``draws``
+  independent draws per seed and budget (each its own model), their scores averaged, since one
+  draw's luck (a handful of thistle frames more or fewer) moves mAP@0.5 by several points;
 - ``filter``: the edge filter alone: the frames the detector's ``UploadFilter`` uploads (the arm's
   own model on the robots' frames in camera order and at camera time, one filter for the whole
   run, as one detector keeps one), the first ones that arrive;
@@ -30,7 +32,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -88,7 +90,7 @@ class ArmRound:
     objects: int  # ground-truth objects on the picked frames
     images: int  # frames trained on so far
     scores: Scores  # of the model trained in this round
-    situations: dict[str, int] = field(default_factory=dict)  # picked frames showing each situation
+    situations: dict[str, float] = field(default_factory=dict)  # picked frames showing each situation
     selection_seconds: float = 0.0  # choosing the picks, detection excluded (the detector runs anyway)
 
     @property
@@ -113,6 +115,7 @@ class Comparison:
     seeds: tuple[SeedResult, ...]
     arms: tuple[str, ...] = ARMS
     budgets: tuple[float, ...] = BUDGETS
+    draws: int = 1  # random's draws per seed and budget, averaged
 
     def rounds(self, budget: float, arm: str) -> list[tuple[ArmRound, ...]]:
         """Per seed, every round of ``arm`` at ``budget``."""
@@ -218,7 +221,8 @@ class _Arm:
     name: str
     model: CenterNet
     trained: list[Sample]
-    chooser: UploadFilter | None
+    chooser: UploadFilter | None  # the arm's detector's upload filter; None for random
+    picker: random.Random | None  # random's draws; None for the others
     rounds: list[ArmRound]
     labelled: Counter[str] = field(default_factory=Counter)  # objects per category
     embeddings: list[np.ndarray] = field(default_factory=list)  # of the labelled frames
@@ -244,17 +248,10 @@ class _Choice:
     patches: list[np.ndarray] = field(default_factory=list)  # of the picks, for the arm's novelty
 
 
-def _choose(
-    arm: _Arm,
-    budget: int,
-    offers: Sequence[Offer],
-    images: Sequence[np.ndarray],
-    run: Bench,
-    picker: random.Random,
-) -> _Choice:
+def _choose(arm: _Arm, budget: int, offers: Sequence[Offer], images: Sequence[np.ndarray], run: Bench) -> _Choice:
     """The arm's picks this round and what it chose them from."""
-    if arm.name == RANDOM:
-        return _Choice(sorted(picker.sample(range(len(offers)), min(budget, len(offers)))), len(offers))
+    if arm.picker is not None:
+        return _Choice(sorted(arm.picker.sample(range(len(offers)), min(budget, len(offers)))), len(offers))
     assert arm.chooser is not None
     found = run.detect(arm.model, images)
     uploads = _filtered(found, offers, arm.chooser)
@@ -297,14 +294,38 @@ def _objects(samples: Sequence[Sample]) -> Counter[str]:
     return Counter(a.category for s in samples for a in s.annotations)
 
 
+def _mean_round(rounds: Sequence[ArmRound]) -> ArmRound:
+    """Random's draws of one round as one: scores and counts averaged."""
+    if len(rounds) == 1:
+        return rounds[0]
+
+    def mean(values: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        return {key: statistics.fmean(v.get(key, 0.0) for v in values) for key in set().union(*values)}
+
+    scores = [r.scores for r in rounds]
+    return ArmRound(
+        rounds[0].picked,
+        rounds[0].candidates,
+        round(statistics.fmean(r.objects for r in rounds)),
+        rounds[0].images,
+        Scores(
+            statistics.fmean(s.map50 for s in scores),
+            mean([s.categories for s in scores]),
+            mean([s.situations for s in scores]),
+        ),
+        mean([r.situations for r in rounds]),
+    )
+
+
 def run_seed(
     config: LoopConfig,
     workdir: Path,
     step: Step = lambda _: None,
     arms: Sequence[str] = ARMS,
     budgets: Sequence[float] = BUDGETS,
+    draws: int = 1,
 ) -> SeedResult:
-    """Every arm at every budget for ``config.seed``; returns every round's numbers."""
+    """Every arm at every budget for ``config.seed`` (random ``draws`` times); returns every round's numbers."""
     run = Bench(config, workdir, step)
     bootstrap_frames = run.scenes.bootstrap(config.bootstrap)
     bootstrap = [f.sample() for f in bootstrap_frames]
@@ -322,12 +343,14 @@ def run_seed(
         for s, found in zip(bootstrap, run.detect(model, [s.image for s in bootstrap]), strict=True)
     ]
     start_patches = [acquisition.patches(s.image) for s in bootstrap]
+    # Random's draws are seeded by seed, budget and draw: the same whichever other budgets and arms run.
     states = {
-        (budget, name): _Arm(
+        (budget, name, draw): _Arm(
             name,
             model,
             list(bootstrap),
             None if name == RANDOM else UploadFilter(config.upload_filter, random.Random(config.seed)),
+            random.Random(f"{config.seed}/{budget_label(budget)}/{draw}") if name == RANDOM else None,
             [first],
             _objects(bootstrap),
             list(start_embeddings),
@@ -335,23 +358,24 @@ def run_seed(
         )
         for budget in budgets
         for name in arms
+        for draw in range(draws if name == RANDOM else 1)
     }
-    picker = random.Random(config.seed)
     for round_ in range(2, config.rounds + 1):
         offers = run.stream(round_)
         images = [frame.decoded() for _, _, frame in offers]
         for budget in budgets:
             count = round(budget * len(offers))
-            for name in arms:
-                arm = states[(budget, name)]
-                choice = _choose(arm, count, offers, images, run, picker)
+            for (arm_budget, name, draw), arm in states.items():
+                if arm_budget != budget:
+                    continue
+                choice = _choose(arm, count, offers, images, run)
                 picks = choice.picks
                 chosen = [offers[i][2].sample() for i in picks]
                 arm.trained += chosen
                 arm.labelled += _objects(chosen)
                 arm.embeddings += choice.embeddings
                 arm.patches += choice.patches
-                what = f"round {round_} {budget_label(budget)} {name}"
+                what = f"round {round_} {budget_label(budget)} {name}" + (f" draw {draw + 1}" if draws > 1 else "")
                 if chosen:
                     arm.model, scores = run.train(arm.trained, arm.model, what)
                 else:
@@ -365,17 +389,25 @@ def run_seed(
                         objects,
                         len(arm.trained),
                         scores,
-                        dict(situations),
+                        {s: float(n) for s, n in situations.items()},
                         choice.seconds,
                     )
                 )
-    runs = {budget_label(budget): {name: tuple(states[(budget, name)].rounds) for name in arms} for budget in budgets}
+    runs = {}
+    for budget in budgets:
+        by_arm = {}
+        for name in arms:
+            drawn = [states[(budget, name, d)].rounds for d in range(draws if name == RANDOM else 1)]
+            by_arm[name] = tuple(_mean_round(each) for each in zip(*drawn, strict=True))
+        runs[budget_label(budget)] = by_arm
     return SeedResult(config.seed, runs)
 
 
-def trainings(config: LoopConfig, seeds: int, arms: int = len(ARMS), budgets: int = len(BUDGETS)) -> int:
+def trainings(
+    config: LoopConfig, seeds: int, arms: int = len(ARMS), budgets: int = len(BUDGETS), draws: int = 1
+) -> int:
     """How many trainings ``run_experiment`` runs (for a progress bar)."""
-    return seeds * (1 + budgets * arms * (config.rounds - 1))
+    return seeds * (1 + budgets * (arms - 1 + draws) * (config.rounds - 1))
 
 
 def run_experiment(
@@ -385,8 +417,10 @@ def run_experiment(
     workdir: Path | None = None,
     arms: Sequence[str] = ARMS,
     budgets: Sequence[float] = BUDGETS,
+    draws: int = 1,
 ) -> Comparison:
-    """Every arm at every budget for each seed of ``seeds`` (``config.seed`` is replaced by each)."""
+    """Every arm at every budget for each seed of ``seeds`` (``config.seed`` is replaced by each), random
+    ``draws`` times (its scores averaged)."""
     if len(seeds) < 1:
         raise ValueError("name at least one seed")
     if config.rounds < 2:
@@ -398,9 +432,11 @@ def run_experiment(
         raise ValueError(f"unknown arms {sorted(unknown)}; use {', '.join(ARMS)}")
     if not budgets or not all(0 < b <= 1 for b in budgets):
         raise ValueError("budgets are shares of the robots' frames, each in (0, 1]")
+    if draws < 1:
+        raise ValueError(f"random needs at least one draw, got {draws}")
     results = []
     with tempfile.TemporaryDirectory(prefix="visionloop-experiment-", dir=workdir) as folder:
         for seed in seeds:
             seed_config = replace(config, seed=seed)
-            results.append(run_seed(seed_config, Path(folder) / f"seed-{seed}", step, arms, budgets))
-    return Comparison(config, tuple(results), tuple(arms), tuple(budgets))
+            results.append(run_seed(seed_config, Path(folder) / f"seed-{seed}", step, arms, budgets, draws))
+    return Comparison(config, tuple(results), tuple(arms), tuple(budgets), draws)
