@@ -300,7 +300,8 @@ def _mean_round(rounds: Sequence[ArmRound]) -> ArmRound:
         return rounds[0]
 
     def mean(values: Sequence[Mapping[str, float]]) -> dict[str, float]:
-        return {key: statistics.fmean(v.get(key, 0.0) for v in values) for key in set().union(*values)}
+        keys = dict.fromkeys(key for v in values for key in v)  # in order: the tables keep theirs
+        return {key: statistics.fmean(v.get(key, 0.0) for v in values) for key in keys}
 
     scores = [r.scores for r in rounds]
     return ArmRound(
