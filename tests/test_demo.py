@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,8 +134,24 @@ def test_the_experiment_spends_equal_budgets_on_the_same_frames() -> None:
     assert set(scores.situations) == {"routine", "shifted"}  # 2 rounds: the light changes in round 2
 
 
+@pytest.mark.timeout(900)
+def test_random_is_the_mean_of_its_draws_and_the_same_whichever_budgets_run() -> None:
+    config = LoopConfig(rounds=2, robots=1, frames=10, bootstrap=8, held_out=4, epochs=2)
+    said: list[str] = []
+    both = run_experiment(config, [1], said.append, arms=(RANDOM,), budgets=(0.2, 0.5), draws=2)
+    alone = run_experiment(config, [1], arms=(RANDOM,), budgets=(0.5,), draws=2)
+    draws = [float(m.group(1)) for line in said if "50% random draw" in line if (m := re.search(r"([0-9.]+)$", line))]
+    assert len(draws) == 2
+    assert both.maps(0.5, RANDOM, 2)[0] == pytest.approx(statistics.fmean(draws), abs=1e-3)
+    assert alone.maps(0.5, RANDOM, 2) == both.maps(0.5, RANDOM, 2)  # its draws do not depend on the 20 % ones
+    assert both.draws == 2
+    assert "(random: the mean of 2 draws)" in comparison_table(both)
+    with pytest.raises(ValueError, match="draw"):
+        run_experiment(config, [1], budgets=(0.5,), draws=0)
+
+
 def _round(map50: float, weed: float, seconds: float = 0.0) -> ArmRound:
-    return ArmRound(10, 40, 20, 42, Scores(map50, {"weed": weed}, {"routine": map50}), {"routine": 10}, seconds)
+    return ArmRound(10, 40, 20, 42, Scores(map50, {"weed": weed}, {"routine": map50}), {"routine": 10.0}, seconds)
 
 
 def test_the_comparison_reports_paired_differences_and_spread_over_seeds() -> None:

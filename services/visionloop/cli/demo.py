@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 
 import click
 
-from visionloop.demo.config import ACQUISITIONS, ARMS, BUDGETS, EXPERIMENT_HELD_OUT, FIELDS, LoopConfig
+from visionloop.demo.config import (
+    ACQUISITIONS,
+    ARMS,
+    BUDGETS,
+    EXPERIMENT_HELD_OUT,
+    FIELDS,
+    RANDOM_DRAWS,
+    LoopConfig,
+)
 from visionloop.runtime.config import LogFormat
 from visionloop.runtime.logging import configure_logging
 
@@ -260,17 +268,26 @@ def demo(
     show_default=True,
     help="Label budget per round, a share of the frames the robots saw (repeat for several).",
 )
-def experiment(seeds: int, arms: tuple[str, ...], budgets: tuple[float, ...], **options: Any) -> None:
+@click.option(
+    "--random-draws",
+    "draws",
+    type=click.IntRange(1, 20),
+    default=RANDOM_DRAWS,
+    show_default=True,
+    help="Independent random draws per seed and budget, their scores averaged: one draw's luck moves the "
+    "baseline by several points.",
+)
+def experiment(seeds: int, arms: tuple[str, ...], budgets: tuple[float, ...], draws: int, **options: Any) -> None:
     """Ways of spending one label budget, compared: random, the edge filter, uncertainty, acquisition.
 
     For every seed and budget, every arm starts from one model trained on the bootstrap frames;
     each later round it labels BUDGET x the frames the robots saw: random picks from all of them,
     the edge filter's first uploads, the most uncertain of the uploads, or the acquisition
-    function's picks (rarity-weighted uncertainty with diversity) from the uploads. Each arm
-    trains on its own picks, continuing from its previous model. Prints mAP@0.5 on held-out frames
-    per round (mean and standard deviation over seeds), the last round's paired differences from
-    random, AP per category and situation, and what choosing cost. Runs in-process (no services);
-    camera time is simulated.
+    function's picks (rarity-weighted uncertainty and novelty of look, with diversity) from the
+    uploads. Each arm trains on its own picks, continuing from its previous model. Prints mAP@0.5
+    on held-out frames per round (mean and standard deviation over seeds), the last round's paired
+    differences from random, AP per category and situation, and what choosing cost. Runs
+    in-process (no services); camera time is simulated.
     """
     from visionloop.demo.experiment import RANDOM, run_experiment, trainings
     from visionloop.demo.report import Progress, comparison_table
@@ -285,16 +302,18 @@ def experiment(seeds: int, arms: tuple[str, ...], budgets: tuple[float, ...], **
     arms = tuple(a for a in ARMS if a == RANDOM or a in arms)  # in the table's order, random first
     click.echo(
         f"VisionLoop experiment: {', '.join(arms)} at label budgets {shares}, {seeds} seeds, {config.rounds} rounds, "
-        f"{config.robots} robots x {config.frames} frames per round, {config.preset} field",
+        f"{config.robots} robots x {config.frames} frames per round, {config.preset} field, random the mean of "
+        f"{draws} draw{'s' if draws > 1 else ''}",
         err=True,
     )
-    with progress.bar("trainings", trainings(config, seeds, len(arms), len(budgets)), unit="training") as bar:
+    total = trainings(config, seeds, len(arms), len(budgets), draws)
+    with progress.bar("trainings", total, unit="training") as bar:
 
         def step(what: str) -> None:
             bar.update()
             progress.say(what)
 
-        result = run_experiment(config, list(range(seeds)), step, arms=arms, budgets=budgets)
+        result = run_experiment(config, list(range(seeds)), step, arms=arms, budgets=budgets, draws=draws)
     click.echo(comparison_table(result))
     click.echo(f"\n{time.perf_counter() - started:.0f} s in all")
     if options["json_path"]:

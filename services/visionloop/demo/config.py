@@ -31,6 +31,9 @@ ARMS = ("random", "filter", "uncertainty", "acquisition")
 # The experiment's held-out frames: more than the demo's, since its paired differences between arms are
 # a few points and the rare category's AP rests on the thistles among them (about 1.7 per 6.7 frames).
 EXPERIMENT_HELD_OUT = 500
+# Random's draws per seed and budget in the experiment, averaged: the baseline is what random picks get
+# on average, not one draw's luck with the rare frames.
+RANDOM_DRAWS = 3
 # Fields beyond the world presets (easy, standard, hard): name -> (share of rare frames, preset of
 # most frames, preset of the rare ones). "mixed": most frames are routine, some come from hard
 # conditions (dusk, dust, crowded rows), so frames differ in how much a model can learn from them.

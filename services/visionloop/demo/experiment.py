@@ -4,14 +4,17 @@ Per seed every arm starts from one model, trained on the bootstrap frames. In ev
 the robots' frames of that round (the same frames for every arm) are offered, and each arm labels
 ``budget`` x (frames the robots saw) of them, for every budget of the run:
 
-- ``random``: frames drawn uniformly from everything the robots saw (the baseline);
+- ``random``: frames drawn uniformly from everything the robots saw (the baseline): ``draws``
+  independent draws per seed and budget (each its own model), their scores averaged, since one
+  draw's luck (a handful of thistle frames more or fewer) moves mAP@0.5 by several points;
 - ``filter``: the edge filter alone: the frames the detector's ``UploadFilter`` uploads (the arm's
   own model on the robots' frames in camera order and at camera time, one filter for the whole
   run, as one detector keeps one), the first ones that arrive;
 - ``uncertainty``: from those same uploads, the most uncertain (least confidence, highest object);
 - ``acquisition``: from those uploads, ``lib.acquisition.select`` with its defaults (what
   SelectImages' ``ACQUISITION_BALANCED`` does): the same least confidence of an image's most
-  uncertain object, rare categories boosted, picked greedily by uncertainty x novelty (diversity).
+  uncertain object, rare categories boosted, mixed with the novelty of the image's look, picked
+  greedily away from what is labelled and picked (diversity).
 
 Where the filter uploads fewer frames than the budget, the arms that choose from its uploads
 label them all (and so fewer frames than ``random``). Each arm's picks are annotated from ground
@@ -29,7 +32,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -57,7 +60,11 @@ from visionloop.server.trainer.reference.train import TrainingRun, input_size
 
 RANDOM, FILTER, UNCERTAINTY, ACQUISITION = ARMS
 UNCERTAINTY_ONLY = acquisition.Criteria(
-    ranker=ranking_pb2.RANKER_LEAST_CONFIDENCE, reducer=ranking_pb2.REDUCER_MAX, rare_boost=False, diversity=False
+    ranker=ranking_pb2.RANKER_LEAST_CONFIDENCE,
+    reducer=ranking_pb2.REDUCER_MAX,
+    rare_boost=False,
+    diversity=False,
+    novelty=False,
 )
 ARM_CRITERIA = {UNCERTAINTY: UNCERTAINTY_ONLY, ACQUISITION: acquisition.Criteria()}
 
@@ -83,7 +90,7 @@ class ArmRound:
     objects: int  # ground-truth objects on the picked frames
     images: int  # frames trained on so far
     scores: Scores  # of the model trained in this round
-    situations: dict[str, int] = field(default_factory=dict)  # picked frames showing each situation
+    situations: dict[str, float] = field(default_factory=dict)  # picked frames showing each situation
     selection_seconds: float = 0.0  # choosing the picks, detection excluded (the detector runs anyway)
 
     @property
@@ -108,6 +115,7 @@ class Comparison:
     seeds: tuple[SeedResult, ...]
     arms: tuple[str, ...] = ARMS
     budgets: tuple[float, ...] = BUDGETS
+    draws: int = 1  # random's draws per seed and budget, averaged
 
     def rounds(self, budget: float, arm: str) -> list[tuple[ArmRound, ...]]:
         """Per seed, every round of ``arm`` at ``budget``."""
@@ -213,10 +221,12 @@ class _Arm:
     name: str
     model: CenterNet
     trained: list[Sample]
-    chooser: UploadFilter | None
+    chooser: UploadFilter | None  # the arm's detector's upload filter; None for random
+    picker: random.Random | None  # random's draws; None for the others
     rounds: list[ArmRound]
     labelled: Counter[str] = field(default_factory=Counter)  # objects per category
     embeddings: list[np.ndarray] = field(default_factory=list)  # of the labelled frames
+    patches: list[np.ndarray] = field(default_factory=list)  # the labelled frames' cells (novelty)
 
 
 def _filtered(found: Sequence[Sequence[Prediction]], offers: Sequence[Offer], chooser: UploadFilter) -> list[int]:
@@ -229,23 +239,24 @@ def _filtered(found: Sequence[Sequence[Prediction]], offers: Sequence[Offer], ch
     ]
 
 
-def _choose(
-    arm: _Arm,
-    budget: int,
-    offers: Sequence[Offer],
-    images: Sequence[np.ndarray],
-    run: Bench,
-    picker: random.Random,
-) -> tuple[list[int], int, float, list[np.ndarray]]:
-    """The arm's picks this round (indices into ``offers``), what it chose from, the seconds choosing
-    took, and the embeddings of the picks."""
-    if arm.name == RANDOM:
-        return sorted(picker.sample(range(len(offers)), min(budget, len(offers)))), len(offers), 0.0, []
+@dataclass(frozen=True)
+class _Choice:
+    picks: list[int]  # indices into the round's offers
+    candidates: int  # what the arm chose from
+    seconds: float = 0.0  # choosing took (detection excluded)
+    embeddings: list[np.ndarray] = field(default_factory=list)  # of the picks, for the arm's diversity
+    patches: list[np.ndarray] = field(default_factory=list)  # of the picks, for the arm's novelty
+
+
+def _choose(arm: _Arm, budget: int, offers: Sequence[Offer], images: Sequence[np.ndarray], run: Bench) -> _Choice:
+    """The arm's picks this round and what it chose them from."""
+    if arm.picker is not None:
+        return _Choice(sorted(arm.picker.sample(range(len(offers)), min(budget, len(offers)))), len(offers))
     assert arm.chooser is not None
     found = run.detect(arm.model, images)
     uploads = _filtered(found, offers, arm.chooser)
     if arm.name == FILTER:
-        return uploads[:budget], len(uploads), 0.0, []
+        return _Choice(uploads[:budget], len(uploads))
     criteria = ARM_CRITERIA[arm.name]
     started = time.perf_counter()
     candidates = [
@@ -253,22 +264,58 @@ def _choose(
             str(i),
             answer := detections(found[i]),
             acquisition.embedding(images[i], answer, run.names) if criteria.diversity else None,
+            acquisition.patches(images[i]) if criteria.novelty else None,
         )
         for i in uploads
     ]
     reference = np.stack(arm.embeddings) if arm.embeddings and criteria.diversity else None
+    reference_patches = np.concatenate(arm.patches) if arm.patches and criteria.novelty else None
     picks = acquisition.select(
-        candidates, budget, criteria, labelled=arm.labelled, categories=run.names, reference=reference
+        candidates,
+        budget,
+        criteria,
+        labelled=arm.labelled,
+        categories=run.names,
+        reference=reference,
+        reference_patches=reference_patches,
     )
     seconds = time.perf_counter() - started
-    chosen = [int(p.key) for p in picks]
     by_key = {c.key: c for c in candidates}
-    vectors = [v for p in picks if (v := by_key[p.key].embedding) is not None]
-    return chosen, len(uploads), seconds, vectors
+    return _Choice(
+        [int(p.key) for p in picks],
+        len(uploads),
+        seconds,
+        [v for p in picks if (v := by_key[p.key].embedding) is not None],
+        [v for p in picks if (v := by_key[p.key].patches) is not None],
+    )
 
 
 def _objects(samples: Sequence[Sample]) -> Counter[str]:
     return Counter(a.category for s in samples for a in s.annotations)
+
+
+def _mean_round(rounds: Sequence[ArmRound]) -> ArmRound:
+    """Random's draws of one round as one: scores and counts averaged."""
+    if len(rounds) == 1:
+        return rounds[0]
+
+    def mean(values: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        keys = dict.fromkeys(key for v in values for key in v)  # in order: the tables keep theirs
+        return {key: statistics.fmean(v.get(key, 0.0) for v in values) for key in keys}
+
+    scores = [r.scores for r in rounds]
+    return ArmRound(
+        rounds[0].picked,
+        rounds[0].candidates,
+        round(statistics.fmean(r.objects for r in rounds)),
+        rounds[0].images,
+        Scores(
+            statistics.fmean(s.map50 for s in scores),
+            mean([s.categories for s in scores]),
+            mean([s.situations for s in scores]),
+        ),
+        mean([r.situations for r in rounds]),
+    )
 
 
 def run_seed(
@@ -277,8 +324,9 @@ def run_seed(
     step: Step = lambda _: None,
     arms: Sequence[str] = ARMS,
     budgets: Sequence[float] = BUDGETS,
+    draws: int = 1,
 ) -> SeedResult:
-    """Every arm at every budget for ``config.seed``; returns every round's numbers."""
+    """Every arm at every budget for ``config.seed`` (random ``draws`` times); returns every round's numbers."""
     run = Bench(config, workdir, step)
     bootstrap_frames = run.scenes.bootstrap(config.bootstrap)
     bootstrap = [f.sample() for f in bootstrap_frames]
@@ -295,33 +343,40 @@ def run_seed(
         acquisition.embedding(s.image, detections(found), run.names)
         for s, found in zip(bootstrap, run.detect(model, [s.image for s in bootstrap]), strict=True)
     ]
+    start_patches = [acquisition.patches(s.image) for s in bootstrap]
+    # Random's draws are seeded by seed, budget and draw: the same whichever other budgets and arms run.
     states = {
-        (budget, name): _Arm(
+        (budget, name, draw): _Arm(
             name,
             model,
             list(bootstrap),
             None if name == RANDOM else UploadFilter(config.upload_filter, random.Random(config.seed)),
+            random.Random(f"{config.seed}/{budget_label(budget)}/{draw}") if name == RANDOM else None,
             [first],
             _objects(bootstrap),
             list(start_embeddings),
+            list(start_patches),
         )
         for budget in budgets
         for name in arms
+        for draw in range(draws if name == RANDOM else 1)
     }
-    picker = random.Random(config.seed)
     for round_ in range(2, config.rounds + 1):
         offers = run.stream(round_)
         images = [frame.decoded() for _, _, frame in offers]
         for budget in budgets:
             count = round(budget * len(offers))
-            for name in arms:
-                arm = states[(budget, name)]
-                picks, candidates, seconds, vectors = _choose(arm, count, offers, images, run, picker)
+            for (arm_budget, name, draw), arm in states.items():
+                if arm_budget != budget:
+                    continue
+                choice = _choose(arm, count, offers, images, run)
+                picks = choice.picks
                 chosen = [offers[i][2].sample() for i in picks]
                 arm.trained += chosen
                 arm.labelled += _objects(chosen)
-                arm.embeddings += vectors
-                what = f"round {round_} {budget_label(budget)} {name}"
+                arm.embeddings += choice.embeddings
+                arm.patches += choice.patches
+                what = f"round {round_} {budget_label(budget)} {name}" + (f" draw {draw + 1}" if draws > 1 else "")
                 if chosen:
                     arm.model, scores = run.train(arm.trained, arm.model, what)
                 else:
@@ -329,15 +384,31 @@ def run_seed(
                 situations = Counter(s for i in picks for s in offers[i][2].situations)
                 objects = sum(len(s.annotations) for s in chosen)
                 arm.rounds.append(
-                    ArmRound(len(chosen), candidates, objects, len(arm.trained), scores, dict(situations), seconds)
+                    ArmRound(
+                        len(chosen),
+                        choice.candidates,
+                        objects,
+                        len(arm.trained),
+                        scores,
+                        {s: float(n) for s, n in situations.items()},
+                        choice.seconds,
+                    )
                 )
-    runs = {budget_label(budget): {name: tuple(states[(budget, name)].rounds) for name in arms} for budget in budgets}
+    runs = {}
+    for budget in budgets:
+        by_arm = {}
+        for name in arms:
+            drawn = [states[(budget, name, d)].rounds for d in range(draws if name == RANDOM else 1)]
+            by_arm[name] = tuple(_mean_round(each) for each in zip(*drawn, strict=True))
+        runs[budget_label(budget)] = by_arm
     return SeedResult(config.seed, runs)
 
 
-def trainings(config: LoopConfig, seeds: int, arms: int = len(ARMS), budgets: int = len(BUDGETS)) -> int:
+def trainings(
+    config: LoopConfig, seeds: int, arms: int = len(ARMS), budgets: int = len(BUDGETS), draws: int = 1
+) -> int:
     """How many trainings ``run_experiment`` runs (for a progress bar)."""
-    return seeds * (1 + budgets * arms * (config.rounds - 1))
+    return seeds * (1 + budgets * (arms - 1 + draws) * (config.rounds - 1))
 
 
 def run_experiment(
@@ -347,8 +418,10 @@ def run_experiment(
     workdir: Path | None = None,
     arms: Sequence[str] = ARMS,
     budgets: Sequence[float] = BUDGETS,
+    draws: int = 1,
 ) -> Comparison:
-    """Every arm at every budget for each seed of ``seeds`` (``config.seed`` is replaced by each)."""
+    """Every arm at every budget for each seed of ``seeds`` (``config.seed`` is replaced by each), random
+    ``draws`` times (its scores averaged)."""
     if len(seeds) < 1:
         raise ValueError("name at least one seed")
     if config.rounds < 2:
@@ -360,9 +433,11 @@ def run_experiment(
         raise ValueError(f"unknown arms {sorted(unknown)}; use {', '.join(ARMS)}")
     if not budgets or not all(0 < b <= 1 for b in budgets):
         raise ValueError("budgets are shares of the robots' frames, each in (0, 1]")
+    if draws < 1:
+        raise ValueError(f"random needs at least one draw, got {draws}")
     results = []
     with tempfile.TemporaryDirectory(prefix="visionloop-experiment-", dir=workdir) as folder:
         for seed in seeds:
             seed_config = replace(config, seed=seed)
-            results.append(run_seed(seed_config, Path(folder) / f"seed-{seed}", step, arms, budgets))
-    return Comparison(config, tuple(results), tuple(arms), tuple(budgets))
+            results.append(run_seed(seed_config, Path(folder) / f"seed-{seed}", step, arms, budgets, draws))
+    return Comparison(config, tuple(results), tuple(arms), tuple(budgets), draws)

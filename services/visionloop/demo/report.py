@@ -111,8 +111,9 @@ def comparison_table(result: Comparison) -> str:
                 row.append(f"{mean:.3f} ± {std:.3f}")
             rows.append(row)
         header = ["round", *(ARM_NAMES.get(arm, arm) for arm in result.arms)]
+        draws = f" (random: the mean of {result.draws} draws)" if result.draws > 1 else ""
         lines = [
-            f"Budget {label}: {round(budget * frames)} labels a round of the {frames} frames the robots saw",
+            f"Budget {label}: {round(budget * frames)} labels a round of the {frames} frames the robots saw{draws}",
             _table(header, rows),
             "",
             f"round {config.rounds} minus random (paired by seed): mean ± std, seeds ahead",

@@ -1,8 +1,9 @@
 """Which images people label next: the acquisition function behind a label budget.
 
 The candidates are unlabelled images with the current model's detections on them. ``select`` picks
-``budget`` of them and returns them in the order people should label them, in two stages (the
-shape of PPAL, "Plug and Play Active Learning for Object Detection", Yang et al. 2022):
+``budget`` of them and returns them in the order people should label them, in three stages: the
+two of PPAL ("Plug and Play Active Learning for Object Detection", Yang et al. 2022), uncertainty
+then diversity, with the novelty of an image's look joining the uncertainty between them.
 
 1. Uncertainty, per image. Detections of different categories on the same spot (boxes
    overlapping at IoU >= 0.5, points within 8 px) form one object whose class distribution is
@@ -18,13 +19,30 @@ shape of PPAL, "Plug and Play Active Learning for Object Detection", Yang et al.
    (``visionloop experiment``, docs/demo.md). The boost is what finds a rare category: a model
    shown a few of them scores them low, and a "thistle 0.3" (0.3) only outranks an unsure weed
    (0.5) once boosted. A category the model does not score at all yet, no uncertainty finds.
-2. Diversity. Greedy: each pick is the candidate of highest uncertainty x novelty, novelty being
-   its distance to the nearest image picked or already labelled over the median distance between
-   two candidates, capped at 1: a weighted k-centre (core-set), as Lightly's combined "diverse and
-   uncertain" selection, standing in for PPAL's second stage (k-centre over the uncertain with a
-   detection-matching image similarity) with a cheaper embedding. A robot streams near-duplicate
+2. Novelty of look, for what the model cannot be unsure about yet. A category the model has never
+   been shown enough of, it scores nowhere (on the rows field the bootstrap model's thistle score
+   ranks thistle frames little better than chance), so no uncertainty points at it. What does point at
+   it is that it looks unlike everything else: each image is cut into 16-pixel cells (at most 256
+   pixels on its longer side), each cell described by its colour (CIELAB mean, spread and 5th/95th
+   percentiles), and an image's novelty is its most unusual cell's distance to its
+   ``NOVELTY_NEIGHBOURS``-th nearest cell among the candidates' and the labelled images' (a sample
+   of each): the patch-level nearest-neighbour score of PatchCore (Roth et al. 2022) on cheap
+   colour cells instead of a pretrained network's features, against the pool and the labelled set
+   together, so a thing met in twenty frames of one drive and never labelled still stands out,
+   and stops standing out once labelled. With ``Criteria.novelty`` an image's value for the
+   diversity stage (3) is the mean of its uncertainty's rank and its novelty's rank among the
+   candidates (ranks, because the two have no common scale): half "the model is unsure", half
+   "nothing like it has been labelled". Chosen on seeds 10-13 of the rows field, where it took
+   the acquisition from +0.057 to +0.117 mAP@0.5 ahead of random (``visionloop experiment``,
+   docs/demo.md).
+3. Diversity. Greedy: each pick is the candidate of highest value x distance, the value its
+   uncertainty (with novelty, the mix of stage 2), the distance to the nearest image picked or
+   already labelled over the median distance between two candidates, capped at 1: a weighted
+   k-centre (core-set), as Lightly's combined "diverse and uncertain" selection, standing in for
+   PPAL's second stage (k-centre over the uncertain with a detection-matching image similarity)
+   with a cheaper embedding. A robot streams near-duplicate
    frames: without this stage one unsure plant seen in twenty frames would take twenty labels;
-   with it, a near copy of a pick has novelty close to 0 and waits until nothing new is left.
+   with it, a near copy of a pick has a distance close to 0 and waits until nothing new is left.
 
 The embedding (``embedding``) is the image's look (a grey 8x8 thumbnail and a colour histogram)
 beside what it holds (per category, the square root of the summed confidence: the expected
@@ -49,6 +67,14 @@ from visionloop.lib.geometry import box_iou
 SAME_SPOT_IOU = 0.5
 SAME_SPOT_PIXELS = 8.0
 RARE_BOOST_MAX = 4.0  # the most a category's rarity multiplies its objects' uncertainty
+PATCH_SIDE = 256  # an image's longer side when cut into cells: novelty does not depend on resolution
+PATCH_CELL = 16  # cell side in pixels: about the size of a small object's telling part (a flower head)
+# The k of the k-nearest-neighbour distance: above 1 so that a cell's own copy (the same cell in the
+# sample) or one near copy does not make it ordinary, small so that a thing seen in a few frames counts.
+NOVELTY_NEIGHBOURS = 5
+NOVELTY_SAMPLE = 8192  # cells sampled from the candidates and again from the labelled images: bounded cost
+NOVELTY_SCREEN = 512  # cells of that sample every cell is screened against (nearest one)
+NOVELTY_REFINED = 12  # an image's most unusual cells by the screen, measured against the whole sample
 
 
 class Ranker(IntEnum):
@@ -75,15 +101,18 @@ class Criteria:
     reducer: int = Reducer.MAX
     rare_boost: bool = True
     diversity: bool = True
+    novelty: bool = True
 
 
 @dataclass
 class Candidate:
-    """One unlabelled image: the model's detections on it and, for diversity, its embedding."""
+    """One unlabelled image: the model's detections on it, for diversity its embedding, for novelty
+    its cells (``patches``)."""
 
     key: str
     detections: detection_pb2.Detections
     embedding: np.ndarray | None = field(default=None, repr=False)
+    patches: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -230,6 +259,76 @@ def findings(detections: detection_pb2.Detections, categories: Sequence[str]) ->
     return np.sqrt(mass) / 4.0
 
 
+def patches(image: np.ndarray) -> np.ndarray:
+    """The image's cells as rows (see the module): CIELAB mean, spread, 95th and 5th percentile, / 32.
+
+    ``image``: HxWx3 BGR uint8. An image smaller than a cell is one cell.
+    """
+    height, width = image.shape[:2]
+    scale = min(1.0, PATCH_SIDE / max(height, width))
+    if scale < 1.0:
+        image = cv2.resize(
+            image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        )
+    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32)
+    rows, columns = max(1, lab.shape[0] // PATCH_CELL), max(1, lab.shape[1] // PATCH_CELL)
+    cell_h, cell_w = min(PATCH_CELL, lab.shape[0]), min(PATCH_CELL, lab.shape[1])
+    lab = lab[: rows * cell_h, : columns * cell_w]
+    cells = lab.reshape(rows, cell_h, columns, cell_w, 3).transpose(0, 2, 1, 3, 4).reshape(-1, cell_h * cell_w, 3)
+    low, high = np.percentile(cells, [5, 95], axis=1)
+    return (np.concatenate([cells.mean(axis=1), cells.std(axis=1), high, low], axis=1) / 32.0).astype(np.float32)
+
+
+def novelty(candidates: Sequence[np.ndarray], reference: np.ndarray | None = None) -> np.ndarray:
+    """Per candidate (its ``patches``), its most unusual cell's distance to the ``NOVELTY_NEIGHBOURS``-th
+    nearest cell among a sample of the candidates' cells and of ``reference`` (labelled images' cells).
+
+    Two passes, for speed: every cell against ``NOVELTY_SCREEN`` cells of the sample (nearest one),
+    then each candidate's ``NOVELTY_REFINED`` most unusual cells by that against the whole sample.
+    The most unusual cell of an image is among those that screen as most unusual.
+    """
+    if not len(candidates):
+        return np.zeros(0)
+    counts = [len(c) for c in candidates]
+    cells = np.concatenate(candidates).astype(np.float32)
+    rng = np.random.default_rng(0)  # the same candidates get the same scores
+    bank = [cells[rng.choice(len(cells), min(NOVELTY_SAMPLE, len(cells)), replace=False)]]
+    if reference is not None and len(reference):
+        bank.append(reference[rng.choice(len(reference), min(NOVELTY_SAMPLE, len(reference)), replace=False)])
+    pool = rng.permutation(np.concatenate(bank).astype(np.float32))
+    screen = _kth_distance(cells, pool[:NOVELTY_SCREEN], 0)
+    ends = np.cumsum(counts)
+    chosen = np.concatenate(
+        [end - n + np.argsort(-screen[end - n : end])[:NOVELTY_REFINED] for n, end in zip(counts, ends, strict=True)]
+    )
+    refined = _kth_distance(cells[chosen], pool, min(NOVELTY_NEIGHBOURS, len(pool) - 1))
+    owner = np.repeat(np.arange(len(counts)), [min(n, NOVELTY_REFINED) for n in counts])
+    result = np.zeros(len(counts))
+    np.maximum.at(result, owner, refined)
+    return result
+
+
+def _kth_distance(cells: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
+    """Each cell's distance to its ``k``-th nearest (0-based) row of ``pool``."""
+    squared = (pool**2).sum(axis=1)
+    distance = np.empty(len(cells))
+    for start in range(0, len(cells), 1024):  # bounded memory: 1024 x the pool at a time
+        block = cells[start : start + 1024]
+        d2 = (block**2).sum(axis=1)[:, None] + squared[None, :] - 2 * block @ pool.T
+        distance[start : start + len(block)] = np.sqrt(np.maximum(np.partition(d2, k, axis=1)[:, k], 0.0))
+    return distance
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Each value's rank among ``values`` in (0, 1], equal values sharing their mean rank."""
+    if not len(values):
+        return np.zeros(0)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts  # 0-based rank of each distinct value's first occurrence
+    mean = first + (counts + 1) / 2
+    return mean[inverse] / len(values)
+
+
 def k_centre(queue: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Greedy k-centre: each queued vector's distance to the nearest reference or earlier pick.
 
@@ -261,21 +360,32 @@ def select(
     labelled: Mapping[str, int] | None = None,
     categories: Sequence[str] = (),
     reference: np.ndarray | None = None,
+    reference_patches: np.ndarray | None = None,
 ) -> list[Pick]:
     """Up to ``budget`` candidates in the order to label them (see the module).
 
     ``labelled``: objects per category already labelled (for the rare boost), over ``categories``.
     ``reference``: embeddings of labelled images: the diversity stage discounts candidates close to them.
-    Candidates need an embedding when ``criteria.diversity`` is on. Ties keep the candidates' order.
+    ``reference_patches``: labelled images' cells, one per row: novelty discounts what looks like them.
+    Candidates need an embedding when ``criteria.diversity`` is on, patches when ``criteria.novelty``
+    is. Ties keep the candidates' order.
     """
     if budget < 0:
         raise ValueError(f"the budget must not be negative, got {budget}")
     weights = category_weights(labelled or {}, categories) if criteria.rare_boost else None
     scores = np.array([uncertainty(c.detections, criteria.ranker, criteria.reducer, weights) for c in candidates])
+    value = scores
+    if criteria.novelty and len(candidates):
+        cells = []
+        for c in candidates:
+            if c.patches is None:
+                raise ValueError(f"candidate {c.key} has no patches; novelty needs them per candidate")
+            cells.append(c.patches)
+        value = (ranks(scores) + ranks(novelty(cells, reference_patches))) / 2
     if not criteria.diversity:
-        chosen = sorted(range(len(candidates)), key=lambda i: -scores[i])[:budget]  # stable on ties
+        chosen = sorted(range(len(candidates)), key=lambda i: -value[i])[:budget]  # stable on ties
     else:
-        chosen = _diverse(candidates, scores, budget, reference)
+        chosen = _diverse(candidates, value, budget, reference)
     count = max(len(chosen), 1)
     return [Pick(candidates[i].key, float(scores[i]), (count - rank) / count) for rank, i in enumerate(chosen)]
 
@@ -283,7 +393,7 @@ def select(
 def _diverse(
     candidates: Sequence[Candidate], scores: np.ndarray, budget: int, reference: np.ndarray | None
 ) -> list[int]:
-    """Greedy: each time the candidate of highest uncertainty x novelty, where novelty is its distance
+    """Greedy: each time the candidate of highest value x distance, where distance is its distance
     to the nearest picked or labelled image over the median distance between two candidates, at most 1.
 
     The median over all pairs, not over nearest neighbours: on a robot's stream most candidates have

@@ -5,8 +5,9 @@ The candidates are the project's inbox images, what detectors uploaded (oldest f
 uniform draw. The other two score every candidate's detections: its newest stored ones (the
 detector uploads them with the frame), or with ``score_threshold`` the deployed model's on it now,
 down to that threshold. ``ACQUISITION_BALANCED`` also needs what is labelled already: the newest
-``REFERENCE_LIMIT`` annotated images, whose annotations count per category (the rare boost) and
-whose look and contents are the embeddings the diversity stage keeps away from.
+``REFERENCE_LIMIT`` annotated images, whose annotations count per category (the rare boost), whose
+look and contents are the embeddings the diversity stage keeps away from, and whose cells are what
+a candidate's look is new against (novelty).
 
 The picks move to the annotation queue with the tag ``selected`` and priorities above every image
 waiting (inbox and queue): the highest waiting priority, floored at 0, plus 1 for the first pick
@@ -45,6 +46,15 @@ _DETECTION_FIELDS = ("boxes", "points", "segmentations", "classifications")
 
 
 @dataclass(frozen=True)
+class Labelled:
+    """What is labelled already, as the acquisition weighs candidates against it."""
+
+    counts: Counter[str]  # objects per category (the rare boost)
+    embeddings: np.ndarray | None = None  # one row per image (diversity)
+    patches: np.ndarray | None = None  # the images' cells, one row per cell (novelty)
+
+
+@dataclass(frozen=True)
 class Selection:
     """A checked SelectImagesRequest."""
 
@@ -73,7 +83,9 @@ class Selection:
         threshold = request.score_threshold
         if not (math.isfinite(threshold) and 0 <= threshold <= 1):
             raise InvalidArgument(f"score_threshold must be 0 (stored detections) or in (0, 1], got {threshold:g}")
-        criteria = acquisition.Criteria(ranker=ranker, reducer=reducer, rare_boost=balanced, diversity=balanced)
+        criteria = acquisition.Criteria(
+            ranker=ranker, reducer=reducer, rare_boost=balanced, diversity=balanced, novelty=balanced
+        )
         return cls(request.budget, kind, criteria, threshold, request.seed)
 
 
@@ -130,6 +142,7 @@ class Selector:
         self, selection: Selection, inbox: Sequence[image_pb2.ImageMetadata]
     ) -> tuple[list[acquisition.Pick], str]:
         diversity = selection.criteria.diversity
+        novelty = selection.criteria.novelty
         categories = [c.id for c in await self.hub.categories(self.ref)]
         model = None
         if selection.score_threshold > 0:
@@ -137,7 +150,7 @@ class Selector:
                 raise InvalidArgument("score_threshold needs the deployed model; the annotator is starting")
             model = await self.deployed.get(self.ref)
         candidates: list[acquisition.Candidate] = []
-        need_pixels = diversity or model is not None
+        need_pixels = diversity or novelty or model is not None
         for start in range(0, len(inbox), DOWNLOAD_BATCH):
             batch = [image.id for image in inbox[start : start + DOWNLOAD_BATCH]]
             data = await self.hub.download(self.ref, batch) if need_pixels else {}
@@ -148,24 +161,28 @@ class Selector:
                     found = await self.deployed.detect(model, data[image_id], selection.score_threshold)
                 else:
                     found = newest(await self.hub.detections(self.ref, image_id))
-                vector = None
-                if diversity:
+                vector = cells = None
+                if diversity or novelty:
                     pixels = await self._pixels(image_id, data.get(image_id))
                     if pixels is None:
                         continue
-                    vector = await asyncio.to_thread(acquisition.embedding, pixels, found, categories)
-                candidates.append(acquisition.Candidate(image_id, found, vector))
-        labelled: Counter[str] = Counter()
-        reference = None
-        if selection.criteria.rare_boost or diversity:
-            labelled, reference = await self._labelled(categories, diversity)
-        picks = acquisition.select(
+                    if diversity:
+                        vector = await asyncio.to_thread(acquisition.embedding, pixels, found, categories)
+                    if novelty:
+                        cells = await asyncio.to_thread(acquisition.patches, pixels)
+                candidates.append(acquisition.Candidate(image_id, found, vector, cells))
+        labelled = Labelled(Counter())
+        if selection.criteria.rare_boost or diversity or novelty:
+            labelled = await self._labelled(categories, diversity, novelty)
+        picks = await asyncio.to_thread(
+            acquisition.select,
             candidates,
             selection.budget,
             selection.criteria,
-            labelled=labelled,
+            labelled=labelled.counts,
             categories=categories,
-            reference=reference,
+            reference=labelled.embeddings,
+            reference_patches=labelled.patches,
         )
         return picks, model.info.version if model is not None else ""
 
@@ -180,21 +197,27 @@ class Selector:
             log.warning("candidate does not decode; left out of the selection", image=image_id, error=error.message)
             return None
 
-    async def _labelled(self, categories: Sequence[str], diversity: bool) -> tuple[Counter[str], np.ndarray | None]:
-        """Objects per category over the newest annotated images, and their embeddings (for diversity)."""
+    async def _labelled(self, categories: Sequence[str], diversity: bool, novelty: bool) -> Labelled:
+        """Objects per category over the newest annotated images, their embeddings (for diversity) and
+        their cells (for novelty)."""
         annotated = await self.hub.annotated(self.ref, REFERENCE_LIMIT)
         counts: Counter[str] = Counter()
         vectors = []
+        cells = []
         for start in range(0, len(annotated), DOWNLOAD_BATCH):
             batch = [image.id for image in annotated[start : start + DOWNLOAD_BATCH]]
-            data = await self.hub.download(self.ref, batch) if diversity else {}
+            data = await self.hub.download(self.ref, batch) if diversity or novelty else {}
             for image_id in batch:
                 annotations = await self.hub.list_annotations(self.ref, image_id)
                 counts.update(a.category_id for a in annotations)
-                if diversity and (pixels := await self._pixels(image_id, data.get(image_id))) is not None:
+                if not (diversity or novelty) or (pixels := await self._pixels(image_id, data.get(image_id))) is None:
+                    continue
+                if diversity:
                     found = _as_detections(annotations)
                     vectors.append(await asyncio.to_thread(acquisition.embedding, pixels, found, categories))
-        return counts, np.stack(vectors) if vectors else None
+                if novelty:
+                    cells.append(await asyncio.to_thread(acquisition.patches, pixels))
+        return Labelled(counts, np.stack(vectors) if vectors else None, np.concatenate(cells) if cells else None)
 
 
 def _as_detections(annotations: Sequence[annotation_pb2.Annotation]) -> detection_pb2.Detections:
