@@ -214,3 +214,12 @@ def test_novelty_is_the_kth_nearest_distance_of_the_most_unusual_cell() -> None:
     distances = np.sort(np.linalg.norm(cells[:, None, :] - bank[None, :, :], axis=2), axis=1)
     expected = distances[:, acquisition.NOVELTY_NEIGHBOURS].reshape(30, -1).max(axis=1)
     assert acquisition.novelty(images, reference) == pytest.approx(expected, rel=1e-4)
+
+
+def test_novelty_of_a_few_candidates_measures_every_cell() -> None:
+    # Two frames, one with a small purple flower head: fewer cells than the screening pass samples.
+    rng = np.random.default_rng(9)
+    images = [_ground(rng, leaves=0) for _ in range(2)]
+    cv2.circle(images[1], (200, 150), 6, (170, 50, 170), -1)
+    scores = acquisition.novelty([acquisition.patches(image) for image in images])
+    assert scores[1] > 2 * scores[0]

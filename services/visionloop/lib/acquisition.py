@@ -283,9 +283,10 @@ def novelty(candidates: Sequence[np.ndarray], reference: np.ndarray | None = Non
     """Per candidate (its ``patches``), its most unusual cell's distance to the ``NOVELTY_NEIGHBOURS``-th
     nearest cell among a sample of the candidates' cells and of ``reference`` (labelled images' cells).
 
-    Two passes, for speed: every cell against ``NOVELTY_SCREEN`` cells of the sample (nearest one),
-    then each candidate's ``NOVELTY_REFINED`` most unusual cells by that against the whole sample.
-    The most unusual cell of an image is among those that screen as most unusual.
+    Two passes, for speed: every cell against ``NOVELTY_SCREEN`` cells of the sample (second nearest
+    one), then each candidate's ``NOVELTY_REFINED`` most unusual cells by that against the whole
+    sample: the most unusual cell of an image is among those that screen as most unusual. A sample no
+    larger than the screen is measured in one pass.
     """
     if not len(candidates):
         return np.zeros(0)
@@ -296,12 +297,17 @@ def novelty(candidates: Sequence[np.ndarray], reference: np.ndarray | None = Non
     if reference is not None and len(reference):
         bank.append(reference[rng.choice(len(reference), min(NOVELTY_SAMPLE, len(reference)), replace=False)])
     pool = rng.permutation(np.concatenate(bank).astype(np.float32))
-    screen = _kth_distance(cells, pool[:NOVELTY_SCREEN], 0)
+    k = min(NOVELTY_NEIGHBOURS, len(pool) - 1)
+    if len(pool) <= NOVELTY_SCREEN or max(counts) <= NOVELTY_REFINED:  # small enough: every cell measured
+        distance = _kth_distance(cells, pool, k)
+        return np.array([part.max() for part in np.split(distance, np.cumsum(counts)[:-1])])
+    # The second nearest: a cell that is in the screen's sample itself is not made ordinary by its copy.
+    screen = _kth_distance(cells, pool[:NOVELTY_SCREEN], 1)
     ends = np.cumsum(counts)
     chosen = np.concatenate(
         [end - n + np.argsort(-screen[end - n : end])[:NOVELTY_REFINED] for n, end in zip(counts, ends, strict=True)]
     )
-    refined = _kth_distance(cells[chosen], pool, min(NOVELTY_NEIGHBOURS, len(pool) - 1))
+    refined = _kth_distance(cells[chosen], pool, k)
     owner = np.repeat(np.arange(len(counts)), [min(n, NOVELTY_REFINED) for n in counts])
     result = np.zeros(len(counts))
     np.maximum.at(result, owner, refined)
