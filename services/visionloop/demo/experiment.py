@@ -294,6 +294,11 @@ def _objects(samples: Sequence[Sample]) -> Counter[str]:
     return Counter(a.category for s in samples for a in s.annotations)
 
 
+def _draws(arm: str, draws: int) -> int:
+    """How many times ``arm`` runs per seed and budget: random ``draws`` times, the others once."""
+    return draws if arm == RANDOM else 1
+
+
 def _mean_round(rounds: Sequence[ArmRound]) -> ArmRound:
     """Random's draws of one round as one: scores and counts averaged."""
     if len(rounds) == 1:
@@ -359,7 +364,7 @@ def run_seed(
         )
         for budget in budgets
         for name in arms
-        for draw in range(draws if name == RANDOM else 1)
+        for draw in range(_draws(name, draws))
     }
     for round_ in range(2, config.rounds + 1):
         offers = run.stream(round_)
@@ -398,7 +403,7 @@ def run_seed(
     for budget in budgets:
         by_arm = {}
         for name in arms:
-            drawn = [states[(budget, name, d)].rounds for d in range(draws if name == RANDOM else 1)]
+            drawn = [states[(budget, name, d)].rounds for d in range(_draws(name, draws))]
             by_arm[name] = tuple(_mean_round(each) for each in zip(*drawn, strict=True))
         runs[budget_label(budget)] = by_arm
     return SeedResult(config.seed, runs)
