@@ -176,9 +176,11 @@ def test_the_comparison_reports_paired_differences_and_spread_over_seeds() -> No
 def test_the_experiment_command_runs_random_and_the_arms_named(tmp_path: Path) -> None:
     small = ["--seeds", "1", "--rounds", "2", "--robots", "1", "--frames", "10", "--bootstrap", "8", "--epochs", "2"]
     options = [*small, "--held-out", "4", "--budget", "0.2", "--quiet", "--json", str(tmp_path / "result.json")]
-    outcome = CliRunner().invoke(cli, ["experiment", *options, "--arm", "uncertainty"])
+    outcome = CliRunner().invoke(cli, ["experiment", *options, "--arm", "uncertainty", "--repeat-threshold", "0"])
     assert outcome.exit_code == 0, outcome.output
-    (seed,) = json.loads((tmp_path / "result.json").read_text())["seeds"]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["config"]["repeat_threshold"] == 0.0  # the trainer without rare-category oversampling
+    (seed,) = result["seeds"]
     assert set(seed["runs"]["20%"]) == {RANDOM, UNCERTAINTY}  # random always runs: the others are compared with it
     assert "uncertainty" in outcome.output
     assert "edge filter" not in outcome.output

@@ -20,20 +20,26 @@ import torch
 
 from tests.detector.conftest import start_detector
 from visionloop.common.v1 import image_pb2, model_pb2
+from visionloop.demo.config import LoopConfig
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
+from visionloop.lib.centernet import artifacts
 from visionloop.lib.centernet import model as reference
 from visionloop.lib.preprocess import Frame, prepare
 from visionloop.server.detector.config import DetectorSettings
+from visionloop.server.trainer.reference.plugin import ReferenceTrainer
 from visionloop.server.trainer.reference.predict import map50_evaluator, predict
 from visionloop.server.trainer.reference.train import (
     LAST,
+    REPEAT_THRESHOLD,
     EpochReport,
     Hyperparameters,
     TrainingRun,
     _images,
     _prepare_samples,
     encode_batch,
+    epoch_order,
+    repeat_factors,
 )
 from visionloop.testing.synthetic import world
 from visionloop.testing.synthetic.world import CATEGORIES, generate_samples
@@ -85,18 +91,60 @@ def _stop_after(reports: list[EpochReport], epoch: int) -> Callable[[], bool]:
     return lambda: bool(reports) and reports[-1].epoch >= epoch
 
 
-def test_resumed_run_ends_as_the_uninterrupted_one(samples, tmp_path: Path) -> None:
-    straight = _run(samples, tmp_path / "straight")
+@pytest.mark.parametrize("repeat_threshold", [0.0, 1.0], ids=["every-image-once", "rare-images-repeated"])
+def test_resumed_run_ends_as_the_uninterrupted_one(samples, tmp_path: Path, repeat_threshold: float) -> None:
+    hyper = replace(TINY, repeat_threshold=repeat_threshold)
+    straight = _run(samples, tmp_path / "straight", hyper)
     first: list[EpochReport] = []
-    TrainingRun(samples, CATEGORIES, TINY, tmp_path / "resumed").run(first.append, _stop_after(first, 2))
+    TrainingRun(samples, CATEGORIES, hyper, tmp_path / "resumed").run(first.append, _stop_after(first, 2))
     assert [r.epoch for r in first] == [1, 2]
     assert torch.load(tmp_path / "resumed" / LAST, weights_only=True)["epoch"] == 2
-    second = _run(samples, tmp_path / "resumed")  # a new run object on the same folder
+    second = _run(samples, tmp_path / "resumed", hyper)  # a new run object on the same folder
 
     assert [r.epoch for r in second] == [3, 4]
     assert [r.loss for r in first + second] == pytest.approx([r.loss for r in straight], abs=1e-6)
     _assert_same(_last_state(tmp_path / "straight"), _last_state(tmp_path / "resumed"))
-    assert _run(samples, tmp_path / "resumed") == []  # finished: nothing left to do
+    assert _run(samples, tmp_path / "resumed", hyper) == []  # finished: nothing left to do
+    if repeat_threshold:  # the rare images' repeats make the epoch longer than the set
+        assert straight[0].images > len(samples)
+
+
+def _objects(*categories: tuple[int, ...]) -> list[np.ndarray]:
+    """Per image, an object array (category, cx, cy, w, h) holding one object of each category given."""
+    return [np.array([(c, 10.0, 10.0, 4.0, 4.0) for c in held], np.float64).reshape(-1, 5) for held in categories]
+
+
+def test_repeat_factors_repeat_images_of_rare_categories() -> None:
+    # category 0 in every image, 1 in 2 of 8, 2 in 1 of 8; one image without objects
+    objects = _objects((0, 1), (0, 1, 2), (0,), (0,), (0,), (0,), (0,), ())
+    factors = repeat_factors(objects, 3, threshold=0.5)
+    assert factors[0] == pytest.approx(np.sqrt(0.5 / (2 / 8)))  # its rarest category: 1
+    assert factors[1] == pytest.approx(np.sqrt(0.5 / (1 / 8)))  # its rarest category: 2
+    assert factors[2:].tolist() == [1.0] * 6  # common categories and empty frames: once
+    assert repeat_factors(objects, 3, threshold=0.0).tolist() == [1.0] * 8
+    assert repeat_factors(objects, 3, threshold=0.1).tolist() == [1.0] * 8  # nothing that rare
+
+
+def test_epoch_order_without_repeats_is_a_plain_shuffle() -> None:
+    chance = np.array([0.5, 0.5])
+    order, flips = epoch_order(np.random.default_rng(4), np.ones(10), 10, chance)
+    rng = np.random.default_rng(4)
+    expected = rng.permutation(10)  # what training drew before repeats existed: resumed runs agree
+    assert order.tolist() == expected.tolist()
+    assert flips.tolist() == (rng.random((10, 2)) < chance)[expected].tolist()
+
+
+def test_epoch_order_shows_each_image_its_factor_times_on_average() -> None:
+    factors = np.array([1.0, 1.0, 1.0, 2.5, 1.5])
+    rng = np.random.default_rng(0)
+    shown = np.zeros(5)
+    for _ in range(2000):
+        order, flips = epoch_order(rng, factors, 7, np.array([0.5, 0.0]))
+        assert len(order) == 7  # a fixed length: the schedule counts its steps in advance
+        assert flips.shape == (7, 2)
+        assert not flips[:, 1].any()
+        shown += np.bincount(order, minlength=5)
+    assert shown / 2000 == pytest.approx(factors, abs=0.05)
 
 
 def _child(folder: str) -> None:
@@ -289,3 +337,15 @@ def test_map50_evaluator_scores_a_trained_model_above_an_untrained_one(smoke_mod
     untrained = reference.CenterNet(len(CATEGORIES), 12)
     trained = score(smoke_model)
     assert 0.0 <= score(untrained) < trained <= 1.0
+
+
+def test_the_reference_trainer_and_the_demo_oversample_rare_categories_by_default() -> None:
+    trainer = ReferenceTrainer()
+    assert trainer.verify(artifacts.VARIANT, {}).corrected["repeat_threshold"] == REPEAT_THRESHOLD > 0
+    assert trainer.verify(artifacts.VARIANT, {"repeat_threshold": 0.0}).corrected["repeat_threshold"] == 0.0
+    refused = trainer.verify(artifacts.VARIANT, {"repeat_threshold": 1.5})
+    assert any("repeat_threshold" in error for error in refused.errors)
+    # the demo's hub trainings and the experiment's in-process ones train alike
+    config = LoopConfig()
+    assert config.training_spec(100, continued=True)["repeat_threshold"] == REPEAT_THRESHOLD
+    assert config.hyperparameters(100, continued=True).repeat_threshold == REPEAT_THRESHOLD

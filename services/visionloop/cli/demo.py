@@ -77,6 +77,14 @@ def _loop_options(rounds: int, held_out: int = DEFAULTS.held_out) -> Callable[[F
                     help="Epochs of the first training; later ones make as many image passes over more images.",
                 ),
                 click.option(
+                    "--repeat-threshold",
+                    type=click.FloatRange(0, 1),
+                    default=DEFAULTS.repeat_threshold,
+                    show_default=True,
+                    help="The trainer's rare-category oversampling: images of a category fewer than this share "
+                    "of the labelled images hold are repeated; 0: every image once an epoch.",
+                ),
+                click.option(
                     "--preset",
                     type=click.Choice(FIELDS),
                     default=DEFAULTS.preset,
@@ -127,6 +135,7 @@ def _config(options: dict[str, Any], seed: int) -> LoopConfig:
             bootstrap=options["bootstrap"],
             held_out=options["held_out"],
             epochs=options["epochs"],
+            repeat_threshold=options["repeat_threshold"],
             upload=upload,
         )
     except ValueError as error:

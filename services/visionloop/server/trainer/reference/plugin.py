@@ -32,7 +32,13 @@ from visionloop.server.trainer.plugin import (
     Verification,
 )
 from visionloop.server.trainer.reference.predict import map50_evaluator, predict
-from visionloop.server.trainer.reference.train import EpochReport, Hyperparameters, TrainingRun, input_size
+from visionloop.server.trainer.reference.train import (
+    REPEAT_THRESHOLD,
+    EpochReport,
+    Hyperparameters,
+    TrainingRun,
+    input_size,
+)
 
 BEST = "best"  # the best state as a pytorch artifact folder, written when training returns
 DETECTION_THRESHOLD = 0.1  # low enough that uncertain objects reach ranking and review
@@ -46,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "flip_ud": True,
     "width": 24,
     "seed": 0,
+    # The loop's labelled sets are small and skewed (a rare weed in a few frames): repeat those frames.
+    "repeat_threshold": REPEAT_THRESHOLD,
 }
 # name -> (lowest, highest) accepted, declared with the variant: values outside are errors, never clamped
 LIMITS: dict[str, tuple[float | None, float | None]] = {
@@ -54,6 +62,7 @@ LIMITS: dict[str, tuple[float | None, float | None]] = {
     "batch_size": (1, 512),
     "learning_rate": (1e-6, 1.0),
     "width": (8, 128),
+    "repeat_threshold": (0.0, 1.0),
 }
 
 
@@ -96,6 +105,7 @@ def _hyperparameters(values: Mapping[str, Any]) -> Hyperparameters:
         flip_ud=bool(values["flip_ud"]),
         width=int(values["width"]),
         seed=int(values["seed"]),
+        repeat_threshold=float(values["repeat_threshold"]),
     )
 
 
