@@ -39,7 +39,13 @@ from visionloop.lib.centernet.model import POINT_SIZE, CenterNet, Target, encode
 from visionloop.lib.evaluation import evaluate
 from visionloop.lib.preprocess import Frame, prepare
 from visionloop.server.trainer.reference.predict import map50_evaluator, predict, truths
-from visionloop.server.trainer.reference.train import EpochReport, Hyperparameters, TrainingRun, input_size
+from visionloop.server.trainer.reference.train import (
+    REPEAT_THRESHOLD,
+    EpochReport,
+    Hyperparameters,
+    TrainingRun,
+    input_size,
+)
 from visionloop.testing.synthetic import world
 
 MAP_TARGET = 0.8  # (a) mAP@0.5 on held-out frames
@@ -272,6 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, default=30, help="(a) at most this many fitted epochs")
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--width", type=int, default=24, help="model width")
+    parser.add_argument(
+        "--repeat-threshold",
+        type=float,
+        default=REPEAT_THRESHOLD,
+        help=f"rare-category oversampling (default {REPEAT_THRESHOLD}, the trainer's; 0: off)",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-2, help="peak learning rate")
     parser.add_argument("--evaluate-every", type=int, default=5, help="(a) epochs between evaluations")
@@ -290,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         learning_rate=args.lr,
         width=args.width,
         seed=args.seed,
+        repeat_threshold=args.repeat_threshold,
     )
     report: dict[str, Any] = {
         "python": platform.python_version(),

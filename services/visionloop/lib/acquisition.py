@@ -33,8 +33,9 @@ then diversity, with the novelty of an image's look joining the uncertainty betw
    diversity stage (3) is the mean of its uncertainty's rank and its novelty's rank among the
    candidates (ranks, because the two have no common scale): half "the model is unsure", half
    "nothing like it has been labelled". Chosen on seeds 10-13 of the rows field, where it took
-   the acquisition from +0.057 to +0.105 mAP@0.5 ahead of random; on other seeds the gain is
-   smaller and fragile (``visionloop experiment``, docs/demo.md).
+   the acquisition from +0.057 to +0.105 mAP@0.5 ahead of random with a trainer that did not yet
+   oversample rare categories; with it the acquisition leads at small budgets and is level with
+   random at 10 % (``visionloop experiment``, docs/demo.md).
 3. Diversity. Greedy: each pick is the candidate of highest value x distance, the value its
    uncertainty (with novelty, the mix of stage 2), the distance to the nearest image picked or
    already labelled over the median distance between two candidates, capped at 1: a weighted
