@@ -300,18 +300,20 @@ def novelty(candidates: Sequence[np.ndarray], reference: np.ndarray | None = Non
     pool = rng.permutation(np.concatenate(bank).astype(np.float32))
     k = min(NOVELTY_NEIGHBOURS, len(pool) - 1)
     if len(pool) <= NOVELTY_SCREEN or max(counts) <= NOVELTY_REFINED:  # small enough: every cell measured
-        distance = _kth_distance(cells, pool, k)
-        return np.array([part.max() for part in np.split(distance, np.cumsum(counts)[:-1])])
+        return _per_image_max(_kth_distance(cells, pool, k), counts)
     # The second nearest: a cell that is in the screen's sample itself is not made ordinary by its copy.
     screen = _kth_distance(cells, pool[:NOVELTY_SCREEN], 1)
     ends = np.cumsum(counts)
     chosen = np.concatenate(
         [end - n + np.argsort(-screen[end - n : end])[:NOVELTY_REFINED] for n, end in zip(counts, ends, strict=True)]
     )
-    refined = _kth_distance(cells[chosen], pool, k)
-    owner = np.repeat(np.arange(len(counts)), [min(n, NOVELTY_REFINED) for n in counts])
-    result = np.zeros(len(counts))
-    np.maximum.at(result, owner, refined)
+    return _per_image_max(_kth_distance(cells[chosen], pool, k), [min(n, NOVELTY_REFINED) for n in counts])
+
+
+def _per_image_max(values: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """The largest of each image's run of ``values`` (runs of ``sizes``, in order; 0 for an empty run)."""
+    result = np.zeros(len(sizes))
+    np.maximum.at(result, np.repeat(np.arange(len(sizes)), sizes), values)
     return result
 
 
