@@ -22,7 +22,7 @@ from visionloop.cli.main import cli
 from visionloop.client.detector import DetectorClient
 from visionloop.client.loop import LoopClient
 from visionloop.common.v1 import image_pb2, training_pb2
-from visionloop.demo.config import LoopConfig
+from visionloop.demo.config import ORACLE, LoopConfig
 from visionloop.demo.experiment import (
     ACQUISITION,
     ARMS,
@@ -34,6 +34,7 @@ from visionloop.demo.experiment import (
     Scores,
     SeedResult,
     run_experiment,
+    spaced,
 )
 from visionloop.demo.report import comparison_table, rounds_table
 from visionloop.demo.rounds import DemoResult, run_rounds, stack_config
@@ -113,12 +114,12 @@ def annotation_count(hub: LoopClient, image_id: str) -> int:
 def test_the_experiment_spends_equal_budgets_on_the_same_frames() -> None:
     # One seed (trainings are what costs); the first model must find something for the filter.
     config = LoopConfig(rounds=2, robots=2, frames=10, bootstrap=24, held_out=8, epochs=12)
-    result = run_experiment(config, [3], budgets=(0.2,))
+    result = run_experiment(config, [3], arms=(*ARMS, ORACLE), budgets=(0.2,))
 
     (seed,) = result.seeds
     arms = seed.runs["20%"]
-    assert set(arms) == set(ARMS)
-    assert all(arms[arm][0] == arms[RANDOM][0] for arm in ARMS)  # one bootstrap model for every arm
+    assert set(arms) == {*ARMS, ORACLE}
+    assert all(arms[arm][0] == arms[RANDOM][0] for arm in arms)  # one bootstrap model for every arm
     budget = round(0.2 * config.robots * config.frames)
     assert arms[RANDOM][1].picked == budget
     assert arms[RANDOM][1].candidates == config.robots * config.frames
@@ -129,6 +130,9 @@ def test_the_experiment_spends_equal_budgets_on_the_same_frames() -> None:
         assert arms[arm][1].picked == min(budget, uploads)  # the budget, never more
         assert arms[arm][1].images == config.bootstrap + arms[arm][1].picked
     assert arms[ACQUISITION][1].selection_seconds > 0
+    # the oracle reads every frame the robots saw and spends the whole budget
+    assert arms[ORACLE][1].candidates == config.robots * config.frames
+    assert arms[ORACLE][1].picked == budget
     scores = arms[ACQUISITION][1].scores
     assert set(scores.categories) == {"weed", "stem", "crop", "thistle"}
     assert set(scores.situations) == {"routine", "shifted"}  # 2 rounds: the light changes in round 2
@@ -148,6 +152,26 @@ def test_random_is_the_mean_of_its_draws_and_the_same_whichever_budgets_run() ->
     assert "(random: the mean of 2 draws)" in comparison_table(both)
     with pytest.raises(ValueError, match="draw"):
         run_experiment(config, [1], budgets=(0.5,), draws=0)
+
+
+def test_spaced_picks_the_highest_scores_apart_along_each_drive() -> None:
+    offers = [(index / 10.0, camera, None) for index in range(30) for camera in ("robot-0", "robot-1")]
+    scores = [0.0] * len(offers)
+    for index, score in ((0, 0.9), (2, 0.8), (12, 0.7), (40, 0.6), (41, 0.5), (50, 0.4)):
+        scores[index] = score  # even indices robot-0 (frames 0, 1, 6, 20, 25), odd robot-1 (frame 20)
+    picks = spaced(scores, offers, 4, gap=5, fps=10.0)  # type: ignore[arg-type]
+    # 0.9 (robot-0 frame 0); 0.8 is frame 1 of the same drive: skipped; 0.7 (frame 6), 0.6 (frame 20);
+    # 0.5 is frame 20 of the other drive: taken
+    assert picks == [0, 12, 40, 41]
+    assert spaced(scores, offers, 2, gap=5, fps=10.0) == [0, 12]  # type: ignore[arg-type]
+    assert spaced(scores, offers, 100, gap=1, fps=10.0) == list(range(len(offers)))  # type: ignore[arg-type]
+    # Six drives' worth of spacing on one camera's 30 frames at most: the rest of the budget goes to the
+    # highest of those skipped (0.8 first, then frames in order of score, ties by index).
+    one = [offer for offer in offers if offer[1] == "robot-0"]
+    ranked = [scores[2 * index] for index in range(30)]  # robot-0's scores: 0.9, 0.8, 0.7, 0.6, 0.4 at 0, 1, 6, 20, 25
+    picks = spaced(ranked, one, 8, gap=5, fps=10.0)  # type: ignore[arg-type]
+    assert len(picks) == 8
+    assert {0, 1, 6, 20, 25} <= set(picks)
 
 
 def _round(map50: float, weed: float, seconds: float = 0.0) -> ArmRound:
@@ -176,13 +200,15 @@ def test_the_comparison_reports_paired_differences_and_spread_over_seeds() -> No
 def test_the_experiment_command_runs_random_and_the_arms_named(tmp_path: Path) -> None:
     small = ["--seeds", "1", "--rounds", "2", "--robots", "1", "--frames", "10", "--bootstrap", "8", "--epochs", "2"]
     options = [*small, "--held-out", "4", "--budget", "0.2", "--quiet", "--json", str(tmp_path / "result.json")]
-    outcome = CliRunner().invoke(cli, ["experiment", *options, "--arm", "uncertainty", "--repeat-threshold", "0"])
+    named = ["--arm", "uncertainty", "--arm", "oracle", "--repeat-threshold", "0"]
+    outcome = CliRunner().invoke(cli, ["experiment", *options, *named])
     assert outcome.exit_code == 0, outcome.output
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["config"]["repeat_threshold"] == 0.0  # the trainer without rare-category oversampling
     (seed,) = result["seeds"]
-    assert set(seed["runs"]["20%"]) == {RANDOM, UNCERTAINTY}  # random always runs: the others are compared with it
+    assert list(seed["runs"]["20%"]) == [RANDOM, UNCERTAINTY, ORACLE]  # random always runs, the others compared
     assert "uncertainty" in outcome.output
+    assert "oracle" in outcome.output
     assert "edge filter" not in outcome.output
 
     unknown = CliRunner().invoke(cli, ["experiment", *options, "--arm", "psychic"])

@@ -40,6 +40,7 @@ from visionloop.server.trainer.reference.train import (
     encode_batch,
     epoch_order,
     repeat_factors,
+    sample_losses,
 )
 from visionloop.testing.synthetic import world
 from visionloop.testing.synthetic.world import CATEGORIES, generate_samples
@@ -337,6 +338,24 @@ def test_map50_evaluator_scores_a_trained_model_above_an_untrained_one(smoke_mod
     untrained = reference.CenterNet(len(CATEGORIES), 12)
     trained = score(smoke_model)
     assert 0.0 <= score(untrained) < trained <= 1.0
+
+
+def test_sample_losses_say_how_wrong_the_model_is_on_each_frame(smoke_model) -> None:
+    held_out = generate_samples(16, seed=9, start=32)
+    size = (128, 96)
+    true = sample_losses(smoke_model, held_out, CATEGORIES, size)
+    # each frame labelled with the next one's objects: labels that disagree with what it shows
+    wrong = [replace(s, annotations=held_out[(i + 1) % len(held_out)].annotations) for i, s in enumerate(held_out)]
+    mislabelled = sample_losses(smoke_model, wrong, CATEGORIES, size)
+    untrained = sample_losses(reference.CenterNet(len(CATEGORIES), 12), held_out, CATEGORIES, size)
+    assert true.shape == (len(held_out),)
+    assert np.isfinite(true).all()
+    assert (true < mislabelled).all()  # frame by frame, not only on average
+    assert (true < untrained).all()
+    smoke_model.train()
+    sample_losses(smoke_model, held_out[:1], CATEGORIES, size)
+    assert smoke_model.training  # its mode as it was
+    smoke_model.eval()
 
 
 def test_the_reference_trainer_and_the_demo_oversample_rare_categories_by_default() -> None:

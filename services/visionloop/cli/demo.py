@@ -21,6 +21,7 @@ from visionloop.demo.config import (
     BUDGETS,
     EXPERIMENT_HELD_OUT,
     FIELDS,
+    ORACLE,
     RANDOM_DRAWS,
     LoopConfig,
 )
@@ -262,11 +263,12 @@ def demo(
 @click.option(
     "--arm",
     "arms",
-    type=click.Choice(ARMS),
+    type=click.Choice([*ARMS, ORACLE]),
     multiple=True,
     default=ARMS,
     show_default=True,
-    help="Arms to run (repeat for several); random always runs: the others are compared with it.",
+    help="Arms to run (repeat for several); random always runs: the others are compared with it. "
+    f"{ORACLE!r}: an upper bound that reads every frame's labels and picks those the model gets most wrong.",
 )
 @click.option(
     "--budget",
@@ -293,10 +295,11 @@ def experiment(seeds: int, arms: tuple[str, ...], budgets: tuple[float, ...], dr
     each later round it labels BUDGET x the frames the robots saw: random picks from all of them,
     the edge filter's first uploads, the most uncertain of the uploads, or the acquisition
     function's picks (rarity-weighted uncertainty and novelty of look, with diversity) from the
-    uploads. Each arm trains on its own picks, continuing from its previous model. Prints mAP@0.5
-    on held-out frames per round (mean and standard deviation over seeds), the last round's paired
-    differences from random, AP per category and situation, and what choosing cost. Runs
-    in-process (no services); camera time is simulated.
+    uploads; on demand an oracle that reads every frame's labels and picks those the model gets
+    most wrong (an upper bound). Each arm trains on its own picks, continuing from its previous
+    model. Prints mAP@0.5 on held-out frames per round (mean and standard deviation over seeds),
+    the last round's paired differences from random, AP per category and situation, and what
+    choosing cost. Runs in-process (no services); camera time is simulated.
     """
     from visionloop.demo.experiment import RANDOM, run_experiment, trainings
     from visionloop.demo.report import Progress, comparison_table
@@ -308,7 +311,7 @@ def experiment(seeds: int, arms: tuple[str, ...], budgets: tuple[float, ...], dr
     progress = Progress(enabled=not options["quiet"])
     started = time.perf_counter()
     shares = ", ".join(f"{b * 100:g} %" for b in budgets)
-    arms = tuple(a for a in ARMS if a == RANDOM or a in arms)  # in the table's order, random first
+    arms = tuple(a for a in (*ARMS, ORACLE) if a == RANDOM or a in arms)  # in the table's order, random first
     click.echo(
         f"VisionLoop experiment: {', '.join(arms)} at label budgets {shares}, {seeds} seeds, {config.rounds} rounds, "
         f"{config.robots} robots x {config.frames} frames per round, {config.preset} field, random the mean of "

@@ -28,6 +28,9 @@ ACQUISITIONS = ("balanced", "uncertainty", "random", "arrival")
 BUDGETS = (0.05, 0.10, 0.20)
 # The experiment's ways of spending them (``demo.experiment``), random first: the others are compared with it.
 ARMS = ("random", "filter", "uncertainty", "acquisition")
+# An arm no loop can run, for the experiment's upper bound: it reads every frame's labels and picks the
+# frames the model gets most wrong. On demand (``--arm oracle``), not among the default arms.
+ORACLE = "oracle"
 # The experiment's held-out frames: more than the demo's, since its paired differences between arms are
 # a few points and the rare category's AP rests on the thistles among them (about 1.7 per 6.7 frames).
 EXPERIMENT_HELD_OUT = 500

@@ -14,7 +14,12 @@ the robots' frames of that round (the same frames for every arm) are offered, an
 - ``acquisition``: from those uploads, ``lib.acquisition.select`` with its defaults (what
   SelectImages' ``ACQUISITION_BALANCED`` does): the same least confidence of an image's most
   uncertain object, rare categories boosted, mixed with the novelty of the image's look, picked
-  greedily away from what is labelled and picked (diversity).
+  greedily away from what is labelled and picked (diversity);
+- ``oracle`` (on demand, an upper bound rather than a way of picking): from all the robots' frames,
+  those its current model gets most wrong, by its training loss on their ground truth, spread along
+  the drives (``spaced``: no two within ``ORACLE_GAP`` frames of one drive while the budget allows).
+  No loop knows those labels before it buys them: what it scores says how much choosing frames can
+  buy on this field with this trainer.
 
 Where the filter uploads fewer frames than the budget, the arms that choose from its uploads
 label them all (and so fewer frames than ``random``). Each arm's picks are annotated from ground
@@ -46,6 +51,7 @@ from visionloop.demo.config import (
     BUDGETS,
     DETECTOR_SCORE_THRESHOLD,
     EVALUATION_SCORE_THRESHOLD,
+    ORACLE,
     LoopConfig,
 )
 from visionloop.demo.scenes import Frame
@@ -56,7 +62,7 @@ from visionloop.lib.evaluation import Prediction, Truth, evaluate
 from visionloop.lib.training_data import Sample
 from visionloop.server.detector.upload_filter import UploadFilter
 from visionloop.server.trainer.reference.predict import predict, truths
-from visionloop.server.trainer.reference.train import TrainingRun, input_size
+from visionloop.server.trainer.reference.train import TrainingRun, input_size, sample_losses
 
 RANDOM, FILTER, UNCERTAINTY, ACQUISITION = ARMS
 UNCERTAINTY_ONLY = acquisition.Criteria(
@@ -67,6 +73,9 @@ UNCERTAINTY_ONLY = acquisition.Criteria(
     novelty=False,
 )
 ARM_CRITERIA = {UNCERTAINTY: UNCERTAINTY_ONLY, ACQUISITION: acquisition.Criteria()}
+# The oracle's picks of one drive are at least this many frames apart (96 pixels of ground, half a
+# frame): the frames a model gets most wrong come in runs, one thing seen as it passes under the camera.
+ORACLE_GAP = 12
 
 Step = Callable[[str], None]  # called after every training with what it was
 Offer = tuple[float, str, Frame]  # camera time, camera id, frame
@@ -221,7 +230,7 @@ class _Arm:
     name: str
     model: CenterNet
     trained: list[Sample]
-    chooser: UploadFilter | None  # the arm's detector's upload filter; None for random
+    chooser: UploadFilter | None  # the arm's detector's upload filter; None for random and the oracle
     picker: random.Random | None  # random's draws; None for the others
     rounds: list[ArmRound]
     labelled: Counter[str] = field(default_factory=Counter)  # objects per category
@@ -248,10 +257,35 @@ class _Choice:
     patches: list[np.ndarray] = field(default_factory=list)  # of the picks, for the arm's novelty
 
 
+def spaced(scores: Sequence[float], offers: Sequence[Offer], budget: int, gap: int, fps: float) -> list[int]:
+    """``budget`` offers by score, highest first, skipping any within ``gap`` frames of one picked from the
+    same camera while others are left; where that leaves the budget unspent, the highest of those skipped
+    fill it. Returned in camera order."""
+    picks: list[int] = []
+    skipped: list[int] = []
+    taken: dict[str, list[float]] = {}
+    for i in sorted(range(len(offers)), key=lambda i: -scores[i]):
+        if len(picks) == budget:
+            break
+        now, camera, _ = offers[i]
+        if any(round(abs(now - then) * fps) < gap for then in taken.get(camera, [])):  # in whole frames
+            skipped.append(i)
+            continue
+        picks.append(i)
+        taken.setdefault(camera, []).append(now)
+    return sorted(picks + skipped[: budget - len(picks)])
+
+
 def _choose(arm: _Arm, budget: int, offers: Sequence[Offer], images: Sequence[np.ndarray], run: Bench) -> _Choice:
     """The arm's picks this round and what it chose them from."""
     if arm.picker is not None:
         return _Choice(sorted(arm.picker.sample(range(len(offers)), min(budget, len(offers)))), len(offers))
+    if arm.name == ORACLE:
+        started = time.perf_counter()
+        samples = [Sample(image, frame.annotations, 0) for image, (_, _, frame) in zip(images, offers, strict=True)]
+        losses = sample_losses(arm.model, samples, run.names, run.size)
+        worst = spaced(losses.tolist(), offers, budget, ORACLE_GAP, run.config.fps)
+        return _Choice(worst, len(offers), time.perf_counter() - started)
     assert arm.chooser is not None
     found = run.detect(arm.model, images)
     uploads = _filtered(found, offers, arm.chooser)
@@ -355,7 +389,7 @@ def run_seed(
             name,
             model,
             list(bootstrap),
-            None if name == RANDOM else UploadFilter(config.upload_filter, random.Random(config.seed)),
+            None if name in (RANDOM, ORACLE) else UploadFilter(config.upload_filter, random.Random(config.seed)),
             random.Random(f"{config.seed}/{budget_label(budget)}/{draw}") if name == RANDOM else None,
             [first],
             _objects(bootstrap),
@@ -433,9 +467,9 @@ def run_experiment(
         raise ValueError("the experiment needs at least 2 rounds: the bootstrap and one chosen round")
     if RANDOM not in arms:
         raise ValueError("the arms must include random: every other arm is compared with it")
-    unknown = set(arms) - set(ARMS)
+    unknown = set(arms) - {*ARMS, ORACLE}
     if unknown:
-        raise ValueError(f"unknown arms {sorted(unknown)}; use {', '.join(ARMS)}")
+        raise ValueError(f"unknown arms {sorted(unknown)}; use {', '.join(ARMS)} or {ORACLE}")
     if not budgets or not all(0 < b <= 1 for b in budgets):
         raise ValueError("budgets are shares of the robots' frames, each in (0, 1]")
     if draws < 1:

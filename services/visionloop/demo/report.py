@@ -136,6 +136,7 @@ ARM_NAMES = {
     "filter": "edge filter",
     "uncertainty": "uncertainty",
     "acquisition": "acquisition",
+    "oracle": "oracle",
 }
 
 

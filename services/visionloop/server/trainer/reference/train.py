@@ -451,6 +451,29 @@ class TrainingRun:
             core.train()
 
 
+def sample_losses(
+    model: CenterNet, samples: Sequence[Sample], categories: Sequence[str], size: tuple[int, int]
+) -> np.ndarray:
+    """The training loss of ``model`` on each of ``samples`` (their annotations the ground truth, no flips):
+    how wrong the model is on each frame, per object. ``size`` is the model input (width, height)."""
+    images, objects = _prepare_samples(samples, categories, *size)
+    unflipped = np.zeros((1, 2), bool)
+    values = np.empty(len(samples))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i, held in enumerate(objects):  # one at a time: the loss is normalised by the batch's objects
+                heat, sizes, offset, mask = (
+                    torch.from_numpy(x) for x in encode_batch([held], unflipped, len(categories), *size)
+                )
+                value, _ = loss(model(_images(images, np.array([i]), unflipped)), heat, sizes, offset, mask)
+                values[i] = float(value)
+    finally:
+        model.train(was_training)
+    return values
+
+
 def train(
     samples: Sequence[Sample],
     categories: Sequence[str],
