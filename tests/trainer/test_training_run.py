@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from tests.detector.conftest import start_detector
-from visionloop.common.v1 import image_pb2, model_pb2
+from visionloop.common.v1 import annotation_pb2, geometry_pb2, image_pb2, model_pb2
 from visionloop.demo.config import LoopConfig
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
@@ -27,7 +27,8 @@ from visionloop.lib.centernet import artifacts
 from visionloop.lib.centernet import model as reference
 from visionloop.lib.preprocess import Frame, prepare
 from visionloop.server.detector.config import DetectorSettings
-from visionloop.server.trainer.reference.plugin import ReferenceTrainer
+from visionloop.server.trainer.plugin import CategoryInfo, Progress, TrainImage, TrainJob
+from visionloop.server.trainer.reference.plugin import ReferenceTrainer, _hyperparameters, _samples
 from visionloop.server.trainer.reference.predict import map50_evaluator, predict
 from visionloop.server.trainer.reference.train import (
     LAST,
@@ -260,6 +261,60 @@ def test_folder_of_another_run_is_refused(samples, tmp_path: Path) -> None:
     _run(samples, tmp_path, replace(TINY, epochs=1))
     with pytest.raises(ValueError, match="another run"):
         _run(samples, tmp_path)
+
+
+def test_a_checkpoint_of_another_run_can_be_discarded_to_start_over(samples, tmp_path: Path) -> None:
+    # as after an upgrade that added a hyperparameter: the same training, other hyperparameters
+    _run(samples, tmp_path / "upgraded", replace(TINY, epochs=2, repeat_threshold=0.0))
+    stopped = _run(samples, tmp_path / "upgraded", should_stop=lambda: True, restart_foreign=True)
+    assert stopped == []
+    assert not (tmp_path / "upgraded" / LAST).exists()  # the other run's checkpoints went before any epoch
+    assert TrainingRun(samples, CATEGORIES, TINY, tmp_path / "upgraded").best_model() is None
+
+    _run(samples, tmp_path / "other", replace(TINY, epochs=2, repeat_threshold=0.0))
+    reports = _run(samples, tmp_path / "other", restart_foreign=True)
+    assert [r.epoch for r in reports] == list(range(1, TINY.epochs + 1))
+    _run(samples, tmp_path / "fresh")
+    _assert_same(_last_state(tmp_path / "other"), _last_state(tmp_path / "fresh"))  # as if the folder were empty
+
+
+def _train_job(samples: list[world.Sample], folder: Path, hyperparameters: dict[str, object]) -> TrainJob:
+    """A reference-trainer job on ``samples`` as the trainer service hands it over (files and hub shapes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    kinds = dict(world.categories())
+    categories = tuple(CategoryInfo(f"c{i}", name, kinds[name]) for i, name in enumerate(CATEGORIES))
+    ids = {c.name: c.id for c in categories}
+    images = []
+    for index, sample in enumerate(samples):
+        path = folder / f"{index}.png"
+        cv2.imwrite(str(path), sample.image)
+        shapes = [
+            geometry_pb2.Shape(box=geometry_pb2.Box(x=a.box[0], y=a.box[1], width=a.box[2], height=a.box[3]))
+            if a.box is not None
+            else geometry_pb2.Shape(point=geometry_pb2.Point(x=a.centre[0], y=a.centre[1]))
+            for a in sample.annotations
+        ]
+        annotations = tuple(
+            annotation_pb2.Annotation(category_id=ids[a.category], shape=shape)
+            for a, shape in zip(sample.annotations, shapes, strict=True)
+        )
+        height, width = sample.image.shape[:2]
+        images.append(TrainImage(f"{index:064x}", path, width, height, annotations))
+    return TrainJob("t1", artifacts.VARIANT, hyperparameters, categories, folder / "job", tuple(images))
+
+
+def test_the_reference_trainer_starts_over_from_a_checkpoint_it_cannot_resume(samples, tmp_path: Path) -> None:
+    """A training checkpointed by an older trainer (a hyperparameter it did not have) resumes after the
+    upgrade by starting over, instead of failing every retry on "belongs to another run"."""
+    trainer = ReferenceTrainer()
+    old = {"resolution": 64, "epochs": 2, "batch_size": 4, "learning_rate": 5e-3, "width": 8, "seed": 3}
+    job = _train_job(samples, tmp_path, dict(trainer.verify(artifacts.VARIANT, old).corrected))
+    before = dict(job.hyperparameters, repeat_threshold=0.0)  # what the older trainer ran
+    _run(_samples(job.train_images, job.categories), job.folder / "run", _hyperparameters(before))
+    reports: list[Progress] = []
+    trainer.train(job, reports.append, lambda: False)
+    assert [r.epoch for r in reports] == [1, 2]  # from the start, with this trainer's hyperparameters
+    assert trainer.has_model(job)
 
 
 def test_batch_targets_are_the_per_image_encoding(samples) -> None:

@@ -161,6 +161,10 @@ class ReferenceTrainer(TrainerPlugin):
             job.folder / "run",
             base_state=self._base_state(job),
             evaluate=evaluate,
+            # The folder is this training's own: a checkpoint it cannot resume was made before an upgrade
+            # changed its hyperparameters (a new one with its default) or on other ranks; retrying cannot
+            # resume it either, starting over can.
+            restart_foreign=True,
         )
 
     def _base_state(self, job: TrainJob) -> dict[str, torch.Tensor] | None:

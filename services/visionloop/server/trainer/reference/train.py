@@ -28,7 +28,10 @@ from visionloop.lib.centernet.model import POINT_SIZE, STRIDE, CenterNet, loss
 from visionloop.lib.preprocess import Frame, prepare
 from visionloop.lib.training_data import Annotation, Sample
 from visionloop.runtime.files import write_atomically
+from visionloop.runtime.logging import get_logger
 from visionloop.server.trainer.reference import distributed
+
+log = get_logger(__name__)
 
 Progress = Callable[[int, float], None]  # (epoch, 1-based; mean loss over the epoch)
 LAST, BEST = "last.pt", "best.pt"
@@ -230,7 +233,9 @@ class TrainingRun:
 
     ``run`` resumes from ``folder/last.pt`` when it exists. ``evaluate`` scores the model (higher is
     better) every ``evaluate_every`` epochs and after the last; ``best.pt`` keeps the best scored
-    model, and until the first score (or without ``evaluate``) the latest one.
+    model, and until the first score (or without ``evaluate``) the latest one. A ``last.pt`` made by
+    another run (other hyperparameters, samples or ranks) is refused, or with ``restart_foreign``
+    discarded with ``best.pt`` and the run trained from its first epoch.
     """
 
     def __init__(
@@ -243,6 +248,7 @@ class TrainingRun:
         base_state: Mapping[str, torch.Tensor] | None = None,
         evaluate: Callable[[CenterNet], float] | None = None,
         evaluate_every: int = 5,
+        restart_foreign: bool = False,
     ) -> None:
         if not samples:
             raise ValueError("training needs at least one sample")
@@ -265,6 +271,7 @@ class TrainingRun:
         self.base_state = base_state
         self.evaluate = evaluate
         self.evaluate_every = evaluate_every
+        self.restart_foreign = restart_foreign
         frame_h, frame_w = samples[0].image.shape[:2]
         self._input_size = input_size(hyper.resolution, frame_w, frame_h)
         self._data: tuple[np.ndarray, list[np.ndarray]] | None = None
@@ -308,12 +315,23 @@ class TrainingRun:
         if checkpoint is None:
             return None
         wanted = self._identity(workers.size)
-        if checkpoint.get("version") != _CHECKPOINT_VERSION or checkpoint.get("identity") != wanted:
+        if checkpoint.get("version") == _CHECKPOINT_VERSION and checkpoint.get("identity") == wanted:
+            return checkpoint
+        if not self.restart_foreign:
             raise ValueError(
                 f"{self.folder / LAST} belongs to another run ({checkpoint.get('identity')}); "
                 f"this one is {wanted}: use an empty folder"
             )
-        return checkpoint
+        if workers.leader:
+            log.warning(
+                "checkpoint of another run discarded; training from the first epoch",
+                folder=str(self.folder),
+                found=checkpoint.get("identity"),
+                wanted=wanted,
+            )
+            for name in (LAST, BEST):  # a stop before the first epoch must not leave the other run's model
+                (self.folder / name).unlink(missing_ok=True)
+        return None
 
     def run(
         self,
