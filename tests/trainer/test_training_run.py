@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from tests.detector.conftest import start_detector
-from visionloop.common.v1 import annotation_pb2, geometry_pb2, image_pb2, model_pb2
+from visionloop.common.v1 import category_pb2, image_pb2, model_pb2
 from visionloop.demo.config import LoopConfig
 from visionloop.detector.v1 import detector_service_pb2 as pb
 from visionloop.detector.v1 import detector_service_pb2_grpc
@@ -44,6 +44,7 @@ from visionloop.server.trainer.reference.train import (
     sample_losses,
 )
 from visionloop.testing.synthetic import world
+from visionloop.testing.synthetic.seeding import shapes
 from visionloop.testing.synthetic.world import CATEGORIES, generate_samples
 
 REPO = Path(__file__).resolve().parents[2]
@@ -282,23 +283,14 @@ def _train_job(samples: list[world.Sample], folder: Path, hyperparameters: dict[
     """A reference-trainer job on ``samples`` as the trainer service hands it over (files and hub shapes)."""
     folder.mkdir(parents=True, exist_ok=True)
     kinds = dict(world.categories())
-    categories = tuple(CategoryInfo(f"c{i}", name, kinds[name]) for i, name in enumerate(CATEGORIES))
-    ids = {c.name: c.id for c in categories}
+    hub = {name: category_pb2.Category(id=f"c{i}", name=name) for i, name in enumerate(CATEGORIES)}
+    categories = tuple(CategoryInfo(c.id, c.name, kinds[c.name]) for c in hub.values())
     images = []
     for index, sample in enumerate(samples):
         path = folder / f"{index}.png"
         cv2.imwrite(str(path), sample.image)
-        shapes = [
-            geometry_pb2.Shape(box=geometry_pb2.Box(x=a.box[0], y=a.box[1], width=a.box[2], height=a.box[3]))
-            if a.box is not None
-            else geometry_pb2.Shape(point=geometry_pb2.Point(x=a.centre[0], y=a.centre[1]))
-            for a in sample.annotations
-        ]
-        annotations = tuple(
-            annotation_pb2.Annotation(category_id=ids[a.category], shape=shape)
-            for a, shape in zip(sample.annotations, shapes, strict=True)
-        )
         height, width = sample.image.shape[:2]
+        annotations = tuple(shapes(sample.annotations, hub, width, height))
         images.append(TrainImage(f"{index:064x}", path, width, height, annotations))
     return TrainJob("t1", artifacts.VARIANT, hyperparameters, categories, folder / "job", tuple(images))
 

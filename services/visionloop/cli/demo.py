@@ -19,6 +19,7 @@ from visionloop.demo.config import (
     ACQUISITIONS,
     ARMS,
     BUDGETS,
+    EXPERIMENT_ARMS,
     EXPERIMENT_HELD_OUT,
     FIELDS,
     ORACLE,
@@ -263,7 +264,7 @@ def demo(
 @click.option(
     "--arm",
     "arms",
-    type=click.Choice([*ARMS, ORACLE]),
+    type=click.Choice(EXPERIMENT_ARMS),
     multiple=True,
     default=ARMS,
     show_default=True,
@@ -311,7 +312,7 @@ def experiment(seeds: int, arms: tuple[str, ...], budgets: tuple[float, ...], dr
     progress = Progress(enabled=not options["quiet"])
     started = time.perf_counter()
     shares = ", ".join(f"{b * 100:g} %" for b in budgets)
-    arms = tuple(a for a in (*ARMS, ORACLE) if a == RANDOM or a in arms)  # in the table's order, random first
+    arms = tuple(a for a in EXPERIMENT_ARMS if a == RANDOM or a in arms)  # in the table's order, random first
     click.echo(
         f"VisionLoop experiment: {', '.join(arms)} at label budgets {shares}, {seeds} seeds, {config.rounds} rounds, "
         f"{config.robots} robots x {config.frames} frames per round, {config.preset} field, random the mean of "

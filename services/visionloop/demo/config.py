@@ -31,6 +31,7 @@ ARMS = ("random", "filter", "uncertainty", "acquisition")
 # An arm no loop can run, for the experiment's upper bound: it reads every frame's labels and picks the
 # frames the model gets most wrong. On demand (``--arm oracle``), not among the default arms.
 ORACLE = "oracle"
+EXPERIMENT_ARMS = (*ARMS, ORACLE)  # every arm the experiment can run, in its tables' order
 # The experiment's held-out frames: more than the demo's, since its paired differences between arms are
 # a few points and the rare category's AP rests on the thistles among them (about 1.7 per 6.7 frames).
 EXPERIMENT_HELD_OUT = 500

@@ -51,6 +51,7 @@ from visionloop.demo.config import (
     BUDGETS,
     DETECTOR_SCORE_THRESHOLD,
     EVALUATION_SCORE_THRESHOLD,
+    EXPERIMENT_ARMS,
     ORACLE,
     LoopConfig,
 )
@@ -467,9 +468,9 @@ def run_experiment(
         raise ValueError("the experiment needs at least 2 rounds: the bootstrap and one chosen round")
     if RANDOM not in arms:
         raise ValueError("the arms must include random: every other arm is compared with it")
-    unknown = set(arms) - {*ARMS, ORACLE}
+    unknown = set(arms) - set(EXPERIMENT_ARMS)
     if unknown:
-        raise ValueError(f"unknown arms {sorted(unknown)}; use {', '.join(ARMS)} or {ORACLE}")
+        raise ValueError(f"unknown arms {sorted(unknown)}; use {', '.join(EXPERIMENT_ARMS)}")
     if not budgets or not all(0 < b <= 1 for b in budgets):
         raise ValueError("budgets are shares of the robots' frames, each in (0, 1]")
     if draws < 1:

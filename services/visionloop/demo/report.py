@@ -136,7 +136,6 @@ ARM_NAMES = {
     "filter": "edge filter",
     "uncertainty": "uncertainty",
     "acquisition": "acquisition",
-    "oracle": "oracle",
 }
 
 
